@@ -1,0 +1,624 @@
+//! The settings registry: the one place every setting is declared.
+//!
+//! Each [`Setting`] row carries its name (which derives the TOML key and the
+//! `BOURBON_*` environment variable), its CLI flags, section, default, docs,
+//! and the functions that parse input into [`crate::Config`] and render it back.
+//! The CLI parser, env/file loaders, `--help`, `--print-config` and
+//! `docs/settings.md` are all generated from [`SETTINGS`]; nothing about an
+//! individual setting is written anywhere else.
+
+use std::path::PathBuf;
+
+pub(crate) use crate::setting::{
+    apply, by_long, by_name, by_short, defaults, did_you_mean, split_list, Kind, Section, Setting,
+    Shown,
+};
+use crate::types::{
+    format_duration, parse_app, parse_bind, parse_bool, parse_duration, parse_env_pair,
+    parse_log_format, parse_log_level, parse_positive_u32, parse_root_path, parse_size,
+    parse_usize_in, Bad, LogTarget,
+};
+
+fn opt_path(s: &str) -> Option<PathBuf> {
+    (!s.is_empty()).then(|| PathBuf::from(s))
+}
+
+fn show_opt_path(p: &Option<PathBuf>) -> Shown {
+    Shown::Str(
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    )
+}
+
+fn num(n: impl ToString) -> Shown {
+    Shown::Num(n.to_string())
+}
+
+/// Limits taken from gunicorn; above them a request is surely hostile.
+const MAX_REQUEST_LINE: usize = 8190;
+const MAX_HEADER_FIELDS: usize = 32768;
+
+/// Every setting, in help/docs order within each section.
+pub(crate) static SETTINGS: &[Setting] = &[
+    // ---- Application ----
+    Setting {
+        name: "app",
+        long: &[],
+        short: None,
+        metavar: "APP",
+        section: Section::Application,
+        kind: Kind::Positional(|c, s| {
+            c.app = Some(parse_app(s)?);
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: None,
+        example: "mysite.wsgi:application",
+        help: "the WSGI app: module:callable, module, or module:factory()",
+        doc: "The WSGI application to serve, given as the positional argument. \
+`module:callable` imports `module` and uses its attribute `callable`; a bare \
+`module` means `module:application`; `module:factory()` calls `factory` with no \
+arguments and serves what it returns. The module is a dotted Python path and the \
+attribute a Python identifier. Required unless only printing the config.",
+        show: |c| match &c.app {
+            Some(a) => Shown::Str(a.to_string()),
+            None => Shown::Unset,
+        },
+    },
+    Setting {
+        name: "config",
+        long: &["--config"],
+        short: Some('c'),
+        metavar: "FILE",
+        section: Section::Application,
+        kind: Kind::Value(|c, s| {
+            // The file itself is read by the loader before any setting is
+            // applied; here we only record which file it was.
+            c.config = opt_path(s);
+            Ok(())
+        }),
+        from_env: true,
+        from_file: false,
+        default: None,
+        example: "bourbon.toml",
+        help: "load settings from this TOML file",
+        doc: "A TOML file of settings, keyed by the setting names on this page \
+(underscores or dashes). Values in it override defaults and are overridden by \
+environment variables and command-line options. Only accepted on the command \
+line or as `BOURBON_CONFIG`; a missing file is an error. `bourbon --print-config` \
+writes a file in this format.",
+        show: |_| Shown::Unset,
+    },
+    Setting {
+        name: "chdir",
+        long: &["--chdir"],
+        short: None,
+        metavar: "DIR",
+        section: Section::Application,
+        kind: Kind::Value(|c, s| {
+            if !s.is_empty() && !std::path::Path::new(s).is_dir() {
+                return Err(Bad::range(format!("'{s}' is not a directory")));
+            }
+            c.chdir = opt_path(s);
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "/srv/mysite",
+        help: "change to this directory before loading the app",
+        doc: "Directory to change into before the application is imported. Empty \
+means stay in the directory bourbon was started from. The directory must exist.",
+        show: |c| show_opt_path(&c.chdir),
+    },
+    Setting {
+        name: "pythonpath",
+        long: &["--pythonpath"],
+        short: None,
+        metavar: "DIRS",
+        section: Section::Application,
+        kind: Kind::List(|c, items| {
+            c.pythonpath = items
+                .iter()
+                .flat_map(|i| i.split(','))
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect();
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "/srv/lib,/srv/site",
+        help: "comma-separated directories to add to sys.path",
+        doc: "Directories to prepend to Python's `sys.path` before importing the \
+application, separated by commas. In a config file this may also be an array.",
+        show: |c| {
+            Shown::List(
+                c.pythonpath
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            )
+        },
+    },
+    Setting {
+        name: "env",
+        long: &["--env"],
+        short: Some('e'),
+        metavar: "KEY=VALUE",
+        section: Section::Application,
+        kind: Kind::List(|c, items| {
+            c.env = items
+                .iter()
+                .map(|i| parse_env_pair(i))
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "DJANGO_SETTINGS_MODULE=mysite.settings",
+        help: "set an environment variable for the app (repeatable)",
+        doc: "Set an environment variable in the server process before the \
+application is loaded. Repeat the option for several variables. In \
+`BOURBON_ENV` separate pairs with commas (values cannot then contain commas); in a \
+config file use an array of `\"KEY=VALUE\"` strings.",
+        show: |c| Shown::List(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+    },
+    Setting {
+        name: "root_path",
+        long: &["--root-path"],
+        short: None,
+        metavar: "PATH",
+        section: Section::Application,
+        kind: Kind::Value(|c, s| {
+            c.root_path = parse_root_path(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "/app",
+        help: "URL prefix the app is mounted under (SCRIPT_NAME)",
+        doc: "The URL prefix the application is mounted under, passed to it as \
+`SCRIPT_NAME`. Empty, or a path starting with `/` and not ending with `/`. \
+Use it when a proxy forwards `/app/...` to bourbon and the application should \
+generate URLs under `/app`.",
+        show: |c| Shown::Str(c.root_path.clone()),
+    },
+    // ---- Server socket ----
+    Setting {
+        name: "bind",
+        long: &["--bind"],
+        short: Some('b'),
+        metavar: "ADDR",
+        section: Section::Socket,
+        kind: Kind::List(|c, items| {
+            if items.is_empty() {
+                return Err(Bad::form("at least one address is required"));
+            }
+            c.bind = items
+                .iter()
+                .map(|i| parse_bind(i))
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("127.0.0.1:8000"),
+        example: "0.0.0.0:8000",
+        help: "address to listen on (repeatable; 0.0.0.0:$PORT if PORT is set)",
+        doc: "Where to listen. Accepted forms: `HOST:PORT`, `[IPV6]:PORT`, a bare \
+`HOST` (port 8000), `unix:PATH` for a Unix socket, and `fd://N` for an \
+inherited listening socket. `HOST` may be a name such as `localhost`. Repeat \
+the option to listen on several addresses. A source that sets `bind` replaces \
+the addresses from lower-precedence sources rather than adding to them. In \
+`BOURBON_BIND` separate addresses with commas; in a config file use a string or \
+an array. If no source sets it and the `PORT` environment variable is set, the \
+default becomes `0.0.0.0:$PORT`.",
+        show: |c| Shown::List(c.bind.iter().map(|b| b.to_string()).collect()),
+    },
+    Setting {
+        name: "backlog",
+        long: &["--backlog"],
+        short: None,
+        metavar: "N",
+        section: Section::Socket,
+        kind: Kind::Value(|c, s| {
+            c.backlog = parse_positive_u32(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("2048"),
+        example: "2048",
+        help: "maximum number of pending connections",
+        doc: "The length of the queue of connections waiting to be accepted. The \
+operating system may cap it (e.g. `net.core.somaxconn` on Linux).",
+        show: |c| num(c.backlog),
+    },
+    // ---- Worker processes ----
+    Setting {
+        name: "workers",
+        long: &["--workers"],
+        short: Some('w'),
+        metavar: "N",
+        section: Section::Workers,
+        kind: Kind::Value(|c, s| {
+            c.workers = parse_positive_u32(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("1"),
+        example: "4",
+        help: "number of worker processes ($WEB_CONCURRENCY if set)",
+        doc: "How many worker processes serve requests. At least 1. If no source \
+sets it and the `WEB_CONCURRENCY` environment variable is set, that is the \
+default.",
+        show: |c| num(c.workers),
+    },
+    Setting {
+        name: "threads",
+        long: &["--threads"],
+        short: None,
+        metavar: "N",
+        section: Section::Workers,
+        kind: Kind::Value(|c, s| {
+            c.threads = parse_positive_u32(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("1"),
+        example: "4",
+        help: "threads per worker running the app",
+        doc: "How many threads in each worker run the application concurrently. \
+At least 1.",
+        show: |c| num(c.threads),
+    },
+    // ---- Timeouts ----
+    Setting {
+        name: "keep_alive",
+        long: &["--keep-alive"],
+        short: None,
+        metavar: "SECS",
+        section: Section::Timeouts,
+        kind: Kind::Value(|c, s| {
+            c.keep_alive = parse_duration(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("2"),
+        example: "5",
+        help: "seconds to hold an idle keep-alive connection; 0 disables keep-alive",
+        doc: "How long, in seconds, an idle connection is kept open waiting for \
+the next request. `0` closes every connection after its response. Fractions \
+such as `0.5` are allowed.",
+        show: |c| Shown::Num(format_duration(c.keep_alive)),
+    },
+    Setting {
+        name: "header_timeout",
+        long: &["--header-timeout"],
+        short: None,
+        metavar: "SECS",
+        section: Section::Timeouts,
+        kind: Kind::Value(|c, s| {
+            let d = parse_duration(s)?;
+            if d.is_zero() {
+                return Err(Bad::range(format!("'{s}' must be greater than 0")));
+            }
+            c.header_timeout = d;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("10"),
+        example: "10",
+        help: "seconds allowed for a whole request head to arrive",
+        doc: "How long, in seconds, a client has to send the complete request line \
+and headers once it starts a request. Protects against clients that trickle \
+headers slowly. Must be greater than 0; fractions are allowed.",
+        show: |c| Shown::Num(format_duration(c.header_timeout)),
+    },
+    Setting {
+        name: "write_timeout",
+        long: &["--write-timeout"],
+        short: None,
+        metavar: "SECS",
+        section: Section::Timeouts,
+        kind: Kind::Value(|c, s| {
+            let d = parse_duration(s)?;
+            if d.is_zero() {
+                return Err(Bad::range(format!("'{s}' must be greater than 0")));
+            }
+            c.write_timeout = d;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("30"),
+        example: "30",
+        help: "close a connection whose response write stalls this many seconds",
+        doc: "If writing a response makes no progress for this many seconds (the \
+client stopped reading), the connection is closed. Must be greater than 0; \
+fractions are allowed.",
+        show: |c| Shown::Num(format_duration(c.write_timeout)),
+    },
+    // ---- Request limits ----
+    Setting {
+        name: "limit_request_line",
+        long: &["--limit-request-line"],
+        short: None,
+        metavar: "BYTES",
+        section: Section::Limits,
+        kind: Kind::Value(|c, s| {
+            let n = parse_usize_in(s, 0, MAX_REQUEST_LINE)?;
+            // 0 traditionally means "unlimited"; an unbounded line is a memory
+            // exhaustion vector, so it means "the largest allowed" instead.
+            c.limit_request_line = if n == 0 { MAX_REQUEST_LINE } else { n };
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("4094"),
+        example: "4094",
+        help: "maximum request line size in bytes (0 = maximum, 8190)",
+        doc: "The largest HTTP request line (method, URL and version) accepted, in \
+bytes. Longer lines get `414 URI Too Long`. From 0 to 8190; `0` means the \
+maximum, 8190.",
+        show: |c| num(c.limit_request_line),
+    },
+    Setting {
+        name: "limit_request_fields",
+        long: &["--limit-request-fields"],
+        short: None,
+        metavar: "N",
+        section: Section::Limits,
+        kind: Kind::Value(|c, s| {
+            let n = parse_usize_in(s, 0, MAX_HEADER_FIELDS)?;
+            c.limit_request_fields = if n == 0 { MAX_HEADER_FIELDS } else { n };
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("100"),
+        example: "100",
+        help: "maximum number of request header fields (max 32768)",
+        doc: "The most header fields a request may have. From 0 to 32768; `0` \
+means the maximum, 32768.",
+        show: |c| num(c.limit_request_fields),
+    },
+    Setting {
+        name: "limit_request_field_size",
+        long: &["--limit-request-field_size", "--limit-request-field-size"],
+        short: None,
+        metavar: "BYTES",
+        section: Section::Limits,
+        kind: Kind::Value(|c, s| {
+            c.limit_request_field_size = parse_usize_in(s, 0, usize::MAX)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("8190"),
+        example: "8190",
+        help: "maximum size of one request header field in bytes (0 = no limit)",
+        doc: "The largest single header field (name and value) accepted, in bytes. \
+`0` removes the per-field limit. `--limit-request-field-size` is accepted as \
+well as gunicorn's spelling.",
+        show: |c| num(c.limit_request_field_size),
+    },
+    Setting {
+        name: "limit_request_body",
+        long: &["--limit-request-body"],
+        short: None,
+        metavar: "BYTES",
+        section: Section::Limits,
+        kind: Kind::Value(|c, s| {
+            c.limit_request_body = parse_size(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("0"),
+        example: "10M",
+        help: "maximum request body size, e.g. 10M (0 = unlimited)",
+        doc: "The largest request body accepted; larger ones get `413 Content Too \
+Large`. A number of bytes, optionally with a `K`, `M` or `G` suffix (powers of \
+1024). `0` means unlimited.",
+        show: |c| num(c.limit_request_body),
+    },
+    Setting {
+        name: "post_buffering",
+        long: &["--post-buffering"],
+        short: None,
+        metavar: "BYTES",
+        section: Section::Limits,
+        kind: Kind::Value(|c, s| {
+            c.post_buffering = parse_size(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("1M"),
+        example: "1M",
+        help: "read request bodies up to this size before calling the app (0 = off)",
+        doc: "Request bodies up to this size are read completely before the \
+application is called, so a slow client never ties up an application thread. \
+Larger bodies are streamed to the application as they arrive. Accepts `K`, `M`, \
+`G` suffixes; `0` disables buffering.",
+        show: |c| num(c.post_buffering),
+    },
+    // ---- Logging ----
+    Setting {
+        name: "log_level",
+        long: &["--log-level"],
+        short: None,
+        metavar: "LEVEL",
+        section: Section::Logging,
+        kind: Kind::Value(|c, s| {
+            c.log_level = parse_log_level(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("info"),
+        example: "info",
+        help: "error log level: debug, info, warning, error, critical",
+        doc: "The least severe messages written to the error log: `debug`, `info`, \
+`warning`, `error` or `critical`.",
+        show: |c| Shown::Str(c.log_level.to_string()),
+    },
+    Setting {
+        name: "error_logfile",
+        long: &["--error-logfile", "--log-file"],
+        short: None,
+        metavar: "FILE",
+        section: Section::Logging,
+        kind: Kind::Value(|c, s| {
+            c.error_logfile = match s {
+                "" => return Err(Bad::form("the error log file name is empty")),
+                "-" => LogTarget::Stderr,
+                p => LogTarget::File(PathBuf::from(p)),
+            };
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("-"),
+        example: "-",
+        help: "where to write the error log ('-' = stderr)",
+        doc: "File the error log is appended to. `-` means standard error. \
+`--log-file` is accepted as an alias.",
+        show: |c| Shown::Str(c.error_logfile.to_string()),
+    },
+    Setting {
+        name: "access_logfile",
+        long: &["--access-logfile"],
+        short: None,
+        metavar: "FILE",
+        section: Section::Logging,
+        kind: Kind::Value(|c, s| {
+            c.access_logfile = match s {
+                "" => None,
+                "-" => Some(LogTarget::Stdout),
+                p => Some(LogTarget::File(PathBuf::from(p))),
+            };
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "-",
+        help: "where to write the access log ('-' = stdout; default: none)",
+        doc: "File the access log is appended to. `-` means standard output. Empty \
+(the default) means no access log.",
+        show: |c| {
+            Shown::Str(
+                c.access_logfile
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            )
+        },
+    },
+    Setting {
+        name: "access_logformat",
+        long: &["--access-logformat"],
+        short: None,
+        metavar: "FMT",
+        section: Section::Logging,
+        kind: Kind::Value(|c, s| {
+            c.access_logformat = parse_log_format(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#),
+        example: "%(h)s %(r)s %(s)s",
+        help: "access log line format",
+        doc: "The format of each access log line, using gunicorn's `%(name)s` \
+atoms: `h` remote address, `l` `-`, `u` user, `t` time, `r` request line, `s` \
+status, `b` response length, `f` referer, `a` user agent, among others. The \
+default is the common combined log format.",
+        show: |c| Shown::Str(c.access_logformat.clone()),
+    },
+    // ---- Actions ----
+    Setting {
+        name: "check_config",
+        long: &["--check-config"],
+        short: None,
+        metavar: "",
+        section: Section::Actions,
+        kind: Kind::Switch(|c, s| {
+            c.check_config = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("false"),
+        example: "true",
+        help: "validate the configuration and exit",
+        doc: "Load and validate every setting, then exit with status 0 instead of \
+serving (status 2 if anything is invalid).",
+        // An action, not a property of the server: writing it out would make
+        // the printed file do something other than serve.
+        show: |_| Shown::Unset,
+    },
+    Setting {
+        name: "print_config",
+        long: &["--print-config"],
+        short: None,
+        metavar: "",
+        section: Section::Actions,
+        kind: Kind::Switch(|c, s| {
+            c.print_config = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("false"),
+        example: "true",
+        help: "print the effective configuration as TOML and exit",
+        doc: "Print every setting's effective value, after combining defaults, \
+config file, environment and command line, as a TOML file that `--config` \
+accepts, then exit. Does not require `APP`.",
+        show: |_| Shown::Unset,
+    },
+    Setting {
+        name: "help",
+        long: &["--help"],
+        short: Some('h'),
+        metavar: "",
+        section: Section::Actions,
+        kind: Kind::Help,
+        from_env: false,
+        from_file: false,
+        default: None,
+        example: "",
+        help: "show this help and exit",
+        doc: "Print a summary of the options and exit.",
+        show: |_| Shown::Unset,
+    },
+    Setting {
+        name: "version",
+        long: &["--version"],
+        short: Some('v'),
+        metavar: "",
+        section: Section::Actions,
+        kind: Kind::Version,
+        from_env: false,
+        from_file: false,
+        default: None,
+        example: "",
+        help: "show the version and exit",
+        doc: "Print bourbon's version and exit.",
+        show: |_| Shown::Unset,
+    },
+];

@@ -1,0 +1,534 @@
+//! Typed values that settings resolve to, and the string parsers that build
+//! them.
+//!
+//! This module owns the shape of [`Config`] and the value types it holds
+//! ([`Bind`], [`AppSpec`], [`LogLevel`], [`LogTarget`]). It deliberately holds
+//! no defaults and no documentation of individual settings: those live once,
+//! in the registry, which fills a `Config` through the parsers defined here.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The fully resolved configuration of one bourbon run.
+///
+/// Every field corresponds to exactly one setting in the registry; see
+/// `docs/settings.md` (or `bourbon --help`) for what each one means, its
+/// default, and how to set it. [`Config::default()`] is built by applying
+/// each registry default, so it cannot drift from the documentation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The WSGI application to serve (`APP`); `None` until one is given.
+    pub app: Option<AppSpec>,
+    /// The TOML config file that was loaded, if any (informational).
+    pub config: Option<PathBuf>,
+    /// Directory to change into before loading the application.
+    pub chdir: Option<PathBuf>,
+    /// Directories to prepend to Python's `sys.path`.
+    pub pythonpath: Vec<PathBuf>,
+    /// Extra `(KEY, VALUE)` pairs to set in the process environment.
+    pub env: Vec<(String, String)>,
+    /// Addresses to listen on.
+    pub bind: Vec<Bind>,
+    /// Number of worker processes.
+    pub workers: u32,
+    /// Number of threads per worker serving requests.
+    pub threads: u32,
+    /// How long an idle keep-alive connection is held open; zero disables
+    /// keep-alive.
+    pub keep_alive: Duration,
+    /// Listen queue length passed to `listen(2)`.
+    pub backlog: u32,
+    /// Maximum size of the HTTP request line in bytes (0 in input has already
+    /// been turned into the maximum, 8190).
+    pub limit_request_line: usize,
+    /// Maximum number of header fields in a request (0 in input has already
+    /// been turned into the maximum, 32768).
+    pub limit_request_fields: usize,
+    /// Maximum size of one header field in bytes; 0 means no per-field limit.
+    pub limit_request_field_size: usize,
+    /// Maximum request body size in bytes; 0 means unlimited.
+    pub limit_request_body: u64,
+    /// Time allowed for a complete request head to arrive.
+    pub header_timeout: Duration,
+    /// A response write making no progress for this long closes the
+    /// connection.
+    pub write_timeout: Duration,
+    /// Request bodies up to this many bytes are read fully before the app is
+    /// called; 0 disables buffering.
+    pub post_buffering: u64,
+    /// `SCRIPT_NAME` prefix the application is mounted under ("" or
+    /// `/path` without a trailing slash).
+    pub root_path: String,
+    /// Minimum severity written to the error log.
+    pub log_level: LogLevel,
+    /// Where the error log goes.
+    pub error_logfile: LogTarget,
+    /// Where the access log goes; `None` disables access logging.
+    pub access_logfile: Option<LogTarget>,
+    /// Access log line format (gunicorn `%(x)s` syntax).
+    pub access_logformat: String,
+    /// Validate the configuration and exit instead of serving.
+    pub check_config: bool,
+    /// Print the effective configuration as TOML and exit.
+    pub print_config: bool,
+}
+
+impl Config {
+    /// A config with every field at its "nothing chosen" value. It is only a
+    /// canvas for the registry defaults to be painted onto; it is never
+    /// returned to callers as-is.
+    pub(crate) fn blank() -> Self {
+        Config {
+            app: None,
+            config: None,
+            chdir: None,
+            pythonpath: Vec::new(),
+            env: Vec::new(),
+            bind: Vec::new(),
+            workers: 0,
+            threads: 0,
+            keep_alive: Duration::ZERO,
+            backlog: 0,
+            limit_request_line: 0,
+            limit_request_fields: 0,
+            limit_request_field_size: 0,
+            limit_request_body: 0,
+            header_timeout: Duration::ZERO,
+            write_timeout: Duration::ZERO,
+            post_buffering: 0,
+            root_path: String::new(),
+            log_level: LogLevel::Info,
+            error_logfile: LogTarget::Stderr,
+            access_logfile: None,
+            access_logformat: String::new(),
+            check_config: false,
+            print_config: false,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        crate::registry::defaults()
+    }
+}
+
+/// Which WSGI application to load: `module:attr`, optionally a factory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppSpec {
+    /// Dotted Python module path, e.g. `mysite.wsgi`.
+    pub module: String,
+    /// Attribute of the module holding the app (or the factory).
+    pub attr: String,
+    /// When true, `attr` is called with no arguments to obtain the app.
+    pub factory: bool,
+}
+
+impl fmt::Display for AppSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let call = if self.factory { "()" } else { "" };
+        write!(f, "{}:{}{}", self.module, self.attr, call)
+    }
+}
+
+/// One listening address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bind {
+    /// A TCP socket. `host` may be a name (e.g. `localhost`), an IPv4
+    /// address or an IPv6 address (without brackets); the server resolves it.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port number (0 lets the OS choose).
+        port: u16,
+    },
+    /// A Unix domain socket at this path.
+    Unix(PathBuf),
+    /// An already-open listening socket inherited as this file descriptor.
+    Fd(i32),
+}
+
+impl fmt::Display for Bind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bind::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Bind::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Bind::Unix(path) => write!(f, "unix:{}", path.display()),
+            Bind::Fd(fd) => write!(f, "fd://{fd}"),
+        }
+    }
+}
+
+/// Error log severity threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Everything, including per-request diagnostics.
+    Debug,
+    /// Normal operational messages.
+    Info,
+    /// Something unexpected that bourbon recovered from.
+    Warning,
+    /// A request or worker failed.
+    Error,
+    /// The server cannot continue.
+    Critical,
+}
+
+impl LogLevel {
+    /// The lowercase name used in config input and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a log stream is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output (`-` for the access log).
+    Stdout,
+    /// Standard error (`-` for the error log).
+    Stderr,
+    /// Append to this file.
+    File(PathBuf),
+}
+
+impl fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Both streams are spelled "-" because that is what each log
+            // setting accepts as "its" standard stream.
+            LogTarget::Stdout | LogTarget::Stderr => f.write_str("-"),
+            LogTarget::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Why a value was rejected. `hint` says whether an example of correct input
+/// helps (malformed input) or not (well-formed but out of range).
+#[derive(Debug)]
+pub(crate) struct Bad {
+    pub(crate) msg: String,
+    pub(crate) hint: bool,
+}
+
+impl Bad {
+    /// Malformed input: the message gets an "expected e.g." example appended.
+    pub(crate) fn form(msg: impl Into<String>) -> Self {
+        Bad {
+            msg: msg.into(),
+            hint: true,
+        }
+    }
+    /// Well-formed but unacceptable input: the message stands alone.
+    pub(crate) fn range(msg: impl Into<String>) -> Self {
+        Bad {
+            msg: msg.into(),
+            hint: false,
+        }
+    }
+}
+
+/// Parse a non-negative whole number.
+pub(crate) fn parse_whole(s: &str) -> Result<u64, Bad> {
+    let t = s.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Bad::form(format!("'{s}' is not a whole number")));
+    }
+    t.parse::<u64>()
+        .map_err(|_| Bad::range(format!("'{s}' is too large")))
+}
+
+/// Parse a whole number within `min..=max`.
+pub(crate) fn parse_in(s: &str, min: u64, max: u64) -> Result<u64, Bad> {
+    let v = parse_whole(s)?;
+    if v < min {
+        return Err(Bad::range(format!("'{}' must be at least {min}", s.trim())));
+    }
+    if v > max {
+        return Err(Bad::range(format!("'{}' must be at most {max}", s.trim())));
+    }
+    Ok(v)
+}
+
+/// Parse a `u32` that must be at least 1 (worker and thread counts etc.).
+pub(crate) fn parse_positive_u32(s: &str) -> Result<u32, Bad> {
+    let v = parse_in(s, 1, u64::from(u32::MAX))?;
+    u32::try_from(v).map_err(|_| Bad::range(format!("'{s}' is too large")))
+}
+
+/// Parse a usize within `min..=max`.
+pub(crate) fn parse_usize_in(s: &str, min: usize, max: usize) -> Result<usize, Bad> {
+    let v = parse_in(s, min as u64, max as u64)?;
+    usize::try_from(v).map_err(|_| Bad::range(format!("'{s}' is too large")))
+}
+
+/// Parse seconds given as a decimal (`10`, `2.5`, `0.001`) into an exact
+/// [`Duration`]. Floats are avoided so that `--print-config` output
+/// round-trips to the identical value.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, Bad> {
+    let bad = || Bad::form(format!("'{s}' is not a number of seconds"));
+    let t = s.trim();
+    let t = t.strip_suffix('s').unwrap_or(t);
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return Err(bad());
+    }
+    let secs: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse()
+            .map_err(|_| Bad::range(format!("'{s}' is too large")))?
+    };
+    // Digits beyond nanoseconds cannot be represented; dropping them is
+    // harmless at timeout granularity.
+    let mut nanos: u32 = 0;
+    for (i, b) in frac.bytes().take(9).enumerate() {
+        nanos += u32::from(b - b'0') * 10u32.pow(8 - i as u32);
+    }
+    Ok(Duration::new(secs, nanos))
+}
+
+/// Render a duration as the shortest exact decimal seconds string.
+pub(crate) fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        return d.as_secs().to_string();
+    }
+    let frac = format!("{:09}", d.subsec_nanos());
+    format!("{}.{}", d.as_secs(), frac.trim_end_matches('0'))
+}
+
+/// Parse a byte count with an optional binary suffix: `512`, `64K`, `1M`,
+/// `2G` (also `KB`, `KiB`, lowercase).
+pub(crate) fn parse_size(s: &str) -> Result<u64, Bad> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let body = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (num, mult) = match body.as_bytes().last() {
+        Some(b'k') => (&body[..body.len() - 1], 1u64 << 10),
+        Some(b'm') => (&body[..body.len() - 1], 1u64 << 20),
+        Some(b'g') => (&body[..body.len() - 1], 1u64 << 30),
+        _ => (body, 1),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Bad::form(format!("'{s}' is not a size in bytes")));
+    }
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| i64::try_from(*n).is_ok())
+        .ok_or_else(|| Bad::range(format!("'{s}' is too large")))
+}
+
+/// Parse a boolean the way people write them in env vars and config files.
+pub(crate) fn parse_bool(s: &str) -> Result<bool, Bad> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Bad::form(format!(
+            "'{s}' is not a boolean (use true or false)"
+        ))),
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if c == '_' || c.is_alphabetic() => {}
+        _ => return false,
+    }
+    chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+/// Parse `module`, `module:attr` or `module:factory()`.
+pub(crate) fn parse_app(s: &str) -> Result<AppSpec, Bad> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(Bad::form("the application must not be empty"));
+    }
+    let (module, rest) = t.split_once(':').unwrap_or((t, "application"));
+    if !module.split('.').all(is_identifier) {
+        return Err(Bad::form(format!(
+            "'{s}': '{module}' is not a Python module path"
+        )));
+    }
+    let (attr, factory) = match rest.find('(') {
+        Some(open) => {
+            if &rest[open..] != "()" {
+                return Err(Bad::form(format!(
+                    "'{s}': factory arguments are not supported; call it with no arguments as {module}:{}()",
+                    &rest[..open]
+                )));
+            }
+            (&rest[..open], true)
+        }
+        None => (rest, false),
+    };
+    if !is_identifier(attr) {
+        return Err(Bad::form(format!(
+            "'{s}': '{attr}' is not a Python identifier"
+        )));
+    }
+    Ok(AppSpec {
+        module: module.to_string(),
+        attr: attr.to_string(),
+        factory,
+    })
+}
+
+fn parse_port(spec: &str, port: &str) -> Result<u16, Bad> {
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Bad::form(format!(
+            "'{spec}': port '{port}' is not a number"
+        )));
+    }
+    port.parse::<u16>()
+        .map_err(|_| Bad::range(format!("'{spec}': port {port} is out of range (0-65535)")))
+}
+
+fn is_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '-' || c == '_')
+}
+
+/// Default port for a bare `host` bind, as in gunicorn.
+const DEFAULT_PORT: u16 = 8000;
+
+/// Parse one bind spec: `host:port`, `[ipv6]:port`, `host`, `unix:PATH`,
+/// `fd://N` (an optional `tcp://` prefix is accepted).
+pub(crate) fn parse_bind(s: &str) -> Result<Bind, Bad> {
+    let t = s.trim();
+    if let Some(path) = t.strip_prefix("unix:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            return Err(Bad::form(format!("'{s}': the unix socket path is empty")));
+        }
+        return Ok(Bind::Unix(PathBuf::from(path)));
+    }
+    if let Some(fd) = t.strip_prefix("fd://") {
+        let n = parse_whole(fd)
+            .map_err(|_| Bad::form(format!("'{s}': '{fd}' is not a file descriptor number")))?;
+        let n = i32::try_from(n).map_err(|_| Bad::range(format!("'{s}': fd is too large")))?;
+        return Ok(Bind::Fd(n));
+    }
+    let t = t.strip_prefix("tcp://").unwrap_or(t);
+    if let Some(rest) = t.strip_prefix('[') {
+        let Some((host, after)) = rest.split_once(']') else {
+            return Err(Bad::form(format!(
+                "'{s}': missing ']' after the IPv6 address"
+            )));
+        };
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(Bad::form(format!("'{s}': '{host}' is not an IPv6 address")));
+        }
+        let port = match after {
+            "" => DEFAULT_PORT,
+            _ => match after.strip_prefix(':') {
+                Some(p) => parse_port(s, p)?,
+                None => return Err(Bad::form(format!("'{s}': expected ':PORT' after ']'"))),
+            },
+        };
+        return Ok(Bind::Tcp {
+            host: host.to_string(),
+            port,
+        });
+    }
+    let (host, port) = match t.rsplit_once(':') {
+        Some((h, p)) => (h, parse_port(s, p)?),
+        None => (t, DEFAULT_PORT),
+    };
+    if host.contains(':') {
+        return Err(Bad::form(format!(
+            "'{s}': put IPv6 addresses in brackets, e.g. [::1]:8000"
+        )));
+    }
+    // ":8000" conventionally means every interface.
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    if !is_host(host) {
+        return Err(Bad::form(format!(
+            "'{s}': '{host}' is not a host name or address"
+        )));
+    }
+    Ok(Bind::Tcp {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Parse `KEY=VALUE` for the `env` setting.
+pub(crate) fn parse_env_pair(s: &str) -> Result<(String, String), Bad> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        Some(_) => Err(Bad::form(format!("'{s}': the variable name is empty"))),
+        None => Err(Bad::form(format!("'{s}' is not KEY=VALUE"))),
+    }
+}
+
+/// Parse a log level name (case-insensitive; `warn` is accepted too).
+pub(crate) fn parse_log_level(s: &str) -> Result<LogLevel, Bad> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "debug" => Ok(LogLevel::Debug),
+        "info" => Ok(LogLevel::Info),
+        "warning" | "warn" => Ok(LogLevel::Warning),
+        "error" => Ok(LogLevel::Error),
+        "critical" => Ok(LogLevel::Critical),
+        _ => Err(Bad::form(format!(
+            "'{s}' is not a log level (debug, info, warning, error, critical)"
+        ))),
+    }
+}
+
+/// Check `root_path`: empty, or `/x` without a trailing slash.
+pub(crate) fn parse_root_path(s: &str) -> Result<String, Bad> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    if !s.starts_with('/') {
+        return Err(Bad::form(format!("'{s}' must start with '/'")));
+    }
+    if s.ends_with('/') {
+        let trimmed = s.trim_end_matches('/');
+        return Err(Bad::form(format!(
+            "'{s}' must not end with '/' (use '{trimmed}')"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+/// Check that every `%(` in an access log format is closed by `)s`, so a typo
+/// is reported at startup rather than on every request.
+pub(crate) fn parse_log_format(s: &str) -> Result<String, Bad> {
+    let mut rest = s;
+    while let Some(i) = rest.find("%(") {
+        let after = &rest[i + 2..];
+        match after.find(")s") {
+            Some(j) if !after[..j].contains('(') && !after[..j].is_empty() => {
+                rest = &after[j + 2..];
+            }
+            _ => {
+                return Err(Bad::form(format!(
+                    "'{s}': '%(' at byte {} is not closed by ')s'",
+                    s.len() - rest.len() + i
+                )))
+            }
+        }
+    }
+    Ok(s.to_string())
+}

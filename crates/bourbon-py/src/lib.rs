@@ -1,0 +1,38 @@
+//! `bourbon._bourbon`: the only crate that links Python.
+//!
+//! This file only registers the module's functions and classes; the WSGI adapter lives in
+//! [`wsgi`], and starting a server from the command line in [`run`].
+
+mod pool;
+mod startup;
+mod wsgi;
+
+use pyo3::prelude::*;
+
+/// `SERVER_SOFTWARE` in the environ.
+pub(crate) const SERVER_SOFTWARE: &str = concat!("bourbon/", env!("CARGO_PKG_VERSION"));
+/// The `Server` response header (no version: it only helps attackers).
+pub(crate) const SERVER_HEADER: &str = "bourbon";
+
+/// Run the server with command-line arguments (without the program name); returns the exit
+/// code: 0 on a clean stop, 1 when a socket cannot be bound, 2 for a bad setting, 4 when the
+/// application cannot be imported (gunicorn's code).
+#[pyfunction]
+fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
+    startup::run(py, &argv)
+}
+
+#[pymodule]
+fn _bourbon(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_class::<wsgi::input::InputStream>()?;
+    m.add_class::<wsgi::start_response::StartResponse>()?;
+    m.add_class::<wsgi::streams::ErrorsStream>()?;
+    m.add_class::<wsgi::streams::FileWrapper>()?;
+    m.add(
+        "ClientDisconnected",
+        m.py().get_type::<wsgi::input::ClientDisconnected>(),
+    )?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

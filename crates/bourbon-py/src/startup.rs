@@ -1,0 +1,359 @@
+//! Starting a server from the command line: settings → sockets → application → serve.
+//!
+//! It owns the start-up order that gunicorn users rely on (bind every socket before the
+//! application is imported, so a bad bind fails fast and the sockets exist independently of
+//! any worker), the exit codes (1 bind failure, 2 bad setting, 4 application cannot be
+//! imported), signal handling for the single worker (TERM graceful, INT/QUIT fast) and the
+//! worker's runtime, built here and never before. The process model (several workers, the
+//! master) will take over the middle of this file; the order stays the same.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bourbon_config::{Action, AppSpec, Config, LogLevel, LogTarget};
+use bourbon_server::guard::Limits;
+use bourbon_server::io::Timeouts;
+use bourbon_server::listener::{self, Listener};
+use bourbon_server::log;
+use bourbon_server::serve::{serve, ServeConfig};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use tokio::sync::{mpsc, watch};
+
+use crate::pool;
+use crate::wsgi::call::{log_exception, AppContext};
+use crate::wsgi::environ::{base_environ, EnvironConfig};
+use crate::wsgi::handler::{HandlerConfig, WsgiHandler};
+use crate::wsgi::streams::{ErrorsStream, FileWrapper};
+
+/// gunicorn's exit code when the application cannot be loaded.
+const EXIT_APP_LOAD: i32 = 4;
+/// The exit code for a socket that cannot be bound.
+const EXIT_BIND: i32 = 1;
+/// How long a graceful stop (SIGTERM) waits for requests in flight (gunicorn's default).
+const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let action = match bourbon_config::load(argv, &env) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return e.exit_code();
+        }
+    };
+    match action {
+        Action::Help(text) | Action::Version(text) | Action::PrintConfig(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            0
+        }
+        Action::CheckConfig(cfg) => {
+            init_log(&cfg);
+            if let Err(code) = prepare_python(py, &cfg) {
+                return code;
+            }
+            match load_app(py, &cfg) {
+                Ok(_) => {
+                    println!("bourbon: configuration and application OK");
+                    0
+                }
+                Err(code) => code,
+            }
+        }
+        Action::Run(cfg) => serve_forever(py, &cfg),
+    }
+}
+
+fn init_log(cfg: &Config) {
+    let level = match cfg.log_level {
+        LogLevel::Debug => log::Level::Debug,
+        LogLevel::Info => log::Level::Info,
+        LogLevel::Warning => log::Level::Warning,
+        LogLevel::Error => log::Level::Error,
+        LogLevel::Critical => log::Level::Critical,
+    };
+    let file = match &cfg.error_logfile {
+        LogTarget::File(p) => Some(p.as_path()),
+        LogTarget::Stderr | LogTarget::Stdout => None,
+    };
+    if let Err(e) = log::init(level, file) {
+        eprintln!(
+            "error: --error-logfile: cannot open {}: {e}",
+            cfg.error_logfile
+        );
+    }
+}
+
+/// Apply `--chdir`, `--pythonpath` and `--env` the way gunicorn does, so imports resolve
+/// from the project directory.
+fn prepare_python(py: Python<'_>, cfg: &Config) -> Result<(), i32> {
+    let result = (|| -> PyResult<()> {
+        let os = py.import("os")?;
+        if let Some(dir) = &cfg.chdir {
+            os.call_method1("chdir", (dir.to_string_lossy().as_ref(),))?;
+        }
+        let environ = os.getattr("environ")?;
+        for (k, v) in &cfg.env {
+            environ.set_item(k, v)?;
+        }
+        let sys_path = py.import("sys")?.getattr("path")?;
+        let sys_path = sys_path.cast::<PyList>()?;
+        for p in cfg.pythonpath.iter().rev() {
+            sys_path.insert(0, p.to_string_lossy().as_ref())?;
+        }
+        let cwd = os.call_method0("getcwd")?;
+        if !sys_path.contains(&cwd)? {
+            sys_path.insert(0, cwd)?;
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        log::error(format_args!("cannot prepare the Python environment: {e}"));
+        1
+    })
+}
+
+/// Import the application; on failure print the traceback and a one-line summary.
+fn load_app<'py>(py: Python<'py>, cfg: &Config) -> Result<Bound<'py, PyAny>, i32> {
+    let Some(spec) = cfg.app.as_ref() else {
+        eprintln!("error: no application given: pass APP as module:callable, e.g. bourbon mysite.wsgi:application");
+        return Err(2);
+    };
+    import_app(py, spec).map_err(|e| {
+        log_exception(py, &e, &format!("(loading {spec})"));
+        let summary = e.to_string();
+        eprintln!("error: cannot load application {spec}: {summary}");
+        EXIT_APP_LOAD
+    })
+}
+
+fn import_app<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, PyAny>> {
+    let module = py.import(spec.module.as_str())?;
+    let attr = module.getattr(spec.attr.as_str()).map_err(|_| {
+        pyo3::exceptions::PyAttributeError::new_err(format!(
+            "module '{}' has no attribute '{}'",
+            spec.module, spec.attr
+        ))
+    })?;
+    let app = if spec.factory { attr.call0()? } else { attr };
+    if !app.is_callable() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{spec} is not callable (got {})",
+            app.get_type().name()?
+        )));
+    }
+    Ok(app)
+}
+
+fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
+    init_log(cfg);
+    if cfg.workers > 1 {
+        log::warn(format_args!(
+            "--workers {}: this version runs one worker process; serving with 1",
+            cfg.workers
+        ));
+    }
+    let listeners = match listener::bind_all(&cfg.bind, cfg.backlog) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error(format_args!("{e}"));
+            eprintln!("error: --bind: {e}");
+            return EXIT_BIND;
+        }
+    };
+    if let Err(code) = prepare_python(py, cfg) {
+        return code;
+    }
+    let app = match load_app(py, cfg) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match listener::raise_nofile_limit() {
+        Ok(n) => log::debug(format_args!("open files limit: {n}")),
+        Err(e) => log::warn(format_args!("cannot raise the open files limit: {e}")),
+    }
+    let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
+    let ctx = match build_context(py, cfg, app, threads) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            log_exception(py, &e, "(start-up)");
+            return 1;
+        }
+    };
+    log::info(format_args!("Starting bourbon {}", bourbon_config::VERSION));
+    for l in &listeners {
+        log::info(format_args!(
+            "Listening at: {} ({})",
+            l.describe(),
+            std::process::id()
+        ));
+    }
+    log::info(format_args!(
+        "Using worker: threads ({threads} Python thread{})",
+        if threads == 1 { "" } else { "s" }
+    ));
+    let settings = Settings::from(cfg);
+    // Everything below waits on sockets, so it runs without the GIL; the Python threads
+    // take it when they run the application.
+    let code = py.detach(move || run_worker(&listeners, ctx, threads, settings));
+    log::info(format_args!("Shutting down: bourbon"));
+    code
+}
+
+fn build_context(
+    py: Python<'_>,
+    cfg: &Config,
+    app: Bound<'_, PyAny>,
+    threads: usize,
+) -> PyResult<AppContext> {
+    let errors = Bound::new(py, ErrorsStream)?.into_any();
+    let file_wrapper = py.get_type::<FileWrapper>().into_any();
+    let env_cfg = EnvironConfig {
+        root_path: cfg.root_path.clone(),
+        multithread: threads > 1,
+        multiprocess: false,
+    };
+    let base = base_environ(py, &env_cfg, errors, file_wrapper)?;
+    Ok(AppContext {
+        app: app.unbind(),
+        base: base.unbind(),
+        root_path: cfg.root_path.clone(),
+    })
+}
+
+/// The plain values the worker needs, copied out of the config so the closure run without
+/// the GIL owns them.
+#[derive(Clone, Copy)]
+struct Settings {
+    serve: ServeConfig,
+    handler: HandlerConfig,
+}
+
+impl From<&Config> for Settings {
+    fn from(cfg: &Config) -> Self {
+        let limits = Limits {
+            request_line: cfg.limit_request_line,
+            fields: cfg.limit_request_fields,
+            field_size: if cfg.limit_request_field_size == 0 {
+                usize::MAX / 4
+            } else {
+                cfg.limit_request_field_size
+            },
+            body: (cfg.limit_request_body > 0).then_some(cfg.limit_request_body),
+        };
+        let timeouts = Timeouts {
+            header: cfg.header_timeout,
+            keep_alive: cfg.keep_alive,
+            body_stall: cfg.write_timeout,
+            write: cfg.write_timeout,
+        };
+        Settings {
+            serve: ServeConfig {
+                limits,
+                timeouts,
+                graceful_timeout: GRACEFUL_TIMEOUT,
+            },
+            handler: HandlerConfig {
+                post_buffering: cfg.post_buffering,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Graceful,
+    Fast,
+}
+
+fn run_worker(listeners: &[Listener], ctx: Arc<AppContext>, threads: usize, s: Settings) -> i32 {
+    // A bounded queue: when every Python thread is busy, connections wait here (and stop
+    // reading more requests) instead of piling up work.
+    let (jobs_tx, jobs_rx) = mpsc::channel(threads * 2);
+    let workers = match pool::start(threads, ctx, jobs_rx) {
+        Ok(w) => w,
+        Err(e) => {
+            log::error(format_args!("cannot start Python threads: {e}"));
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error(format_args!("cannot start the runtime: {e}"));
+            return 1;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let code = local.block_on(&runtime, async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let handler = std::rc::Rc::new(WsgiHandler {
+            jobs: jobs_tx,
+            config: s.handler,
+        });
+        let server = serve(listeners, handler, s.serve, stop_rx);
+        let mut server = std::pin::pin!(server);
+        let first = tokio::select! {
+            res = &mut server => return exit_code(res),
+            stop = next_stop_signal() => stop,
+        };
+        let _ = stop_tx.send(true);
+        match first {
+            Stop::Graceful => {
+                log::info(format_args!(
+                    "Handling signal: term; finishing requests in flight"
+                ));
+                tokio::select! {
+                    res = &mut server => exit_code(res),
+                    _ = next_stop_signal() => 0,
+                }
+            }
+            Stop::Fast => {
+                log::info(format_args!("Handling signal: int/quit; stopping now"));
+                0
+            }
+        }
+    });
+    // Dropping the runtime drops every connection task and with them the job senders, so
+    // the Python threads see the queue close and return.
+    drop(local);
+    drop(runtime);
+    for w in workers {
+        let _ = w.join();
+    }
+    code
+}
+
+fn exit_code(res: std::io::Result<()>) -> i32 {
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error(format_args!("server error: {e}"));
+            1
+        }
+    }
+}
+
+async fn next_stop_signal() -> Stop {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+    ) else {
+        log::error(format_args!("cannot install signal handlers"));
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => Stop::Graceful,
+        _ = int.recv() => Stop::Fast,
+        _ = quit.recv() => Stop::Fast,
+    }
+}

@@ -1,0 +1,310 @@
+//! One WSGI request on a Python thread: call the application, iterate its result, send the
+//! response to the connection task, and always call `close()` (PEP 3333 "Specification
+//! Details").
+//!
+//! It owns the order of events the PEP prescribes: headers go out with the first non-empty
+//! chunk (so a generator may call `start_response` late); each chunk is sent as it is produced
+//! (streaming responses flush per chunk); an exception before the head gives a 500 and the
+//! traceback in the error log, after the head it closes the connection; `close()` runs exactly
+//! once in every case, including when the client has gone.
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use bytes::{Bytes, BytesMut};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
+
+use super::environ::request_environ;
+use super::input::InputStream;
+use super::message::{BodySource, FileSlice, Job, Msg};
+use super::start_response::{chunk_bytes, send, StartResponse};
+use super::streams::FileWrapper;
+
+/// Lists of chunks up to this size are joined into one body with a Content-Length.
+const JOIN_LIMIT: usize = 64 * 1024;
+
+/// What the worker's Python threads share.
+pub(crate) struct AppContext {
+    pub(crate) app: Py<PyAny>,
+    pub(crate) base: Py<PyDict>,
+    pub(crate) root_path: String,
+}
+
+/// Handle one request. Never raises: every failure is logged and turned into a response.
+pub(crate) fn handle(py: Python<'_>, ctx: &AppContext, mut job: Job) {
+    let reply = job.reply.clone();
+    let path = job.uri.path().to_owned();
+    let input = match Bound::new(
+        py,
+        InputStream::new(std::mem::replace(
+            &mut job.body,
+            BodySource::Buffered(Bytes::new()),
+        )),
+    ) {
+        Ok(i) => i,
+        Err(e) => return fail_before_head(py, &e, &reply, &path),
+    };
+    let environ = match request_environ(
+        py,
+        ctx.base.bind(py),
+        &job,
+        &ctx.root_path,
+        input.into_any(),
+    ) {
+        Ok(e) => e,
+        Err(e) => return fail_before_head(py, &e, &reply, &path),
+    };
+    let start_response = match Bound::new(py, StartResponse::new(reply.clone())) {
+        Ok(s) => s,
+        Err(e) => return fail_before_head(py, &e, &reply, &path),
+    };
+    let result = match ctx.app.bind(py).call1((environ, start_response.clone())) {
+        Ok(r) => r,
+        Err(e) => {
+            if start_response.borrow().sent() {
+                log_exception(py, &e, &path);
+                let _ = send(py, &reply, Msg::Abort);
+            } else {
+                fail_before_head(py, &e, &reply, &path);
+            }
+            return;
+        }
+    };
+    let outcome = drive(py, &result, &start_response, &reply);
+    // PEP 3333: the server calls close() on the iterable, whatever happened.
+    if let Err(e) = call_close(py, &result) {
+        log_exception(py, &e, &path);
+    }
+    match outcome {
+        Ok(()) => {}
+        Err(e) => {
+            log_exception(py, &e, &path);
+            let msg = if start_response.borrow().sent() {
+                Msg::Abort
+            } else {
+                Msg::Error
+            };
+            let _ = send(py, &reply, msg);
+        }
+    }
+}
+
+fn fail_before_head(py: Python<'_>, e: &PyErr, reply: &tokio::sync::mpsc::Sender<Msg>, path: &str) {
+    log_exception(py, e, path);
+    let _ = send(py, reply, Msg::Error);
+}
+
+fn call_close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Ok(close) = result.getattr(intern!(py, "close")) {
+        close.call0()?;
+    }
+    Ok(())
+}
+
+/// Whether `it` is a list or tuple iterator, whose remaining length is known exactly.
+fn is_sized_iterator(py: Python<'_>, it: &Bound<'_, PyAny>) -> bool {
+    static TYPES: PyOnceLock<(Py<PyType>, Py<PyType>)> = PyOnceLock::new();
+    let Ok(types) = TYPES.get_or_try_init(py, || -> PyResult<_> {
+        let l = PyList::empty(py).try_iter()?.get_type().unbind();
+        let t = PyTuple::empty(py).try_iter()?.get_type().unbind();
+        Ok((l, t))
+    }) else {
+        return false;
+    };
+    let ty = it.get_type();
+    ty.is(types.0.bind(py)) || ty.is(types.1.bind(py))
+}
+
+fn remaining_hint(py: Python<'_>, it: &Bound<'_, PyAny>) -> Option<usize> {
+    it.call_method0(intern!(py, "__length_hint__"))
+        .ok()?
+        .extract::<usize>()
+        .ok()
+}
+
+type Reply = tokio::sync::mpsc::Sender<Msg>;
+
+/// Send the head with `first`; `last` says the body is complete with it.
+fn send_first(
+    py: Python<'_>,
+    sr: &Bound<'_, StartResponse>,
+    reply: &Reply,
+    first: Bytes,
+    last: bool,
+) -> PyResult<bool> {
+    let Some(head) = sr.borrow_mut().take_head() else {
+        return Err(pyo3::exceptions::PyAssertionError::new_err(
+            "the application produced a body before calling start_response()",
+        ));
+    };
+    let msg = if last {
+        Msg::Full(head, first)
+    } else {
+        Msg::Head(head, Some(first).filter(|b| !b.is_empty()))
+    };
+    Ok(send(py, reply, msg))
+}
+
+/// Iterate the result and send the response. Ok(()) also when the client went away.
+fn drive(
+    py: Python<'_>,
+    result: &Bound<'_, PyAny>,
+    sr: &Bound<'_, StartResponse>,
+    reply: &Reply,
+) -> PyResult<()> {
+    if let Ok(wrapper) = result.cast::<FileWrapper>() {
+        if let Some(slice) = file_slice(py, &wrapper.borrow().filelike.bind(py).clone(), sr)? {
+            if !sr.borrow().sent() && !sr.borrow().has_head() {
+                return Err(pyo3::exceptions::PyAssertionError::new_err(
+                    "start_response() was not called",
+                ));
+            }
+            sr.borrow_mut().declare_length(slice.len);
+            if !sr.borrow().sent() {
+                if !send_first(py, sr, reply, Bytes::new(), false)? {
+                    return Ok(());
+                }
+            }
+            if send(py, reply, Msg::File(slice)) {
+                let _ = send(py, reply, Msg::End);
+            }
+            return Ok(());
+        }
+    }
+    // A list or tuple: every chunk is known now, so small bodies go out whole with a
+    // Content-Length.
+    if let Ok(list) = result.cast::<PyList>() {
+        if !sr.borrow().sent() {
+            let mut total = 0usize;
+            let mut all_bytes = true;
+            for item in list.iter() {
+                match item.cast::<PyBytes>() {
+                    Ok(b) => total += b.as_bytes().len(),
+                    Err(_) => all_bytes = false,
+                }
+            }
+            if all_bytes && (total <= JOIN_LIMIT || list.len() == 1) {
+                let body = if list.len() == 1 {
+                    chunk_bytes(&list.get_item(0)?)?
+                } else {
+                    let mut buf = BytesMut::with_capacity(total);
+                    for item in list.iter() {
+                        buf.extend_from_slice(item.cast::<PyBytes>()?.as_bytes());
+                    }
+                    buf.freeze()
+                };
+                send_first(py, sr, reply, body, true)?;
+                return Ok(());
+            }
+        }
+    }
+    let it = result.try_iter()?;
+    for chunk in it.clone() {
+        let chunk = chunk_bytes(&chunk?)?;
+        if chunk.is_empty() {
+            continue;
+        }
+        let delivered = if sr.borrow().sent() {
+            send(py, reply, Msg::Data(chunk))
+        } else {
+            let last =
+                is_sized_iterator(py, it.as_any()) && remaining_hint(py, it.as_any()) == Some(0);
+            let ok = send_first(py, sr, reply, chunk, last)?;
+            if last {
+                return Ok(());
+            }
+            ok
+        };
+        if !delivered {
+            // The client is gone: stop producing; close() is still called by the caller.
+            return Ok(());
+        }
+    }
+    if sr.borrow().sent() {
+        let _ = send(py, reply, Msg::End);
+    } else {
+        send_first(py, sr, reply, Bytes::new(), true)?;
+    }
+    Ok(())
+}
+
+/// The fast path for `wsgi.file_wrapper`: a regular file with a descriptor is sent by Rust
+/// from its current position. Anything else (no fileno, a pipe, a BytesIO) returns None and
+/// is iterated in Python like any other iterable.
+#[allow(unsafe_code)]
+fn file_slice(
+    py: Python<'_>,
+    filelike: &Bound<'_, PyAny>,
+    sr: &Bound<'_, StartResponse>,
+) -> PyResult<Option<FileSlice>> {
+    let Ok(fileno) = filelike.call_method0(intern!(py, "fileno")) else {
+        return Ok(None);
+    };
+    let Ok(fd) = fileno.extract::<i32>() else {
+        return Ok(None);
+    };
+    // The logical position of a buffered Python file may differ from the descriptor's.
+    let offset: u64 = match filelike.call_method0(intern!(py, "tell")) {
+        Ok(pos) => pos.extract().unwrap_or(0),
+        Err(_) => 0,
+    };
+    // SAFETY: `fd` is the descriptor of a file object that stays open for this borrow
+    // (the application has not closed it; we hold a reference to the object).
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut st: libc::stat = unsafe_zeroed_stat();
+    // SAFETY: fstat writes into `st`, which we own; an invalid fd returns -1.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+        return Ok(None);
+    }
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    let mut len = size.saturating_sub(offset);
+    if let Some(cl) = sr.borrow().content_length() {
+        len = len.min(cl);
+    }
+    // Our own descriptor: the application closes its file object as soon as we return.
+    let owned: OwnedFd = borrowed.try_clone_to_owned()?;
+    Ok(Some(FileSlice {
+        fd: owned,
+        offset,
+        len,
+    }))
+}
+
+fn unsafe_zeroed_stat() -> libc::stat {
+    // SAFETY: `stat` is a plain C struct for which all-zero bytes is a valid value.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::mem::zeroed()
+    }
+}
+
+/// Write an application exception and its traceback to the error log.
+pub(crate) fn log_exception(py: Python<'_>, e: &PyErr, path: &str) {
+    static FORMAT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    bourbon_server::log::error(format_args!("Error handling request {path}"));
+    let formatted = FORMAT
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py
+                .import("traceback")?
+                .getattr("format_exception")?
+                .unbind())
+        })
+        .and_then(|f| {
+            let lines = f
+                .bind(py)
+                .call1((e.get_type(py), e.value(py), e.traceback(py)))?;
+            let joined: String = join_lines(py, &lines)?;
+            Ok(joined)
+        });
+    match formatted {
+        Ok(text) => bourbon_server::log::write_raw(text.as_bytes()),
+        Err(_) => bourbon_server::log::write_raw(format!("{e}\n").as_bytes()),
+    }
+}
+
+fn join_lines(py: Python<'_>, lines: &Bound<'_, PyAny>) -> PyResult<String> {
+    let empty = pyo3::types::PyString::new(py, "");
+    empty.call_method1(intern!(py, "join"), (lines,))?.extract()
+}

@@ -1,0 +1,97 @@
+//! What crosses between a Python thread and the connection's task for one request.
+//!
+//! This module owns the request job (everything the Python side needs, owned and `Send`) and the
+//! response messages (head, chunks, file, end, abort). Both directions are bounded channels, so
+//! a slow client or a fast app can never grow memory without limit.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use tokio::sync::{mpsc, Notify};
+
+/// How many response messages may wait between the Python thread and the socket before the
+/// Python thread blocks (with the GIL released).
+pub(crate) const RESPONSE_QUEUE: usize = 16;
+/// How many request-body chunks the reader may fetch ahead of the application.
+pub(crate) const BODY_QUEUE: usize = 4;
+
+/// A request, handed from the connection task to a Python thread.
+pub(crate) struct Job {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) peer: Option<std::net::SocketAddr>,
+    pub(crate) local: Local,
+    pub(crate) body: BodySource,
+    pub(crate) reply: mpsc::Sender<Msg>,
+}
+
+/// The listener a request came in on, for SERVER_NAME/SERVER_PORT fallbacks.
+#[derive(Clone, Debug)]
+pub(crate) enum Local {
+    Tcp(std::net::SocketAddr),
+    Unix(Arc<str>),
+}
+
+/// Where `wsgi.input` reads from.
+pub(crate) enum BodySource {
+    /// The whole body, already read by Rust (small bodies, or none).
+    Buffered(Bytes),
+    /// A prefix already read (`first`), then chunks fetched on demand. The reader task waits
+    /// on `demand` before its first fetch, so `Expect: 100-continue` is answered only when the
+    /// application actually reads (RFC 9110 §10.1.1).
+    Streaming {
+        first: Vec<Bytes>,
+        demand: Arc<Notify>,
+        chunks: mpsc::Receiver<Result<Bytes, BodyError>>,
+    },
+}
+
+/// Why a request body could not be read to its end.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BodyError {
+    /// The client closed or stalled, or broke the framing.
+    Broken,
+    /// The guard rejected the rest of the body (bad chunking, over the size limit).
+    Rejected(u16),
+}
+
+/// A response head as validated by `start_response`.
+pub(crate) struct Head {
+    pub(crate) status: u16,
+    /// The reason phrase when it differs from the standard one.
+    pub(crate) reason: Option<Bytes>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// The Content-Length the application declared, if any.
+    pub(crate) content_length: Option<u64>,
+    /// The application asked for `Connection: close`.
+    pub(crate) close: bool,
+}
+
+/// A file to send as (part of) the body, from `wsgi.file_wrapper`.
+pub(crate) struct FileSlice {
+    pub(crate) fd: OwnedFd,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+/// A message from the Python thread about the response.
+pub(crate) enum Msg {
+    /// The head with the whole body: the common case (Django's HttpResponse).
+    Full(Head, Bytes),
+    /// The head and the first chunk; more messages follow.
+    Head(Head, Option<Bytes>),
+    /// The next chunk.
+    Data(Bytes),
+    /// A file region.
+    File(FileSlice),
+    /// The body is complete.
+    End,
+    /// The application failed after the head was sent: the connection must close.
+    Abort,
+    /// The application failed before a head was sent: answer 500 (or the guard's status).
+    Error,
+}

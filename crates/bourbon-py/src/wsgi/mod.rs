@@ -1,0 +1,11 @@
+//! The WSGI adapter (PEP 3333): the connection-side [`handler`], the request/response
+//! [`message`]s between threads, and the Python-side pieces ([`environ`], [`input`],
+//! [`start_response`], [`streams`], [`call`]).
+
+pub(crate) mod call;
+pub(crate) mod environ;
+pub(crate) mod handler;
+pub(crate) mod input;
+pub(crate) mod message;
+pub(crate) mod start_response;
+pub(crate) mod streams;

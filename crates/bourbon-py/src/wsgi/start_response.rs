@@ -1,0 +1,291 @@
+//! `start_response` and the `write()` callable it returns (PEP 3333 "The start_response()
+//! Callable").
+//!
+//! It owns validating the status and headers the application gives (native strings,
+//! latin-1, tokens for names, no CR/LF/NUL, no hop-by-hop headers), the `exc_info` rules
+//! (replace a head not yet sent; re-raise once it is sent), and the "headers sent" state shared
+//! with the response loop. Headers are sent with the first non-empty chunk, never before.
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+use tokio::sync::mpsc;
+
+use super::input::ClientDisconnected;
+use super::message::{Head, Msg};
+
+/// The callable passed to the application.
+#[pyclass(module = "bourbon._bourbon", name = "StartResponse")]
+pub(crate) struct StartResponse {
+    head: Option<Head>,
+    sent: bool,
+    reply: mpsc::Sender<Msg>,
+}
+
+impl StartResponse {
+    pub(crate) fn new(reply: mpsc::Sender<Msg>) -> Self {
+        StartResponse {
+            head: None,
+            sent: false,
+            reply,
+        }
+    }
+
+    /// Whether the head has gone to the client (or is on its way).
+    pub(crate) fn sent(&self) -> bool {
+        self.sent
+    }
+
+    /// Take the head to send it; afterwards `exc_info` must re-raise.
+    pub(crate) fn take_head(&mut self) -> Option<Head> {
+        let head = self.head.take();
+        if head.is_some() {
+            self.sent = true;
+        }
+        head
+    }
+
+    /// Whether `start_response` has been called (and the head not yet taken).
+    pub(crate) fn has_head(&self) -> bool {
+        self.head.is_some()
+    }
+
+    /// Declare a Content-Length the application did not (a file of known size).
+    pub(crate) fn declare_length(&mut self, len: u64) {
+        if let Some(head) = self.head.as_mut() {
+            if head.content_length.is_none() {
+                head.content_length = Some(len);
+                head.headers
+                    .push((http::header::CONTENT_LENGTH, HeaderValue::from(len)));
+            }
+        }
+    }
+
+    /// The declared Content-Length, if any.
+    pub(crate) fn content_length(&self) -> Option<u64> {
+        self.head.as_ref().and_then(|h| h.content_length)
+    }
+}
+
+/// Send a message, waiting with the GIL released if the queue is full. False when the
+/// client is gone.
+pub(crate) fn send(py: Python<'_>, reply: &mpsc::Sender<Msg>, msg: Msg) -> bool {
+    match reply.try_send(msg) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Err(mpsc::error::TrySendError::Full(msg)) => py.detach(|| reply.blocking_send(msg).is_ok()),
+    }
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let mut this = slf.borrow_mut();
+            if let Some(info) = exc_info {
+                if this.sent {
+                    // PEP 3333: once headers are sent, start_response with exc_info re-raises.
+                    let value = info.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+            } else if this.head.is_some() || this.sent {
+                return Err(PyAssertionError::new_err(
+                    "start_response() called a second time without exc_info",
+                ));
+            }
+            this.head = Some(parse_head(status, headers)?);
+        }
+        slf.getattr(pyo3::intern!(slf.py(), "write"))
+    }
+
+    /// The legacy `write()` callable: sends `data` at once, after the head if needed.
+    fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let bytes = chunk_bytes(data)?;
+        let msg = if self.sent {
+            if bytes.is_empty() {
+                return Ok(());
+            }
+            Msg::Data(bytes)
+        } else {
+            match self.take_head() {
+                Some(head) => Msg::Head(head, Some(bytes).filter(|b| !b.is_empty())),
+                None => {
+                    return Err(PyAssertionError::new_err(
+                        "write() called before start_response()",
+                    ))
+                }
+            }
+        };
+        if send(py, &self.reply, msg) {
+            Ok(())
+        } else {
+            Err(ClientDisconnected::new_err("client disconnected"))
+        }
+    }
+}
+
+/// A response chunk must be `bytes` (PEP 3333 "Unicode Issues").
+pub(crate) fn chunk_bytes(data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    match data.cast::<pyo3::types::PyBytes>() {
+        Ok(b) => Ok(Bytes::copy_from_slice(b.as_bytes())),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "WSGI response chunks must be bytes, not {}",
+            data.get_type().name()?
+        ))),
+    }
+}
+
+/// A native string holding only latin-1 code points, as bytes.
+fn latin1(s: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    let s = s
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a str")))?;
+    let text = s.to_cow()?;
+    if text.is_ascii() {
+        return Ok(text.as_bytes().to_vec());
+    }
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be latin-1 text: {text:?}")))
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn is_token(b: &[u8]) -> bool {
+    !b.is_empty()
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
+/// Hop-by-hop headers belong to the server, not the application (PEP 3333 "Other HTTP
+/// Features"; RFC 9110 §7.6.1).
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 8] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
+    let status = latin1(status, "status")?;
+    // "200 OK": three digits, a space, a reason phrase without control characters.
+    let ok = status.len() >= 4
+        && status[..3].iter().all(u8::is_ascii_digit)
+        && status[3] == b' '
+        && status[4..]
+            .iter()
+            .all(|&c| c == b'\t' || (c >= 0x20 && c != 0x7f));
+    if !ok {
+        return Err(PyValueError::new_err(format!(
+            "invalid status {:?}: expected e.g. \"200 OK\"",
+            String::from_utf8_lossy(&status)
+        )));
+    }
+    let code = u16::from(status[0] - b'0') * 100
+        + u16::from(status[1] - b'0') * 10
+        + u16::from(status[2] - b'0');
+    if code < 200 {
+        return Err(PyValueError::new_err(format!(
+            "invalid status {code}: a WSGI response must be final (200 or above)"
+        )));
+    }
+    let reason = &status[4..];
+    let canonical = http::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .map(str::as_bytes);
+    let reason = if canonical == Some(reason) {
+        None
+    } else {
+        Some(Bytes::copy_from_slice(reason))
+    };
+
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = headers.cast::<PyList>() {
+        list.iter().collect()
+    } else {
+        return Err(PyTypeError::new_err("response headers must be a list"));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    let mut content_length = None;
+    let mut close = false;
+    for item in items {
+        let pair = item.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err("each response header must be a (name, value) tuple")
+        })?;
+        if pair.len() != 2 {
+            return Err(PyTypeError::new_err(
+                "each response header must be a (name, value) tuple",
+            ));
+        }
+        let name = latin1(&pair.get_item(0)?, "header name")?;
+        let value = latin1(&pair.get_item(1)?, "header value")?;
+        if !is_token(&name) {
+            return Err(PyValueError::new_err(format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(&name)
+            )));
+        }
+        if value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0) {
+            return Err(PyValueError::new_err(format!(
+                "header {:?} has a CR, LF or NUL in its value",
+                String::from_utf8_lossy(&name)
+            )));
+        }
+        if is_hop_by_hop(&name) {
+            if name.eq_ignore_ascii_case(b"connection")
+                && value.trim_ascii().eq_ignore_ascii_case(b"close")
+            {
+                close = true;
+                continue;
+            }
+            return Err(PyValueError::new_err(format!(
+                "hop-by-hop header {:?} is not allowed in a WSGI response (PEP 3333)",
+                String::from_utf8_lossy(&name)
+            )));
+        }
+        let name = HeaderName::from_bytes(&name)
+            .map_err(|_| PyValueError::new_err("invalid header name"))?;
+        if name == http::header::CONTENT_LENGTH {
+            let text = std::str::from_utf8(&value).unwrap_or("");
+            let n = text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|_| text.trim().bytes().all(|c| c.is_ascii_digit()))
+                .ok_or_else(|| PyValueError::new_err(format!("invalid Content-Length {text:?}")))?;
+            if content_length.is_some_and(|c| c != n) {
+                return Err(PyValueError::new_err("conflicting Content-Length headers"));
+            }
+            if content_length.is_some() {
+                continue;
+            }
+            content_length = Some(n);
+        }
+        let value = HeaderValue::from_bytes(&value)
+            .map_err(|_| PyValueError::new_err("invalid header value"))?;
+        out.push((name, value));
+    }
+    Ok(Head {
+        status: code,
+        reason,
+        headers: out,
+        content_length,
+        close,
+    })
+}

@@ -1,0 +1,312 @@
+//! Listening sockets: binding every `--bind` once, before any worker exists.
+//!
+//! This module owns turning bind specs into open, listening std sockets (TCP on IPv4/IPv6,
+//! unix-domain sockets, inherited descriptors) and removing unix socket files at exit. It does
+//! not accept connections: a worker turns these std listeners into tokio listeners after it has
+//! built its runtime, so the same sockets can later be shared by forked workers (issue 4).
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::path::{Path, PathBuf};
+
+use bourbon_config::Bind;
+use socket2::{Domain, Socket, Type};
+
+/// One bound, listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP socket (IPv4 or IPv6).
+    Tcp(std::net::TcpListener),
+    /// A unix-domain socket; `path` is removed again when the listener is dropped.
+    Unix {
+        /// The listening socket.
+        listener: StdUnixListener,
+        /// The socket file we created.
+        path: PathBuf,
+        /// Whether we created the file and so must remove it (false for inherited fds).
+        owned: bool,
+    },
+}
+
+impl Listener {
+    /// A human-readable address, used in the "Listening at" log line.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(addr) => format!("http://{addr}"),
+                Err(_) => "tcp:?".to_owned(),
+            },
+            Listener::Unix { path, .. } => format!("unix:{}", path.display()),
+        }
+    }
+
+    /// The local TCP address, if this is a TCP listener.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix { .. } => None,
+        }
+    }
+
+    /// The raw descriptor (for handing to workers and for tests).
+    pub fn raw_fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix { listener, .. } => listener.as_raw_fd(),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix {
+            path, owned: true, ..
+        } = self
+        {
+            // Removing the socket file at exit lets the next start bind without a stale file.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Bind every spec, in order. Any failure is returned with the spec that caused it.
+pub fn bind_all(binds: &[Bind], backlog: u32) -> Result<Vec<Listener>, BindError> {
+    binds
+        .iter()
+        .map(|b| {
+            bind(b, backlog).map_err(|source| BindError {
+                spec: b.to_string(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// A bind that failed, naming the spec.
+#[derive(Debug)]
+pub struct BindError {
+    spec: String,
+    source: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot bind {}: {}", self.spec, self.source)
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+fn backlog_i32(backlog: u32) -> i32 {
+    i32::try_from(backlog).unwrap_or(i32::MAX)
+}
+
+/// Bind one spec.
+pub fn bind(spec: &Bind, backlog: u32) -> io::Result<Listener> {
+    match spec {
+        Bind::Tcp { host, port } => bind_tcp(host, *port, backlog),
+        Bind::Unix(path) => bind_unix(path, backlog),
+        Bind::Fd(fd) => from_fd(*fd),
+    }
+}
+
+fn bind_tcp(host: &str, port: u16, backlog: u32) -> io::Result<Listener> {
+    let mut last_err = None;
+    for addr in (host, port).to_socket_addrs()? {
+        match bind_tcp_addr(addr, backlog) {
+            Ok(l) => return Ok(Listener::Tcp(l)),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::AddrNotAvailable, "host resolves to nothing")
+    }))
+}
+
+fn bind_tcp_addr(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // SO_REUSEADDR lets a restarted server bind while old connections sit in TIME_WAIT,
+    // as every peer server does.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // `[::]:port` should mean IPv6 only, so that `0.0.0.0:port` can be bound beside it.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog_i32(backlog))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+fn bind_unix(path: &Path, backlog: u32) -> io::Result<Listener> {
+    remove_stale_socket(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    socket.listen(backlog_i32(backlog))?;
+    socket.set_nonblocking(true)?;
+    let fd: OwnedFd = socket.into();
+    Ok(Listener::Unix {
+        listener: StdUnixListener::from(fd),
+        path: path.to_owned(),
+        owned: true,
+    })
+}
+
+/// A socket file left by a server that died is removed; one that still has a live server
+/// behind it is not (binding then fails with "address in use", which is the truth).
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_err() {
+                std::fs::remove_file(path)?;
+            }
+            Ok(())
+        }
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "path exists and is not a socket",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[allow(unsafe_code)]
+fn from_fd(fd: RawFd) -> io::Result<Listener> {
+    // Validate before taking ownership: the fd must be an open, listening stream socket.
+    // SAFETY: fcntl(F_GETFD) only inspects the descriptor table; an invalid fd yields EBADF.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed to us by the user or the
+    // service manager for exactly this purpose; from here on the Socket owns and closes it.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    if !socket.is_listener()? {
+        // Give the fd back to the caller's world: do not close what we did not accept.
+        let _ = socket.into_raw_fd_leak();
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "descriptor is not a listening socket",
+        ));
+    }
+    socket.set_nonblocking(true)?;
+    let local = socket.local_addr()?;
+    if local.is_unix() {
+        let path = local
+            .as_pathname()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let fd: OwnedFd = socket.into();
+        Ok(Listener::Unix {
+            listener: StdUnixListener::from(fd),
+            path,
+            owned: false,
+        })
+    } else {
+        Ok(Listener::Tcp(socket.into()))
+    }
+}
+
+trait IntoRawFdLeak {
+    fn into_raw_fd_leak(self) -> RawFd;
+}
+
+impl IntoRawFdLeak for Socket {
+    fn into_raw_fd_leak(self) -> RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(self)
+    }
+}
+
+/// Raise the soft open-files limit to the hard limit, so that a thousand idle keep-alive
+/// connections do not exhaust descriptors (the default soft limit is often 1024).
+#[allow(unsafe_code)]
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we own; raising soft up to hard needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn binds_tcp_on_port_zero() {
+        let l = bind(
+            &Bind::Tcp {
+                host: "127.0.0.1".into(),
+                port: 0,
+            },
+            16,
+        )
+        .unwrap();
+        assert!(l.local_addr().unwrap().port() != 0);
+    }
+
+    #[test]
+    fn binds_ipv6_loopback() {
+        let l = bind(
+            &Bind::Tcp {
+                host: "::1".into(),
+                port: 0,
+            },
+            16,
+        );
+        if let Ok(l) = l {
+            assert!(l.local_addr().unwrap().is_ipv6());
+        }
+    }
+
+    #[test]
+    fn unix_socket_removed_on_drop_and_stale_file_replaced() {
+        let dir = std::env::temp_dir().join(format!("bourbon-l-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        {
+            let l = bind(&Bind::Unix(path.clone()), 16).unwrap();
+            assert!(path.exists());
+            // A second bind while the first is alive must fail: a live socket is not stale.
+            assert!(bind(&Bind::Unix(path.clone()), 16).is_err());
+            // Leak a stale socket file by forgetting to clean up.
+            if let Listener::Unix { owned, .. } = &l {
+                assert!(*owned);
+            }
+        }
+        assert!(!path.exists());
+        // Make a stale socket: bind with std and drop without removing the file.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let _l = bind(&Bind::Unix(path.clone()), 16).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn refuses_to_clobber_a_regular_file() {
+        let path = std::env::temp_dir().join(format!("bourbon-f-{}", std::process::id()));
+        std::fs::write(&path, b"x").unwrap();
+        assert!(bind(&Bind::Unix(path.clone()), 16).is_err());
+        std::fs::remove_file(&path).ok();
+    }
+}

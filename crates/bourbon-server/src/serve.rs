@@ -1,0 +1,293 @@
+//! The worker's serving loop: accept on every listener, drive each connection with hyper
+//! behind the request guard, and drain on shutdown.
+//!
+//! This module owns the connection lifecycle (accept → guarded hyper HTTP/1.1 → close) and the
+//! graceful drain (stop accepting, let each connection finish its in-flight request, then
+//! close). It is generic over a [`Handler`], so it runs and is tested without Python; it must
+//! run inside a `tokio::task::LocalSet` on a current-thread runtime built after fork.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{watch, Notify};
+
+use crate::guard::{Guard, Limits};
+use crate::io::{ConnShared, GuardedIo, Timeouts};
+use crate::listener::Listener;
+
+/// Where a connection came from.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A unix-socket client (no address).
+    Unix,
+}
+
+/// Where a connection arrived.
+#[derive(Clone, Debug)]
+pub enum Local {
+    /// A TCP listener's address.
+    Tcp(SocketAddr),
+    /// A unix listener's path.
+    Unix(Rc<str>),
+}
+
+/// What a handler knows about the connection a request came on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client.
+    pub peer: Peer,
+    /// The listener.
+    pub local: Local,
+    /// State shared with the connection's I/O.
+    pub shared: Rc<ConnShared>,
+}
+
+/// The boxed future a handler returns.
+pub type HandlerFuture<B> = Pin<Box<dyn Future<Output = Response<B>>>>;
+
+/// The application side of the server: one call per request. Errors are responses.
+pub trait Handler: 'static {
+    /// The response body type.
+    type Body: http_body::Body<Data = Bytes, Error = Self::BodyError> + 'static;
+    /// The body's error (an error ends the connection, e.g. a body shorter than declared).
+    type BodyError: Into<Box<dyn std::error::Error + Send + Sync>>;
+    /// Answer one request.
+    fn call(&self, req: Request<Incoming>, conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body>;
+}
+
+/// The settings of the serving loop.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeConfig {
+    /// Request-head and body limits, enforced by the guard.
+    pub limits: Limits,
+    /// Connection deadlines.
+    pub timeouts: Timeouts,
+    /// How long a graceful stop waits for in-flight requests before returning anyway.
+    pub graceful_timeout: Duration,
+}
+
+/// Counts live connections so a drain knows when it is done.
+#[derive(Default)]
+struct Live {
+    count: Cell<usize>,
+    idle: Notify,
+}
+
+struct LiveToken(Rc<Live>);
+
+impl LiveToken {
+    fn new(live: &Rc<Live>) -> Self {
+        live.count.set(live.count.get() + 1);
+        LiveToken(live.clone())
+    }
+}
+
+impl Drop for LiveToken {
+    fn drop(&mut self) {
+        let n = self.0.count.get().saturating_sub(1);
+        self.0.count.set(n);
+        if n == 0 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Serve on `listeners` until `stop` turns true, then drain for at most
+/// `cfg.graceful_timeout`. Must be called inside a `LocalSet`.
+pub async fn serve<H: Handler>(
+    listeners: &[Listener],
+    handler: Rc<H>,
+    cfg: ServeConfig,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let live = Rc::new(Live::default());
+    let mut accept_tasks = Vec::new();
+    for l in listeners {
+        let task = match l {
+            Listener::Tcp(std) => {
+                let listener = tokio::net::TcpListener::from_std(std.try_clone()?)?;
+                let local = Local::Tcp(listener.local_addr()?);
+                let (handler, live, stop) = (handler.clone(), live.clone(), stop.clone());
+                tokio::task::spawn_local(async move {
+                    accept_tcp(listener, local, handler, cfg, live, stop).await;
+                })
+            }
+            Listener::Unix { listener, path, .. } => {
+                let listener = tokio::net::UnixListener::from_std(listener.try_clone()?)?;
+                let local = Local::Unix(Rc::from(path.to_string_lossy().as_ref()));
+                let (handler, live, stop) = (handler.clone(), live.clone(), stop.clone());
+                tokio::task::spawn_local(async move {
+                    accept_unix(listener, local, handler, cfg, live, stop).await;
+                })
+            }
+        };
+        accept_tasks.push(task);
+    }
+    // Run until told to stop.
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+    for t in &accept_tasks {
+        t.abort();
+    }
+    // Drain: connections see the stop signal themselves and close after their current
+    // request; we wait for the count to reach zero, bounded by the graceful timeout.
+    let drained = async {
+        loop {
+            let notified = live.idle.notified();
+            if live.count.get() == 0 {
+                break;
+            }
+            notified.await;
+        }
+    };
+    let _ = tokio::time::timeout(cfg.graceful_timeout, drained).await;
+    Ok(())
+}
+
+async fn accept_tcp<H: Handler>(
+    listener: tokio::net::TcpListener,
+    local: Local,
+    handler: Rc<H>,
+    cfg: ServeConfig,
+    live: Rc<Live>,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                let info = ConnInfo {
+                    peer: Peer::Tcp(addr),
+                    local: local.clone(),
+                    shared: Rc::new(ConnShared::default()),
+                };
+                let token = LiveToken::new(&live);
+                let (handler, stop) = (handler.clone(), stop.clone());
+                tokio::task::spawn_local(async move {
+                    drive(stream, info, handler, cfg, stop).await;
+                    drop(token);
+                });
+            }
+            Err(e) => accept_backoff(&e).await,
+        }
+    }
+}
+
+async fn accept_unix<H: Handler>(
+    listener: tokio::net::UnixListener,
+    local: Local,
+    handler: Rc<H>,
+    cfg: ServeConfig,
+    live: Rc<Live>,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let info = ConnInfo {
+                    peer: Peer::Unix,
+                    local: local.clone(),
+                    shared: Rc::new(ConnShared::default()),
+                };
+                let token = LiveToken::new(&live);
+                let (handler, stop) = (handler.clone(), stop.clone());
+                tokio::task::spawn_local(async move {
+                    drive(stream, info, handler, cfg, stop).await;
+                    drop(token);
+                });
+            }
+            Err(e) => accept_backoff(&e).await,
+        }
+    }
+}
+
+/// Out of descriptors (EMFILE/ENFILE) or memory: log once per occurrence and pause briefly
+/// instead of spinning on a listener that stays readable.
+async fn accept_backoff(e: &std::io::Error) {
+    crate::log::warn(format_args!("accept failed: {e}"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Drive one connection to its end.
+async fn drive<S, H>(
+    stream: S,
+    info: ConnInfo,
+    handler: Rc<H>,
+    cfg: ServeConfig,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    H: Handler,
+{
+    let info = Rc::new(info);
+    let io = GuardedIo::new(
+        stream,
+        Guard::new(cfg.limits),
+        info.shared.clone(),
+        cfg.timeouts,
+    );
+    let service = hyper::service::service_fn({
+        let info = info.clone();
+        move |req: Request<Incoming>| {
+            let fut = handler.call(req, &info);
+            async move { Ok::<_, Infallible>(fut.await) }
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        // A client may shut its write side after sending a request and still expect the
+        // answer (RFC 9112 §9.6); the guard also signals "stop" to hyper with an EOF.
+        .half_close(true)
+        .keep_alive(!cfg.timeouts.keep_alive.is_zero())
+        .writev(true)
+        .max_headers(cfg.limits.fields.clamp(1, 32768) + 1)
+        .max_buf_size(max_buf(&cfg.limits));
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    crate::log::debug(format_args!("connection ended: {e}"));
+                }
+                break;
+            }
+            changed = stop.changed(), if !stopping => {
+                if changed.is_err() || *stop.borrow() {
+                    stopping = true;
+                    // Finish the request in flight, then close instead of keeping alive.
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// hyper's read buffer must hold a whole request head as the guard releases it.
+fn max_buf(limits: &Limits) -> usize {
+    let head = limits
+        .request_line
+        .saturating_add(
+            limits
+                .fields
+                .saturating_mul(limits.field_size.saturating_add(2)),
+        )
+        .saturating_add(64);
+    head.max(64 * 1024).max(8192)
+}

@@ -1,0 +1,5 @@
+"""``python -m bourbon``: the same as the ``bourbon`` command."""
+
+from bourbon.cli import main
+
+main()
