@@ -238,11 +238,8 @@ impl From<&Config> for Settings {
         let limits = Limits {
             request_line: cfg.limit_request_line,
             fields: cfg.limit_request_fields,
-            field_size: if cfg.limit_request_field_size == 0 {
-                usize::MAX / 4
-            } else {
-                cfg.limit_request_field_size
-            },
+            // 0 means gunicorn's "unlimited"; the guard caps it so a held head stays bounded.
+            field_size: cfg.limit_request_field_size,
             body: (cfg.limit_request_body > 0).then_some(cfg.limit_request_body),
         };
         let timeouts = Timeouts {

@@ -250,9 +250,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Read for GuardedIo<S> {
                 this.released -= n;
                 return Poll::Ready(Ok(()));
             }
-            if this.rejected.is_some() || this.eof {
+            if this.rejected.is_some() || this.eof || this.guard.is_closed() {
                 // EOF for hyper: it finishes what is in flight and then shuts the connection
-                // down, which is when the rejection is written (see poll_shutdown).
+                // down, which is when the rejection is written (see poll_shutdown). After a
+                // message that ends the connection (`Connection: close`, HTTP/1.0) nothing more
+                // is read at all.
                 return Poll::Ready(Ok(()));
             }
             if !this.pending.is_empty() && !this.need_more {

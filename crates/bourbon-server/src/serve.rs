@@ -256,7 +256,9 @@ async fn drive<S, H>(
         .keep_alive(!cfg.timeouts.keep_alive.is_zero())
         .writev(true)
         .max_headers(cfg.limits.fields.clamp(1, 32768) + 1)
-        .max_buf_size(max_buf(&cfg.limits));
+        .max_buf_size(max_buf(&cfg.limits))
+        // hyper also applies this to chunked trailers; the guard has already bounded them.
+        .max_header_size(max_buf(&cfg.limits));
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     let mut stopping = false;
@@ -281,13 +283,5 @@ async fn drive<S, H>(
 
 /// hyper's read buffer must hold a whole request head as the guard releases it.
 fn max_buf(limits: &Limits) -> usize {
-    let head = limits
-        .request_line
-        .saturating_add(
-            limits
-                .fields
-                .saturating_mul(limits.field_size.saturating_add(2)),
-        )
-        .saturating_add(64);
-    head.max(64 * 1024).max(8192)
+    limits.max_head_len().saturating_add(64).max(64 * 1024)
 }

@@ -162,10 +162,8 @@ fn drive(
                 ));
             }
             sr.borrow_mut().declare_length(slice.len);
-            if !sr.borrow().sent() {
-                if !send_first(py, sr, reply, Bytes::new(), false)? {
-                    return Ok(());
-                }
+            if !sr.borrow().sent() && !send_first(py, sr, reply, Bytes::new(), false)? {
+                return Ok(());
             }
             if send(py, reply, Msg::File(slice)) {
                 let _ = send(py, reply, Msg::End);

@@ -1,0 +1,69 @@
+# bourbon's task runner: the single source of dev and CI commands. `make help` lists targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# CPython versions the Python tests run on (from pyenv when present, else PATH).
+PYTHONS ?= 3.11 3.13
+PYTHON_DEMO ?= 3.11
+pyexe = $(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1) 2>/dev/null))
+venv = .venv-$(1)
+DEV_PACKAGES := maturin pytest pytest-timeout ruff "django>=5.2,<7" whitenoise flask
+DEMO_BIND ?= 127.0.0.1:8000
+
+.PHONY: help
+help: ## show this help
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.venv-%/.ok:
+	@py="$(call pyexe,$*)"; test -n "$$py" || { echo "error: no python$* found (pyenv install $*)" >&2; exit 1; }; \
+	"$$py" -m venv .venv-$* && .venv-$*/bin/pip install -q --upgrade pip && .venv-$*/bin/pip install -q $(DEV_PACKAGES)
+	@touch $@
+
+.PHONY: venvs
+venvs: $(foreach v,$(PYTHONS),$(call venv,$(v))/.ok) ## create the test virtualenvs
+
+.PHONY: build
+build: venvs ## build and install bourbon (pip install .) into every test virtualenv
+	@for v in $(PYTHONS); do \
+	  echo "== pip install . (CPython $$v)"; \
+	  PATH="$$PWD/.venv-$$v/bin:$$PATH" .venv-$$v/bin/pip install -q --no-build-isolation . || exit 1; \
+	done
+
+.PHONY: lint
+lint: $(call venv,$(firstword $(PYTHONS)))/.ok ## rustfmt, clippy -D warnings, ruff
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(call venv,$(firstword $(PYTHONS)))/bin/ruff check python tests examples bench
+	$(call venv,$(firstword $(PYTHONS)))/bin/ruff format --check python tests examples bench
+
+.PHONY: test-rust
+test-rust: ## cargo tests (bourbon-config, bourbon-server incl. the gunicorn corpus, docs drift)
+	cargo test --workspace --exclude bourbon-py
+	PYO3_PYTHON=$(call pyexe,$(firstword $(PYTHONS))) cargo test -p bourbon-py --lib --no-default-features
+
+.PHONY: test-python
+test-python: build ## pytest against the installed bourbon, on every CPython in PYTHONS
+	@for v in $(PYTHONS); do \
+	  echo "== pytest (CPython $$v)"; \
+	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider tests/python || exit 1; \
+	done
+	cd examples/mysite && ../../$(call venv,$(firstword $(PYTHONS)))/bin/python manage.py test polls -v 1
+
+.PHONY: test
+test: lint test-rust test-python ## everything CI runs
+
+.PHONY: demo
+demo: $(call venv,$(PYTHON_DEMO))/.ok ## build, then serve the example Django site at http://127.0.0.1:8000
+	PATH="$$PWD/.venv-$(PYTHON_DEMO)/bin:$$PATH" .venv-$(PYTHON_DEMO)/bin/pip install -q --no-build-isolation .
+	cd examples/mysite && ../../.venv-$(PYTHON_DEMO)/bin/python manage.py migrate --noinput
+	cd examples/mysite && ../../.venv-$(PYTHON_DEMO)/bin/python manage.py collectstatic --noinput -v 0
+	.venv-$(PYTHON_DEMO)/bin/bourbon mysite.wsgi:application --chdir examples/mysite -b $(DEMO_BIND) --threads 4
+
+.PHONY: docs
+docs: ## regenerate docs/settings.md from the settings registry
+	BOURBON_BLESS=1 cargo test -p bourbon-config --test docs
+
+.PHONY: clean
+clean: ## remove build output and virtualenvs
+	cargo clean
+	rm -rf .venv-* build dist
