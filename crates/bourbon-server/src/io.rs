@@ -9,19 +9,26 @@
 //!   (armed only when no response is in flight), the body stall timeout and the write timeout (a
 //!   client that stops reading cannot pin a response, and so a Python thread, forever);
 //! - after hyper is done, our own short 4xx answer for a rejected request, followed by a
-//!   lingering close so the client reads it instead of a reset.
+//!   lingering close so the client reads it instead of a reset;
+//! - zero-copy file bodies: a response body may carry *placeholder* bytes (see
+//!   [`file_placeholder`]) that stand for a file region queued with [`ConnShared::queue_file`];
+//!   when hyper writes them, the bytes go from the page cache to the socket with sendfile(2),
+//!   while hyper still frames the response (Content-Length, keep-alive) as usual.
 //!
 //! It knows nothing about Python or about what the application answers.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -33,6 +40,91 @@ const READ_CHUNK: usize = 16 * 1024;
 /// sees our answer rather than a TCP reset caused by its unread bytes.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
+
+/// How many placeholder bytes one body frame may carry.
+pub const PLACEHOLDER_LEN: usize = 1 << 20;
+
+/// Zero bytes that are never sent: a slice of this static in a write means "the next bytes of
+/// the queued file". Being all zeros it lives in `.bss` and costs no memory until read, and
+/// nothing reads it: hyper queues body buffers without copying when writev is on.
+static FILE_PLACEHOLDER: [u8; PLACEHOLDER_LEN] = [0; PLACEHOLDER_LEN];
+
+/// A body frame standing for `len` (at most [`PLACEHOLDER_LEN`]) bytes of the queued file.
+pub fn file_placeholder(len: usize) -> Bytes {
+    Bytes::from_static(&FILE_PLACEHOLDER[..len.min(PLACEHOLDER_LEN)])
+}
+
+fn is_placeholder(slice: &[u8]) -> bool {
+    let start = FILE_PLACEHOLDER.as_ptr() as usize;
+    let p = slice.as_ptr() as usize;
+    !slice.is_empty() && p >= start && p < start + PLACEHOLDER_LEN
+}
+
+/// A file region waiting to be sent with sendfile(2).
+#[derive(Debug)]
+struct FileJob {
+    fd: Arc<OwnedFd>,
+    offset: u64,
+    remaining: u64,
+}
+
+/// A client socket: tokio I/O plus zero-copy file sending.
+pub trait Socket: AsyncRead + AsyncWrite + Unpin + 'static {
+    /// Send up to `len` bytes of `file` from `offset` with sendfile(2), when writable.
+    fn poll_sendfile(
+        &self,
+        cx: &mut Context<'_>,
+        file: RawFd,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>>;
+}
+
+#[allow(unsafe_code)]
+fn sendfile_once(sock: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
+    let mut off = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
+    // SAFETY: both descriptors are open for the duration of the call (the socket is owned by
+    // the stream we borrow, the file by the queued job's Arc) and `off` is a valid pointer.
+    let n = unsafe { libc::sendfile(sock, file, &mut off, len) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+}
+
+macro_rules! socket_impl {
+    ($ty:ty) => {
+        impl Socket for $ty {
+            fn poll_sendfile(
+                &self,
+                cx: &mut Context<'_>,
+                file: RawFd,
+                offset: u64,
+                len: usize,
+            ) -> Poll<io::Result<usize>> {
+                loop {
+                    match self.poll_write_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                    let sock = self.as_raw_fd();
+                    match self.try_io(tokio::io::Interest::WRITABLE, || {
+                        sendfile_once(sock, file, offset, len)
+                    }) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        res => return Poll::Ready(res),
+                    }
+                }
+            }
+        }
+    };
+}
+
+socket_impl!(tokio::net::TcpStream);
+socket_impl!(tokio::net::UnixStream);
 
 /// The deadlines of one connection.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +147,7 @@ pub struct ConnShared {
     inflight: Cell<u32>,
     read_waker: Cell<Option<Waker>>,
     reject: Cell<Option<Reject>>,
+    files: RefCell<VecDeque<FileJob>>,
 }
 
 impl std::fmt::Debug for ConnShared {
@@ -88,6 +181,18 @@ impl ConnShared {
     /// error, body over the limit) is answered with this status instead of a 500.
     pub fn reject(&self) -> Option<Reject> {
         self.reject.get()
+    }
+
+    /// Queue a file region; the placeholder bytes of the response body that follow stand for
+    /// it, in order.
+    pub fn queue_file(&self, fd: Arc<OwnedFd>, offset: u64, len: u64) {
+        if len > 0 {
+            self.files.borrow_mut().push_back(FileJob {
+                fd,
+                offset,
+                remaining: len,
+            });
+        }
     }
 
     fn inflight(&self) -> u32 {
@@ -235,7 +340,7 @@ impl<S: AsyncRead + Unpin> GuardedIo<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Read for GuardedIo<S> {
+impl<S: Socket> hyper::rt::Read for GuardedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -311,7 +416,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Read for GuardedIo<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> GuardedIo<S> {
+impl<S: Socket> GuardedIo<S> {
     fn on_write_result<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -341,13 +446,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> GuardedIo<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Write for GuardedIo<S> {
+impl<S: Socket> GuardedIo<S> {
+    /// Send the file bytes that a placeholder slice of `len` bytes stands for.
+    fn poll_send_file(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<usize>> {
+        let job = {
+            let files = self.shared.files.borrow();
+            files.front().map(|j| (j.fd.clone(), j.offset, j.remaining))
+        };
+        let Some((fd, offset, remaining)) = job else {
+            return Poll::Ready(Err(io::Error::other(
+                "file placeholder without a queued file",
+            )));
+        };
+        let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(len);
+        let res = self.stream.poll_sendfile(cx, fd.as_raw_fd(), offset, want);
+        match self.on_write_result(cx, res) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than its Content-Length",
+            ))),
+            Poll::Ready(Ok(n)) => {
+                let mut files = self.shared.files.borrow_mut();
+                if let Some(front) = files.front_mut() {
+                    front.offset += n as u64;
+                    front.remaining -= (n as u64).min(front.remaining);
+                    if front.remaining == 0 {
+                        files.pop_front();
+                    }
+                }
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: Socket> hyper::rt::Write for GuardedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if is_placeholder(buf) {
+            return this.poll_send_file(cx, buf.len());
+        }
         let res = Pin::new(&mut this.stream).poll_write(cx, buf);
         this.on_write_result(cx, res)
     }
@@ -358,8 +501,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Write for GuardedIo<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let res = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.on_write_result(cx, res)
+        // Plain bytes up to the first placeholder go out with writev; a placeholder at the
+        // front goes out with sendfile. Either way a short count is fine: hyper advances its
+        // buffers by what we report and calls again.
+        match bufs.iter().position(|b| is_placeholder(b)) {
+            Some(0) => this.poll_send_file(cx, bufs[0].len()),
+            Some(i) => {
+                let res = Pin::new(&mut this.stream).poll_write_vectored(cx, &bufs[..i]);
+                this.on_write_result(cx, res)
+            }
+            None => {
+                let res = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+                this.on_write_result(cx, res)
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -18,11 +18,10 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{watch, Notify};
 
 use crate::guard::{Guard, Limits};
-use crate::io::{ConnShared, GuardedIo, Timeouts};
+use crate::io::{ConnShared, GuardedIo, Socket, Timeouts};
 use crate::listener::Listener;
 
 /// Where a connection came from.
@@ -231,7 +230,7 @@ async fn drive<S, H>(
     cfg: ServeConfig,
     mut stop: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: Socket,
     H: Handler,
 {
     let info = Rc::new(info);

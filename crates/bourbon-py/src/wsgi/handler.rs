@@ -82,6 +82,7 @@ impl Handler for WsgiHandler {
         let shared = conn.shared.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
+            let is_head = parts.method == http::Method::HEAD;
             let body = match read_body(&parts.headers, body, config.post_buffering, &shared).await {
                 Ok(b) => b,
                 Err(err) => return error_response(status_for(err, &shared), token),
@@ -101,7 +102,9 @@ impl Handler for WsgiHandler {
                 return error_response(StatusCode::SERVICE_UNAVAILABLE, token);
             }
             match rx.recv().await {
-                Some(Msg::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), token),
+                Some(Msg::Full(head, bytes)) => {
+                    build(head, BodyKind::Full(Some(bytes)), token, is_head)
+                }
                 Some(Msg::Head(head, first)) => build(
                     head,
                     BodyKind::Stream {
@@ -110,6 +113,7 @@ impl Handler for WsgiHandler {
                         file: None,
                     },
                     token,
+                    is_head,
                 ),
                 _ => {
                     let status = match shared.reject() {
@@ -255,9 +259,20 @@ fn error_response(status: StatusCode, token: InflightToken) -> Response<Response
     resp
 }
 
-fn build(head: Head, kind: BodyKind, token: InflightToken) -> Response<ResponseBody> {
+fn build(
+    head: Head,
+    kind: BodyKind,
+    token: InflightToken,
+    is_head: bool,
+) -> Response<ResponseBody> {
     let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = Response::new(ResponseBody::new(kind, head.content_length, token));
+    let mut body = ResponseBody::new(kind, head.content_length, token);
+    let bodiless =
+        is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    if !bodiless {
+        body.sendfile = Some(body._token.0.clone());
+    }
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     if let Some(reason) = head.reason {
         if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason) {
@@ -307,6 +322,9 @@ enum BodyKind {
 /// The response body handed to hyper.
 pub(crate) struct ResponseBody {
     kind: BodyKind,
+    /// Set when file regions may go out with sendfile(2) on this connection; unset for HEAD
+    /// and for statuses without a body, whose bodies hyper never writes.
+    sendfile: Option<Rc<ConnShared>>,
     /// Bytes still owed under the declared Content-Length, if one was declared.
     owed: Option<u64>,
     truncated: bool,
@@ -318,6 +336,7 @@ impl ResponseBody {
     fn new(kind: BodyKind, declared: Option<u64>, token: InflightToken) -> Self {
         ResponseBody {
             kind,
+            sendfile: None,
             owed: declared,
             truncated: false,
             done: false,
@@ -402,8 +421,11 @@ impl Body for ResponseBody {
                         match rx.poll_recv(cx) {
                             Poll::Pending => return Poll::Pending,
                             Poll::Ready(Some(Msg::Data(b))) => Step::Data(b),
-                            Poll::Ready(Some(Msg::File(slice))) => {
-                                *file = Some(FileStream::new(slice));
+                            Poll::Ready(Some(Msg::File(mut slice))) => {
+                                if let Some(owed) = this.owed {
+                                    slice.len = slice.len.min(owed);
+                                }
+                                *file = Some(FileStream::new(slice, this.sendfile.as_ref()));
                                 continue;
                             }
                             Poll::Ready(Some(Msg::End)) => Step::End,
@@ -450,26 +472,44 @@ enum Step {
     Abort,
 }
 
-/// Streams a file region with positioned reads on the blocking pool, one bounded chunk at a
-/// time, so serving a huge file never grows memory and never blocks the runtime thread.
+/// Sends a file region. On a plain socket the region is queued on the connection and the body
+/// yields placeholder bytes that the connection turns into sendfile(2) calls: zero copies,
+/// and memory stays flat however large the file. Elsewhere it falls back to positioned reads
+/// on the blocking pool, one bounded chunk at a time, never blocking the runtime thread.
 struct FileStream {
     fd: Arc<std::os::fd::OwnedFd>,
     offset: u64,
     remaining: u64,
+    zero_copy: bool,
     inflight: Option<JoinHandle<io::Result<Bytes>>>,
 }
 
 impl FileStream {
-    fn new(slice: FileSlice) -> Self {
+    fn new(slice: FileSlice, sendfile: Option<&Rc<ConnShared>>) -> Self {
+        let fd = Arc::new(slice.fd);
+        if let Some(shared) = sendfile {
+            shared.queue_file(fd.clone(), slice.offset, slice.len);
+        }
         FileStream {
-            fd: Arc::new(slice.fd),
+            fd,
             offset: slice.offset,
             remaining: slice.len,
+            zero_copy: sendfile.is_some(),
             inflight: None,
         }
     }
 
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if self.zero_copy {
+            if self.remaining == 0 {
+                return Poll::Ready(Ok(None));
+            }
+            let n = usize::try_from(self.remaining)
+                .unwrap_or(usize::MAX)
+                .min(bourbon_server::io::PLACEHOLDER_LEN);
+            self.remaining -= n as u64;
+            return Poll::Ready(Ok(Some(bourbon_server::io::file_placeholder(n))));
+        }
         loop {
             if let Some(handle) = self.inflight.as_mut() {
                 let res = match Pin::new(handle).poll(cx) {
