@@ -1,0 +1,231 @@
+//! The connection driver with a dummy handler over real loopback sockets: pipelining, guard
+//! rejections answered after earlier responses, the header and keep-alive deadlines, and
+//! sendfile through placeholder frames.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bourbon_config::Bind;
+use bourbon_server::guard::Limits;
+use bourbon_server::io::{file_placeholder, Timeouts, PLACEHOLDER_LEN};
+use bourbon_server::listener::{bind, Listener};
+use bourbon_server::serve::{serve, ConnInfo, Handler, HandlerFuture, ServeConfig};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+
+/// A body of a few frames.
+struct Body(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+/// Answers with the request path; `/slow` waits 600 ms first; `/file` sends a file by
+/// sendfile placeholders.
+struct Echo {
+    file: Option<std::path::PathBuf>,
+}
+
+impl Handler for Echo {
+    type Body = Body;
+    type BodyError = std::convert::Infallible;
+
+    fn call(&self, req: Request<Incoming>, conn: &Rc<ConnInfo>) -> HandlerFuture<Body> {
+        let path = req.uri().path().to_owned();
+        let file = self.file.clone();
+        let shared = conn.shared.clone();
+        Box::pin(async move {
+            // Drain the body so keep-alive can continue.
+            let _ = req.into_body().collect().await;
+            if path == "/slow" {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            }
+            if path == "/file" {
+                let file = std::fs::File::open(file.unwrap()).unwrap();
+                let len = file.metadata().unwrap().len();
+                shared.queue_file(Arc::new(file.into()), 0, len);
+                return Response::builder()
+                    .header("content-length", len)
+                    .body(Body(placeholders(len)))
+                    .unwrap();
+            }
+            Response::new(Body([Bytes::from(path)].into()))
+        })
+    }
+}
+
+fn placeholders(mut len: u64) -> std::collections::VecDeque<Bytes> {
+    let mut out = std::collections::VecDeque::new();
+    while len > 0 {
+        let n = len.min(PLACEHOLDER_LEN as u64);
+        out.push_back(file_placeholder(usize::try_from(n).unwrap()));
+        len -= n;
+    }
+    out
+}
+
+fn start(
+    timeouts: Timeouts,
+    file: Option<std::path::PathBuf>,
+) -> (
+    std::net::SocketAddr,
+    std::thread::JoinHandle<()>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let listener = bind(
+        &Bind::Tcp {
+            host: "127.0.0.1".into(),
+            port: 0,
+        },
+        64,
+    )
+    .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let listeners: Vec<Listener> = vec![listener];
+        local.block_on(&rt, async move {
+            let cfg = ServeConfig {
+                limits: Limits::default(),
+                timeouts,
+                graceful_timeout: Duration::from_secs(2),
+            };
+            serve(&listeners, Rc::new(Echo { file }), cfg, rx)
+                .await
+                .unwrap();
+        });
+    });
+    (addr, handle, tx)
+}
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        header: Duration::from_secs(5),
+        keep_alive: Duration::from_secs(5),
+        body_stall: Duration::from_secs(5),
+        write: Duration::from_secs(5),
+    }
+}
+
+fn read_all(mut s: TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+fn count(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (addr, h, stop) = start(timeouts(), None);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\nGET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let out = String::from_utf8(read_all(s)).unwrap();
+    let one = out.find("/one").unwrap();
+    let two = out.find("/two").unwrap();
+    let three = out.find("/three").unwrap();
+    assert!(one < two && two < three, "{out}");
+    assert_eq!(count(out.as_bytes(), b"HTTP/1.1 200"), 3);
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn a_bad_request_is_answered_after_earlier_ones_and_nothing_after_it() {
+    let (addr, h, stop) = start(timeouts(), None);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /good HTTP/1.1\r\nHost: x\r\n\r\nGET /bad HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /never HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let out = String::from_utf8(read_all(s)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let bad = out.find("HTTP/1.1 400").unwrap();
+    assert!(out.find("/good").unwrap() < bad);
+    assert!(!out.contains("/never"), "{out}");
+    assert!(!out.contains("/bad"), "{out}");
+    assert!(out[bad..].contains("connection: close") || out[bad..].contains("Connection: close"));
+    // A short body says what was wrong.
+    assert!(out[bad..]
+        .split("\r\n\r\n")
+        .nth(1)
+        .is_some_and(|b| !b.is_empty()));
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn header_timeout_closes_a_partial_head() {
+    let mut t = timeouts();
+    t.header = Duration::from_millis(300);
+    let (addr, h, stop) = start(t, None);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    let out = read_all(s);
+    assert!(out.is_empty());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn keep_alive_deadline_waits_for_the_response() {
+    let mut t = timeouts();
+    t.keep_alive = Duration::from_millis(200);
+    let (addr, h, stop) = start(t, None);
+    let mut s = TcpStream::connect(addr).unwrap();
+    // The handler takes 600 ms, longer than the keep-alive timeout: the response must come,
+    // and only then does the idle clock start and close the connection.
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let out = String::from_utf8(read_all(s)).unwrap();
+    assert!(out.contains("/slow"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn placeholder_frames_send_the_file() {
+    let path = std::env::temp_dir().join(format!("bourbon-sendfile-{}", std::process::id()));
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let (addr, h, stop) = start(timeouts(), Some(path.clone()));
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let out = read_all(s);
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&out[head_end..head_end + data.len()], &data[..]);
+    // The connection stays usable after the file: the next response follows exactly.
+    assert!(out[head_end + data.len()..].starts_with(b"HTTP/1.1 200"));
+    std::fs::remove_file(&path).ok();
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
