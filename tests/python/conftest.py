@@ -104,7 +104,9 @@ class Server:
                         return line
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"no log line matching {pattern!r}:\n{''.join(self._lines)}")
+                    raise AssertionError(
+                        f"no log line matching {pattern!r}:\n{''.join(self._lines)}"
+                    )
                 self._cond.wait(min(left, 0.5))
 
     @property
@@ -180,7 +182,9 @@ def start_server() -> Iterator:
         s.stop()
 
 
-def run_bourbon(*args: str, cwd: Path = APPS, env: dict[str, str] | None = None, timeout: float = 60):
+def run_bourbon(
+    *args: str, cwd: Path = APPS, env: dict[str, str] | None = None, timeout: float = 60
+):
     """Run bourbon to completion (for flags that exit); returns CompletedProcess."""
     return subprocess.run(
         [bourbon_exe(), *args],

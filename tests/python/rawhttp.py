@@ -117,9 +117,7 @@ class Reader:
         return resp
 
 
-def request(
-    sock: socket.socket, data: bytes, method: str = "GET"
-) -> Response:
+def request(sock: socket.socket, data: bytes, method: str = "GET") -> Response:
     sock.sendall(data)
     return Reader(sock).response(method)
 
