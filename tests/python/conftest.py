@@ -127,7 +127,7 @@ class Server:
         host, port = self.host_port
         return socket.create_connection((host, port), timeout=timeout)
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         os.killpg(self.proc.pid, sig)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
@@ -142,6 +142,8 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return self.proc.returncode
 
 

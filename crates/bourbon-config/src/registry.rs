@@ -565,8 +565,9 @@ default is the common combined log format.",
         default: Some("false"),
         example: "true",
         help: "validate the configuration and exit",
-        doc: "Load and validate every setting, then exit with status 0 instead of \
-serving (status 2 if anything is invalid).",
+        doc: "Load and validate every setting and import the application, then exit \
+instead of serving: status 0 when all is well, 2 for an invalid setting, 4 when the \
+application cannot be imported.",
         // An action, not a property of the server: writing it out would make
         // the printed file do something other than serve.
         show: |_| Shown::Unset,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bourbon_config::{Action, AppSpec, Config, LogLevel, LogTarget};
+use bourbon_server::access_log::{AccessFormat, AccessLog, Target as AccessTarget};
 use bourbon_server::guard::Limits;
 use bourbon_server::io::Timeouts;
 use bourbon_server::listener::{self, Listener};
@@ -124,7 +125,7 @@ fn load_app<'py>(py: Python<'py>, cfg: &Config) -> Result<Bound<'py, PyAny>, i32
         return Err(2);
     };
     import_app(py, spec).map_err(|e| {
-        log_exception(py, &e, &format!("(loading {spec})"));
+        log_exception(py, &e, &format!("Cannot load application {spec}"));
         let summary = e.to_string();
         eprintln!("error: cannot load application {spec}: {summary}");
         EXIT_APP_LOAD
@@ -157,6 +158,10 @@ fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
             cfg.workers
         ));
     }
+    let access_log = match open_access_log(cfg) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let listeners = match listener::bind_all(&cfg.bind, cfg.backlog) {
         Ok(l) => l,
         Err(e) => {
@@ -180,7 +185,26 @@ fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
     let ctx = match build_context(py, cfg, app, threads) {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            log_exception(py, &e, "(start-up)");
+            log_exception(py, &e, "Cannot prepare the worker");
+            return 1;
+        }
+    };
+    // The runtime and the signal handlers exist before the readiness lines: a supervisor may
+    // send TERM the moment it reads "Listening at", and that must be a graceful stop.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error(format_args!("cannot start the runtime: {e}"));
+            return 1;
+        }
+    };
+    let signals = match StopSignals::install(&runtime) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error(format_args!("cannot install signal handlers: {e}"));
             return 1;
         }
     };
@@ -199,7 +223,14 @@ fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
     let settings = Settings::from(cfg);
     // Everything below waits on sockets, so it runs without the GIL; the Python threads
     // take it when they run the application.
-    let code = py.detach(move || run_worker(&listeners, ctx, threads, settings));
+    let worker = Worker {
+        runtime,
+        signals,
+        threads,
+        settings,
+        access_log,
+    };
+    let code = py.detach(move || worker.run(&listeners, ctx));
     log::info(format_args!("Shutting down: bourbon"));
     code
 }
@@ -267,65 +298,91 @@ enum Stop {
     Fast,
 }
 
-fn run_worker(listeners: &[Listener], ctx: Arc<AppContext>, threads: usize, s: Settings) -> i32 {
-    // A bounded queue: when every Python thread is busy, connections wait here (and stop
-    // reading more requests) instead of piling up work.
-    let (jobs_tx, jobs_rx) = mpsc::channel(threads * 2);
-    let workers = match pool::start(threads, ctx, jobs_rx) {
-        Ok(w) => w,
-        Err(e) => {
-            log::error(format_args!("cannot start Python threads: {e}"));
-            return 1;
-        }
+/// The access log, when `--access-logfile` is set; a bad format is a settings error (exit 2).
+fn open_access_log(cfg: &Config) -> Result<Option<Arc<AccessLog>>, i32> {
+    let Some(target) = cfg.access_logfile.as_ref() else {
+        return Ok(None);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            log::error(format_args!("cannot start the runtime: {e}"));
-            return 1;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    let code = local.block_on(&runtime, async move {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let handler = std::rc::Rc::new(WsgiHandler {
-            jobs: jobs_tx,
-            config: s.handler,
-        });
-        let server = serve(listeners, handler, s.serve, stop_rx);
-        let mut server = std::pin::pin!(server);
-        let first = tokio::select! {
-            res = &mut server => return exit_code(res),
-            stop = next_stop_signal() => stop,
+    let format = AccessFormat::compile(&cfg.access_logformat).map_err(|e| {
+        eprintln!("error: --access-logformat: {e}");
+        2
+    })?;
+    AccessLog::new(format, AccessTarget::from(target))
+        .map(|log| Some(Arc::new(log)))
+        .map_err(|e| {
+            eprintln!("error: --access-logfile: cannot open {target}: {e}");
+            2
+        })
+}
+
+/// Everything the worker loop owns, prepared while the GIL is held.
+struct Worker {
+    runtime: tokio::runtime::Runtime,
+    signals: StopSignals,
+    threads: usize,
+    settings: Settings,
+    access_log: Option<Arc<AccessLog>>,
+}
+
+impl Worker {
+    fn run(self, listeners: &[Listener], ctx: Arc<AppContext>) -> i32 {
+        let Worker {
+            runtime,
+            mut signals,
+            threads,
+            settings: s,
+            access_log,
+        } = self;
+        // A bounded queue: when every Python thread is busy, connections wait here (and stop
+        // reading more requests) instead of piling up work.
+        let (jobs_tx, jobs_rx) = mpsc::channel(threads * 2);
+        let workers = match pool::start(threads, ctx, jobs_rx) {
+            Ok(w) => w,
+            Err(e) => {
+                log::error(format_args!("cannot start Python threads: {e}"));
+                return 1;
+            }
         };
-        let _ = stop_tx.send(true);
-        match first {
-            Stop::Graceful => {
-                log::info(format_args!(
-                    "Handling signal: term; finishing requests in flight"
-                ));
-                tokio::select! {
-                    res = &mut server => exit_code(res),
-                    _ = next_stop_signal() => 0,
+        let local = tokio::task::LocalSet::new();
+        let code = local.block_on(&runtime, async move {
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let handler = std::rc::Rc::new(WsgiHandler {
+                jobs: jobs_tx,
+                config: s.handler,
+                access_log,
+            });
+            let server = serve(listeners, handler, s.serve, stop_rx);
+            let mut server = std::pin::pin!(server);
+            let first = tokio::select! {
+                res = &mut server => return exit_code(res),
+                stop = signals.next() => stop,
+            };
+            let _ = stop_tx.send(true);
+            match first {
+                Stop::Graceful => {
+                    log::info(format_args!(
+                        "Handling signal: term; finishing requests in flight"
+                    ));
+                    tokio::select! {
+                        res = &mut server => exit_code(res),
+                        _ = signals.next() => 0,
+                    }
+                }
+                Stop::Fast => {
+                    log::info(format_args!("Handling signal: int/quit; stopping now"));
+                    0
                 }
             }
-            Stop::Fast => {
-                log::info(format_args!("Handling signal: int/quit; stopping now"));
-                0
-            }
+        });
+        // Dropping the runtime drops every connection task and with them the job senders,
+        // so the Python threads see the queue close and return.
+        drop(local);
+        drop(runtime);
+        for w in workers {
+            let _ = w.join();
         }
-    });
-    // Dropping the runtime drops every connection task and with them the job senders, so
-    // the Python threads see the queue close and return.
-    drop(local);
-    drop(runtime);
-    for w in workers {
-        let _ = w.join();
+        code
     }
-    code
 }
 
 fn exit_code(res: std::io::Result<()>) -> i32 {
@@ -338,19 +395,30 @@ fn exit_code(res: std::io::Result<()>) -> i32 {
     }
 }
 
-async fn next_stop_signal() -> Stop {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::quit()),
-    ) else {
-        log::error(format_args!("cannot install signal handlers"));
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => Stop::Graceful,
-        _ = int.recv() => Stop::Fast,
-        _ = quit.recv() => Stop::Fast,
+/// The stop signals, registered with the runtime (and so replacing the default actions)
+/// at start.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install(runtime: &tokio::runtime::Runtime) -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _guard = runtime.enter();
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+        })
+    }
+
+    async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.term.recv() => Stop::Graceful,
+            _ = self.int.recv() => Stop::Fast,
+            _ = self.quit.recv() => Stop::Fast,
+        }
     }
 }

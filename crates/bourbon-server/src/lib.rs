@@ -6,6 +6,7 @@
 //! ([`log`]). Applications plug in through [`serve::Handler`]; the Python adapter lives in the
 //! `bourbon-py` crate, so everything here builds and is tested without an interpreter.
 
+pub mod access_log;
 pub mod guard;
 pub mod io;
 pub mod listener;

@@ -126,7 +126,7 @@ fn httpdate_like_now() -> String {
 
 /// Convert seconds since the epoch to a UTC civil date and time (days-from-civil inverse,
 /// valid for the proleptic Gregorian calendar).
-fn civil_from_unix(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+pub(crate) fn civil_from_unix(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (h, mi, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);

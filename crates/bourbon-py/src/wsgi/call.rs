@@ -64,7 +64,7 @@ pub(crate) fn handle(py: Python<'_>, ctx: &AppContext, mut job: Job) {
         Ok(r) => r,
         Err(e) => {
             if start_response.borrow().sent() {
-                log_exception(py, &e, &path);
+                log_exception(py, &e, &request_headline(&path));
                 let _ = send(py, &reply, Msg::Abort);
             } else {
                 fail_before_head(py, &e, &reply, &path);
@@ -75,12 +75,12 @@ pub(crate) fn handle(py: Python<'_>, ctx: &AppContext, mut job: Job) {
     let outcome = drive(py, &result, &start_response, &reply);
     // PEP 3333: the server calls close() on the iterable, whatever happened.
     if let Err(e) = call_close(py, &result) {
-        log_exception(py, &e, &path);
+        log_exception(py, &e, &request_headline(&path));
     }
     match outcome {
         Ok(()) => {}
         Err(e) => {
-            log_exception(py, &e, &path);
+            log_exception(py, &e, &request_headline(&path));
             let msg = if start_response.borrow().sent() {
                 Msg::Abort
             } else {
@@ -92,8 +92,12 @@ pub(crate) fn handle(py: Python<'_>, ctx: &AppContext, mut job: Job) {
 }
 
 fn fail_before_head(py: Python<'_>, e: &PyErr, reply: &tokio::sync::mpsc::Sender<Msg>, path: &str) {
-    log_exception(py, e, path);
+    log_exception(py, e, &request_headline(path));
     let _ = send(py, reply, Msg::Error);
+}
+
+fn request_headline(path: &str) -> String {
+    format!("Error handling request {path}")
 }
 
 fn call_close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -278,10 +282,10 @@ fn unsafe_zeroed_stat() -> libc::stat {
     }
 }
 
-/// Write an application exception and its traceback to the error log.
-pub(crate) fn log_exception(py: Python<'_>, e: &PyErr, path: &str) {
+/// Write an exception and its traceback to the error log, under a one-line `headline`.
+pub(crate) fn log_exception(py: Python<'_>, e: &PyErr, headline: &str) {
     static FORMAT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    bourbon_server::log::error(format_args!("Error handling request {path}"));
+    bourbon_server::log::error(format_args!("{headline}"));
     let formatted = FORMAT
         .get_or_try_init(py, || -> PyResult<_> {
             Ok(py

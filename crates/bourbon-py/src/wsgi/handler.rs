@@ -14,6 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bourbon_server::access_log::{AccessLog, Entry};
 use bourbon_server::io::ConnShared;
 use bourbon_server::log;
 use bourbon_server::serve::{ConnInfo, Handler, HandlerFuture, Local as ServerLocal, Peer};
@@ -44,6 +45,42 @@ pub(crate) struct HandlerConfig {
 pub(crate) struct WsgiHandler {
     pub(crate) jobs: mpsc::Sender<Job>,
     pub(crate) config: HandlerConfig,
+    pub(crate) access_log: Option<Arc<AccessLog>>,
+}
+
+/// What the access log needs about a request, captured only when the log is on.
+struct AccessRecord {
+    log: Arc<AccessLog>,
+    remote: String,
+    method: http::Method,
+    target: String,
+    version: http::Version,
+    request_headers: http::HeaderMap,
+    response_headers: Option<http::HeaderMap>,
+    status: u16,
+    started: std::time::SystemTime,
+    clock: std::time::Instant,
+}
+
+impl AccessRecord {
+    fn write(&self, sent: u64) {
+        let version = match self.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        };
+        self.log.write(&Entry {
+            remote: &self.remote,
+            method: self.method.as_str(),
+            target: &self.target,
+            version,
+            status: self.status,
+            response_bytes: Some(sent),
+            request_headers: &self.request_headers,
+            response_headers: self.response_headers.as_ref(),
+            started: self.started,
+            duration: self.clock.elapsed(),
+        });
+    }
 }
 
 /// Marks a request as in flight on its connection until the response body is dropped
@@ -80,51 +117,95 @@ impl Handler for WsgiHandler {
             ServerLocal::Unix(path) => Local::Unix(Arc::from(&**path)),
         };
         let shared = conn.shared.clone();
+        let access = self.access_log.as_ref().map(|log| {
+            Box::new(AccessRecord {
+                log: log.clone(),
+                remote: peer.map(|a| a.ip().to_string()).unwrap_or_default(),
+                method: req.method().clone(),
+                target: req
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| req.uri().to_string(), |pq| pq.as_str().to_owned()),
+                version: req.version(),
+                request_headers: if log.format().needs_request_headers() {
+                    req.headers().clone()
+                } else {
+                    http::HeaderMap::new()
+                },
+                response_headers: None,
+                status: 0,
+                started: std::time::SystemTime::now(),
+                clock: std::time::Instant::now(),
+            })
+        });
         Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            let is_head = parts.method == http::Method::HEAD;
-            let body = match read_body(&parts.headers, body, config.post_buffering, &shared).await {
-                Ok(b) => b,
-                Err(err) => return error_response(status_for(err, &shared), token),
-            };
-            let (reply, mut rx) = mpsc::channel(RESPONSE_QUEUE);
-            let job = Job {
-                method: parts.method,
-                uri: parts.uri,
-                version: parts.version,
-                headers: parts.headers,
-                peer,
-                local,
-                body,
-                reply,
-            };
-            if jobs.send(job).await.is_err() {
-                return error_response(StatusCode::SERVICE_UNAVAILABLE, token);
-            }
-            match rx.recv().await {
-                Some(Msg::Full(head, bytes)) => {
-                    build(head, BodyKind::Full(Some(bytes)), token, is_head)
+            let resp = respond(req, jobs, config, peer, local, shared, token).await;
+            match access {
+                Some(mut record) => {
+                    record.status = resp.status().as_u16();
+                    if record.log.format().needs_response_headers() {
+                        record.response_headers = Some(resp.headers().clone());
+                    }
+                    let (parts, mut body) = resp.into_parts();
+                    body.access = Some(record);
+                    Response::from_parts(parts, body)
                 }
-                Some(Msg::Head(head, first)) => build(
-                    head,
-                    BodyKind::Stream {
-                        rx,
-                        first,
-                        file: None,
-                    },
-                    token,
-                    is_head,
-                ),
-                _ => {
-                    let status = match shared.reject() {
-                        Some(r) => StatusCode::from_u16(r.status)
-                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                        None => StatusCode::INTERNAL_SERVER_ERROR,
-                    };
-                    error_response(status, token)
-                }
+                None => resp,
             }
         })
+    }
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    jobs: mpsc::Sender<Job>,
+    config: HandlerConfig,
+    peer: Option<std::net::SocketAddr>,
+    local: Local,
+    shared: Rc<ConnShared>,
+    token: InflightToken,
+) -> Response<ResponseBody> {
+    let (parts, body) = req.into_parts();
+    let is_head = parts.method == http::Method::HEAD;
+    let body = match read_body(&parts.headers, body, config.post_buffering, &shared).await {
+        Ok(b) => b,
+        Err(err) => return error_response(status_for(err, &shared), token),
+    };
+    let (reply, mut rx) = mpsc::channel(RESPONSE_QUEUE);
+    let job = Job {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        peer,
+        local,
+        body,
+        reply,
+    };
+    if jobs.send(job).await.is_err() {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, token);
+    }
+    match rx.recv().await {
+        Some(Msg::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), token, is_head),
+        Some(Msg::Head(head, first)) => build(
+            head,
+            BodyKind::Stream {
+                rx,
+                first,
+                file: None,
+            },
+            token,
+            is_head,
+        ),
+        _ => {
+            let status = match shared.reject() {
+                Some(r) => {
+                    StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+                None => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error_response(status, token)
+        }
     }
 }
 
@@ -329,7 +410,19 @@ pub(crate) struct ResponseBody {
     owed: Option<u64>,
     truncated: bool,
     done: bool,
+    /// Bytes handed to hyper, for the access log.
+    sent: u64,
+    access: Option<Box<AccessRecord>>,
     _token: InflightToken,
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // The body is dropped when it is written out or abandoned: the request is over.
+        if let Some(record) = self.access.take() {
+            record.write(self.sent);
+        }
+    }
 }
 
 impl ResponseBody {
@@ -340,6 +433,8 @@ impl ResponseBody {
             owed: declared,
             truncated: false,
             done: false,
+            sent: 0,
+            access: None,
             _token: token,
         }
     }
@@ -437,6 +532,7 @@ impl Body for ResponseBody {
             match next {
                 Step::Data(b) => {
                     if let Some(b) = this.limit(b) {
+                        this.sent += b.len() as u64;
                         return Poll::Ready(Some(Ok(Frame::data(b))));
                     }
                     if this.owed == Some(0) && matches!(this.kind, BodyKind::Full(_)) {
