@@ -259,7 +259,8 @@ operating system may cap it (e.g. `net.core.somaxconn` on Linux).",
         help: "number of worker processes ($WEB_CONCURRENCY if set)",
         doc: "How many worker processes serve requests. At least 1. If no source \
 sets it and the `WEB_CONCURRENCY` environment variable is set, that is the \
-default.",
+default. This release serves with one worker process: a larger value is accepted \
+(so existing gunicorn command lines keep working) and a warning is logged.",
         show: |c| num(c.workers),
     },
     Setting {
@@ -346,8 +347,10 @@ headers slowly. Must be greater than 0; fractions are allowed.",
         example: "30",
         help: "close a connection whose response write stalls this many seconds",
         doc: "If writing a response makes no progress for this many seconds (the \
-client stopped reading), the connection is closed. Must be greater than 0; \
-fractions are allowed.",
+client stopped reading), the connection is closed, which also frees the Python \
+thread producing the response. The same bound applies to a request body that stops \
+arriving while the application waits for it. Must be greater than 0; fractions are \
+allowed.",
         show: |c| Shown::Num(format_duration(c.write_timeout)),
     },
     // ---- Request limits ----
