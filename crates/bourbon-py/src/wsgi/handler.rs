@@ -549,7 +549,9 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || matches!(self.kind, BodyKind::Full(None))
+        // A body still owing bytes is not at its end: hyper must poll once more so that
+        // `finish` sees the shortfall, logs it and closes the connection.
+        self.done || (matches!(self.kind, BodyKind::Full(None)) && self.owed.unwrap_or(0) == 0)
     }
 
     fn size_hint(&self) -> SizeHint {
