@@ -112,6 +112,10 @@ impl Reject {
     pub const BAD_TARGET: Self = Self::new(400, "Bad Request: invalid request target");
     /// Version field not `HTTP/DIGIT.DIGIT`.
     pub const BAD_VERSION: Self = Self::new(400, "Bad Request: invalid HTTP version");
+    /// CONNECT asks for a tunnel, which an application server does not offer (RFC 9110 §9.3.6
+    /// lets an origin server refuse it).
+    pub const CONNECT_UNSUPPORTED: Self =
+        Self::new(501, "Not Implemented: CONNECT is not supported");
     /// Well-formed version other than HTTP/1.0 and HTTP/1.1.
     pub const UNSUPPORTED_VERSION: Self = Self::new(505, "HTTP Version Not Supported");
     /// Bare LF or bare CR (RFC 9112 §2.2).
@@ -177,6 +181,10 @@ impl Reject {
         out.extend_from_slice(status.format(self.status).as_bytes());
         out.push(b' ');
         out.extend_from_slice(status_phrase(self.status).as_bytes());
+        // Every response carries Date (RFC 9110 §6.6.1) and Server, like the app's.
+        out.extend_from_slice(b"\r\nDate: ");
+        out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        out.extend_from_slice(b"\r\nServer: bourbon");
         out.extend_from_slice(b"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ");
         out.extend_from_slice(length.format(body_len).as_bytes());
         out.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
@@ -531,6 +539,9 @@ fn parse_request_line(line: &[u8], facts: &mut Facts) -> Result<(), Reject> {
     };
     check_target(method, target)?;
     facts.connect = method == b"CONNECT";
+    if facts.connect {
+        return Err(Reject::CONNECT_UNSUPPORTED);
+    }
     Ok(())
 }
 

@@ -24,11 +24,11 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::message::{
-    BodyError, BodySource, FileSlice, Head, Job, Local, Msg, BODY_QUEUE, RESPONSE_QUEUE,
+    BodyError, BodySource, Demand, FileSlice, Head, Job, Local, Msg, BODY_QUEUE, RESPONSE_QUEUE,
 };
 
 /// Size of one read from a file sent through `wsgi.file_wrapper`.
@@ -166,10 +166,15 @@ async fn respond(
     token: InflightToken,
 ) -> Response<ResponseBody> {
     let (parts, body) = req.into_parts();
-    let is_head = parts.method == http::Method::HEAD;
-    let body = match read_body(&parts.headers, body, config.post_buffering, &shared).await {
+    let (body, reader) = match read_body(&parts.headers, body, config.post_buffering, &shared).await
+    {
         Ok(b) => b,
         Err(err) => return error_response(status_for(err, &shared), token),
+    };
+    let facts = RequestFacts {
+        is_head: parts.method == http::Method::HEAD,
+        http10: parts.version == http::Version::HTTP_10,
+        reader,
     };
     let (reply, mut rx) = mpsc::channel(RESPONSE_QUEUE);
     let job = Job {
@@ -186,7 +191,7 @@ async fn respond(
         return error_response(StatusCode::SERVICE_UNAVAILABLE, token);
     }
     match rx.recv().await {
-        Some(Msg::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), token, is_head),
+        Some(Msg::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), token, facts),
         Some(Msg::Head(head, first)) => build(
             head,
             BodyKind::Stream {
@@ -195,7 +200,7 @@ async fn respond(
                 file: None,
             },
             token,
-            is_head,
+            facts,
         ),
         _ => {
             let status = match shared.reject() {
@@ -244,7 +249,7 @@ async fn read_body(
     mut body: Incoming,
     post_buffering: u64,
     shared: &Rc<ConnShared>,
-) -> Result<BodySource, BodyError> {
+) -> Result<(BodySource, Option<BodyReader>), BodyError> {
     // A body read fails either because the guard rejected the rest (then its status is the
     // answer) or because the client broke off.
     let broken = |shared: &ConnShared| match shared.reject() {
@@ -252,16 +257,16 @@ async fn read_body(
         None => BodyError::Broken,
     };
     if !has_body(headers) {
-        return Ok(BodySource::Buffered(Bytes::new()));
+        return Ok((BodySource::Buffered(Bytes::new()), None));
     }
     let mut first = Vec::new();
     let mut buffered: u64 = 0;
-    let demand = Arc::new(Notify::new());
+    let demand = Arc::new(Demand::default());
     if !expects_continue(headers) && post_buffering > 0 {
         while buffered <= post_buffering {
             match body.frame().await {
                 None => {
-                    return Ok(BodySource::Buffered(concat(first, buffered)));
+                    return Ok((BodySource::Buffered(concat(first, buffered)), None));
                 }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
@@ -273,13 +278,13 @@ async fn read_body(
             }
         }
         // Too big to buffer: the rest streams, and reading may go on at once.
-        demand.notify_one();
+        demand.ask();
     }
     let (tx, chunks) = mpsc::channel(BODY_QUEUE);
     let wait = demand.clone();
     let shared = shared.clone();
-    tokio::task::spawn_local(async move {
-        wait.notified().await;
+    let task = tokio::task::spawn_local(async move {
+        wait.wait().await;
         loop {
             let item = match body.frame().await {
                 None => break,
@@ -295,11 +300,39 @@ async fn read_body(
             }
         }
     });
-    Ok(BodySource::Streaming {
-        first,
-        demand,
-        chunks,
-    })
+    let reader = BodyReader {
+        task,
+        demand: demand.clone(),
+    };
+    Ok((
+        BodySource::Streaming {
+            first,
+            demand,
+            chunks,
+        },
+        Some(reader),
+    ))
+}
+
+/// The task fetching a streamed request body. It ends with the response: dropping it gives the
+/// unread rest of the body back to hyper, which then closes the connection instead of waiting
+/// for bytes nobody will read.
+pub(crate) struct BodyReader {
+    task: tokio::task::JoinHandle<()>,
+    demand: Arc<Demand>,
+}
+
+impl Drop for BodyReader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What `build` needs to know about the request.
+struct RequestFacts {
+    is_head: bool,
+    http10: bool,
+    reader: Option<BodyReader>,
 }
 
 fn concat(parts: Vec<Bytes>, total: u64) -> Bytes {
@@ -344,12 +377,20 @@ fn build(
     head: Head,
     kind: BodyKind,
     token: InflightToken,
-    is_head: bool,
+    facts: RequestFacts,
 ) -> Response<ResponseBody> {
     let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // Close after this response when the framing of what follows is unknown: the client may
+    // still send a body nobody asked for (Expect: 100-continue never answered), or an
+    // HTTP/1.0 body without a length can only end with the connection (RFC 9112 §6.3).
+    let unread_expect = facts.reader.as_ref().is_some_and(|r| !r.demand.asked());
+    let close_delimited =
+        facts.http10 && head.content_length.is_none() && !matches!(kind, BodyKind::Full(_));
+    let close = head.close || unread_expect || close_delimited;
     let mut body = ResponseBody::new(kind, head.content_length, token);
+    body.reader = facts.reader;
     let bodiless =
-        is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        facts.is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     if !bodiless {
         body.sendfile = Some(body._token.0.clone());
     }
@@ -372,7 +413,7 @@ fn build(
     if !has_server {
         h.insert(SERVER, HeaderValue::from_static(crate::SERVER_HEADER));
     }
-    if head.close {
+    if close {
         h.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     resp
@@ -413,6 +454,7 @@ pub(crate) struct ResponseBody {
     /// Bytes handed to hyper, for the access log.
     sent: u64,
     access: Option<Box<AccessRecord>>,
+    reader: Option<BodyReader>,
     _token: InflightToken,
 }
 
@@ -435,6 +477,7 @@ impl ResponseBody {
             done: false,
             sent: 0,
             access: None,
+            reader: None,
             _token: token,
         }
     }

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
-use super::message::{BodyError, BodySource};
+use super::message::{BodyError, BodySource, Demand};
 
 pyo3::create_exception!(
     _bourbon,
@@ -25,8 +25,7 @@ pyo3::create_exception!(
 );
 
 struct Stream {
-    demand: Arc<Notify>,
-    asked: bool,
+    demand: Arc<Demand>,
     chunks: mpsc::Receiver<Result<Bytes, BodyError>>,
 }
 
@@ -55,11 +54,7 @@ impl InputStream {
             } => InputStream {
                 buf: Bytes::new(),
                 queued: first.into(),
-                stream: Some(Stream {
-                    demand,
-                    asked: false,
-                    chunks,
-                }),
+                stream: Some(Stream { demand, chunks }),
             },
         }
     }
@@ -74,10 +69,7 @@ impl InputStream {
             let Some(stream) = self.stream.as_mut() else {
                 return Ok(false);
             };
-            if !stream.asked {
-                stream.asked = true;
-                stream.demand.notify_one();
-            }
+            stream.demand.ask();
             let chunks = &mut stream.chunks;
             // The wait for the client happens without the GIL, so other Python threads run.
             let item = py.detach(|| chunks.blocking_recv());

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::{mpsc, Notify};
 
 /// How many response messages may wait between the Python thread and the socket before the
@@ -45,9 +47,38 @@ pub(crate) enum BodySource {
     /// application actually reads (RFC 9110 §10.1.1).
     Streaming {
         first: Vec<Bytes>,
-        demand: Arc<Notify>,
+        demand: Arc<Demand>,
         chunks: mpsc::Receiver<Result<Bytes, BodyError>>,
     },
+}
+
+/// The application's first read of a streamed body: it starts the reader task, and tells
+/// the connection whether the body was ever wanted.
+#[derive(Debug, Default)]
+pub(crate) struct Demand {
+    notify: Notify,
+    asked: AtomicBool,
+}
+
+impl Demand {
+    /// Ask for the body (idempotent).
+    pub(crate) fn ask(&self) {
+        if !self.asked.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Whether the body was asked for.
+    pub(crate) fn asked(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
+
+    /// Wait until the body is asked for.
+    pub(crate) async fn wait(&self) {
+        if !self.asked() {
+            self.notify.notified().await;
+        }
+    }
 }
 
 /// Why a request body could not be read to its end.

@@ -307,8 +307,15 @@ fn request_targets() {
     accepted(b"GET http://[::1]:8080/foo HTTP/1.1\r\n\r\n");
     accepted(b"GET https://example.com HTTP/1.1\r\n\r\n");
     accepted(b"OPTIONS * HTTP/1.1\r\n\r\n");
-    accepted(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n");
-    accepted(b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n");
+    // A well-formed CONNECT is refused as unsupported (501), not as malformed (400).
+    for ok_form in [
+        &b"CONNECT example.com:443 HTTP/1.1\r\n\r\n"[..],
+        b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n",
+    ] {
+        let o = feed_all_ways(Limits::default(), ok_form);
+        assert_eq!(o.err, Some(Reject::CONNECT_UNSUPPORTED));
+        assert_eq!(o.heads, 0);
+    }
     for bad in [
         &b"GET * HTTP/1.1"[..],
         b"GET example.com:443 HTTP/1.1",
@@ -811,7 +818,6 @@ fn closing_messages_end_the_stream() {
         b"GET /first HTTP/1.1\r\nConnection: Close\r\n\r\n",
         b"GET /first HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n",
         b"POST /first HTTP/1.0\r\nContent-Length: 2\r\n\r\nab",
-        b"CONNECT a:1 HTTP/1.1\r\n\r\n",
     ] {
         // Whatever follows (a request, or garbage) is neither released nor judged.
         for rest in [&b"GET /second HTTP/1.1\r\n\r\n"[..], b"\x00garbage\n"] {
