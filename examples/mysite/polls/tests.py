@@ -78,9 +78,7 @@ class VoteTests(TestCase):
 
     def test_vote_without_csrf_token_is_rejected(self):
         self.client.get(f"/{self.question.id}/")  # sets the CSRF cookie
-        response = self.client.post(
-            f"/{self.question.id}/vote/", {"choice": self.choice.id}
-        )
+        response = self.client.post(f"/{self.question.id}/vote/", {"choice": self.choice.id})
         self.assertEqual(response.status_code, 403)
         self.choice.refresh_from_db()
         self.assertEqual(self.choice.votes, 0)
@@ -101,9 +99,7 @@ class VoteTests(TestCase):
 
     def test_vote_with_missing_choice_rerenders_form(self):
         token = csrf_token_from(self.client.get(f"/{self.question.id}/"))
-        response = self.client.post(
-            f"/{self.question.id}/vote/", {"csrfmiddlewaretoken": token}
-        )
+        response = self.client.post(f"/{self.question.id}/vote/", {"csrfmiddlewaretoken": token})
         self.assertContains(response, "Pick one of the choices.", status_code=400)
 
     def test_vote_requires_post(self):
@@ -142,9 +138,7 @@ class SimpleEndpointTests(TestCase):
     def test_download(self):
         response = self.client.get("/download")
         self.assertEqual(response.status_code, 200)
-        self.assertEqual(
-            response["Content-Disposition"], 'attachment; filename="sample.txt"'
-        )
+        self.assertEqual(response["Content-Disposition"], 'attachment; filename="sample.txt"')
         expected = SAMPLE_FILE.read_bytes()
         self.assertEqual(len(expected), 100 * 1024)
         self.assertEqual(response["Content-Length"], str(len(expected)))
@@ -202,9 +196,7 @@ class UploadTests(TestCase):
         client = Client(enforce_csrf_checks=True)
         token = csrf_token_from(client.get("/upload"))
         upload = SimpleUploadedFile("blob.bin", self.payload)
-        response = client.post(
-            "/upload", {"file": upload, "csrfmiddlewaretoken": token}
-        )
+        response = client.post("/upload", {"file": upload, "csrfmiddlewaretoken": token})
         self.assertEqual(response.status_code, 200)
         self.assertEqual(response.json(), self.expected(self.payload))
 
@@ -222,9 +214,7 @@ class UploadTests(TestCase):
     def test_raw_body(self):
         client = Client(enforce_csrf_checks=True)
         data = self.payload * 3  # larger than DATA_UPLOAD_MAX_MEMORY_SIZE
-        response = client.post(
-            "/upload/raw", data=data, content_type="application/octet-stream"
-        )
+        response = client.post("/upload/raw", data=data, content_type="application/octet-stream")
         self.assertEqual(response.status_code, 200)
         self.assertEqual(response.json(), self.expected(data))
 
@@ -272,9 +262,7 @@ class CollectedStaticTests(TestCase):
 
     def test_hashed_stylesheet_is_served(self):
         page = self.client.get("/")
-        match = re.search(
-            r'href="(/static/polls/style\.[0-9a-f]{12}\.css)"', page.content.decode()
-        )
+        match = re.search(r'href="(/static/polls/style\.[0-9a-f]{12}\.css)"', page.content.decode())
         self.assertIsNotNone(match, "stylesheet URL is not hashed")
         response = self.client.get(match.group(1), headers={"Accept-Encoding": "gzip"})
         self.assertEqual(response.status_code, 200)

@@ -43,16 +43,12 @@ UPLOAD_READ_SIZE = 64 * 1024
 
 @require_GET
 def index(request):
-    latest = Question.objects.filter(pub_date__lte=timezone.now()).order_by(
-        "-pub_date"
-    )[:5]
+    latest = Question.objects.filter(pub_date__lte=timezone.now()).order_by("-pub_date")[:5]
     rows = [
         {"n": i, "square": i * i, "hex": f"{i:#06x}", "even": i % 2 == 0}
         for i in range(INDEX_TABLE_ROWS)
     ]
-    return render(
-        request, "polls/index.html", {"latest_questions": latest, "rows": rows}
-    )
+    return render(request, "polls/index.html", {"latest_questions": latest, "rows": rows})
 
 
 @require_GET
@@ -85,22 +81,16 @@ def plain(request):
 
 
 def json_view(request):
-    return JsonResponse(
-        {"message": "Hello from Django", "server": "bourbon", "items": [1, 2, 3]}
-    )
+    return JsonResponse({"message": "Hello from Django", "server": "bourbon", "items": [1, 2, 3]})
 
 
 def orm(request):
-    texts = list(
-        Question.objects.order_by("id").values_list("question_text", flat=True)[:10]
-    )
+    texts = list(Question.objects.order_by("id").values_list("question_text", flat=True)[:10])
     return JsonResponse({"count": len(texts), "questions": texts})
 
 
 def download(request):
-    return FileResponse(
-        open(SAMPLE_FILE, "rb"), as_attachment=True, filename="sample.txt"
-    )
+    return FileResponse(open(SAMPLE_FILE, "rb"), as_attachment=True, filename="sample.txt")
 
 
 def stream(request):
