@@ -7,32 +7,23 @@
 //! `Expect: 100-continue` follow the application's first read), and the response body type that
 //! enforces the declared Content-Length.
 
-use std::io;
-use std::os::fd::AsRawFd;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bourbon_server::access_log::{AccessLog, Entry};
+use bourbon_server::access_log::AccessLog;
 use bourbon_server::io::ConnShared;
-use bourbon_server::log;
 use bourbon_server::serve::{ConnInfo, Handler, HandlerFuture, Local as ServerLocal, Peer};
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, SERVER, TRANSFER_ENCODING};
 use http::{Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
+use super::body::{AccessRecord, BodyAbort, BodyKind, InflightToken, ResponseBody};
 use super::message::{
-    BodyError, BodySource, Demand, FileSlice, Head, Job, Local, Msg, BODY_QUEUE, RESPONSE_QUEUE,
+    BodyError, BodySource, Demand, Head, Job, Local, Msg, BODY_QUEUE, RESPONSE_QUEUE,
 };
-
-/// Size of one read from a file sent through `wsgi.file_wrapper`.
-const FILE_CHUNK: usize = 256 * 1024;
 
 /// Settings the handler needs, fixed at start.
 #[derive(Clone, Copy, Debug)]
@@ -46,58 +37,6 @@ pub(crate) struct WsgiHandler {
     pub(crate) jobs: mpsc::Sender<Job>,
     pub(crate) config: HandlerConfig,
     pub(crate) access_log: Option<Arc<AccessLog>>,
-}
-
-/// What the access log needs about a request, captured only when the log is on.
-struct AccessRecord {
-    log: Arc<AccessLog>,
-    remote: String,
-    method: http::Method,
-    target: String,
-    version: http::Version,
-    request_headers: http::HeaderMap,
-    response_headers: Option<http::HeaderMap>,
-    status: u16,
-    started: std::time::SystemTime,
-    clock: std::time::Instant,
-}
-
-impl AccessRecord {
-    fn write(&self, sent: u64) {
-        let version = match self.version {
-            http::Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        };
-        self.log.write(&Entry {
-            remote: &self.remote,
-            method: self.method.as_str(),
-            target: &self.target,
-            version,
-            status: self.status,
-            response_bytes: Some(sent),
-            request_headers: &self.request_headers,
-            response_headers: self.response_headers.as_ref(),
-            started: self.started,
-            duration: self.clock.elapsed(),
-        });
-    }
-}
-
-/// Marks a request as in flight on its connection until the response body is dropped
-/// (written out or abandoned), which is when the keep-alive clock may start.
-struct InflightToken(Rc<ConnShared>);
-
-impl InflightToken {
-    fn new(shared: &Rc<ConnShared>) -> Self {
-        shared.request_started();
-        InflightToken(shared.clone())
-    }
-}
-
-impl Drop for InflightToken {
-    fn drop(&mut self) {
-        self.0.request_finished();
-    }
 }
 
 impl Handler for WsgiHandler {
@@ -192,16 +131,7 @@ async fn respond(
     }
     match rx.recv().await {
         Some(Msg::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), token, facts),
-        Some(Msg::Head(head, first)) => build(
-            head,
-            BodyKind::Stream {
-                rx,
-                first,
-                file: None,
-            },
-            token,
-            facts,
-        ),
+        Some(Msg::Head(head, first)) => build(head, BodyKind::stream(rx, first), token, facts),
         _ => {
             let status = match shared.reject() {
                 Some(r) => {
@@ -418,285 +348,3 @@ fn build(
     }
     resp
 }
-
-/// Ends a response body early: hyper closes the connection, so the client sees a truncated
-/// response rather than a silently wrong one.
-#[derive(Debug)]
-pub(crate) struct BodyAbort(&'static str);
-
-impl std::fmt::Display for BodyAbort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for BodyAbort {}
-
-enum BodyKind {
-    Full(Option<Bytes>),
-    Stream {
-        rx: mpsc::Receiver<Msg>,
-        first: Option<Bytes>,
-        file: Option<FileStream>,
-    },
-}
-
-/// The response body handed to hyper.
-pub(crate) struct ResponseBody {
-    kind: BodyKind,
-    /// Set when file regions may go out with sendfile(2) on this connection; unset for HEAD
-    /// and for statuses without a body, whose bodies hyper never writes.
-    sendfile: Option<Rc<ConnShared>>,
-    /// Bytes still owed under the declared Content-Length, if one was declared.
-    owed: Option<u64>,
-    truncated: bool,
-    done: bool,
-    /// Bytes handed to hyper, for the access log.
-    sent: u64,
-    access: Option<Box<AccessRecord>>,
-    reader: Option<BodyReader>,
-    _token: InflightToken,
-}
-
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        // The body is dropped when it is written out or abandoned: the request is over.
-        if let Some(record) = self.access.take() {
-            record.write(self.sent);
-        }
-    }
-}
-
-impl ResponseBody {
-    fn new(kind: BodyKind, declared: Option<u64>, token: InflightToken) -> Self {
-        ResponseBody {
-            kind,
-            sendfile: None,
-            owed: declared,
-            truncated: false,
-            done: false,
-            sent: 0,
-            access: None,
-            reader: None,
-            _token: token,
-        }
-    }
-
-    /// Apply the declared length: a longer body is cut (PEP 3333 lets the server truncate; the
-    /// framing stays right, so keep-alive survives), and the cut is logged once.
-    fn limit(&mut self, mut data: Bytes) -> Option<Bytes> {
-        if let Some(owed) = self.owed.as_mut() {
-            let len = data.len() as u64;
-            if len > *owed {
-                if !self.truncated {
-                    self.truncated = true;
-                    log::warn(format_args!(
-                        "response body longer than its Content-Length; extra bytes dropped"
-                    ));
-                }
-                data.truncate(usize::try_from(*owed).unwrap_or(usize::MAX));
-            }
-            *owed -= data.len() as u64;
-        }
-        if data.is_empty() {
-            None
-        } else {
-            Some(data)
-        }
-    }
-
-    /// The body ended: if it is shorter than declared the connection must close (RFC 9112
-    /// §6.3: the client would otherwise wait for bytes that never come).
-    fn finish(&mut self) -> Poll<Option<Result<Frame<Bytes>, BodyAbort>>> {
-        self.done = true;
-        match self.owed {
-            Some(n) if n > 0 => {
-                log::warn(format_args!(
-                    "response body shorter than its Content-Length by {n} bytes; closing the connection"
-                ));
-                Poll::Ready(Some(Err(BodyAbort("body shorter than Content-Length"))))
-            }
-            _ => Poll::Ready(None),
-        }
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BodyAbort;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyAbort>>> {
-        let this = &mut *self;
-        if this.done {
-            return Poll::Ready(None);
-        }
-        loop {
-            let next = match &mut this.kind {
-                BodyKind::Full(bytes) => match bytes.take() {
-                    Some(b) => Step::Data(b),
-                    None => Step::End,
-                },
-                BodyKind::Stream { rx, first, file } => {
-                    if let Some(b) = first.take() {
-                        Step::Data(b)
-                    } else if let Some(f) = file {
-                        match f.poll_chunk(cx) {
-                            Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Ok(Some(b))) => Step::Data(b),
-                            Poll::Ready(Ok(None)) => {
-                                *file = None;
-                                continue;
-                            }
-                            Poll::Ready(Err(e)) => {
-                                log::error(format_args!("file_wrapper read failed: {e}"));
-                                Step::Abort
-                            }
-                        }
-                    } else {
-                        match rx.poll_recv(cx) {
-                            Poll::Pending => return Poll::Pending,
-                            Poll::Ready(Some(Msg::Data(b))) => Step::Data(b),
-                            Poll::Ready(Some(Msg::File(mut slice))) => {
-                                if let Some(owed) = this.owed {
-                                    slice.len = slice.len.min(owed);
-                                }
-                                *file = Some(FileStream::new(slice, this.sendfile.as_ref()));
-                                continue;
-                            }
-                            Poll::Ready(Some(Msg::End)) => Step::End,
-                            Poll::Ready(Some(_)) | Poll::Ready(None) => Step::Abort,
-                        }
-                    }
-                }
-            };
-            match next {
-                Step::Data(b) => {
-                    if let Some(b) = this.limit(b) {
-                        this.sent += b.len() as u64;
-                        return Poll::Ready(Some(Ok(Frame::data(b))));
-                    }
-                    if this.owed == Some(0) && matches!(this.kind, BodyKind::Full(_)) {
-                        return this.finish();
-                    }
-                }
-                Step::End => return this.finish(),
-                Step::Abort => {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(BodyAbort("application error mid-response"))));
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        // A body still owing bytes is not at its end: hyper must poll once more so that
-        // `finish` sees the shortfall, logs it and closes the connection.
-        self.done || (matches!(self.kind, BodyKind::Full(None)) && self.owed.unwrap_or(0) == 0)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.kind, self.owed) {
-            (_, Some(n)) => SizeHint::with_exact(n),
-            (BodyKind::Full(Some(b)), None) => SizeHint::with_exact(b.len() as u64),
-            (BodyKind::Full(None), None) => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
-        }
-    }
-}
-
-enum Step {
-    Data(Bytes),
-    End,
-    Abort,
-}
-
-/// Sends a file region. On a plain socket the region is queued on the connection and the body
-/// yields placeholder bytes that the connection turns into sendfile(2) calls: zero copies,
-/// and memory stays flat however large the file. Elsewhere it falls back to positioned reads
-/// on the blocking pool, one bounded chunk at a time, never blocking the runtime thread.
-struct FileStream {
-    fd: Arc<std::os::fd::OwnedFd>,
-    offset: u64,
-    remaining: u64,
-    zero_copy: bool,
-    inflight: Option<JoinHandle<io::Result<Bytes>>>,
-}
-
-impl FileStream {
-    fn new(slice: FileSlice, sendfile: Option<&Rc<ConnShared>>) -> Self {
-        let fd = Arc::new(slice.fd);
-        if let Some(shared) = sendfile {
-            shared.queue_file(fd.clone(), slice.offset, slice.len);
-        }
-        FileStream {
-            fd,
-            offset: slice.offset,
-            remaining: slice.len,
-            zero_copy: sendfile.is_some(),
-            inflight: None,
-        }
-    }
-
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
-        if self.zero_copy {
-            if self.remaining == 0 {
-                return Poll::Ready(Ok(None));
-            }
-            let n = usize::try_from(self.remaining)
-                .unwrap_or(usize::MAX)
-                .min(bourbon_server::io::PLACEHOLDER_LEN);
-            self.remaining -= n as u64;
-            return Poll::Ready(Ok(Some(bourbon_server::io::file_placeholder(n))));
-        }
-        loop {
-            if let Some(handle) = self.inflight.as_mut() {
-                let res = match Pin::new(handle).poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(r)) => r,
-                    Poll::Ready(Err(e)) => Err(io::Error::other(e)),
-                };
-                self.inflight = None;
-                let bytes = res?;
-                if bytes.is_empty() {
-                    // The file shrank under us: what was promised cannot be sent.
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shorter than expected",
-                    )));
-                }
-                self.offset += bytes.len() as u64;
-                self.remaining -= (bytes.len() as u64).min(self.remaining);
-                return Poll::Ready(Ok(Some(bytes)));
-            }
-            if self.remaining == 0 {
-                return Poll::Ready(Ok(None));
-            }
-            let fd = self.fd.clone();
-            let offset = self.offset;
-            let want = usize::try_from(self.remaining.min(FILE_CHUNK as u64)).unwrap_or(FILE_CHUNK);
-            self.inflight = Some(tokio::task::spawn_blocking(move || {
-                pread(&fd, offset, want)
-            }));
-        }
-    }
-}
-
-#[allow(unsafe_code)]
-fn pread(fd: &std::os::fd::OwnedFd, offset: u64, want: usize) -> io::Result<Bytes> {
-    let mut buf = vec![0u8; want];
-    let off = libc::off_t::try_from(offset)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
-    // SAFETY: `buf` is a live, writable allocation of `want` bytes and the fd is open for the
-    // lifetime of the borrow.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), want, off) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(usize::try_from(n).unwrap_or(0));
-    Ok(Bytes::from(buf))
-}
-
-use std::future::Future;

@@ -1,7 +1,8 @@
-//! The WSGI adapter (PEP 3333): the connection-side [`handler`], the request/response
+//! The WSGI adapter (PEP 3333): the connection-side [`handler`] and response [`body`], the request/response
 //! [`message`]s between threads, and the Python-side pieces ([`environ`], [`input`],
 //! [`start_response`], [`streams`], [`call`]).
 
+pub(crate) mod body;
 pub(crate) mod call;
 pub(crate) mod environ;
 pub(crate) mod handler;
