@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import rawhttp
-import tomllib
 from conftest import APPS, ROOT, Server, base_env, bourbon_exe, run_bourbon
 
 SOCK_TIMEOUT = 10.0
@@ -72,6 +71,15 @@ class Launched(Server):
         code = super().stop(sig, timeout)
         close_output(self)
         return code
+
+
+def toml_loads(text: str) -> dict:
+    """Parse TOML with the stdlib (3.11+) or tomli (3.10), whichever this Python has."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # CPython 3.10
+        import tomli as tomllib
+    return tomllib.loads(text)
 
 
 def close_output(srv: Server) -> None:
@@ -170,7 +178,7 @@ def assert_usage_error(proc: subprocess.CompletedProcess, *must_contain: str) ->
 def print_config(*args: str, env: dict[str, str] | None = None, cwd: Path = APPS) -> dict:
     proc = run_bourbon(*args, "--print-config", env=env, cwd=cwd, timeout=30)
     assert proc.returncode == 0, proc.stderr
-    return tomllib.loads(proc.stdout)
+    return toml_loads(proc.stdout)
 
 
 def free_port() -> int:
@@ -475,7 +483,7 @@ def test_print_config_round_trip(tmp_path):
     ]
     first = run_bourbon(*args, "--print-config", timeout=30)
     assert first.returncode == 0, first.stderr
-    data = tomllib.loads(first.stdout)
+    data = toml_loads(first.stdout)
     assert data["app"] == "cli_app:make_app()"
     assert data["threads"] == 3
     assert data["bind"] == ["127.0.0.1:9000", "[::1]:9001", "unix:/tmp/cli-test.sock"]
