@@ -1,45 +1,85 @@
-//! The worker's Python threads: `--threads` OS threads that take request jobs from one
-//! bounded queue and run the application.
+//! The worker's Python threads: `--threads` OS threads that take work from one bounded queue
+//! and run the application.
 //!
-//! Each thread attaches to the interpreter once and releases the GIL while it waits for a job,
-//! so idle threads cost nothing and the runtime thread never waits on Python.
+//! Each thread attaches to the interpreter once and releases the GIL while it waits, so idle
+//! threads cost nothing and the runtime thread never waits on Python. A shared counter says
+//! how much work is queued or running, so the connection side knows when it may call the
+//! application inline instead (see `wsgi/handler.rs`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use pyo3::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::wsgi::call::{handle, AppContext};
+use crate::wsgi::call::{continue_handoff, handle, AppContext, Handoff};
 use crate::wsgi::message::Job;
 
-/// Start `n` Python threads serving jobs from `jobs` until its senders are gone.
+/// What a Python thread is asked to do.
+pub(crate) enum Work {
+    /// Call the application for a request.
+    Request(Job),
+    /// Iterate a response whose application call already ran inline.
+    Continue(Handoff),
+}
+
+/// Counts work handed to the pool and not yet finished.
+#[derive(Clone, Default)]
+pub(crate) struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    /// Work is about to be queued.
+    pub(crate) fn enter(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Work finished (or was never taken).
+    pub(crate) fn leave(&self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// No work is queued or running.
+    pub(crate) fn idle(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+}
+
+/// Start `n` Python threads serving `work` until its senders are gone.
 pub(crate) fn start(
     n: usize,
     ctx: Arc<AppContext>,
-    jobs: mpsc::Receiver<Job>,
+    work: mpsc::Receiver<Work>,
+    busy: Busy,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
-    let jobs = Arc::new(Mutex::new(jobs));
+    let work = Arc::new(Mutex::new(work));
     (0..n)
         .map(|i| {
-            let (ctx, jobs) = (ctx.clone(), jobs.clone());
+            let (ctx, work, busy) = (ctx.clone(), work.clone(), busy.clone());
             std::thread::Builder::new()
                 .name(format!("bourbon-py-{i}"))
-                .spawn(move || serve(&ctx, &jobs))
+                .spawn(move || serve(&ctx, &work, &busy))
         })
         .collect()
 }
 
-fn serve(ctx: &AppContext, jobs: &Mutex<mpsc::Receiver<Job>>) {
+fn serve(ctx: &AppContext, work: &Mutex<mpsc::Receiver<Work>>, busy: &Busy) {
     Python::attach(|py| loop {
         // Wait without the GIL; one thread at a time waits on the queue itself.
-        let job = py.detach(|| match jobs.lock() {
+        let next = py.detach(|| match work.lock() {
             Ok(mut rx) => rx.blocking_recv(),
             Err(_) => None,
         });
-        match job {
-            Some(job) => handle(py, ctx, job),
+        match next {
+            Some(Work::Request(job)) => {
+                if let Some(handoff) = handle(py, ctx, job, false) {
+                    // Not produced for non-inline calls; finish it here all the same.
+                    continue_handoff(py, handoff);
+                }
+            }
+            Some(Work::Continue(handoff)) => continue_handoff(py, handoff),
             None => break,
         }
+        busy.leave();
     });
 }

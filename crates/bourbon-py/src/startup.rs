@@ -335,8 +335,12 @@ impl Worker {
         } = self;
         // A bounded queue: when every Python thread is busy, connections wait here (and stop
         // reading more requests) instead of piling up work.
-        let (jobs_tx, jobs_rx) = mpsc::channel(threads * 2);
-        let workers = match pool::start(threads, ctx, jobs_rx) {
+        let (work_tx, work_rx) = mpsc::channel(threads * 2);
+        let busy = pool::Busy::default();
+        // With one Python thread the app is called inline on this thread when it is free:
+        // the common request then costs no thread switch at all.
+        let inline = (threads == 1).then(|| ctx.clone());
+        let workers = match pool::start(threads, ctx, work_rx, busy.clone()) {
             Ok(w) => w,
             Err(e) => {
                 log::error(format_args!("cannot start Python threads: {e}"));
@@ -347,9 +351,11 @@ impl Worker {
         let code = local.block_on(&runtime, async move {
             let (stop_tx, stop_rx) = watch::channel(false);
             let handler = std::rc::Rc::new(WsgiHandler {
-                jobs: jobs_tx,
+                work: work_tx,
                 config: s.handler,
                 access_log,
+                inline,
+                busy,
             });
             let server = serve(listeners, handler, s.serve, stop_rx);
             let mut server = std::pin::pin!(server);

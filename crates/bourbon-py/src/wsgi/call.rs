@@ -32,17 +32,31 @@ pub(crate) struct AppContext {
     pub(crate) root_path: String,
 }
 
+/// A response whose iteration must continue on a Python thread: the application was called
+/// inline (on the connection thread) and returned something that may block while it is
+/// iterated (a generator, a custom iterable).
+pub(crate) struct Handoff {
+    result: Py<PyAny>,
+    iterator: Option<Py<PyAny>>,
+    start_response: Py<StartResponse>,
+    reply: Reply,
+    path: String,
+}
+
 /// Handle one request. Never raises: every failure is logged and turned into a response.
-pub(crate) fn handle(py: Python<'_>, ctx: &AppContext, mut job: Job) {
+///
+/// `inline` says the call runs on the connection thread: then nothing here may wait, so a
+/// result whose iteration could block is returned as a [`Handoff`] for a Python thread.
+pub(crate) fn handle(
+    py: Python<'_>,
+    ctx: &AppContext,
+    mut job: Job,
+    inline: bool,
+) -> Option<Handoff> {
     let reply = job.reply.clone();
     let path = job.uri.path().to_owned();
-    let input = match Bound::new(
-        py,
-        InputStream::new(std::mem::replace(
-            &mut job.body,
-            BodySource::Buffered(Bytes::new()),
-        )),
-    ) {
+    let body = std::mem::replace(&mut job.body, BodySource::Buffered(Bytes::new()));
+    let input = match Bound::new(py, InputStream::new(body)) {
         Ok(i) => i,
         Err(e) => return fail_before_head(py, &e, &reply, &path),
     };
@@ -56,44 +70,165 @@ pub(crate) fn handle(py: Python<'_>, ctx: &AppContext, mut job: Job) {
         Ok(e) => e,
         Err(e) => return fail_before_head(py, &e, &reply, &path),
     };
-    let start_response = match Bound::new(py, StartResponse::new(reply.clone())) {
+    let start_response = match Bound::new(py, StartResponse::new(reply.clone(), inline)) {
         Ok(s) => s,
         Err(e) => return fail_before_head(py, &e, &reply, &path),
     };
     let result = match ctx.app.bind(py).call1((environ, start_response.clone())) {
         Ok(r) => r,
         Err(e) => {
-            if start_response.borrow().sent() {
-                log_exception(py, &e, &request_headline(&path));
-                let _ = send(py, &reply, Msg::Abort);
-            } else {
-                fail_before_head(py, &e, &reply, &path);
-            }
-            return;
-        }
-    };
-    let outcome = drive(py, &result, &start_response, &reply);
-    // PEP 3333: the server calls close() on the iterable, whatever happened.
-    if let Err(e) = call_close(py, &result) {
-        log_exception(py, &e, &request_headline(&path));
-    }
-    match outcome {
-        Ok(()) => {}
-        Err(e) => {
             log_exception(py, &e, &request_headline(&path));
-            let msg = if start_response.borrow().sent() {
+            let held = start_response.borrow_mut().take_held();
+            let msg = if start_response.borrow().sent() && held.is_none() {
                 Msg::Abort
             } else {
                 Msg::Error
             };
             let _ = send(py, &reply, msg);
+            return None;
         }
+    };
+    let iterator = if inline {
+        match inline_iterator(py, &result, &start_response) {
+            Ok(Inline::Now(it)) => it,
+            Ok(Inline::Later(it)) => {
+                return Some(Handoff {
+                    result: result.unbind(),
+                    iterator: it.map(Bound::unbind),
+                    start_response: start_response.unbind(),
+                    reply,
+                    path,
+                })
+            }
+            Err(e) => {
+                finish_with(py, Err(e), &result, &start_response, &reply, &path);
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    let holding = start_response.borrow().is_holding();
+    let outcome = match (iterator, holding) {
+        (Some(it), true) => drive_held(py, &it, &start_response, &reply),
+        (it, _) => drive(py, &result, it, &start_response, &reply),
+    };
+    finish_with(py, outcome, &result, &start_response, &reply, &path);
+    None
+}
+
+/// Continue a handed-off response on a Python thread.
+pub(crate) fn continue_handoff(py: Python<'_>, h: Handoff) {
+    let result = h.result.into_bound(py);
+    let sr = h.start_response.into_bound(py);
+    let iterator = h.iterator.map(|i| i.into_bound(py));
+    let outcome =
+        flush_held(py, &sr, &h.reply).and_then(|()| drive(py, &result, iterator, &sr, &h.reply));
+    finish_with(py, outcome, &result, &sr, &h.reply, &h.path);
+}
+
+/// Where an inline call's result is iterated.
+enum Inline<'py> {
+    /// Now, on the connection thread: iterating cannot block (a list, a tuple, a list or
+    /// tuple iterator). Carries the iterator when one was made.
+    Now(Option<Bound<'py, PyAny>>),
+    /// On a Python thread.
+    Later(Option<Bound<'py, PyAny>>),
+}
+
+fn inline_iterator<'py>(
+    py: Python<'py>,
+    result: &Bound<'py, PyAny>,
+    sr: &Bound<'py, StartResponse>,
+) -> PyResult<Inline<'py>> {
+    let holding = sr.borrow().is_holding();
+    if result.cast::<PyList>().is_ok() || result.cast::<PyTuple>().is_ok() {
+        return Ok(if holding {
+            Inline::Now(Some(result.try_iter()?.into_any()))
+        } else {
+            Inline::Now(None)
+        });
+    }
+    if result.cast::<FileWrapper>().is_ok() {
+        // Its file-like object may be a pipe or a socket whose reads block; a Python thread
+        // decides between the zero-copy path and plain iteration.
+        return Ok(Inline::Later(None));
+    }
+    // Django's HttpResponse iterates its content list: a list iterator never blocks.
+    let it = result.try_iter()?.into_any();
+    if is_sized_iterator(py, &it) {
+        Ok(Inline::Now(Some(it)))
+    } else {
+        Ok(Inline::Later(Some(it)))
     }
 }
 
-fn fail_before_head(py: Python<'_>, e: &PyErr, reply: &tokio::sync::mpsc::Sender<Msg>, path: &str) {
+/// Send what an inline call's `write()` held, now that waiting is allowed.
+fn flush_held(py: Python<'_>, sr: &Bound<'_, StartResponse>, reply: &Reply) -> PyResult<()> {
+    let held = sr.borrow_mut().take_held();
+    if let Some((head, chunks)) = held {
+        if !send(py, reply, Msg::Head(head, None)) {
+            return Ok(());
+        }
+        for c in chunks.into_iter().filter(|c| !c.is_empty()) {
+            if !send(py, reply, Msg::Data(c)) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Inline, after `write()`: the held chunks and the (non-blocking) rest go out as one body.
+fn drive_held(
+    py: Python<'_>,
+    it: &Bound<'_, PyAny>,
+    sr: &Bound<'_, StartResponse>,
+    reply: &Reply,
+) -> PyResult<()> {
+    let Some((head, mut chunks)) = sr.borrow_mut().take_held() else {
+        return Ok(());
+    };
+    for item in it.try_iter()? {
+        chunks.push(chunk_bytes(&item?)?);
+    }
+    let total = chunks.iter().map(Bytes::len).sum();
+    let mut body = BytesMut::with_capacity(total);
+    for c in chunks {
+        body.extend_from_slice(&c);
+    }
+    let _ = send(py, reply, Msg::Full(head, body.freeze()));
+    Ok(())
+}
+
+/// Call close() (PEP 3333: whatever happened) and turn a failure into a 500 or a close.
+fn finish_with(
+    py: Python<'_>,
+    outcome: PyResult<()>,
+    result: &Bound<'_, PyAny>,
+    sr: &Bound<'_, StartResponse>,
+    reply: &Reply,
+    path: &str,
+) {
+    if let Err(e) = call_close(py, result) {
+        log_exception(py, &e, &request_headline(path));
+    }
+    if let Err(e) = outcome {
+        log_exception(py, &e, &request_headline(path));
+        let held = sr.borrow_mut().take_held();
+        let msg = if sr.borrow().sent() && held.is_none() {
+            Msg::Abort
+        } else {
+            Msg::Error
+        };
+        let _ = send(py, reply, msg);
+    }
+}
+
+fn fail_before_head(py: Python<'_>, e: &PyErr, reply: &Reply, path: &str) -> Option<Handoff> {
     log_exception(py, e, &request_headline(path));
     let _ = send(py, reply, Msg::Error);
+    None
 }
 
 fn request_headline(path: &str) -> String {
@@ -155,6 +290,7 @@ fn send_first(
 fn drive(
     py: Python<'_>,
     result: &Bound<'_, PyAny>,
+    iterator: Option<Bound<'_, PyAny>>,
     sr: &Bound<'_, StartResponse>,
     reply: &Reply,
 ) -> PyResult<()> {
@@ -202,7 +338,10 @@ fn drive(
             }
         }
     }
-    let it = result.try_iter()?;
+    let it = match iterator {
+        Some(it) => it.try_iter()?,
+        None => result.try_iter()?,
+    };
     for chunk in it.clone() {
         let chunk = chunk_bytes(&chunk?)?;
         if chunk.is_empty() {

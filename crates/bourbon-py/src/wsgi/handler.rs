@@ -11,6 +11,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bourbon_server::access_log::AccessLog;
+
+use crate::pool::{Busy, Work};
 use bourbon_server::io::ConnShared;
 use bourbon_server::serve::{ConnInfo, Handler, HandlerFuture, Local as ServerLocal, Peer};
 use bytes::{Bytes, BytesMut};
@@ -20,7 +22,10 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
+use pyo3::Python;
+
 use super::body::{AccessRecord, BodyAbort, BodyKind, InflightToken, ResponseBody};
+use super::call::{self, AppContext};
 use super::message::{
     BodyError, BodySource, Demand, Head, Job, Local, Msg, BODY_QUEUE, RESPONSE_QUEUE,
 };
@@ -34,9 +39,14 @@ pub(crate) struct HandlerConfig {
 
 /// The WSGI [`Handler`]: hands requests to the Python thread pool.
 pub(crate) struct WsgiHandler {
-    pub(crate) jobs: mpsc::Sender<Job>,
+    pub(crate) work: mpsc::Sender<Work>,
     pub(crate) config: HandlerConfig,
     pub(crate) access_log: Option<Arc<AccessLog>>,
+    /// Set with `--threads 1`: the application is called on this (the connection) thread
+    /// when no Python thread is busy, saving two thread switches per request. Only requests
+    /// whose body is already complete go inline, so the app never waits on the network here.
+    pub(crate) inline: Option<Arc<AppContext>>,
+    pub(crate) busy: Busy,
 }
 
 impl Handler for WsgiHandler {
@@ -45,8 +55,10 @@ impl Handler for WsgiHandler {
 
     fn call(&self, req: Request<Incoming>, conn: &Rc<ConnInfo>) -> HandlerFuture<ResponseBody> {
         let token = InflightToken::new(&conn.shared);
-        let jobs = self.jobs.clone();
+        let work = self.work.clone();
         let config = self.config;
+        let inline = self.inline.clone();
+        let busy = self.busy.clone();
         let peer = match conn.peer {
             Peer::Tcp(addr) => Some(addr),
             Peer::Unix => None,
@@ -78,7 +90,8 @@ impl Handler for WsgiHandler {
             })
         });
         Box::pin(async move {
-            let resp = respond(req, jobs, config, peer, local, shared, token).await;
+            let pool = Pool { work, inline, busy };
+            let resp = respond(req, pool, config, peer, local, shared, token).await;
             match access {
                 Some(mut record) => {
                     record.status = resp.status().as_u16();
@@ -95,9 +108,44 @@ impl Handler for WsgiHandler {
     }
 }
 
+/// Where a request's Python work goes.
+struct Pool {
+    work: mpsc::Sender<Work>,
+    inline: Option<Arc<AppContext>>,
+    busy: Busy,
+}
+
+impl Pool {
+    /// Run the application for `job`: inline when allowed and nothing else is running (so
+    /// with `--threads 1` the app still never runs on two threads at once), else on a Python
+    /// thread. False if the pool is gone (shutting down).
+    async fn dispatch(&self, job: Job) -> bool {
+        let inline_ok = matches!(job.body, BodySource::Buffered(_)) && self.busy.idle();
+        if let (Some(ctx), true) = (self.inline.as_ref(), inline_ok) {
+            let handoff = Python::attach(|py| call::handle(py, ctx, job, true));
+            return match handoff {
+                Some(h) => self.queue(Work::Continue(h)).await,
+                None => true,
+            };
+        }
+        self.queue(Work::Request(job)).await
+    }
+
+    async fn queue(&self, work: Work) -> bool {
+        self.busy.enter();
+        if self.work.send(work).await.is_ok() {
+            true
+        } else {
+            // Nobody will take it: undo the count so inline calls are not blocked forever.
+            self.busy.leave();
+            false
+        }
+    }
+}
+
 async fn respond(
     req: Request<Incoming>,
-    jobs: mpsc::Sender<Job>,
+    pool: Pool,
     config: HandlerConfig,
     peer: Option<std::net::SocketAddr>,
     local: Local,
@@ -126,7 +174,7 @@ async fn respond(
         body,
         reply,
     };
-    if jobs.send(job).await.is_err() {
+    if !pool.dispatch(job).await {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, token);
     }
     match rx.recv().await {

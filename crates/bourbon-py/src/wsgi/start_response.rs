@@ -22,15 +22,31 @@ pub(crate) struct StartResponse {
     head: Option<Head>,
     sent: bool,
     reply: mpsc::Sender<Msg>,
+    /// Inline calls (the app runs on the connection thread) must never wait on the response
+    /// queue, so `write()` data is held here and goes out when the call returns.
+    inline: bool,
+    held: Option<(Head, Vec<Bytes>)>,
 }
 
 impl StartResponse {
-    pub(crate) fn new(reply: mpsc::Sender<Msg>) -> Self {
+    pub(crate) fn new(reply: mpsc::Sender<Msg>, inline: bool) -> Self {
         StartResponse {
             head: None,
             sent: false,
             reply,
+            inline,
+            held: None,
         }
+    }
+
+    /// The head and chunks `write()` produced during an inline call, if any.
+    pub(crate) fn take_held(&mut self) -> Option<(Head, Vec<Bytes>)> {
+        self.held.take()
+    }
+
+    /// Whether `write()` data is being held (inline call).
+    pub(crate) fn is_holding(&self) -> bool {
+        self.held.is_some()
     }
 
     /// Whether the head has gone to the client (or is on its way).
@@ -110,6 +126,21 @@ impl StartResponse {
     /// The legacy `write()` callable: sends `data` at once, after the head if needed.
     fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes = chunk_bytes(data)?;
+        if self.inline {
+            if let Some((_, chunks)) = self.held.as_mut() {
+                chunks.push(bytes);
+                return Ok(());
+            }
+            if !self.sent {
+                let Some(head) = self.take_head() else {
+                    return Err(PyAssertionError::new_err(
+                        "write() called before start_response()",
+                    ));
+                };
+                self.held = Some((head, vec![bytes]));
+                return Ok(());
+            }
+        }
         let msg = if self.sent {
             if bytes.is_empty() {
                 return Ok(());

@@ -1,0 +1,60 @@
+//! The serving core with a Rust handler and no Python: the ceiling the WSGI adapter is
+//! measured against (`cargo run --release -p bourbon-server --example hello -- 127.0.0.1:8000`).
+#![allow(missing_docs)]
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bourbon_config::Bind;
+use bourbon_server::guard::Limits;
+use bourbon_server::io::Timeouts;
+use bourbon_server::serve::{serve, ConnInfo, Handler, HandlerFuture, ServeConfig};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+struct Hello;
+
+impl Handler for Hello {
+    type Body = Full<Bytes>;
+    type BodyError = std::convert::Infallible;
+
+    fn call(&self, _req: Request<Incoming>, _conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body> {
+        Box::pin(async {
+            let mut resp = Response::new(Full::new(Bytes::from_static(b"Hello, world!")));
+            resp.headers_mut()
+                .insert("content-type", http::HeaderValue::from_static("text/plain"));
+            resp
+        })
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8000".into());
+    let (host, port) = addr.rsplit_once(':').unwrap_or(("127.0.0.1", "8000"));
+    let bind = Bind::Tcp {
+        host: host.to_owned(),
+        port: port.parse().unwrap_or(8000),
+    };
+    let listeners = bourbon_server::listener::bind_all(&[bind], 2048)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cfg = ServeConfig {
+        limits: Limits::default(),
+        timeouts: Timeouts {
+            header: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(30),
+            body_stall: Duration::from_secs(30),
+            write: Duration::from_secs(30),
+        },
+        graceful_timeout: Duration::from_secs(1),
+    };
+    local.block_on(&rt, serve(&listeners, Rc::new(Hello), cfg, stop_rx))
+}
