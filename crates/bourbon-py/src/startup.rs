@@ -152,6 +152,13 @@ fn import_app<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, PyAny
 
 fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
     init_log(cfg);
+    // A panic is a bug, but one that must cost only the connection it happened on (tokio
+    // isolates tasks) and must be told in the error log, not on a stderr nobody reads.
+    std::panic::set_hook(Box::new(|info| {
+        log::error(format_args!(
+            "internal error (please report): {info}; the affected connection was closed"
+        ));
+    }));
     if cfg.workers > 1 {
         log::warn(format_args!(
             "--workers {}: this version runs one worker process; serving with 1",
