@@ -364,28 +364,41 @@ impl Worker {
                 inline,
                 busy,
             });
+            // Signals are awaited in their own task: the future below is polled on every
+            // tick of the runtime, and polling three signal streams per request adds up.
+            let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
+            let signal_task = tokio::task::spawn_local(async move {
+                loop {
+                    let stop = signals.next().await;
+                    if sig_tx.send(stop).is_err() {
+                        break;
+                    }
+                }
+            });
             let server = serve(listeners, handler, s.serve, stop_rx);
             let mut server = std::pin::pin!(server);
             let first = tokio::select! {
                 res = &mut server => return exit_code(res),
-                stop = signals.next() => stop,
+                stop = sig_rx.recv() => stop.unwrap_or(Stop::Fast),
             };
             let _ = stop_tx.send(true);
-            match first {
+            let code = match first {
                 Stop::Graceful => {
                     log::info(format_args!(
                         "Handling signal: term; finishing requests in flight"
                     ));
                     tokio::select! {
                         res = &mut server => exit_code(res),
-                        _ = signals.next() => 0,
+                        _ = sig_rx.recv() => 0,
                     }
                 }
                 Stop::Fast => {
                     log::info(format_args!("Handling signal: int/quit; stopping now"));
                     0
                 }
-            }
+            };
+            signal_task.abort();
+            code
         });
         // Dropping the runtime drops every connection task and with them the job senders,
         // so the Python threads see the queue close and return.

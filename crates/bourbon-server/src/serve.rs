@@ -12,6 +12,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,6 +52,27 @@ pub struct ConnInfo {
     pub local: Local,
     /// State shared with the connection's I/O.
     pub shared: Rc<ConnShared>,
+    /// The client's address and port as text ("" for unix sockets), made once per
+    /// connection rather than per request.
+    pub remote: Remote,
+}
+
+/// A client address as text.
+#[derive(Clone, Debug, Default)]
+pub struct Remote {
+    /// The IP address, e.g. `127.0.0.1` ("" for unix sockets).
+    pub ip: Arc<str>,
+    /// The port, e.g. `52100` ("" for unix sockets).
+    pub port: Arc<str>,
+}
+
+impl Remote {
+    fn of(addr: SocketAddr) -> Self {
+        Remote {
+            ip: Arc::from(addr.ip().to_string()),
+            port: Arc::from(addr.port().to_string()),
+        }
+    }
 }
 
 /// The boxed future a handler returns.
@@ -174,6 +196,7 @@ async fn accept_tcp<H: Handler>(
                     peer: Peer::Tcp(addr),
                     local: local.clone(),
                     shared: Rc::new(ConnShared::default()),
+                    remote: Remote::of(addr),
                 };
                 let token = LiveToken::new(&live);
                 let (handler, stop) = (handler.clone(), stop.clone());
@@ -202,6 +225,7 @@ async fn accept_unix<H: Handler>(
                     peer: Peer::Unix,
                     local: local.clone(),
                     shared: Rc::new(ConnShared::default()),
+                    remote: Remote::default(),
                 };
                 let token = LiveToken::new(&live);
                 let (handler, stop) = (handler.clone(), stop.clone());

@@ -236,7 +236,11 @@ fn request_headline(path: &str) -> String {
 }
 
 fn call_close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
-    if let Ok(close) = result.getattr(intern!(py, "close")) {
+    // Lists and tuples have no close(); asking would cost an AttributeError per request.
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
+    if let Some(close) = result.getattr_opt(intern!(py, "close"))? {
         close.call0()?;
     }
     Ok(())

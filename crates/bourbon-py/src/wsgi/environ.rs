@@ -5,8 +5,6 @@
 //! the socket; `HTTP_*` from the headers with repeats joined; `wsgi.input`. Keys are interned
 //! Python strings. Nothing from `os.environ` is ever copied in.
 
-use std::net::SocketAddr;
-
 use http::{HeaderMap, HeaderName, Method, Uri, Version};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -173,13 +171,6 @@ fn server_name_port(headers: &HeaderMap, local: &Local) -> (String, String) {
     }
 }
 
-fn peer_strings(peer: Option<SocketAddr>) -> (String, String) {
-    match peer {
-        Some(addr) => (addr.ip().to_string(), addr.port().to_string()),
-        None => (String::new(), String::new()),
-    }
-}
-
 /// The environ for one request: a copy of the base plus the request's keys.
 pub(crate) fn request_environ<'py>(
     py: Python<'py>,
@@ -202,9 +193,8 @@ pub(crate) fn request_environ<'py>(
     let (server_name, server_port) = server_name_port(&job.headers, &job.local);
     env.set_item(intern!(py, "SERVER_NAME"), server_name)?;
     env.set_item(intern!(py, "SERVER_PORT"), server_port)?;
-    let (remote_addr, remote_port) = peer_strings(job.peer);
-    env.set_item(intern!(py, "REMOTE_ADDR"), remote_addr)?;
-    env.set_item(intern!(py, "REMOTE_PORT"), remote_port)?;
+    env.set_item(intern!(py, "REMOTE_ADDR"), &*job.remote.ip)?;
+    env.set_item(intern!(py, "REMOTE_PORT"), &*job.remote.port)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
 
     for name in job.headers.keys() {

@@ -14,7 +14,7 @@ use bourbon_server::access_log::AccessLog;
 
 use crate::pool::{Busy, Work};
 use bourbon_server::io::ConnShared;
-use bourbon_server::serve::{ConnInfo, Handler, HandlerFuture, Local as ServerLocal, Peer};
+use bourbon_server::serve::{ConnInfo, Handler, HandlerFuture, Local as ServerLocal};
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, SERVER, TRANSFER_ENCODING};
 use http::{Request, Response, StatusCode};
@@ -59,10 +59,7 @@ impl Handler for WsgiHandler {
         let config = self.config;
         let inline = self.inline.clone();
         let busy = self.busy.clone();
-        let peer = match conn.peer {
-            Peer::Tcp(addr) => Some(addr),
-            Peer::Unix => None,
-        };
+        let remote = conn.remote.clone();
         let local = match &conn.local {
             ServerLocal::Tcp(addr) => Local::Tcp(*addr),
             ServerLocal::Unix(path) => Local::Unix(Arc::from(&**path)),
@@ -71,7 +68,7 @@ impl Handler for WsgiHandler {
         let access = self.access_log.as_ref().map(|log| {
             Box::new(AccessRecord {
                 log: log.clone(),
-                remote: peer.map(|a| a.ip().to_string()).unwrap_or_default(),
+                remote: remote.ip.to_string(),
                 method: req.method().clone(),
                 target: req
                     .uri()
@@ -91,7 +88,7 @@ impl Handler for WsgiHandler {
         });
         Box::pin(async move {
             let pool = Pool { work, inline, busy };
-            let resp = respond(req, pool, config, peer, local, shared, token).await;
+            let resp = respond(req, pool, config, remote, local, shared, token).await;
             match access {
                 Some(mut record) => {
                     record.status = resp.status().as_u16();
@@ -147,7 +144,7 @@ async fn respond(
     req: Request<Incoming>,
     pool: Pool,
     config: HandlerConfig,
-    peer: Option<std::net::SocketAddr>,
+    remote: bourbon_server::serve::Remote,
     local: Local,
     shared: Rc<ConnShared>,
     token: InflightToken,
@@ -169,7 +166,7 @@ async fn respond(
         uri: parts.uri,
         version: parts.version,
         headers: parts.headers,
-        peer,
+        remote,
         local,
         body,
         reply,

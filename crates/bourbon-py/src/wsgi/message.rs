@@ -25,7 +25,7 @@ pub(crate) struct Job {
     pub(crate) uri: Uri,
     pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
-    pub(crate) peer: Option<std::net::SocketAddr>,
+    pub(crate) remote: bourbon_server::serve::Remote,
     pub(crate) local: Local,
     pub(crate) body: BodySource,
     pub(crate) reply: mpsc::Sender<Msg>,
