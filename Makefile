@@ -67,3 +67,13 @@ docs: ## regenerate docs/settings.md from the settings registry
 clean: ## remove build output and virtualenvs
 	cargo clean
 	rm -rf .venv-* build dist
+
+.PHONY: bench
+bench: ## full benchmark vs the peers (bench/run.py, ~40 min); updates docs/performance.md
+	bench/setup.sh
+	bench/.venv/bin/python bench/run.py --update-docs $(BENCH_ARGS)
+
+.PHONY: bench-quick
+bench-quick: ## short benchmark: hello + Django /plain at c=64, bourbon vs granian and bjoern
+	bench/setup.sh
+	bench/.venv/bin/python bench/run.py --quick $(BENCH_ARGS)

@@ -1,0 +1,896 @@
+"""bourbon's benchmark harness: bourbon against its peers, one worker each, on loopback.
+
+Run it with the bench virtualenv's Python (``make bench`` / ``make bench-quick`` set it up):
+
+    bench/.venv/bin/python bench/run.py --quick
+    bench/.venv/bin/python bench/run.py --servers bourbon,bjoern --workloads hello --repeat 5
+
+Method (see docs/performance.md): each server runs as ONE worker process pinned to CPU 0
+(``taskset -c 0``, inherited by all its processes); wrk runs pinned to CPU 1, as does this
+harness. For every repetition, servers are visited in a rotated order (so slow drift spreads
+over all of them); each server is started once per app group (the micro apps, the Django
+site), checked, warmed up, measured cell by cell, then killed by process group. A cell is
+(workload, connections, keep-alive or ``Connection: close``) run for a fixed duration.
+Per cell we keep the median over repetitions of requests/s and p50/p99 latency, the summed
+errors, the peak RSS of the server's whole process tree (sampled every 50 ms) and the server
+CPU time (user+system of the tree) per request. Every ratio compares bourbon with a peer
+measured in the same run. This is not a test: it never fails on a missed bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+MYSITE = REPO / "examples" / "mysite"
+RESULTS = BENCH / "results"
+DOC = REPO / "docs" / "performance.md"
+VENV_BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+MIB = 1024 * 1024
+DOC_START = "<!-- bench:results:start -->"
+DOC_END = "<!-- bench:results:end -->"
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    note: str  # how it is configured, for the report
+    package: str  # distribution name for the version
+
+    def command(self, target: str, port: int) -> list[str]:
+        b = str(VENV_BIN)
+        addr = f"{HOST}:{port}"
+        if self.name == "bourbon":
+            return [f"{b}/bourbon", target, "-b", addr, "--threads", "1"]
+        if self.name == "gunicorn-sync":
+            return [f"{b}/gunicorn", "-w", "1", "-k", "sync", "-b", addr, target]
+        if self.name == "gunicorn-gthread":
+            gthread = ["-k", "gthread", "--threads", "4"]
+            return [f"{b}/gunicorn", "-w", "1", *gthread, "-b", addr, target]
+        if self.name == "granian":
+            return [
+                f"{b}/granian", "--interface", "wsgi", "--workers", "1",
+                "--blocking-threads", "1", "--http", "1", "--no-ws",
+                "--host", HOST, "--port", str(port), target,
+            ]  # fmt: skip
+        if self.name == "uwsgi":
+            return [
+                f"{b}/uwsgi", "--http-socket", addr, "--master", "--processes", "1",
+                "--disable-logging", "--die-on-term", "--need-app", "--module", target,
+            ]  # fmt: skip
+        if self.name == "bjoern":
+            runner = str(BENCH / "runners" / "bjoern_run.py")
+            return [sys.executable, runner, target, HOST, str(port)]
+        if self.name == "waitress":
+            return [f"{b}/waitress-serve", "--threads=1", f"--listen={addr}", target]
+        if self.name == "pyruvate":
+            runner = str(BENCH / "runners" / "pyruvate_run.py")
+            return [sys.executable, runner, target, HOST, str(port), "1"]
+        raise ValueError(self.name)
+
+
+SERVERS = {
+    s.name: s
+    for s in [
+        Server("bourbon", "--threads 1", "bourbon"),
+        Server("gunicorn-sync", "-w 1 -k sync", "gunicorn"),
+        Server("gunicorn-gthread", "-w 1 -k gthread --threads 4", "gunicorn"),
+        Server("granian", "--interface wsgi --workers 1 --blocking-threads 1 --http 1", "granian"),
+        Server(
+            "uwsgi",
+            "--http-socket --master --processes 1 (1 thread; closes after each response)",
+            "uwsgi",
+        ),
+        Server("bjoern", "bjoern.run (single-threaded, libev)", "bjoern"),
+        Server("waitress", "--threads=1", "waitress"),
+        Server("pyruvate", "pyruvate.serve(app, addr, 1)", "pyruvate"),
+    ]
+}
+
+# --------------------------------------------------------------------------- workloads
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    group: str  # "micro" (bench/apps/micro.py) or "django" (examples/mysite)
+    path: str
+    desc: str
+    post: bool = False
+    expect_len: int | None = None  # body length a correct response has (None: not checked)
+    conns: tuple[int, ...] = (1, 64)
+
+
+WORKLOADS = {
+    w.name: w
+    for w in [
+        Workload("hello", "micro", "/hello", "13-byte body", expect_len=13, conns=(1, 64, 256)),
+        Workload("body-10k", "micro", "/10k", "10 KiB body", expect_len=10 * 1024),
+        Workload("body-1m", "micro", "/1m", "1 MiB body", expect_len=MIB),
+        Workload("post-64k", "micro", "/post", "64 KiB POST read by the app", post=True),
+        Workload(
+            "stream-100",
+            "micro",
+            "/stream",
+            "100 chunks x 100 B, no Content-Length",
+            expect_len=100 * 100,
+        ),  # fmt: skip
+        Workload(
+            "file-1m", "micro", "/file-1m", "1 MiB file via wsgi.file_wrapper", expect_len=MIB
+        ),  # fmt: skip
+        Workload("dj-plain", "django", "/plain", "Django HttpResponse (/plain)", expect_len=18),
+        Workload("dj-json", "django", "/json", "Django JsonResponse (/json)"),
+        Workload("dj-template", "django", "/", "Django template, 50-row loop (/)"),
+        Workload("dj-orm", "django", "/orm", "Django 10-row ORM read, SQLite (/orm)"),
+        Workload(
+            "dj-upload", "django", "/upload/raw", "Django 64 KiB raw POST (/upload/raw)", post=True
+        ),  # fmt: skip
+    ]
+}
+GROUP_TARGET = {"micro": "apps.micro:app", "django": "mysite.wsgi:application"}
+GROUP_DIR = {"micro": BENCH, "django": MYSITE}
+GROUP_PROBE = {"micro": "/probe", "django": "/plain"}
+POST_BODY = b"b" * (64 * 1024)
+POST_LUA = BENCH / "wrk" / "post64k.lua"
+
+QUICK_SERVERS = ["bourbon", "granian", "bjoern"]
+QUICK_WORKLOADS = ["hello", "dj-plain"]
+
+
+def cells_for(w: Workload, matrix: str, quick: bool) -> list[tuple[int, str]]:
+    """(connections, mode) cells of one workload. mode: "ka" keep-alive, "close"."""
+    if quick:
+        return [(64, "ka")]
+    cells = [(c, "ka") for c in w.conns]
+    if matrix == "all":
+        cells += [(c, "close") for c in w.conns]
+    else:  # standard: Connection: close at c=64 (and c=1 for hello)
+        cells += [(c, "close") for c in w.conns if c == 64 or (w.name == "hello" and c == 1)]
+    return cells
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def tree(proc: psutil.Process) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        return [proc, *proc.children(recursive=True)]
+    return []
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in tree(proc):
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+def tree_cpu(proc: psutil.Process) -> float:
+    total = 0.0
+    for p in tree(proc):
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+class RssSampler:
+    """Samples the RSS of a process tree every 50 ms; ``peak`` is the largest sum seen."""
+
+    def __init__(self, proc: psutil.Process):
+        self.proc, self.peak = proc, tree_rss(proc)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, tree_rss(self.proc))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_rss(self.proc))
+
+
+class Running:
+    """One server process group: started pinned to CPU 0, always killed by group at the end."""
+
+    def __init__(self, server: Server, group: str, log_dir: Path, env: dict, wrap=None):
+        self.server, self.group = server, group
+        self.port = free_port()
+        target = GROUP_TARGET[group]
+        cmd = server.command(target, self.port)
+        if server.name == "uwsgi":
+            cmd += ["--chdir", str(GROUP_DIR[group])]
+        cmd = (wrap or []) + cmd
+        self.cmd = ["taskset", "-c", SERVER_CPU, *cmd]
+        self.log_path = log_dir / f"{server.name}-{group}.log"
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            self.cmd,
+            cwd=GROUP_DIR[group],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.proc = psutil.Process(self.popen.pid)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        probe = GROUP_PROBE[self.group]
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.server.name} exited ({self.popen.returncode})")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                status, _ = request(self.port, probe, timeout=2)
+                if status == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.server.name} not ready after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+        # stray members of the group (e.g. a worker that outlived its master)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.log.close()
+
+    def log_tail(self, n: int = 5) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+
+def request(port: int, path: str, post: bool = False, timeout: float = 10) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        if post:
+            headers = {"Content-Type": "application/octet-stream"}
+            conn.request("POST", path, body=POST_BODY, headers=headers)
+        else:
+            conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- wrk
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def run_wrk(port: int, w: Workload, conns: int, mode: str, duration: float) -> dict:
+    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t", "1", "-c", str(conns)]
+    cmd += ["-d", f"{duration:g}s", "--timeout", "5s", "--latency"]
+    if w.post:
+        cmd += ["-s", str(POST_LUA)]
+    if mode == "close":
+        cmd += ["-H", "Connection: close"]
+    cmd.append(f"http://{HOST}:{port}{w.path}")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30).stdout
+    res = {"requests": 0, "rps": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan")}
+    if m := re.search(r"(\d+) requests in ([\d.]+)(\w+)", out):
+        res["requests"] = int(m.group(1))
+    if m := re.search(r"Requests/sec:\s+([\d.]+)", out):
+        res["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        if m := re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M):
+            res[key] = _ms(m.group(1))
+    errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0, "non2xx": 0}
+    if m := re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        for k, v in zip(("connect", "read", "write", "timeout"), m.groups(), strict=True):
+            errors[k] = int(v)
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors["non2xx"] = int(m.group(1))
+    res["errors"] = sum(errors.values())
+    res["error_detail"] = {k: v for k, v in errors.items() if v}
+    if not res["requests"]:
+        res["wrk_output"] = out[-500:]
+    return res
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def check(run: Running, w: Workload) -> str:
+    """One request with a client of our own: "ok" or what was wrong."""
+    try:
+        status, body = request(run.port, w.path, post=w.post, timeout=30)
+    except (OSError, http.client.HTTPException) as exc:
+        return f"request failed: {exc!r}"
+    if status != 200:
+        return f"status {status}"
+    if w.expect_len is not None and len(body) != w.expect_len:
+        return f"body {len(body)} bytes, expected {w.expect_len}"
+    if w.post and w.group == "micro" and body != b"65536":
+        return f"app read {body[:20]!r} bytes, expected 65536"
+    return "ok"
+
+
+def measure_cell(run: Running, w: Workload, conns: int, mode: str, duration: float) -> dict:
+    cpu0 = tree_cpu(run.proc)
+    with RssSampler(run.proc) as sampler:
+        res = run_wrk(run.port, w, conns, mode, duration)
+    cpu = tree_cpu(run.proc) - cpu0
+    res["peak_rss_mib"] = sampler.peak / MIB
+    res["cpu_s"] = cpu
+    res["cpu_us_per_req"] = cpu / res["requests"] * 1e6 if res["requests"] else float("nan")
+    return res
+
+
+def big_file_rss(run: Running, timeout: float = 120) -> dict:
+    """Download /file-1g (1 GiB through wsgi.file_wrapper) once; RSS growth of the tree."""
+    time.sleep(0.3)
+    base = tree_rss(run.proc)
+    got = 0
+    t0 = time.monotonic()
+    with RssSampler(run.proc) as sampler:
+        try:
+            sock = socket.create_connection((HOST, run.port), timeout=30)
+            with sock:
+                sock.sendall(f"GET /file-1g HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                buf = bytearray(1 << 20)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    n = sock.recv_into(buf)
+                    if not n:
+                        break
+                    head += bytes(buf[:n])
+                got = len(head.partition(b"\r\n\r\n")[2])
+                while got < 1 << 30 and time.monotonic() - t0 < timeout:
+                    n = sock.recv_into(buf)
+                    if not n:
+                        break
+                    got += n
+        except OSError as exc:
+            return {"error": repr(exc), "bytes": got}
+    return {
+        "bytes": got,
+        "complete": got == 1 << 30,
+        "seconds": round(time.monotonic() - t0, 2),
+        "base_rss_mib": base / MIB,
+        "peak_rss_mib": sampler.peak / MIB,
+        "growth_mib": (sampler.peak - base) / MIB,
+    }
+
+
+def make_files(tmp: Path, big: bool) -> None:
+    (tmp / "file-1m.bin").write_bytes(os.urandom(MIB))
+    if big:  # sparse: no disk space, the page cache serves zeros
+        with open(tmp / "file-1g.bin", "wb") as f:
+            f.truncate(1 << 30)
+
+
+def prepare_django(env: dict) -> None:
+    py = sys.executable
+    for args in (["migrate", "--noinput", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
+        subprocess.run([py, "manage.py", *args], cwd=MYSITE, env=env, check=True, timeout=300)
+
+
+# --------------------------------------------------------------------------- icount
+
+
+def icount(server: Server, w: Workload, env: dict, log_dir: Path, n: int, warm: int) -> dict:
+    """Instructions per request under callgrind, sequential keep-alive client, n requests."""
+    outdir = Path(tempfile.mkdtemp(prefix="cg-", dir=log_dir))
+    wrap = [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no",
+        f"--callgrind-out-file={outdir}/callgrind.out.%p",
+    ]  # fmt: skip
+    run = Running(server, w.group, log_dir, env, wrap=wrap)
+    try:
+        run.wait_ready(240)
+        conn = http.client.HTTPConnection(HOST, run.port, timeout=60)
+
+        def go(k):
+            for _ in range(k):
+                if w.post:
+                    hdr = {"Content-Type": "application/octet-stream"}
+                    conn.request("POST", w.path, body=POST_BODY, headers=hdr)
+                else:
+                    conn.request("GET", w.path)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"status {resp.status}")
+                if resp.will_close:
+                    conn.close()
+
+        go(warm)
+        pid = str(run.popen.pid)
+        ctl = ["callgrind_control"]
+        subprocess.run([*ctl, "-i", "on", pid], check=True, capture_output=True, timeout=60)
+        go(n)
+        subprocess.run([*ctl, "-i", "off", pid], check=True, capture_output=True, timeout=60)
+        subprocess.run([*ctl, "-d", pid], check=True, capture_output=True, timeout=60)
+        conn.close()
+        total = 0
+        deadline = time.monotonic() + 30
+        while not total and time.monotonic() < deadline:
+            for f in outdir.glob("callgrind.out.*"):
+                counts = re.findall(r"^(?:totals|summary): (\d+)", f.read_text(), re.M)
+                total = max([total, *map(int, counts)])
+            time.sleep(0.5)
+        return {"instructions_per_request": total / n if total else None, "requests": n}
+    except Exception as exc:  # noqa: BLE001 - reported, never fatal
+        return {"error": repr(exc), "log": run.log_tail()}
+    finally:
+        run.stop()
+        shutil.rmtree(outdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def med(xs):
+    xs = [x for x in xs if x == x]  # drop NaN
+    return statistics.median(xs) if xs else float("nan")
+
+
+@dataclass
+class Agg:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    peak_rss_mib: float
+    cpu_us_per_req: float
+    runs: int
+    notes: list = field(default_factory=list)
+
+
+def aggregate(runs: list[dict]) -> Agg:
+    return Agg(
+        rps=med([r["rps"] for r in runs]),
+        p50_ms=med([r["p50_ms"] for r in runs]),
+        p99_ms=med([r["p99_ms"] for r in runs]),
+        errors=sum(r["errors"] for r in runs),
+        peak_rss_mib=max(r["peak_rss_mib"] for r in runs),
+        cpu_us_per_req=med([r["cpu_us_per_req"] for r in runs]),
+        runs=len(runs),
+    )
+
+
+def cell_key(w: str, c: int, mode: str) -> str:
+    return f"{w} c={c} {'keep-alive' if mode == 'ka' else 'close'}"
+
+
+def fmt(x: float, nd: int = 0) -> str:
+    return "—" if x != x else f"{x:,.{nd}f}"
+
+
+def table(results: dict, servers: list[str]) -> list[str]:
+    """Markdown table: one row per (cell, server)."""
+    lines = [
+        "| workload | conns | conn | server | req/s | p50 ms | p99 ms | errors | peak RSS MiB"
+        " | CPU µs/req | bourbon ÷ this |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, per in results["cells"].items():
+        w, c, mode = per["workload"], per["conns"], per["mode"]
+        bourbon = per["servers"].get("bourbon")
+        for s in servers:
+            a = per["servers"].get(s)
+            if a is None:
+                continue
+            ratio = "—"
+            if bourbon and a["rps"] and s != "bourbon":
+                ratio = f"{bourbon['rps'] / a['rps']:.2f}×"
+            name = f"**{s}**" if s == "bourbon" else s
+            lines.append(
+                f"| {w} | {c} | {'keep-alive' if mode == 'ka' else 'close'} | {name}"
+                f" | {fmt(a['rps'])} | {fmt(a['p50_ms'], 2)} | {fmt(a['p99_ms'], 2)}"
+                f" | {a['errors']} | {fmt(a['peak_rss_mib'], 1)} | {fmt(a['cpu_us_per_req'], 1)}"
+                f" | {ratio} |"
+            )
+        del key
+    return lines
+
+
+def bars(results: dict) -> list[tuple[str, str, str]]:
+    """(bar, verdict PASS/FAIL/n/a, detail) for every line of the issue's bar."""
+    cells = results["cells"]
+    out = []
+
+    def get(w, c, s, mode="ka"):
+        return cells.get(cell_key(w, c, mode), {}).get("servers", {}).get(s)
+
+    def ratio_bar(w, c, peer, factor):
+        label = f"{w} c={c}: bourbon ≥ {factor:g}× {peer}"
+        b, p = get(w, c, "bourbon"), get(w, c, peer)
+        if not b or not p or not p["rps"]:
+            return (label, "n/a", "not measured")
+        r = b["rps"] / p["rps"]
+        detail = f"{r:.2f}× ({fmt(b['rps'])} vs {fmt(p['rps'])} req/s)"
+        return (label, "PASS" if r >= factor else "FAIL", detail)
+
+    def best_bar(w, c):
+        label = f"{w} c={c}: bourbon ≥ best peer req/s, p99 ≤ its p99"
+        cell = cells.get(cell_key(w, c, "ka"), {}).get("servers", {})
+        b = cell.get("bourbon")
+        peers = {s: a for s, a in cell.items() if s != "bourbon" and a["rps"]}
+        if not b or not peers:
+            return (label, "n/a", "not measured")
+        best = max(peers, key=lambda s: peers[s]["rps"])
+        p = peers[best]
+        ok = b["rps"] >= p["rps"] and b["p99_ms"] <= p["p99_ms"]
+        detail = (
+            f"best peer {best}: {b['rps'] / p['rps']:.2f}× req/s, p99 {fmt(b['p99_ms'], 2)}"
+            f" vs {fmt(p['p99_ms'], 2)} ms"
+        )
+        return (label, "PASS" if ok else "FAIL", detail)
+
+    out.append(ratio_bar("hello", 64, "bjoern", 1.0))
+    out.append(ratio_bar("hello", 64, "granian", 1.7))
+    out.append(ratio_bar("hello", 1, "bjoern", 1.0))
+    for w in ("dj-plain", "dj-json"):
+        for c in (64, 1):
+            out.append(ratio_bar(w, c, "bjoern", 1.1))
+    for w in ("dj-template", "dj-orm", "dj-upload"):
+        for c in (64, 1):
+            out.append(best_bar(w, c))
+    for w in ("body-1m", "file-1m"):
+        for c in (64, 1):
+            out.append(ratio_bar(w, c, "granian", 1.2))
+    big = results.get("file_1g", {}).get("bourbon")
+    label = "1 GiB file via wsgi.file_wrapper: bourbon RSS growth < 5 MiB"
+    if big and "growth_mib" in big:
+        ok = big["growth_mib"] < 5 and big.get("complete")
+        detail = f"+{big['growth_mib']:.1f} MiB, {big['bytes']} bytes in {big['seconds']} s"
+        out.append((label, "PASS" if ok else "FAIL", detail))
+    else:
+        out.append((label, "n/a", str(big.get("error")) if big else "not measured"))
+    idle = results.get("idle_rss_mib", {}).get("django", {})
+    for peer in ("bjoern", "pyruvate"):
+        label = f"idle RSS, Django site loaded: bourbon ≤ {peer}"
+        if "bourbon" in idle and peer in idle:
+            b, p = idle["bourbon"], idle[peer]
+            verdict = "PASS" if b <= p else "FAIL"
+            out.append((label, verdict, f"{b:.1f} vs {p:.1f} MiB"))
+        else:
+            out.append((label, "n/a", "not measured"))
+    return out
+
+
+def environment() -> dict:
+    versions = {}
+    for s in SERVERS.values():
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[s.package] = importlib.metadata.version(s.package)
+    for pkg in ("django", "whitenoise", "psutil"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[pkg] = importlib.metadata.version(pkg)
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+    versions["wrk"] = wrk.split("[")[0].replace("wrk", "").strip()
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "crates", "python"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "bourbon_commit": commit + ("+dirty" if dirty else ""),
+        "versions": versions,
+    }
+
+
+def render_markdown(results: dict) -> str:
+    env = results["environment"]
+    cfg = results["config"]
+    lines = [
+        f"Run {results['started']} ({cfg['mode']}: {cfg['duration']:g} s cells, "
+        f"{cfg['repeat']} repetition(s), {cfg['warmup']:g} s warm-up per workload; "
+        f"{results['elapsed_s'] / 60:.1f} min in all). bourbon {env['bourbon_commit']}, "
+        f"CPython {env['python']}, Linux {env['kernel']}, {env['cpu']} ({env['cpus']} CPUs).",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(env["versions"].items())) + ".",
+        "",
+        "Server configurations: "
+        + "; ".join(f"{s} `{SERVERS[s].note}`" for s in cfg["servers"])
+        + ".",
+        "",
+        "### Bar",
+        "",
+        "| bar | verdict | detail |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {b} | {v} | {d} |" for b, v, d in results["bars"]]
+    lines += ["", "### Per cell (medians over repetitions)", ""]
+    lines += table(results, cfg["servers"])
+    idle = results.get("idle_rss_mib", {})
+    if idle:
+        lines += ["", "### Idle RSS (MiB, whole process tree, after one request)", ""]
+        lines += ["| app | " + " | ".join(cfg["servers"]) + " |"]
+        lines += ["| --- |" + " ---: |" * len(cfg["servers"])]
+        for group, per in idle.items():
+            row = " | ".join(fmt(per.get(s, float("nan")), 1) for s in cfg["servers"])
+            lines.append(f"| {group} | {row} |")
+    big = results.get("file_1g", {})
+    if big:
+        lines += ["", "### 1 GiB file through wsgi.file_wrapper (one download)", ""]
+        lines += ["| server | complete | seconds | base RSS MiB | peak RSS MiB | growth MiB |"]
+        lines += ["| --- | --- | ---: | ---: | ---: | ---: |"]
+        for s, r in big.items():
+            if "growth_mib" in r:
+                lines.append(
+                    f"| {s} | {r['complete']} | {r['seconds']} | {r['base_rss_mib']:.1f}"
+                    f" | {r['peak_rss_mib']:.1f} | {r['growth_mib']:.1f} |"
+                )
+            else:
+                lines.append(f"| {s} | error: {r.get('error')} | | | | |")
+    fw = results.get("file_wrapper", {})
+    if fw:
+        lines += ["", "wsgi.file_wrapper offered: "]
+        lines[-1] += "; ".join(f"{s}: `{v}`" for s, v in fw.items()) + "."
+    ic = results.get("icount", {})
+    if ic:
+        lines += ["", "### Instructions per request (callgrind, sequential keep-alive client)", ""]
+        lines += ["| server | workload | instructions / request |", "| --- | --- | ---: |"]
+        for s, per in ic.items():
+            for w, r in per.items():
+                v = r.get("instructions_per_request")
+                lines.append(f"| {s} | {w} | {fmt(v) if v else r.get('error', '—')} |")
+    probs = results.get("problems", [])
+    if probs:
+        lines += ["", "### Problems seen during the run", ""]
+        lines += [f"- {p}" for p in probs]
+    return "\n".join(lines) + "\n"
+
+
+def update_doc(markdown: str) -> None:
+    text = DOC.read_text()
+    start, end = text.index(DOC_START), text.index(DOC_END)
+    DOC.write_text(text[: start + len(DOC_START)] + "\n\n" + markdown + "\n" + text[end:])
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="hello + dj-plain, c=64, 1 rep, 5 s")
+    ap.add_argument("--servers", help=f"comma list (default all): {','.join(SERVERS)}")
+    ap.add_argument("--workloads", help=f"comma list (default all): {','.join(WORKLOADS)}")
+    ap.add_argument("--duration", type=float, help="seconds per cell (default 2; quick 5)")
+    ap.add_argument("--repeat", type=int, help="repetitions (default 3; quick 1)")
+    ap.add_argument("--warmup", type=float, help="warm-up seconds per workload (default 1)")
+    ap.add_argument("--matrix", choices=["standard", "all"], default="standard",
+                    help="all: Connection: close at every concurrency")  # fmt: skip
+    ap.add_argument("--no-extras", action="store_true",
+                    help="skip the 1 GiB file_wrapper download and callgrind counts")  # fmt: skip
+    ap.add_argument("--icount-requests", type=int, default=2000)
+    ap.add_argument("--icount-servers", default="bourbon,bjoern")
+    ap.add_argument("--update-docs", action="store_true", help="rewrite docs/performance.md")
+    args = ap.parse_args(argv)
+
+    quick = args.quick
+    servers = args.servers.split(",") if args.servers else (QUICK_SERVERS if quick else [*SERVERS])
+    default_wl = QUICK_WORKLOADS if quick else [*WORKLOADS]
+    wl_names = args.workloads.split(",") if args.workloads else default_wl
+    for s in servers:
+        if s not in SERVERS:
+            ap.error(f"unknown server {s!r}")
+    for w in wl_names:
+        if w not in WORKLOADS:
+            ap.error(f"unknown workload {w!r}")
+    duration = args.duration or (5.0 if quick else 2.0)
+    repeat = args.repeat or (1 if quick else 3)
+    warmup = args.warmup if args.warmup is not None else 1.0
+    extras = not (quick or args.no_extras)
+    workloads = [WORKLOADS[w] for w in wl_names]
+    groups = [g for g in ("micro", "django") if any(w.group == g for w in workloads)]
+
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})  # the harness and wrk share CPU 1
+
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_dir = RESULTS / f"logs-{stamp}"
+    log_dir.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix="bourbon-bench-"))
+    env = dict(os.environ)
+    env.update(
+        BENCH_FILE_DIR=str(tmp),
+        PYTHONDONTWRITEBYTECODE="1",
+        PATH=f"{VENV_BIN}:{env.get('PATH', '')}",
+    )
+    env.pop("DJANGO_DEBUG", None)
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    t_start = time.monotonic()
+    results: dict = {
+        "started": started,
+        "config": {
+            "mode": "quick" if quick else "full",
+            "servers": servers,
+            "workloads": wl_names,
+            "duration": duration,
+            "repeat": repeat,
+            "warmup": warmup,
+            "matrix": args.matrix,
+            "server_cpu": SERVER_CPU,
+            "client_cpu": CLIENT_CPU,
+        },
+        "environment": environment(),
+        "runs": {},
+        "idle_rss_mib": {},
+        "file_1g": {},
+        "file_wrapper": {},
+        "problems": [],
+    }
+    raw_idle: dict = {}
+    plan = {w.name: cells_for(w, args.matrix, quick) for w in workloads}
+    n_cells = sum(len(c) for c in plan.values()) * len(servers) * repeat
+    print(
+        f"bourbon bench: {len(servers)} servers x {len(workloads)} workloads, {n_cells} cells of"
+        f" {duration:g} s ({repeat} rep); logs in {log_dir.relative_to(REPO)}",
+        flush=True,
+    )
+    try:
+        make_files(tmp, big=extras and "file-1m" in wl_names)
+        if "django" in groups:
+            prepare_django(env)
+        done = 0
+        for rep in range(repeat):
+            order = servers[rep % len(servers) :] + servers[: rep % len(servers)]
+            for group in groups:
+                for sname in order:
+                    server = SERVERS[sname]
+                    run = Running(server, group, log_dir, env)
+                    try:
+                        run.wait_ready(60)
+                        time.sleep(0.3)
+                        raw_idle.setdefault(group, {}).setdefault(sname, []).append(
+                            tree_rss(run.proc) / MIB
+                        )
+                        if group == "micro" and rep == 0:
+                            _, body = request(run.port, "/probe")
+                            results["file_wrapper"][sname] = body.decode().strip().split("=")[1]
+                        for w in (w for w in workloads if w.group == group):
+                            verdict = check(run, w)
+                            if verdict != "ok":
+                                msg = f"{sname} {w.name}: {verdict}"
+                                if msg not in results["problems"]:
+                                    results["problems"].append(msg)
+                                print(f"  ! {msg}", flush=True)
+                            if warmup:
+                                run_wrk(run.port, w, max(plan[w.name])[0], "ka", warmup)
+                            for conns, mode in plan[w.name]:
+                                res = measure_cell(run, w, conns, mode, duration)
+                                res["rep"] = rep
+                                key = cell_key(w.name, conns, mode)
+                                results["runs"].setdefault(key, {}).setdefault(sname, [])
+                                results["runs"][key][sname].append(res)
+                                done += 1
+                                err = f" errors={res['errors']}" if res["errors"] else ""
+                                print(
+                                    f"[{done}/{n_cells}] rep{rep} {sname:16} {key:30}"
+                                    f" {res['rps']:>10,.0f} req/s p99 {res['p99_ms']:8.2f} ms"
+                                    f" rss {res['peak_rss_mib']:6.1f} MiB"
+                                    f" cpu {res['cpu_us_per_req']:7.1f} us/req{err}",
+                                    flush=True,
+                                )
+                        if group == "micro" and rep == 0 and extras:
+                            r = big_file_rss(run)
+                            results["file_1g"][sname] = r
+                            print(f"  1 GiB file: {sname}: {r}", flush=True)
+                    except Exception as exc:  # noqa: BLE001 - a peer failing is a result
+                        msg = f"{sname} ({group}, rep {rep}): {exc!r}; log: {run.log_tail(3)}"
+                        results["problems"].append(msg)
+                        print(f"  ! {msg}", flush=True)
+                    finally:
+                        run.stop()
+        if extras:
+            results["icount"] = {}
+            for sname in args.icount_servers.split(","):
+                if sname not in servers:
+                    continue
+                for wname in ("hello", "dj-plain"):
+                    if wname not in wl_names:
+                        continue
+                    r = icount(
+                        SERVERS[sname], WORKLOADS[wname], env, log_dir, args.icount_requests, 200
+                    )
+                    results["icount"].setdefault(sname, {})[wname] = r
+                    print(f"  callgrind {sname} {wname}: {r}", flush=True)
+    except KeyboardInterrupt:
+        results["problems"].append("interrupted")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    results["elapsed_s"] = time.monotonic() - t_start
+    results["idle_rss_mib"] = {
+        g: {s: med(v) for s, v in per.items()} for g, per in raw_idle.items()
+    }
+    results["cells"] = {}
+    for w in workloads:
+        for conns, mode in plan[w.name]:
+            key = cell_key(w.name, conns, mode)
+            per = results["runs"].get(key, {})
+            results["cells"][key] = {
+                "workload": w.name,
+                "conns": conns,
+                "mode": mode,
+                "servers": {s: asdict(aggregate(per[s])) for s in servers if s in per},
+            }
+    results["bars"] = bars(results)
+
+    out = RESULTS / f"{stamp}{'-quick' if quick else ''}.json"
+    out.write_text(json.dumps(results, indent=1, default=str))
+    markdown = render_markdown(results)
+    (RESULTS / f"{stamp}{'-quick' if quick else ''}.md").write_text(markdown)
+    print()
+    print(markdown)
+    print(f"results: {out.relative_to(REPO)} (+ .md)")
+    if args.update_docs:
+        update_doc(markdown)
+        print(f"updated {DOC.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
