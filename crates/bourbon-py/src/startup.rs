@@ -256,10 +256,17 @@ fn build_context(
         multiprocess: false,
     };
     let base = base_environ(py, &env_cfg, errors, file_wrapper)?;
+    let empty_input = Py::new(
+        py,
+        crate::wsgi::input::InputStream::new(crate::wsgi::message::BodySource::Buffered(
+            bytes::Bytes::new(),
+        )),
+    )?;
     Ok(AppContext {
         app: app.unbind(),
         base: base.unbind(),
         root_path: cfg.root_path.clone(),
+        empty_input,
     })
 }
 

@@ -18,7 +18,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
 
 use super::environ::request_environ;
 use super::input::InputStream;
-use super::message::{BodySource, FileSlice, Job, Msg};
+use super::message::{BodySource, FileSlice, Job, Msg, Reply};
 use super::start_response::{chunk_bytes, send, StartResponse};
 use super::streams::FileWrapper;
 
@@ -30,6 +30,9 @@ pub(crate) struct AppContext {
     pub(crate) app: Py<PyAny>,
     pub(crate) base: Py<PyDict>,
     pub(crate) root_path: String,
+    /// The `wsgi.input` of every request without a body: always at its end, so one object
+    /// serves them all.
+    pub(crate) empty_input: Py<InputStream>,
 }
 
 /// A response whose iteration must continue on a Python thread: the application was called
@@ -56,9 +59,12 @@ pub(crate) fn handle(
     let reply = job.reply.clone();
     let path = job.uri.path().to_owned();
     let body = std::mem::replace(&mut job.body, BodySource::Buffered(Bytes::new()));
-    let input = match Bound::new(py, InputStream::new(body)) {
-        Ok(i) => i,
-        Err(e) => return fail_before_head(py, &e, &reply, &path),
+    let input = match body {
+        BodySource::Buffered(b) if b.is_empty() => ctx.empty_input.bind(py).clone(),
+        body => match Bound::new(py, InputStream::new(body)) {
+            Ok(i) => i,
+            Err(e) => return fail_before_head(py, &e, &reply, &path),
+        },
     };
     let environ = match request_environ(
         py,
@@ -266,8 +272,6 @@ fn remaining_hint(py: Python<'_>, it: &Bound<'_, PyAny>) -> Option<usize> {
         .extract::<usize>()
         .ok()
 }
-
-type Reply = tokio::sync::mpsc::Sender<Msg>;
 
 /// Send the head with `first`; `last` says the body is complete with it.
 fn send_first(

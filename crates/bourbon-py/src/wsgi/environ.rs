@@ -38,6 +38,23 @@ pub(crate) fn base_environ<'py>(
     d.set_item(intern!(py, "wsgi.file_wrapper"), file_wrapper)?;
     d.set_item(intern!(py, "SCRIPT_NAME"), cfg.root_path.as_str())?;
     d.set_item(intern!(py, "SERVER_SOFTWARE"), crate::SERVER_SOFTWARE)?;
+    // Every request sets these; having them in the base already means the per-request copy
+    // (which keeps the base's table size) only overwrites values, and the base's table is
+    // then large enough that adding the HTTP_* keys does not resize it.
+    for key in [
+        intern!(py, "REQUEST_METHOD"),
+        intern!(py, "SERVER_PROTOCOL"),
+        intern!(py, "RAW_URI"),
+        intern!(py, "QUERY_STRING"),
+        intern!(py, "PATH_INFO"),
+        intern!(py, "SERVER_NAME"),
+        intern!(py, "SERVER_PORT"),
+        intern!(py, "REMOTE_ADDR"),
+        intern!(py, "REMOTE_PORT"),
+        intern!(py, "wsgi.input"),
+    ] {
+        d.set_item(key, intern!(py, ""))?;
+    }
     Ok(d)
 }
 

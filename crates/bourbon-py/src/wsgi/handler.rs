@@ -26,9 +26,7 @@ use pyo3::Python;
 
 use super::body::{AccessRecord, BodyAbort, BodyKind, InflightToken, ResponseBody};
 use super::call::{self, AppContext};
-use super::message::{
-    BodyError, BodySource, Demand, Head, Job, Local, Msg, BODY_QUEUE, RESPONSE_QUEUE,
-};
+use super::message::{BodyError, BodySource, Demand, First, Head, Job, Local, Reply, BODY_QUEUE};
 
 /// Settings the handler needs, fixed at start.
 #[derive(Clone, Copy, Debug)]
@@ -160,7 +158,7 @@ async fn respond(
         http10: parts.version == http::Version::HTTP_10,
         reader,
     };
-    let (reply, mut rx) = mpsc::channel(RESPONSE_QUEUE);
+    let (reply, first) = Reply::new();
     let job = Job {
         method: parts.method,
         uri: parts.uri,
@@ -174,9 +172,11 @@ async fn respond(
     if !pool.dispatch(job).await {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, token);
     }
-    match rx.recv().await {
-        Some(Msg::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), token, facts),
-        Some(Msg::Head(head, first)) => build(head, BodyKind::stream(rx, first), token, facts),
+    match first.await {
+        Ok(First::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), token, facts),
+        Ok(First::Stream(head, chunk, rx)) => {
+            build(head, BodyKind::stream(rx, chunk), token, facts)
+        }
         _ => {
             let status = match shared.reject() {
                 Some(r) => {

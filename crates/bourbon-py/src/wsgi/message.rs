@@ -28,7 +28,7 @@ pub(crate) struct Job {
     pub(crate) remote: bourbon_server::serve::Remote,
     pub(crate) local: Local,
     pub(crate) body: BodySource,
-    pub(crate) reply: mpsc::Sender<Msg>,
+    pub(crate) reply: Reply,
 }
 
 /// The listener a request came in on, for SERVER_NAME/SERVER_PORT fallbacks.
@@ -107,6 +107,77 @@ pub(crate) struct FileSlice {
     pub(crate) fd: OwnedFd,
     pub(crate) offset: u64,
     pub(crate) len: u64,
+}
+
+/// The first answer about a response, which is all most responses need.
+pub(crate) enum First {
+    /// The head with the whole body.
+    Full(Head, Bytes),
+    /// The head and first chunk; the rest follows on the receiver.
+    Stream(Head, Option<Bytes>, mpsc::Receiver<Msg>),
+    /// The application failed before a head: answer 500 (or the guard's status).
+    Error,
+}
+
+/// The sending side of one response. The first answer goes through a oneshot; only a
+/// streamed response gets a (bounded) channel, created when its head is sent. Most
+/// responses are one message, and a channel costs an allocation of several kilobytes.
+#[derive(Clone)]
+pub(crate) struct Reply(Arc<ReplyState>);
+
+struct ReplyState {
+    first: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<First>>>,
+    stream: std::sync::OnceLock<mpsc::Sender<Msg>>,
+}
+
+impl Reply {
+    /// A new reply and the receiver of its first answer.
+    pub(crate) fn new() -> (Reply, tokio::sync::oneshot::Receiver<First>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let state = ReplyState {
+            first: std::sync::Mutex::new(Some(tx)),
+            stream: std::sync::OnceLock::new(),
+        };
+        (Reply(Arc::new(state)), rx)
+    }
+
+    fn send_first(&self, first: First) -> bool {
+        let tx = match self.0.first.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(_) => None,
+        };
+        tx.is_some_and(|tx| tx.send(first).is_ok())
+    }
+
+    /// Route `msg`: head messages go first, the rest follow on the stream.
+    pub(crate) fn try_send(&self, msg: Msg) -> Sent {
+        match msg {
+            Msg::Full(head, body) => Sent::Done(self.send_first(First::Full(head, body))),
+            Msg::Error => Sent::Done(self.send_first(First::Error)),
+            Msg::Head(head, first) => {
+                let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
+                let _ = self.0.stream.set(tx);
+                Sent::Done(self.send_first(First::Stream(head, first, rx)))
+            }
+            other => match self.0.stream.get() {
+                None => Sent::Done(false),
+                Some(tx) => match tx.try_send(other) {
+                    Ok(()) => Sent::Done(true),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Sent::Done(false),
+                    Err(mpsc::error::TrySendError::Full(msg)) => Sent::Full(tx.clone(), msg),
+                },
+            },
+        }
+    }
+}
+
+/// What happened to a message given to [`Reply::try_send`].
+pub(crate) enum Sent {
+    /// Delivered (true) or the client is gone (false).
+    Done(bool),
+    /// The stream is full: the message comes back with its channel, so the caller can wait
+    /// for room without the GIL.
+    Full(mpsc::Sender<Msg>, Msg),
 }
 
 /// A message from the Python thread about the response.

@@ -11,17 +11,16 @@ use http::{HeaderName, HeaderValue};
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
-use tokio::sync::mpsc;
 
 use super::input::ClientDisconnected;
-use super::message::{Head, Msg};
+use super::message::{Head, Msg, Reply, Sent};
 
 /// The callable passed to the application.
 #[pyclass(module = "bourbon._bourbon", name = "StartResponse")]
 pub(crate) struct StartResponse {
     head: Option<Head>,
     sent: bool,
-    reply: mpsc::Sender<Msg>,
+    reply: Reply,
     /// Inline calls (the app runs on the connection thread) must never wait on the response
     /// queue, so `write()` data is held here and goes out when the call returns.
     inline: bool,
@@ -29,7 +28,7 @@ pub(crate) struct StartResponse {
 }
 
 impl StartResponse {
-    pub(crate) fn new(reply: mpsc::Sender<Msg>, inline: bool) -> Self {
+    pub(crate) fn new(reply: Reply, inline: bool) -> Self {
         StartResponse {
             head: None,
             sent: false,
@@ -87,11 +86,10 @@ impl StartResponse {
 
 /// Send a message, waiting with the GIL released if the queue is full. False when the
 /// client is gone.
-pub(crate) fn send(py: Python<'_>, reply: &mpsc::Sender<Msg>, msg: Msg) -> bool {
+pub(crate) fn send(py: Python<'_>, reply: &Reply, msg: Msg) -> bool {
     match reply.try_send(msg) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-        Err(mpsc::error::TrySendError::Full(msg)) => py.detach(|| reply.blocking_send(msg).is_ok()),
+        Sent::Done(delivered) => delivered,
+        Sent::Full(tx, msg) => py.detach(|| tx.blocking_send(msg).is_ok()),
     }
 }
 
