@@ -279,7 +279,12 @@ default. This release serves with one worker process: a larger value is accepted
         example: "4",
         help: "threads per worker running the app",
         doc: "How many threads in each worker run the application concurrently. \
-At least 1.",
+At least 1. With 1, a request whose body has fully arrived is run on the connection \
+thread itself when the Python thread is free (no thread switch); generators and file \
+wrappers are still iterated on the Python thread, and the application never runs on two \
+threads at once, so `wsgi.multithread` is false. With more, requests go to a pool of that \
+many threads and `wsgi.multithread` is true. Django opens one database connection per \
+thread: keep threads × workers within the database's connection limit.",
         show: |c| num(c.threads),
     },
     // ---- Timeouts ----
