@@ -33,8 +33,8 @@ build: venvs ## build and install bourbon (pip install .) into every test virtua
 lint: $(call venv,$(firstword $(PYTHONS)))/.ok ## rustfmt, clippy -D warnings, ruff
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(call venv,$(firstword $(PYTHONS)))/bin/ruff check python tests examples
-	$(call venv,$(firstword $(PYTHONS)))/bin/ruff format --check python tests examples
+	$(call venv,$(firstword $(PYTHONS)))/bin/ruff check python tests examples bench
+	$(call venv,$(firstword $(PYTHONS)))/bin/ruff format --check python tests examples bench
 
 .PHONY: test-rust
 test-rust: ## cargo tests (bourbon-config, bourbon-server incl. the gunicorn corpus, docs drift)
