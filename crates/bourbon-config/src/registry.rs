@@ -259,8 +259,11 @@ operating system may cap it (e.g. `net.core.somaxconn` on Linux).",
         help: "number of worker processes ($WEB_CONCURRENCY if set)",
         doc: "How many worker processes serve requests. At least 1. If no source \
 sets it and the `WEB_CONCURRENCY` environment variable is set, that is the \
-default. This release serves with one worker process: a larger value is accepted \
-(so existing gunicorn command lines keep working) and a warning is logged.",
+default. With more than 1, a master process binds the sockets, forks the workers \
+(each loads the application after the fork), replaces a worker that dies, adds or \
+removes one on SIGTTIN/SIGTTOU, and stops them on SIGTERM (graceful) or SIGINT/SIGQUIT \
+(fast). A worker that cannot load the application stops the master with exit code 4 \
+instead of a crash loop.",
         show: |c| num(c.workers),
     },
     Setting {

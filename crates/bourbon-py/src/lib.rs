@@ -3,6 +3,7 @@
 //! This file only registers the module's functions and classes; the WSGI adapter lives in
 //! [`wsgi`], and starting a server from the command line in [`run`].
 
+mod arbiter;
 mod pool;
 mod startup;
 mod wsgi;

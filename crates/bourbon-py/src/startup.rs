@@ -119,7 +119,7 @@ fn prepare_python(py: Python<'_>, cfg: &Config) -> Result<(), i32> {
 }
 
 /// Import the application; on failure print the traceback and a one-line summary.
-fn load_app<'py>(py: Python<'py>, cfg: &Config) -> Result<Bound<'py, PyAny>, i32> {
+pub(crate) fn load_app<'py>(py: Python<'py>, cfg: &Config) -> Result<Bound<'py, PyAny>, i32> {
     let Some(spec) = cfg.app.as_ref() else {
         eprintln!("error: no application given: pass APP as module:callable, e.g. bourbon mysite.wsgi:application");
         return Err(2);
@@ -159,12 +159,6 @@ fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
             "internal error (please report): {info}; the affected connection was closed"
         ));
     }));
-    if cfg.workers > 1 {
-        log::warn(format_args!(
-            "--workers {}: this version runs one worker process; serving with 1",
-            cfg.workers
-        ));
-    }
     let access_log = match open_access_log(cfg) {
         Ok(a) => a,
         Err(code) => return code,
@@ -180,6 +174,35 @@ fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
     if let Err(code) = prepare_python(py, cfg) {
         return code;
     }
+    if cfg.workers > 1 {
+        return crate::arbiter::run(py, cfg, &listeners, access_log);
+    }
+    serve_here(py, cfg, &listeners, access_log, Role::Single)
+}
+
+/// Whether this process is the only one, or a worker forked by the master.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// `-w 1`: this process binds, loads and serves.
+    Single,
+    /// A worker under a master: the master already announced the sockets.
+    Worker,
+}
+
+/// gunicorn's exit code for a worker that failed to boot.
+pub(crate) const EXIT_BOOT: i32 = 3;
+
+/// Load the application and serve on `listeners` in this process until stopped.
+pub(crate) fn serve_here(
+    py: Python<'_>,
+    cfg: &Config,
+    listeners: &[Listener],
+    access_log: Option<Arc<AccessLog>>,
+    role: Role,
+) -> i32 {
+    // A worker that fails before serving exits with 3 (boot) or 4 (app), which stops the
+    // master instead of making it respawn in a loop.
+    let boot_failure = if role == Role::Worker { EXIT_BOOT } else { 1 };
     let app = match load_app(py, cfg) {
         Ok(a) => a,
         Err(code) => return code,
@@ -193,7 +216,7 @@ fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
         Ok(c) => Arc::new(c),
         Err(e) => {
             log_exception(py, &e, "Cannot prepare the worker");
-            return 1;
+            return boot_failure;
         }
     };
     // The runtime and the signal handlers exist before the readiness lines: a supervisor may
@@ -205,28 +228,23 @@ fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             log::error(format_args!("cannot start the runtime: {e}"));
-            return 1;
+            return boot_failure;
         }
     };
     let signals = match StopSignals::install(&runtime) {
         Ok(s) => s,
         Err(e) => {
             log::error(format_args!("cannot install signal handlers: {e}"));
-            return 1;
+            return boot_failure;
         }
     };
-    log::info(format_args!("Starting bourbon {}", bourbon_config::VERSION));
-    for l in &listeners {
-        log::info(format_args!(
-            "Listening at: {} ({})",
-            l.describe(),
+    match role {
+        Role::Single => announce(listeners, threads),
+        Role::Worker => log::info(format_args!(
+            "Booting worker with pid: {}",
             std::process::id()
-        ));
+        )),
     }
-    log::info(format_args!(
-        "Using worker: threads ({threads} Python thread{})",
-        if threads == 1 { "" } else { "s" }
-    ));
     let settings = Settings::from(cfg);
     // Everything below waits on sockets, so it runs without the GIL; the Python threads
     // take it when they run the application.
@@ -237,9 +255,28 @@ fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
         settings,
         access_log,
     };
-    let code = py.detach(move || worker.run(&listeners, ctx));
-    log::info(format_args!("Shutting down: bourbon"));
+    let code = py.detach(move || worker.run(listeners, ctx));
+    if role == Role::Single {
+        log::info(format_args!("Shutting down: bourbon"));
+    }
     code
+}
+
+/// The readiness lines: every socket, then the worker kind. Tests and supervisors wait for
+/// "Listening at:".
+pub(crate) fn announce(listeners: &[Listener], threads: usize) {
+    log::info(format_args!("Starting bourbon {}", bourbon_config::VERSION));
+    for l in listeners {
+        log::info(format_args!(
+            "Listening at: {} ({})",
+            l.describe(),
+            std::process::id()
+        ));
+    }
+    log::info(format_args!(
+        "Using worker: threads ({threads} Python thread{})",
+        if threads == 1 { "" } else { "s" }
+    ));
 }
 
 fn build_context(
@@ -253,7 +290,7 @@ fn build_context(
     let env_cfg = EnvironConfig {
         root_path: cfg.root_path.clone(),
         multithread: threads > 1,
-        multiprocess: false,
+        multiprocess: cfg.workers > 1,
     };
     let base = base_environ(py, &env_cfg, errors, file_wrapper)?;
     let empty_input = Py::new(
@@ -313,7 +350,7 @@ enum Stop {
 }
 
 /// The access log, when `--access-logfile` is set; a bad format is a settings error (exit 2).
-fn open_access_log(cfg: &Config) -> Result<Option<Arc<AccessLog>>, i32> {
+pub(crate) fn open_access_log(cfg: &Config) -> Result<Option<Arc<AccessLog>>, i32> {
     let Some(target) = cfg.access_logfile.as_ref() else {
         return Ok(None);
     };

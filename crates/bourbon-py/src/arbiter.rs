@@ -1,0 +1,366 @@
+//! The master process for `-w N` (N > 1): forks the workers, replaces the ones that die, and
+//! turns the operator's signals into actions on them, as gunicorn's arbiter does.
+//!
+//! It owns the worker table and the master loop. The master is single-threaded and never
+//! builds a runtime or imports the application: the sockets are bound (and `--chdir`,
+//! `--pythonpath`, `-e` applied) before it starts, and each worker loads the application
+//! after fork, through CPython's fork protocol (`PyOS_BeforeFork` / `PyOS_AfterFork_*`).
+//! Signal handlers only write the signal number to a pipe; everything else, logging included,
+//! happens in the loop.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bourbon_config::Config;
+use bourbon_server::access_log::AccessLog;
+use bourbon_server::listener::Listener;
+use bourbon_server::log;
+use pyo3::prelude::*;
+
+use crate::startup::{announce, serve_here, Role, EXIT_BOOT};
+
+/// gunicorn's exit code when the application cannot be loaded.
+const EXIT_APP_LOAD: i32 = 4;
+/// How long a graceful stop waits for workers before killing them: the workers' own
+/// 30-second drain plus a margin.
+const GRACEFUL_STOP: Duration = Duration::from_secs(35);
+/// How long a fast stop waits before killing.
+const FAST_STOP: Duration = Duration::from_secs(5);
+/// The signals the master acts on.
+const SIGNALS: [libc::c_int; 7] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGCHLD,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGHUP,
+];
+
+/// The write end of the self-pipe, for the signal handler.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = u8::try_from(sig).unwrap_or(0);
+        // SAFETY: write(2) is async-signal-safe; the buffer is a local byte. A full pipe
+        // drops the byte, which is fine: the loop also reaps and re-checks on its timeout.
+        unsafe {
+            libc::write(fd, std::ptr::from_ref(&byte).cast(), 1);
+        }
+    }
+}
+
+/// What a fork returned, seen from each side.
+enum Forked {
+    Parent(libc::pid_t),
+    /// In the child, after it served and stopped: its exit code.
+    Child(i32),
+}
+
+struct Master<'a> {
+    cfg: &'a Config,
+    listeners: &'a [Listener],
+    access_log: Option<Arc<AccessLog>>,
+    read_fd: RawFd,
+    write_fd: RawFd,
+    /// Live workers by pid, with the time each was started.
+    workers: HashMap<libc::pid_t, Instant>,
+    /// Workers told to stop (TTOU) that have not exited yet.
+    retiring: HashMap<libc::pid_t, Instant>,
+    target: usize,
+    /// Set once a stop began: workers exiting 0 are then expected, not news.
+    stopping: bool,
+}
+
+/// Run the master until it is stopped; returns the exit code (in a forked worker: the
+/// worker's exit code, as the worker returns through here).
+pub(crate) fn run(
+    py: Python<'_>,
+    cfg: &Config,
+    listeners: &[Listener],
+    access_log: Option<Arc<AccessLog>>,
+) -> i32 {
+    let (read_fd, write_fd) = match self_pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error(format_args!("cannot create the signal pipe: {e}"));
+            return 1;
+        }
+    };
+    SIGNAL_PIPE.store(write_fd, Ordering::Relaxed);
+    for sig in SIGNALS {
+        install(sig, on_signal as *const () as libc::sighandler_t);
+    }
+    let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
+    announce(listeners, threads);
+    log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
+    let mut master = Master {
+        cfg,
+        listeners,
+        access_log,
+        read_fd,
+        write_fd,
+        workers: HashMap::new(),
+        retiring: HashMap::new(),
+        target: usize::try_from(cfg.workers).unwrap_or(1),
+        stopping: false,
+    };
+    master.run(py)
+}
+
+impl Master<'_> {
+    fn run(&mut self, py: Python<'_>) -> i32 {
+        loop {
+            if let Some(code) = self.spawn_missing(py) {
+                return code;
+            }
+            let signals = py.detach(|| wait_signals(self.read_fd, Duration::from_secs(1)));
+            if let Some(code) = self.reap() {
+                return self.halt(py, code);
+            }
+            for sig in signals {
+                match sig {
+                    libc::SIGTERM => {
+                        log::info(format_args!("Handling signal: term; stopping workers"));
+                        return self.stop(py, libc::SIGTERM, GRACEFUL_STOP);
+                    }
+                    libc::SIGINT | libc::SIGQUIT => {
+                        log::info(format_args!("Handling signal: int/quit; stopping workers"));
+                        return self.stop(py, libc::SIGINT, FAST_STOP);
+                    }
+                    libc::SIGTTIN => {
+                        self.target += 1;
+                        log::info(format_args!(
+                            "Handling signal: ttin; {} workers",
+                            self.target
+                        ));
+                    }
+                    libc::SIGTTOU => {
+                        if self.target > 1 {
+                            self.target -= 1;
+                        }
+                        log::info(format_args!(
+                            "Handling signal: ttou; {} workers",
+                            self.target
+                        ));
+                        self.retire_extra();
+                    }
+                    libc::SIGHUP => log::warn(format_args!(
+                        "Handling signal: hup; reloading is not supported yet, ignored"
+                    )),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Fork workers until there are `target` of them. In a child, returns its exit code.
+    fn spawn_missing(&mut self, py: Python<'_>) -> Option<i32> {
+        while self.workers.len() < self.target {
+            match self.fork_worker(py) {
+                Ok(Forked::Parent(pid)) => {
+                    self.workers.insert(pid, Instant::now());
+                }
+                Ok(Forked::Child(code)) => return Some(code),
+                Err(e) => {
+                    log::error(format_args!("cannot fork a worker: {e}"));
+                    break;
+                }
+            }
+        }
+        None
+    }
+
+    fn fork_worker(&self, py: Python<'_>) -> std::io::Result<Forked> {
+        // SAFETY: the master is single-threaded (no runtime, no Python threads of ours) and
+        // holds the GIL here, which is what CPython's fork protocol requires around fork().
+        let pid = unsafe {
+            pyo3::ffi::PyOS_BeforeFork();
+            let pid = libc::fork();
+            if pid == 0 {
+                pyo3::ffi::PyOS_AfterFork_Child();
+            } else {
+                pyo3::ffi::PyOS_AfterFork_Parent();
+            }
+            pid
+        };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if pid > 0 {
+            return Ok(Forked::Parent(pid));
+        }
+        // The child: give the signals back to their defaults (the worker installs its own),
+        // and let go of the master's pipe.
+        SIGNAL_PIPE.store(-1, Ordering::Relaxed);
+        for sig in SIGNALS {
+            install(sig, libc::SIG_DFL);
+        }
+        // SAFETY: closing descriptors this process owns and no longer uses.
+        unsafe {
+            libc::close(self.read_fd);
+            libc::close(self.write_fd);
+        }
+        let code = serve_here(
+            py,
+            self.cfg,
+            self.listeners,
+            self.access_log.clone(),
+            Role::Worker,
+        );
+        Ok(Forked::Child(code))
+    }
+
+    /// Collect exited workers. Returns an exit code when one failed in a way that must stop
+    /// the master rather than be retried (cannot load the app, cannot boot).
+    fn reap(&mut self) -> Option<i32> {
+        let mut halt = None;
+        loop {
+            let mut status: libc::c_int = 0;
+            // SAFETY: waitpid writes the status into our local.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            let retired = self.retiring.remove(&pid).is_some();
+            self.workers.remove(&pid);
+            if libc::WIFEXITED(status) {
+                let code = libc::WEXITSTATUS(status);
+                if code == EXIT_APP_LOAD || code == EXIT_BOOT {
+                    log::error(format_args!(
+                        "Worker (pid:{pid}) failed to boot (exit code {code}); stopping"
+                    ));
+                    halt = Some(code);
+                } else if code != 0 || !(retired || self.stopping) {
+                    log::warn(format_args!("Worker (pid:{pid}) exited with code {code}"));
+                }
+            } else if libc::WIFSIGNALED(status) {
+                let sig = libc::WTERMSIG(status);
+                log::error(format_args!(
+                    "Worker (pid:{pid}) was killed by signal {sig}"
+                ));
+            }
+        }
+        halt
+    }
+
+    /// TTOU: ask the oldest workers beyond the target to finish and exit.
+    fn retire_extra(&mut self) {
+        while self.workers.len() > self.target {
+            let Some((&pid, _)) = self.workers.iter().min_by_key(|(_, started)| **started) else {
+                break;
+            };
+            self.workers.remove(&pid);
+            self.retiring.insert(pid, Instant::now());
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// A worker could not boot: stop the others and exit with its code.
+    fn halt(&mut self, py: Python<'_>, code: i32) -> i32 {
+        let _ = self.stop(py, libc::SIGTERM, FAST_STOP);
+        code
+    }
+
+    /// Tell every worker to stop with `sig`, wait up to `patience`, then kill the rest.
+    fn stop(&mut self, py: Python<'_>, sig: libc::c_int, patience: Duration) -> i32 {
+        self.stopping = true;
+        let pids: Vec<libc::pid_t> = self
+            .workers
+            .keys()
+            .chain(self.retiring.keys())
+            .copied()
+            .collect();
+        for &pid in &pids {
+            // SAFETY: signalling our own children.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+        let deadline = Instant::now() + patience;
+        while !(self.workers.is_empty() && self.retiring.is_empty()) && Instant::now() < deadline {
+            let _ = py.detach(|| wait_signals(self.read_fd, Duration::from_millis(100)));
+            let _ = self.reap();
+        }
+        for &pid in self.workers.keys().chain(self.retiring.keys()) {
+            log::warn(format_args!(
+                "Worker (pid:{pid}) did not stop in time; killing it"
+            ));
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        while !(self.workers.is_empty() && self.retiring.is_empty()) {
+            let mut status: libc::c_int = 0;
+            // SAFETY: blocking wait for our own children, which were just killed.
+            let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+            if pid <= 0 {
+                break;
+            }
+            self.workers.remove(&pid);
+            self.retiring.remove(&pid);
+        }
+        log::info(format_args!("Shutting down: Master"));
+        0
+    }
+}
+
+fn self_pipe() -> std::io::Result<(RawFd, RawFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into our array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((fds[0], fds[1]))
+}
+
+fn install(sig: libc::c_int, handler: libc::sighandler_t) {
+    // SAFETY: a zeroed sigaction is valid; we set the handler and SA_RESTART so that blocking
+    // calls in the master resume after a signal.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(sig, &action, std::ptr::null_mut());
+    }
+}
+
+/// Wait up to `timeout` for signal bytes on the pipe; return the signals read.
+fn wait_signals(fd: RawFd, timeout: Duration) -> Vec<libc::c_int> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(1000);
+    // SAFETY: poll reads and writes the one pollfd we own.
+    let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
+    let mut out = Vec::new();
+    if ready > 0 {
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: reading into our local buffer from our non-blocking pipe.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            out.extend(
+                buf[..usize::try_from(n).unwrap_or(0)]
+                    .iter()
+                    .map(|&b| libc::c_int::from(b)),
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,98 @@
+"""Several worker processes under a master (`-w N`): forking, replacing, scaling, stopping."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import run_bourbon
+
+TIMEOUT = 15.0
+
+
+def children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return {int(p) for p in path.read_text().split()}
+    except FileNotFoundError:
+        return set()
+
+
+def wait_children(pid: int, predicate, timeout: float = TIMEOUT) -> set[int]:
+    """Poll the master's children (bounded) until ``predicate(children)`` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kids = children(pid)
+        if predicate(kids):
+            return kids
+        if time.monotonic() > deadline:
+            raise AssertionError(f"children of {pid} stayed {kids}")
+        time.sleep(0.05)
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+        assert resp.status == 200
+        return json.loads(resp.read())
+
+
+def test_workers_share_the_socket_and_say_multiprocess(start_server):
+    srv = start_server("workers_app:app", "-w", "2")
+    kids = wait_children(srv.pid, lambda k: len(k) == 2)
+    seen = set()
+    for _ in range(40):
+        data = get_json(srv.url + "/")
+        assert data["multiprocess"] is True
+        assert data["multithread"] is False
+        seen.add(data["pid"])
+    assert seen <= kids and srv.pid not in seen
+
+
+def test_a_killed_worker_is_logged_and_replaced(start_server):
+    srv = start_server("workers_app:app", "-w", "2")
+    kids = wait_children(srv.pid, lambda k: len(k) == 2)
+    victim = min(kids)
+    os.kill(victim, signal.SIGKILL)
+    srv.wait_for_log(rf"Worker \(pid:{victim}\) was killed by signal 9")
+    new = wait_children(srv.pid, lambda k: len(k) == 2 and victim not in k)
+    assert len(new - kids) == 1
+    assert get_json(srv.url + "/")["pid"] in new
+
+
+def test_ttin_adds_and_ttou_removes_a_worker(start_server):
+    srv = start_server("workers_app:app", "-w", "2")
+    wait_children(srv.pid, lambda k: len(k) == 2)
+    os.kill(srv.pid, signal.SIGTTIN)
+    wait_children(srv.pid, lambda k: len(k) == 3)
+    os.kill(srv.pid, signal.SIGTTOU)
+    wait_children(srv.pid, lambda k: len(k) == 2)
+    assert get_json(srv.url + "/")["multiprocess"] is True
+
+
+def test_term_stops_master_and_workers(start_server):
+    srv = start_server("workers_app:app", "-w", "3")
+    kids = wait_children(srv.pid, lambda k: len(k) == 3)
+    assert srv.stop(signal.SIGTERM) == 0
+    assert "Shutting down: Master" in srv.log
+    for pid in kids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_int_is_a_fast_stop(start_server):
+    srv = start_server("workers_app:app", "-w", "2")
+    wait_children(srv.pid, lambda k: len(k) == 2)
+    assert srv.stop(signal.SIGINT) == 0
+
+
+def test_app_that_cannot_load_stops_the_master_with_4():
+    started = time.monotonic()
+    proc = run_bourbon("cli_broken:app", "-w", "2", "-b", "127.0.0.1:0", timeout=60)
+    assert proc.returncode == 4, proc.stderr
+    assert "failed to boot (exit code 4)" in proc.stderr
+    # No crash loop: each worker boots once.
+    assert proc.stderr.count("Cannot load application") <= 2
+    assert time.monotonic() - started < 30
