@@ -96,3 +96,31 @@ def test_app_that_cannot_load_stops_the_master_with_4():
     # No crash loop: each worker boots once.
     assert proc.stderr.count("Cannot load application") <= 2
     assert time.monotonic() - started < 30
+
+
+def test_hup_replaces_every_worker_without_failing_requests(start_server, tmp_path):
+    # The settings are re-read on HUP: a config file changes the number of workers.
+    conf = tmp_path / "bourbon.toml"
+    conf.write_text("workers = 2\n")
+    srv = start_server("workers_app:app", "-c", str(conf))
+    old = wait_children(srv.pid, lambda k: len(k) == 2)
+
+    failures: list[str] = []
+    answered = 0
+    stop_at = time.monotonic() + 20
+    conf.write_text("workers = 3\n")
+    os.kill(srv.pid, signal.SIGHUP)
+    # Requests keep flowing while the workers are swapped; none may fail.
+    while time.monotonic() < stop_at:
+        try:
+            get_json(srv.url + "/")
+            answered += 1
+        except OSError as e:  # URLError is an OSError
+            failures.append(repr(e))
+        kids = children(srv.pid)
+        if len(kids) == 3 and not (kids & old) and answered >= 50:
+            break
+    assert not failures, failures[:3]
+    new = wait_children(srv.pid, lambda k: len(k) == 3 and not (k & old))
+    assert get_json(srv.url + "/")["pid"] in new
+    srv.wait_for_log("Handling signal: hup; reloading")

@@ -261,7 +261,8 @@ operating system may cap it (e.g. `net.core.somaxconn` on Linux).",
 sets it and the `WEB_CONCURRENCY` environment variable is set, that is the \
 default. With more than 1, a master process binds the sockets, forks the workers \
 (each loads the application after the fork), replaces a worker that dies, adds or \
-removes one on SIGTTIN/SIGTTOU, and stops them on SIGTERM (graceful) or SIGINT/SIGQUIT \
+removes one on SIGTTIN/SIGTTOU, replaces them all with freshly loaded ones on SIGHUP \
+(after re-reading the settings), and stops them on SIGTERM (graceful) or SIGINT/SIGQUIT \
 (fast). A worker that cannot load the application stops the master with exit code 4 \
 instead of a crash loop.",
         show: |c| num(c.workers),

@@ -64,7 +64,9 @@ enum Forked {
 }
 
 struct Master<'a> {
-    cfg: &'a Config,
+    cfg: Config,
+    /// The command line, to re-read the settings on HUP.
+    argv: &'a [String],
     listeners: &'a [Listener],
     access_log: Option<Arc<AccessLog>>,
     read_fd: RawFd,
@@ -83,6 +85,7 @@ struct Master<'a> {
 pub(crate) fn run(
     py: Python<'_>,
     cfg: &Config,
+    argv: &[String],
     listeners: &[Listener],
     access_log: Option<Arc<AccessLog>>,
 ) -> i32 {
@@ -101,7 +104,8 @@ pub(crate) fn run(
     announce(listeners, threads);
     log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
     let mut master = Master {
-        cfg,
+        cfg: cfg.clone(),
+        argv,
         listeners,
         access_log,
         read_fd,
@@ -151,9 +155,11 @@ impl Master<'_> {
                         ));
                         self.retire_extra();
                     }
-                    libc::SIGHUP => log::warn(format_args!(
-                        "Handling signal: hup; reloading is not supported yet, ignored"
-                    )),
+                    libc::SIGHUP => {
+                        if let Some(code) = self.reload(py) {
+                            return code;
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -209,7 +215,7 @@ impl Master<'_> {
         }
         let code = serve_here(
             py,
-            self.cfg,
+            &self.cfg,
             self.listeners,
             self.access_log.clone(),
             Role::Worker,
@@ -248,6 +254,39 @@ impl Master<'_> {
             }
         }
         halt
+    }
+
+    /// HUP, as gunicorn: re-read the settings (command line, environment, config file),
+    /// start a full set of new workers with them, then retire the old workers gracefully, so
+    /// requests keep being served throughout. The sockets stay as they are. Invalid new
+    /// settings are logged and the old ones kept. In a forked child, returns its exit code.
+    fn reload(&mut self, py: Python<'_>) -> Option<i32> {
+        log::info(format_args!("Handling signal: hup; reloading"));
+        let env: HashMap<String, String> = std::env::vars().collect();
+        match bourbon_config::load(self.argv, &env) {
+            Ok(bourbon_config::Action::Run(cfg)) => {
+                self.target = usize::try_from(cfg.workers).unwrap_or(1);
+                self.cfg = cfg;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::error(format_args!("reload: {e}; keeping the current settings"));
+                return None;
+            }
+        }
+        let old: Vec<libc::pid_t> = self.workers.keys().copied().collect();
+        self.workers.clear();
+        if let Some(code) = self.spawn_missing(py) {
+            return Some(code);
+        }
+        for pid in old {
+            self.retiring.insert(pid, Instant::now());
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        None
     }
 
     /// TTOU: ask the oldest workers beyond the target to finish and exit.

@@ -65,7 +65,7 @@ pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
                 Err(code) => code,
             }
         }
-        Action::Run(cfg) => serve_forever(py, &cfg),
+        Action::Run(cfg) => serve_forever(py, &cfg, argv),
     }
 }
 
@@ -150,7 +150,7 @@ fn import_app<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, PyAny
     Ok(app)
 }
 
-fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
+fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
     init_log(cfg);
     // A panic is a bug, but one that must cost only the connection it happened on (tokio
     // isolates tasks) and must be told in the error log, not on a stderr nobody reads.
@@ -175,7 +175,7 @@ fn serve_forever(py: Python<'_>, cfg: &Config) -> i32 {
         return code;
     }
     if cfg.workers > 1 {
-        return crate::arbiter::run(py, cfg, &listeners, access_log);
+        return crate::arbiter::run(py, cfg, argv, &listeners, access_log);
     }
     serve_here(py, cfg, &listeners, access_log, Role::Single)
 }
