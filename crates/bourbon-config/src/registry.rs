@@ -114,6 +114,25 @@ means stay in the directory bourbon was started from. The directory must exist."
         show: |c| show_opt_path(&c.chdir),
     },
     Setting {
+        name: "pid",
+        long: &["--pid"],
+        short: Some('p'),
+        metavar: "FILE",
+        section: Section::Workers,
+        kind: Kind::Value(|c, s| {
+            c.pid = opt_path(s);
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "/run/mysite.pid",
+        help: "write the (master) process id to this file",
+        doc: "Write the process id of the server (the master, with several workers) to this \
+file at start and remove it at a clean exit. Empty means no file.",
+        show: |c| show_opt_path(&c.pid),
+    },
+    Setting {
         name: "pythonpath",
         long: &["--pythonpath"],
         short: None,

@@ -26,6 +26,8 @@ pub struct Config {
     pub chdir: Option<PathBuf>,
     /// Directories to prepend to Python's `sys.path`.
     pub pythonpath: Vec<PathBuf>,
+    /// Where to write the server's process id.
+    pub pid: Option<PathBuf>,
     /// Extra `(KEY, VALUE)` pairs to set in the process environment.
     pub env: Vec<(String, String)>,
     /// Addresses to listen on.
@@ -83,6 +85,7 @@ impl Config {
             app: None,
             config: None,
             chdir: None,
+            pid: None,
             pythonpath: Vec::new(),
             env: Vec::new(),
             bind: Vec::new(),

@@ -101,6 +101,23 @@ fn chdir() {
 }
 
 #[test]
+fn pid() {
+    assert_eq!(
+        run(&["--pid", "/run/x.pid"]).pid,
+        Some(PathBuf::from("/run/x.pid"))
+    );
+    assert_eq!(
+        run(&["-p", "/tmp/y.pid"]).pid,
+        Some(PathBuf::from("/tmp/y.pid"))
+    );
+    assert_eq!(
+        run_env(&[], &[("BOURBON_PID", "/z.pid")]).pid,
+        Some(PathBuf::from("/z.pid"))
+    );
+    assert_eq!(run(&[]).pid, None);
+}
+
+#[test]
 fn pythonpath() {
     let c = run(&["--pythonpath", "/a, /b", "--pythonpath=/c"]);
     assert_eq!(

@@ -184,6 +184,10 @@ impl Master<'_> {
     }
 
     fn fork_worker(&self, py: Python<'_>) -> std::io::Result<Forked> {
+        // Signals are blocked across fork: a TERM sent to the whole process group at that
+        // moment must neither run the master's handler in the child (the child would swallow
+        // it) nor be lost. Each side unblocks once its handlers are right.
+        let blocked = block_signals();
         // SAFETY: the master is single-threaded (no runtime, no Python threads of ours) and
         // holds the GIL here, which is what CPython's fork protocol requires around fork().
         let pid = unsafe {
@@ -197,9 +201,12 @@ impl Master<'_> {
             pid
         };
         if pid < 0 {
-            return Err(std::io::Error::last_os_error());
+            let err = std::io::Error::last_os_error();
+            unblock_signals(&blocked);
+            return Err(err);
         }
         if pid > 0 {
+            unblock_signals(&blocked);
             return Ok(Forked::Parent(pid));
         }
         // The child: give the signals back to their defaults (the worker installs its own),
@@ -208,6 +215,7 @@ impl Master<'_> {
         for sig in SIGNALS {
             install(sig, libc::SIG_DFL);
         }
+        unblock_signals(&blocked);
         // SAFETY: closing descriptors this process owns and no longer uses.
         unsafe {
             libc::close(self.read_fd);
@@ -351,6 +359,29 @@ impl Master<'_> {
         }
         log::info(format_args!("Shutting down: Master"));
         0
+    }
+}
+
+/// Block the master's signals; returns the previous mask.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: building a signal set in locals and swapping this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    }
+}
+
+/// Restore the mask saved by [`block_signals`]; pending signals are delivered now.
+fn unblock_signals(old: &libc::sigset_t) {
+    // SAFETY: restoring a mask we saved.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
     }
 }
 

@@ -163,12 +163,38 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let listeners = match listener::bind_all(&cfg.bind, cfg.backlog) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error(format_args!("{e}"));
-            eprintln!("error: --bind: {e}");
+    // Sockets from systemd socket activation take the place of --bind.
+    let listeners = match listener::systemd_listeners() {
+        Some(Ok(l)) => {
+            // Python copied the environment at start-up; the app must not see them either.
+            let _ = py.import("os").and_then(|os| {
+                let environ = os.getattr("environ")?;
+                for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+                    environ.call_method1("pop", (var, py.None()))?;
+                }
+                Ok(())
+            });
+            l
+        }
+        Some(Err(e)) => {
+            log::error(format_args!("systemd sockets (LISTEN_FDS): {e}"));
+            eprintln!("error: LISTEN_FDS: {e}");
             return EXIT_BIND;
+        }
+        None => match listener::bind_all(&cfg.bind, cfg.backlog) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error(format_args!("{e}"));
+                eprintln!("error: --bind: {e}");
+                return EXIT_BIND;
+            }
+        },
+    };
+    let _pidfile = match cfg.pid.as_deref().map(PidFile::create).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: --pid: {e}");
+            return 2;
         }
     };
     if let Err(code) = prepare_python(py, cfg) {
@@ -178,6 +204,33 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
         return crate::arbiter::run(py, cfg, argv, &listeners, access_log);
     }
     serve_here(py, cfg, &listeners, access_log, Role::Single)
+}
+
+/// The `--pid` file: written at start, removed at exit by the process that wrote it (not by
+/// forked workers, which return through the same code).
+struct PidFile {
+    path: std::path::PathBuf,
+    owner: u32,
+}
+
+impl PidFile {
+    fn create(path: &std::path::Path) -> std::io::Result<PidFile> {
+        let owner = std::process::id();
+        std::fs::write(path, format!("{owner}\n"))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(PidFile {
+            path: path.to_owned(),
+            owner,
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if std::process::id() == self.owner {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// Whether this process is the only one, or a worker forked by the master.

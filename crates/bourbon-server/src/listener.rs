@@ -225,6 +225,23 @@ impl IntoRawFdLeak for Socket {
     }
 }
 
+/// Sockets passed by systemd socket activation (`LISTEN_PID`, `LISTEN_FDS`, from fd 3), if
+/// they are meant for this process. The variables are removed afterwards, as
+/// sd_listen_fds(3) does, so that child processes do not take them for their own.
+pub fn systemd_listeners() -> Option<io::Result<Vec<Listener>>> {
+    let pid = std::env::var("LISTEN_PID").ok()?;
+    let fds = std::env::var("LISTEN_FDS").ok()?;
+    if pid.trim().parse::<u32>().ok()? != std::process::id() {
+        return None;
+    }
+    let n: i32 = fds.trim().parse().ok()?;
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(var);
+    }
+    // SD_LISTEN_FDS_START is 3.
+    Some((3..3 + n.max(0)).map(from_fd).collect())
+}
+
 /// Raise the soft open-files limit to the hard limit, so that a thousand idle keep-alive
 /// connections do not exhaust descriptors (the default soft limit is often 1024).
 #[allow(unsafe_code)]
