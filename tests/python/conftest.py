@@ -43,23 +43,37 @@ def bourbon_exe() -> str:
 class Server:
     """A running ``bourbon`` process."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], ready_timeout: float):
-        self.args = [bourbon_exe(), *args]
+    def __init__(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        ready_timeout: float,
+        **popen: object,
+    ):
+        """Start ``argv`` (the program included) in its own session; extra keyword
+        arguments (``preexec_fn``, ``pass_fds``) go to ``subprocess.Popen``."""
+        self.args = argv
         self.proc = subprocess.Popen(
-            self.args,
+            argv,
             cwd=str(cwd),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            **popen,  # type: ignore[arg-type]
         )
         self._lines: list[str] = []
         self._cond = threading.Condition()
         self.addresses: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self._wait_ready(ready_timeout)
+        try:
+            self._wait_ready(ready_timeout)
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -175,13 +189,32 @@ def start_server() -> Iterator:
             argv += ["-b", "127.0.0.1:0"]
         if app is not None:
             argv.insert(0, app)
-        srv = Server(argv, cwd, base_env(env), ready_timeout)
+        srv = Server([bourbon_exe(), *argv], cwd, base_env(env), ready_timeout)
         servers.append(srv)
         return srv
 
     yield start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture
+def launch() -> Iterator:
+    """``launch(argv, cwd=APPS, env=None, **popen)``: start a full argv (the program included:
+    ``python -m bourbon``, a shell that execs bourbon, ...) and wait for its readiness line;
+    every process is stopped by its group at teardown."""
+    procs: list[Server] = []
+
+    def start(
+        argv: list[str], cwd: Path = APPS, env: dict[str, str] | None = None, **popen: object
+    ) -> Server:
+        p = Server(list(argv), cwd, base_env(env), 30.0, **popen)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        p.stop()
 
 
 def run_bourbon(

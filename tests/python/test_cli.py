@@ -18,59 +18,18 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import rawhttp
-from conftest import APPS, ROOT, Server, base_env, bourbon_exe, run_bourbon
+from conftest import APPS, ROOT, base_env, bourbon_exe, run_bourbon
 
 SOCK_TIMEOUT = 10.0
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-class Launched(Server):
-    """Like :class:`conftest.Server`, but runs an arbitrary argv (``python -m bourbon``,
-    ``prlimit ... bourbon``, bourbon without ``-b``) with an optional ``preexec_fn``."""
-
-    def __init__(
-        self,
-        argv: list[str],
-        cwd: Path,
-        env: dict[str, str],
-        ready_timeout: float = 30.0,
-        preexec_fn=None,
-    ):
-        self.args = argv
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=str(cwd),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec_fn,
-        )
-        self._lines = []
-        self._cond = threading.Condition()
-        self.addresses = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        try:
-            self._wait_ready(ready_timeout)
-        except BaseException:
-            self.stop(signal.SIGKILL)
-            raise
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        code = super().stop(sig, timeout)
-        close_output(self)
-        return code
 
 
 def toml_loads(text: str) -> dict:
@@ -80,50 +39,6 @@ def toml_loads(text: str) -> dict:
     except ModuleNotFoundError:  # CPython 3.10
         import tomli as tomllib
     return tomllib.loads(text)
-
-
-def close_output(srv: Server) -> None:
-    """Close the pipe the log was read from (conftest's Server.stop leaves it open, which
-    is a ResourceWarning, an error under the project's ``filterwarnings = error``)."""
-    if srv.proc.stdout is not None and not srv._reader.is_alive():
-        srv.proc.stdout.close()
-
-
-@pytest.fixture
-def start_server(start_server) -> Iterator:
-    """conftest's ``start_server``, closing each server's output pipe after stopping it."""
-    servers: list[Server] = []
-
-    def start(*args, **kwargs) -> Server:
-        srv = start_server(*args, **kwargs)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.stop()
-        close_output(srv)
-
-
-@pytest.fixture
-def launch() -> Iterator:
-    """``launch(argv, cwd=APPS, env=None, preexec_fn=None)``: start a full argv (the program
-    included) in its own session; every process is stopped by its group at teardown."""
-    procs: list[Launched] = []
-
-    def start(
-        argv: list[str],
-        cwd: Path = APPS,
-        env: dict[str, str] | None = None,
-        preexec_fn=None,
-    ) -> Launched:
-        p = Launched(list(argv), cwd, base_env(env), preexec_fn=preexec_fn)
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        p.stop()
 
 
 @pytest.fixture
