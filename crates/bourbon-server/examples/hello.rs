@@ -8,23 +8,23 @@ use std::time::Duration;
 use bourbon_config::Bind;
 use bourbon_server::guard::Limits;
 use bourbon_server::io::Timeouts;
+use bourbon_server::request::{Request, Response};
 use bourbon_server::serve::{serve, ConnInfo, Handler, HandlerFuture, ServeConfig};
 use bytes::Bytes;
-use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 struct Hello;
 
 impl Handler for Hello {
     type Body = Full<Bytes>;
-    type BodyError = std::convert::Infallible;
 
-    fn call(&self, _req: Request<Incoming>, _conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body> {
+    fn call(&self, _req: Request, _conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body> {
         Box::pin(async {
-            let mut resp = Response::new(Full::new(Bytes::from_static(b"Hello, world!")));
-            resp.headers_mut()
-                .insert("content-type", http::HeaderValue::from_static("text/plain"));
+            let mut resp = Response::new(200, Full::new(Bytes::from_static(b"Hello, world!")));
+            resp.headers.push((
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            ));
             resp
         })
     }

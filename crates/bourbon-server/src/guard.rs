@@ -229,6 +229,8 @@ pub struct Guard {
     expect_continue: bool,
     /// The first violation; every later `scan` returns it.
     failed: Option<Reject>,
+    /// The head released by the last `scan`, until taken.
+    last_head: Option<HeadInfo>,
 }
 
 #[derive(Debug)]
@@ -255,6 +257,40 @@ struct HeadScan {
     request_line_seen: bool,
     fields: usize,
     facts: Facts,
+    /// Where the request line's method and target are, as offsets into the head.
+    method: (u32, u32),
+    target: (u32, u32),
+    /// Each field's name and value (trimmed), as offsets into the head.
+    positions: Vec<FieldPos>,
+}
+
+/// Where one header field's name and value sit in a request head: `[name_start, name_end,
+/// value_start, value_end]`, offsets from the start of the head.
+pub type FieldPos = [u32; 4];
+
+/// What the guard learned from a complete, valid request head: the positions of its parts
+/// (so nobody parses it again) and what it means for framing and the connection.
+#[derive(Clone, Debug, Default)]
+pub struct HeadInfo {
+    /// Offsets of the method in the head.
+    pub method: (u32, u32),
+    /// Offsets of the request target in the head.
+    pub target: (u32, u32),
+    /// The header fields, in order.
+    pub fields: Vec<FieldPos>,
+    /// HTTP/1.0 (else HTTP/1.1).
+    pub http10: bool,
+    /// The declared Content-Length, if any.
+    pub content_length: Option<u64>,
+    /// The body is chunked.
+    pub chunked: bool,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// The connection ends after this message (`Connection: close`, or HTTP/1.0 without
+    /// keep-alive).
+    pub close: bool,
+    /// The request asked for keep-alive explicitly (`Connection: keep-alive`).
+    pub keep_alive: bool,
 }
 
 /// What the head says about framing and connection handling.
@@ -317,6 +353,7 @@ impl Guard {
             heads: 0,
             expect_continue: false,
             failed: None,
+            last_head: None,
         }
     }
 
@@ -328,11 +365,23 @@ impl Guard {
     /// a violation follows valid body bytes in `pending`, the valid prefix is released first
     /// and the next call returns the rejection; after a rejection every call returns it.
     pub fn scan(&mut self, pending: &[u8]) -> Result<usize, Reject> {
+        self.scan_data(pending, &mut Vec::new())
+    }
+
+    /// [`scan`](Self::scan), also noting where the body's payload is among the released
+    /// bytes: `data` gets the `(start, end)` ranges of content bytes (the chunk data of a
+    /// chunked body, everything of a `Content-Length` body), so the caller can decode the body
+    /// without parsing its framing again.
+    pub fn scan_data(
+        &mut self,
+        pending: &[u8],
+        data: &mut Vec<(usize, usize)>,
+    ) -> Result<usize, Reject> {
         if let Some(reject) = self.failed {
             return Err(reject);
         }
         let mut released = 0;
-        match self.step(pending, &mut released) {
+        match self.step(pending, &mut released, data) {
             Ok(()) => Ok(released),
             Err(reject) => {
                 self.failed = Some(reject);
@@ -345,12 +394,21 @@ impl Guard {
         }
     }
 
-    fn step(&mut self, pending: &[u8], released: &mut usize) -> Result<(), Reject> {
+    fn step(
+        &mut self,
+        pending: &[u8],
+        released: &mut usize,
+        data: &mut Vec<(usize, usize)>,
+    ) -> Result<(), Reject> {
         if pending.is_empty() {
             return Ok(());
         }
         if matches!(self.state, State::Idle) {
-            self.state = State::Head(HeadScan::default());
+            // Typical heads carry 5–15 fields: one allocation up front instead of regrowing.
+            self.state = State::Head(HeadScan {
+                positions: Vec::with_capacity(16),
+                ..HeadScan::default()
+            });
         }
         match &mut self.state {
             State::Idle | State::Closed => Ok(()),
@@ -362,6 +420,18 @@ impl Guard {
                 *released = n;
                 self.heads += 1;
                 self.expect_continue = after.expect_continue;
+                let facts = &scan.facts;
+                self.last_head = Some(HeadInfo {
+                    method: scan.method,
+                    target: scan.target,
+                    fields: std::mem::take(&mut scan.positions),
+                    http10: facts.http10,
+                    content_length: facts.content_length,
+                    chunked: matches!(after.body, Some(BodyKind::Chunked(_))),
+                    expect_continue: after.expect_continue,
+                    close: after.close,
+                    keep_alive: facts.conn_keep_alive,
+                });
                 self.state = match after.body {
                     Some(body) => State::Body {
                         body,
@@ -378,9 +448,14 @@ impl Guard {
                         let take = (*remaining).min(pending.len() as u64);
                         *remaining -= take;
                         *released = take as usize;
+                        if take > 0 {
+                            data.push((0, take as usize));
+                        }
                         *remaining == 0
                     }
-                    BodyKind::Chunked(chunked) => chunked.scan(pending, &self.limits, released)?,
+                    BodyKind::Chunked(chunked) => {
+                        chunked.scan(pending, &self.limits, released, data)?
+                    }
                 };
                 if done {
                     self.state = end_state(close);
@@ -397,6 +472,11 @@ impl Guard {
             State::Head(_) => Phase::Head,
             State::Body { .. } => Phase::Body,
         }
+    }
+
+    /// The head released by the last `scan`, once: its parts' positions and meaning.
+    pub fn take_head(&mut self) -> Option<HeadInfo> {
+        self.last_head.take()
     }
 
     /// Number of complete request heads released so far.
@@ -475,7 +555,9 @@ fn scan_head(
             if content.len() > limits.line_cap() {
                 return Err(Reject::LINE_TOO_LONG);
             }
-            parse_request_line(content, &mut scan.facts)?;
+            let (method, target) = parse_request_line(content, &mut scan.facts)?;
+            scan.method = span(buf, method);
+            scan.target = span(buf, target);
             scan.request_line_seen = true;
         } else if content.is_empty() {
             let after = finish_head(&scan.facts, limits)?;
@@ -490,11 +572,22 @@ fn scan_head(
             }
             let (name, value) = split_field(content)?;
             note_field(name, value, &mut scan.facts)?;
+            let (n, v) = (span(buf, name), span(buf, value));
+            scan.positions.push([n.0, n.1, v.0, v.1]);
         }
         if scan.line_start > max_head {
             return Err(Reject::HEAD_TOO_LARGE);
         }
     }
+}
+
+/// Offsets of `part` (a sub-slice of `buf`) within `buf`. Heads are bounded far below 4 GiB
+/// by the limits, so the offsets fit in u32.
+fn span(buf: &[u8], part: &[u8]) -> (u32, u32) {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    let start = u32::try_from(start).unwrap_or(u32::MAX);
+    let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+    (start, start.saturating_add(len))
 }
 
 /// A line up to (not including) its LF, minus the CR that must precede the LF. Bare LF and
@@ -507,7 +600,10 @@ fn line_content(line: &[u8]) -> Result<&[u8], Reject> {
 }
 
 /// RFC 9112 §3: `method SP request-target SP HTTP-version`, single spaces.
-fn parse_request_line(line: &[u8], facts: &mut Facts) -> Result<(), Reject> {
+fn parse_request_line<'a>(
+    line: &'a [u8],
+    facts: &mut Facts,
+) -> Result<(&'a [u8], &'a [u8]), Reject> {
     let sp = memchr(b' ', line).ok_or(Reject::BAD_REQUEST_LINE)?;
     let (method, rest) = (&line[..sp], &line[sp + 1..]);
     if method.is_empty() {
@@ -542,7 +638,7 @@ fn parse_request_line(line: &[u8], facts: &mut Facts) -> Result<(), Reject> {
     if facts.connect {
         return Err(Reject::CONNECT_UNSUPPORTED);
     }
-    Ok(())
+    Ok((method, target))
 }
 
 /// RFC 9112 §3.2: origin-form for most requests, absolute-form for any, authority-form only
@@ -774,7 +870,13 @@ fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 impl Chunked {
     /// Advance through a chunked body (RFC 9112 §7.1), adding validated bytes to
     /// `released`. Returns true at the end of the message.
-    fn scan(&mut self, buf: &[u8], limits: &Limits, released: &mut usize) -> Result<bool, Reject> {
+    fn scan(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+        released: &mut usize,
+        data: &mut Vec<(usize, usize)>,
+    ) -> Result<bool, Reject> {
         loop {
             let avail = &buf[*released..];
             if avail.is_empty() {
@@ -813,6 +915,7 @@ impl Chunked {
                 ChunkStep::Data(remaining) => {
                     let take = (*remaining).min(avail.len() as u64);
                     *remaining -= take;
+                    data.push((*released, *released + take as usize));
                     *released += take as usize;
                     if *remaining == 0 {
                         self.step = ChunkStep::DataEnd;

@@ -1,13 +1,12 @@
-//! The worker's serving loop: accept on every listener, drive each connection with hyper
-//! behind the request guard, and drain on shutdown.
+//! The worker's serving loop: accept on every listener, drive each connection (see
+//! [`crate::h1`]), and drain on shutdown.
 //!
-//! This module owns the connection lifecycle (accept → guarded hyper HTTP/1.1 → close) and the
+//! This module owns the connection lifecycle (accept → HTTP/1.1 driver → close) and the
 //! graceful drain (stop accepting, let each connection finish its in-flight request, then
 //! close). It is generic over a [`Handler`], so it runs and is tested without Python; it must
 //! run inside a `tokio::task::LocalSet` on a current-thread runtime built after fork.
 
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -16,14 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use tokio::sync::{watch, Notify};
 
-use crate::guard::{Guard, Limits};
-use crate::io::{ConnShared, GuardedIo, Socket, Timeouts};
+use crate::guard::Limits;
+use crate::io::{ConnShared, Socket, Timeouts};
 use crate::listener::Listener;
+use crate::request::{Request, Response};
 
 /// Where a connection came from.
 #[derive(Clone, Debug)]
@@ -80,12 +77,11 @@ pub type HandlerFuture<B> = Pin<Box<dyn Future<Output = Response<B>>>>;
 
 /// The application side of the server: one call per request. Errors are responses.
 pub trait Handler: 'static {
-    /// The response body type.
-    type Body: http_body::Body<Data = Bytes, Error = Self::BodyError> + 'static;
-    /// The body's error (an error ends the connection, e.g. a body shorter than declared).
-    type BodyError: Into<Box<dyn std::error::Error + Send + Sync>>;
+    /// The response body type. A body error ends the connection (e.g. a body shorter than
+    /// declared), so the client sees the response cut off.
+    type Body: http_body::Body<Data = Bytes> + 'static;
     /// Answer one request.
-    fn call(&self, req: Request<Incoming>, conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body>;
+    fn call(&self, req: Request, conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body>;
 }
 
 /// The settings of the serving loop.
@@ -252,59 +248,10 @@ async fn drive<S, H>(
     info: ConnInfo,
     handler: Rc<H>,
     cfg: ServeConfig,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) where
     S: Socket,
     H: Handler,
 {
-    let info = Rc::new(info);
-    let io = GuardedIo::new(
-        stream,
-        Guard::new(cfg.limits),
-        info.shared.clone(),
-        cfg.timeouts,
-    );
-    let service = hyper::service::service_fn({
-        let info = info.clone();
-        move |req: Request<Incoming>| {
-            let fut = handler.call(req, &info);
-            async move { Ok::<_, Infallible>(fut.await) }
-        }
-    });
-    let mut builder = http1::Builder::new();
-    builder
-        // A client may shut its write side after sending a request and still expect the
-        // answer (RFC 9112 §9.6); the guard also signals "stop" to hyper with an EOF.
-        .half_close(true)
-        .keep_alive(!cfg.timeouts.keep_alive.is_zero())
-        .writev(true)
-        .max_headers(cfg.limits.fields.clamp(1, 32768) + 1)
-        .max_buf_size(max_buf(&cfg.limits))
-        // hyper also applies this to chunked trailers; the guard has already bounded them.
-        .max_header_size(max_buf(&cfg.limits));
-    let conn = builder.serve_connection(io, service);
-    let mut conn = std::pin::pin!(conn);
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    crate::log::debug(format_args!("connection ended: {e}"));
-                }
-                break;
-            }
-            changed = stop.changed(), if !stopping => {
-                if changed.is_err() || *stop.borrow() {
-                    stopping = true;
-                    // Finish the request in flight, then close instead of keeping alive.
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-        }
-    }
-}
-
-/// hyper's read buffer must hold a whole request head as the guard releases it.
-fn max_buf(limits: &Limits) -> usize {
-    limits.max_head_len().saturating_add(64).max(64 * 1024)
+    crate::h1::drive(stream, Rc::new(info), handler, cfg, stop).await;
 }

@@ -13,11 +13,10 @@ use bourbon_config::Bind;
 use bourbon_server::guard::Limits;
 use bourbon_server::io::{file_placeholder, Timeouts, PLACEHOLDER_LEN};
 use bourbon_server::listener::{bind, Listener};
+use bourbon_server::request::{Request, Response};
 use bourbon_server::serve::{serve, ConnInfo, Handler, HandlerFuture, ServeConfig};
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming};
+use http_body::Frame;
 
 /// A body of a few frames.
 struct Body(std::collections::VecDeque<Bytes>);
@@ -44,15 +43,17 @@ struct Echo {
 
 impl Handler for Echo {
     type Body = Body;
-    type BodyError = std::convert::Infallible;
 
-    fn call(&self, req: Request<Incoming>, conn: &Rc<ConnInfo>) -> HandlerFuture<Body> {
-        let path = req.uri().path().to_owned();
+    fn call(&self, req: Request, conn: &Rc<ConnInfo>) -> HandlerFuture<Body> {
+        let target = req.head.target();
+        let path =
+            String::from_utf8_lossy(target.split(|&b| b == b'?').next().unwrap()).into_owned();
         let file = self.file.clone();
         let shared = conn.shared.clone();
+        let mut body = req.body;
         Box::pin(async move {
             // Drain the body so keep-alive can continue.
-            let _ = req.into_body().collect().await;
+            while let Some(Ok(_)) = body.chunk().await {}
             if path == "/slow" {
                 tokio::time::sleep(Duration::from_millis(600)).await;
             }
@@ -60,12 +61,12 @@ impl Handler for Echo {
                 let file = std::fs::File::open(file.unwrap()).unwrap();
                 let len = file.metadata().unwrap().len();
                 shared.queue_file(Arc::new(file.into()), 0, len);
-                return Response::builder()
-                    .header("content-length", len)
-                    .body(Body(placeholders(len)))
-                    .unwrap();
+                let mut resp = Response::new(200, Body(placeholders(len)));
+                resp.headers
+                    .push((http::header::CONTENT_LENGTH, http::HeaderValue::from(len)));
+                return resp;
             }
-            Response::new(Body([Bytes::from(path)].into()))
+            Response::new(200, Body([Bytes::from(path)].into()))
         })
     }
 }

@@ -1,4 +1,4 @@
-//! The response body handed to hyper for a WSGI response.
+//! The response body handed to the connection driver for a WSGI response.
 //!
 //! It owns turning the Python thread's messages into body frames: it enforces the declared
 //! Content-Length (a longer body is cut, a shorter one closes the connection; both are
@@ -32,9 +32,9 @@ const FILE_CHUNK: usize = 256 * 1024;
 pub(crate) struct AccessRecord {
     pub(crate) log: Arc<AccessLog>,
     pub(crate) remote: String,
-    pub(crate) method: http::Method,
+    pub(crate) method: String,
     pub(crate) target: String,
-    pub(crate) version: http::Version,
+    pub(crate) version: &'static str,
     pub(crate) request_headers: http::HeaderMap,
     pub(crate) response_headers: Option<http::HeaderMap>,
     pub(crate) status: u16,
@@ -44,15 +44,11 @@ pub(crate) struct AccessRecord {
 
 impl AccessRecord {
     fn write(&self, sent: u64) {
-        let version = match self.version {
-            http::Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        };
         self.log.write(&Entry {
             remote: &self.remote,
-            method: self.method.as_str(),
+            method: &self.method,
             target: &self.target,
-            version,
+            version: self.version,
             status: self.status,
             response_bytes: Some(sent),
             request_headers: &self.request_headers,
@@ -80,7 +76,7 @@ impl Drop for InflightToken {
     }
 }
 
-/// Ends a response body early: hyper closes the connection, so the client sees a truncated
+/// Ends a response body early: the driver closes the connection, so the client sees a truncated
 /// response rather than a silently wrong one.
 #[derive(Debug)]
 pub(crate) struct BodyAbort(&'static str);
@@ -113,17 +109,17 @@ impl BodyKind {
     }
 }
 
-/// The response body handed to hyper.
+/// The response body handed to the connection driver.
 pub(crate) struct ResponseBody {
     pub(crate) kind: BodyKind,
     /// Set when file regions may go out with sendfile(2) on this connection; unset for HEAD
-    /// and for statuses without a body, whose bodies hyper never writes.
+    /// and for statuses without a body, whose bodies the driver never writes.
     pub(crate) sendfile: Option<Rc<ConnShared>>,
     /// Bytes still owed under the declared Content-Length, if one was declared.
     pub(crate) owed: Option<u64>,
     pub(crate) truncated: bool,
     pub(crate) done: bool,
-    /// Bytes handed to hyper, for the access log.
+    /// Bytes handed to the driver, for the access log.
     pub(crate) sent: u64,
     pub(crate) access: Option<Box<AccessRecord>>,
     pub(crate) reader: Option<BodyReader>,
@@ -264,7 +260,7 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        // A body still owing bytes is not at its end: hyper must poll once more so that
+        // A body still owing bytes is not at its end: the driver must poll once more so that
         // `finish` sees the shortfall, logs it and closes the connection.
         self.done || (matches!(self.kind, BodyKind::Full(None)) && self.owed.unwrap_or(0) == 0)
     }

@@ -43,7 +43,7 @@ pub(crate) struct Handoff {
     iterator: Option<Py<PyAny>>,
     start_response: Py<StartResponse>,
     reply: Reply,
-    path: String,
+    path: Bytes,
 }
 
 /// Handle one request. Never raises: every failure is logged and turned into a response.
@@ -57,7 +57,8 @@ pub(crate) fn handle(
     inline: bool,
 ) -> Option<Handoff> {
     let reply = job.reply.clone();
-    let path = job.uri.path().to_owned();
+    // The target is kept for error messages only: a shared slice, not a copy.
+    let path = job.head.target_bytes();
     let body = std::mem::replace(&mut job.body, BodySource::Buffered(Bytes::new()));
     let input = match body {
         BodySource::Buffered(b) if b.is_empty() => ctx.empty_input.bind(py).clone(),
@@ -214,7 +215,7 @@ fn finish_with(
     result: &Bound<'_, PyAny>,
     sr: &Bound<'_, StartResponse>,
     reply: &Reply,
-    path: &str,
+    path: &[u8],
 ) {
     if let Err(e) = call_close(py, result) {
         log_exception(py, &e, &request_headline(path));
@@ -231,14 +232,15 @@ fn finish_with(
     }
 }
 
-fn fail_before_head(py: Python<'_>, e: &PyErr, reply: &Reply, path: &str) -> Option<Handoff> {
+fn fail_before_head(py: Python<'_>, e: &PyErr, reply: &Reply, path: &[u8]) -> Option<Handoff> {
     log_exception(py, e, &request_headline(path));
     let _ = send(py, reply, Msg::Error);
     None
 }
 
-fn request_headline(path: &str) -> String {
-    format!("Error handling request {path}")
+fn request_headline(target: &[u8]) -> String {
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    format!("Error handling request {}", String::from_utf8_lossy(path))
 }
 
 fn call_close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {

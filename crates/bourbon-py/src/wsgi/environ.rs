@@ -5,7 +5,6 @@
 //! the socket; `HTTP_*` from the headers with repeats joined; `wsgi.input`. Keys are interned
 //! Python strings. Nothing from `os.environ` is ever copied in.
 
-use http::{HeaderMap, HeaderName, Method, Uri, Version};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -93,79 +92,65 @@ fn percent_decode(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
-fn method_str<'py>(py: Python<'py>, m: &Method) -> Bound<'py, PyString> {
-    match *m {
-        Method::GET => intern!(py, "GET").clone(),
-        Method::POST => intern!(py, "POST").clone(),
-        Method::HEAD => intern!(py, "HEAD").clone(),
-        Method::PUT => intern!(py, "PUT").clone(),
-        Method::DELETE => intern!(py, "DELETE").clone(),
-        Method::OPTIONS => intern!(py, "OPTIONS").clone(),
-        Method::PATCH => intern!(py, "PATCH").clone(),
-        _ => PyString::new(py, m.as_str()),
+fn method_str<'py>(py: Python<'py>, m: &[u8]) -> Bound<'py, PyString> {
+    match m {
+        b"GET" => intern!(py, "GET").clone(),
+        b"POST" => intern!(py, "POST").clone(),
+        b"HEAD" => intern!(py, "HEAD").clone(),
+        b"PUT" => intern!(py, "PUT").clone(),
+        b"DELETE" => intern!(py, "DELETE").clone(),
+        b"OPTIONS" => intern!(py, "OPTIONS").clone(),
+        b"PATCH" => intern!(py, "PATCH").clone(),
+        // The guard only lets tokens through: ASCII.
+        _ => latin1_str(py, m),
     }
 }
 
 /// The environ key for a request header, or None for headers WSGI drops: names containing
 /// `_` are dropped, as gunicorn does by default, because `X-Foo_Bar` and `X-Foo-Bar` would
 /// both become `HTTP_X_FOO_BAR` and a client could spoof a header a proxy set.
-fn header_key<'py>(py: Python<'py>, name: &HeaderName) -> Option<Bound<'py, PyString>> {
-    use http::header as h;
-    let key = if *name == h::HOST {
-        intern!(py, "HTTP_HOST")
-    } else if *name == h::USER_AGENT {
-        intern!(py, "HTTP_USER_AGENT")
-    } else if *name == h::ACCEPT {
-        intern!(py, "HTTP_ACCEPT")
-    } else if *name == h::ACCEPT_ENCODING {
-        intern!(py, "HTTP_ACCEPT_ENCODING")
-    } else if *name == h::ACCEPT_LANGUAGE {
-        intern!(py, "HTTP_ACCEPT_LANGUAGE")
-    } else if *name == h::CONNECTION {
-        intern!(py, "HTTP_CONNECTION")
-    } else if *name == h::COOKIE {
-        intern!(py, "HTTP_COOKIE")
-    } else if *name == h::REFERER {
-        intern!(py, "HTTP_REFERER")
-    } else if *name == h::CACHE_CONTROL {
-        intern!(py, "HTTP_CACHE_CONTROL")
-    } else if *name == h::ORIGIN {
-        intern!(py, "HTTP_ORIGIN")
-    } else if *name == h::AUTHORIZATION {
-        intern!(py, "HTTP_AUTHORIZATION")
-    } else if *name == h::IF_NONE_MATCH {
-        intern!(py, "HTTP_IF_NONE_MATCH")
-    } else if *name == h::IF_MODIFIED_SINCE {
-        intern!(py, "HTTP_IF_MODIFIED_SINCE")
-    } else if *name == h::CONTENT_TYPE {
-        intern!(py, "CONTENT_TYPE")
-    } else if *name == h::CONTENT_LENGTH {
-        intern!(py, "CONTENT_LENGTH")
-    } else {
-        let n = name.as_str();
-        if n.contains('_') {
-            return None;
-        }
-        let mut key = String::with_capacity(5 + n.len());
-        key.push_str("HTTP_");
-        for c in n.chars() {
-            key.push(if c == '-' {
-                '_'
-            } else {
-                c.to_ascii_uppercase()
-            });
-        }
-        return Some(PyString::new(py, &key));
+fn header_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>> {
+    // The common names map to interned keys: no string is built for them per request.
+    let known = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    let key = match name.len() {
+        4 if known(b"host") => Some(intern!(py, "HTTP_HOST")),
+        6 if known(b"accept") => Some(intern!(py, "HTTP_ACCEPT")),
+        6 if known(b"cookie") => Some(intern!(py, "HTTP_COOKIE")),
+        6 if known(b"origin") => Some(intern!(py, "HTTP_ORIGIN")),
+        7 if known(b"referer") => Some(intern!(py, "HTTP_REFERER")),
+        10 if known(b"user-agent") => Some(intern!(py, "HTTP_USER_AGENT")),
+        10 if known(b"connection") => Some(intern!(py, "HTTP_CONNECTION")),
+        12 if known(b"content-type") => Some(intern!(py, "CONTENT_TYPE")),
+        13 if known(b"cache-control") => Some(intern!(py, "HTTP_CACHE_CONTROL")),
+        13 if known(b"authorization") => Some(intern!(py, "HTTP_AUTHORIZATION")),
+        13 if known(b"if-none-match") => Some(intern!(py, "HTTP_IF_NONE_MATCH")),
+        14 if known(b"content-length") => Some(intern!(py, "CONTENT_LENGTH")),
+        15 if known(b"accept-encoding") => Some(intern!(py, "HTTP_ACCEPT_ENCODING")),
+        15 if known(b"accept-language") => Some(intern!(py, "HTTP_ACCEPT_LANGUAGE")),
+        17 if known(b"if-modified-since") => Some(intern!(py, "HTTP_IF_MODIFIED_SINCE")),
+        _ => None,
     };
-    Some(key.clone())
+    if let Some(key) = key {
+        return Some(key.clone());
+    }
+    if name.contains(&b'_') {
+        return None;
+    }
+    let mut key = String::with_capacity(5 + name.len());
+    key.push_str("HTTP_");
+    for &c in name {
+        key.push(if c == b'-' {
+            '_'
+        } else {
+            char::from(c.to_ascii_uppercase())
+        });
+    }
+    Some(PyString::new(py, &key))
 }
 
 /// SERVER_NAME and SERVER_PORT from the Host header, else from the listener.
-fn server_name_port(headers: &HeaderMap, local: &Local) -> (String, String) {
-    if let Some(host) = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-    {
+fn server_name_port(host: Option<&[u8]>, local: &Local) -> (String, String) {
+    if let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) {
         let host = host.trim();
         if let Some(rest) = host.strip_prefix('[') {
             // An IPv6 literal: "[::1]:8000".
@@ -188,6 +173,29 @@ fn server_name_port(headers: &HeaderMap, local: &Local) -> (String, String) {
     }
 }
 
+/// The path and query of a request target (RFC 9112 §3.2): origin-form `/p?q`, absolute-form
+/// `http://host/p?q` (path "/" when empty), asterisk-form `*`. A fragment is not part of
+/// either.
+fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+    let target = match memchr::memchr(b'#', target) {
+        Some(i) => &target[..i],
+        None => target,
+    };
+    let (before, query) = match memchr::memchr(b'?', target) {
+        Some(i) => (&target[..i], &target[i + 1..]),
+        None => (target, &b""[..]),
+    };
+    if before.first() == Some(&b'/') || before == b"*" {
+        return (before, query);
+    }
+    // absolute-form: skip "scheme://authority".
+    let after_scheme = memchr::memmem::find(before, b"://").map_or(0, |i| i + 3);
+    match memchr::memchr(b'/', &before[after_scheme..]) {
+        Some(i) => (&before[after_scheme + i..], query),
+        None => (&b"/"[..], query),
+    }
+}
+
 /// The environ for one request: a copy of the base plus the request's keys.
 pub(crate) fn request_environ<'py>(
     py: Python<'py>,
@@ -196,76 +204,77 @@ pub(crate) fn request_environ<'py>(
     root_path: &str,
     input: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let head = &job.head;
     let env = base.copy()?;
-    env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, &job.method))?;
+    env.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, head.method()))?;
     env.set_item(
         intern!(py, "SERVER_PROTOCOL"),
-        match job.version {
-            Version::HTTP_10 => intern!(py, "HTTP/1.0"),
-            _ => intern!(py, "HTTP/1.1"),
+        if head.http10() {
+            intern!(py, "HTTP/1.0")
+        } else {
+            intern!(py, "HTTP/1.1")
         },
     )?;
-    set_uri_keys(py, &env, &job.uri, root_path)?;
+    set_uri_keys(py, &env, head.target(), root_path)?;
 
-    let (server_name, server_port) = server_name_port(&job.headers, &job.local);
+    let (server_name, server_port) = server_name_port(head.header(b"host"), &job.local);
     env.set_item(intern!(py, "SERVER_NAME"), server_name)?;
     env.set_item(intern!(py, "SERVER_PORT"), server_port)?;
     env.set_item(intern!(py, "REMOTE_ADDR"), &*job.remote.ip)?;
     env.set_item(intern!(py, "REMOTE_PORT"), &*job.remote.port)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
 
-    for name in job.headers.keys() {
+    let count = head.field_count();
+    for i in 0..count {
+        let Some((name, value)) = head.field(i) else {
+            continue;
+        };
+        let same = |j: usize| {
+            head.field(j)
+                .is_some_and(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+        };
+        // A repeated field was joined when its first occurrence was met.
+        if (0..i).any(same) {
+            continue;
+        }
         let Some(key) = header_key(py, name) else {
             continue;
         };
-        let mut values = job.headers.get_all(name).iter();
-        let Some(first) = values.next() else {
+        let mut repeats = (i + 1..count).filter(|&j| same(j)).peekable();
+        if repeats.peek().is_none() {
+            env.set_item(key, latin1_str(py, value))?;
             continue;
+        }
+        // Repeated fields are joined as one list (RFC 9110 §5.3); cookies with "; " because
+        // that is the Cookie header's own separator (RFC 6265 §5.4).
+        let sep: &[u8] = if name.eq_ignore_ascii_case(b"cookie") {
+            b"; "
+        } else {
+            b", "
         };
-        match values.next() {
-            None => env.set_item(key, latin1_str_value(py, first.as_bytes()))?,
-            Some(second) => {
-                // Repeated fields are joined as one list (RFC 9110 §5.3); cookies with "; "
-                // because that is the Cookie header's own separator (RFC 6265 §5.4).
-                let sep: &[u8] = if name == http::header::COOKIE {
-                    b"; "
-                } else {
-                    b", "
-                };
-                let mut joined = first.as_bytes().to_vec();
-                for v in std::iter::once(second).chain(values) {
-                    joined.extend_from_slice(sep);
-                    joined.extend_from_slice(v.as_bytes());
-                }
-                env.set_item(key, latin1_str(py, &joined))?;
+        let mut joined = value.to_vec();
+        for j in repeats {
+            if let Some((_, v)) = head.field(j) {
+                joined.extend_from_slice(sep);
+                joined.extend_from_slice(v);
             }
         }
+        env.set_item(key, latin1_str(py, &joined))?;
     }
     Ok(env)
-}
-
-fn latin1_str_value<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
-    latin1_str(py, b)
 }
 
 fn set_uri_keys(
     py: Python<'_>,
     env: &Bound<'_, PyDict>,
-    uri: &Uri,
+    target: &[u8],
     root_path: &str,
 ) -> PyResult<()> {
-    let raw_uri = if uri.scheme().is_some() {
-        uri.to_string()
-    } else {
-        uri.path_and_query()
-            .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned())
-    };
-    env.set_item(intern!(py, "RAW_URI"), latin1_str(py, raw_uri.as_bytes()))?;
-    env.set_item(
-        intern!(py, "QUERY_STRING"),
-        latin1_str(py, uri.query().unwrap_or("").as_bytes()),
-    )?;
-    let decoded = percent_decode(uri.path().as_bytes());
+    // RAW_URI is the target exactly as sent (gunicorn's meaning).
+    env.set_item(intern!(py, "RAW_URI"), latin1_str(py, target))?;
+    let (path, query) = split_target(target);
+    env.set_item(intern!(py, "QUERY_STRING"), latin1_str(py, query))?;
+    let decoded = percent_decode(path);
     let mut path: &[u8] = &decoded;
     if !root_path.is_empty() {
         // With a mount prefix, PATH_INFO is what follows SCRIPT_NAME (PEP 3333).
@@ -280,8 +289,27 @@ fn set_uri_keys(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::percent_decode;
+    use super::{percent_decode, split_target};
+
+    #[test]
+    fn splits_every_target_form() {
+        let t = |s: &str| {
+            let (p, q) = split_target(s.as_bytes());
+            (
+                String::from_utf8(p.to_vec()).unwrap(),
+                String::from_utf8(q.to_vec()).unwrap(),
+            )
+        };
+        assert_eq!(t("/a/b?x=1&y"), ("/a/b".into(), "x=1&y".into()));
+        assert_eq!(t("/a#frag"), ("/a".into(), "".into()));
+        assert_eq!(t("/a?q#frag"), ("/a".into(), "q".into()));
+        assert_eq!(t("*"), ("*".into(), "".into()));
+        assert_eq!(t("http://h:8/p/q?z"), ("/p/q".into(), "z".into()));
+        assert_eq!(t("http://h"), ("/".into(), "".into()));
+        assert_eq!(t("http://h?z=1"), ("/".into(), "z=1".into()));
+    }
 
     #[test]
     fn decodes_escapes_and_keeps_bad_ones() {

@@ -1,5 +1,5 @@
-//! The connection-side half of the WSGI adapter: turns a hyper request into a [`Job`] for a
-//! Python thread and the thread's messages back into a hyper response.
+//! The connection-side half of the WSGI adapter: turns a request into a [`Job`] for a
+//! Python thread and the thread's messages back into a response.
 //!
 //! It runs on the worker's runtime thread and never touches Python. It owns body
 //! pre-buffering (small bodies are read completely before the application is called, so a slow
@@ -14,17 +14,16 @@ use bourbon_server::access_log::AccessLog;
 
 use crate::pool::{Busy, Work};
 use bourbon_server::io::ConnShared;
+use bourbon_server::request::{Request, RequestBody, RequestHead, Response};
 use bourbon_server::serve::{ConnInfo, Handler, HandlerFuture, Local as ServerLocal};
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, SERVER, TRANSFER_ENCODING};
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http::header::{HeaderValue, SERVER};
+use http::StatusCode;
 use tokio::sync::mpsc;
 
 use pyo3::Python;
 
-use super::body::{AccessRecord, BodyAbort, BodyKind, InflightToken, ResponseBody};
+use super::body::{AccessRecord, BodyKind, InflightToken, ResponseBody};
 use super::call::{self, AppContext};
 use super::message::{BodyError, BodySource, Demand, First, Head, Job, Local, Reply, BODY_QUEUE};
 
@@ -49,9 +48,8 @@ pub(crate) struct WsgiHandler {
 
 impl Handler for WsgiHandler {
     type Body = ResponseBody;
-    type BodyError = BodyAbort;
 
-    fn call(&self, req: Request<Incoming>, conn: &Rc<ConnInfo>) -> HandlerFuture<ResponseBody> {
+    fn call(&self, req: Request, conn: &Rc<ConnInfo>) -> HandlerFuture<ResponseBody> {
         let token = InflightToken::new(&conn.shared);
         let work = self.work.clone();
         let config = self.config;
@@ -67,14 +65,11 @@ impl Handler for WsgiHandler {
             Box::new(AccessRecord {
                 log: log.clone(),
                 remote: remote.ip.to_string(),
-                method: req.method().clone(),
-                target: req
-                    .uri()
-                    .path_and_query()
-                    .map_or_else(|| req.uri().to_string(), |pq| pq.as_str().to_owned()),
-                version: req.version(),
+                method: String::from_utf8_lossy(req.head.method()).into_owned(),
+                target: String::from_utf8_lossy(req.head.target()).into_owned(),
+                version: req.head.version_str(),
                 request_headers: if log.format().needs_request_headers() {
-                    req.headers().clone()
+                    req.head.header_map()
                 } else {
                     http::HeaderMap::new()
                 },
@@ -89,13 +84,17 @@ impl Handler for WsgiHandler {
             let resp = respond(req, pool, config, remote, local, shared, token).await;
             match access {
                 Some(mut record) => {
-                    record.status = resp.status().as_u16();
+                    let mut resp = resp;
+                    record.status = resp.status;
                     if record.log.format().needs_response_headers() {
-                        record.response_headers = Some(resp.headers().clone());
+                        let mut map = http::HeaderMap::with_capacity(resp.headers.len());
+                        for (n, v) in &resp.headers {
+                            map.append(n.clone(), v.clone());
+                        }
+                        record.response_headers = Some(map);
                     }
-                    let (parts, mut body) = resp.into_parts();
-                    body.access = Some(record);
-                    Response::from_parts(parts, body)
+                    resp.body.access = Some(record);
+                    resp
                 }
                 None => resp,
             }
@@ -139,7 +138,7 @@ impl Pool {
 }
 
 async fn respond(
-    req: Request<Incoming>,
+    req: Request,
     pool: Pool,
     config: HandlerConfig,
     remote: bourbon_server::serve::Remote,
@@ -147,30 +146,25 @@ async fn respond(
     shared: Rc<ConnShared>,
     token: InflightToken,
 ) -> Response<ResponseBody> {
-    let (parts, body) = req.into_parts();
-    let (body, reader) = match read_body(&parts.headers, body, config.post_buffering, &shared).await
-    {
+    let Request { head, body } = req;
+    let (body, reader) = match read_body(&head, body, config.post_buffering, &shared).await {
         Ok(b) => b,
         Err(err) => return error_response(status_for(err, &shared), token),
     };
     let facts = RequestFacts {
-        is_head: parts.method == http::Method::HEAD,
-        http10: parts.version == http::Version::HTTP_10,
+        http10: head.http10(),
         reader,
     };
     let (reply, first) = Reply::new();
     let job = Job {
-        method: parts.method,
-        uri: parts.uri,
-        version: parts.version,
-        headers: parts.headers,
+        head,
         remote,
         local,
         body,
         reply,
     };
     if !pool.dispatch(job).await {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, token);
+        return error_response(503, token);
     }
     match first.await {
         Ok(First::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), token, facts),
@@ -179,39 +173,20 @@ async fn respond(
         }
         _ => {
             let status = match shared.reject() {
-                Some(r) => {
-                    StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-                }
-                None => StatusCode::INTERNAL_SERVER_ERROR,
+                Some(r) => r.status,
+                None => 500,
             };
             error_response(status, token)
         }
     }
 }
 
-fn status_for(err: BodyError, shared: &ConnShared) -> StatusCode {
-    let code = match (err, shared.reject()) {
+fn status_for(err: BodyError, shared: &ConnShared) -> u16 {
+    match (err, shared.reject()) {
         (BodyError::Rejected(code), _) => code,
         (_, Some(r)) => r.status,
         (BodyError::Broken, None) => 400,
-    };
-    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
-}
-
-fn has_body(headers: &http::HeaderMap) -> bool {
-    if headers.contains_key(TRANSFER_ENCODING) {
-        return true;
     }
-    match headers.get(CONTENT_LENGTH) {
-        Some(v) => v.as_bytes() != b"0",
-        None => false,
-    }
-}
-
-fn expects_continue(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Read what should be read before the application runs.
@@ -220,8 +195,8 @@ fn expects_continue(headers: &http::HeaderMap) -> bool {
 /// the body is read up to `post_buffering` bytes; if it ends there the app gets it whole and
 /// never waits on the network, otherwise the rest streams on demand.
 async fn read_body(
-    headers: &http::HeaderMap,
-    mut body: Incoming,
+    head: &RequestHead,
+    mut body: RequestBody,
     post_buffering: u64,
     shared: &Rc<ConnShared>,
 ) -> Result<(BodySource, Option<BodyReader>), BodyError> {
@@ -231,23 +206,21 @@ async fn read_body(
         Some(r) => BodyError::Rejected(r.status),
         None => BodyError::Broken,
     };
-    if !has_body(headers) {
+    if body.is_empty() {
         return Ok((BodySource::Buffered(Bytes::new()), None));
     }
     let mut first = Vec::new();
     let mut buffered: u64 = 0;
     let demand = Arc::new(Demand::default());
-    if !expects_continue(headers) && post_buffering > 0 {
+    if !head.expects_continue() && post_buffering > 0 {
         while buffered <= post_buffering {
-            match body.frame().await {
+            match body.chunk().await {
                 None => {
                     return Ok((BodySource::Buffered(concat(first, buffered)), None));
                 }
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        buffered += data.len() as u64;
-                        first.push(data);
-                    }
+                Some(Ok(data)) => {
+                    buffered += data.len() as u64;
+                    first.push(data);
                 }
                 Some(Err(_)) => return Err(broken(shared)),
             }
@@ -261,12 +234,9 @@ async fn read_body(
     let task = tokio::task::spawn_local(async move {
         wait.wait().await;
         loop {
-            let item = match body.frame().await {
+            let item = match body.chunk().await {
                 None => break,
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => Ok(data),
-                    Err(_) => continue,
-                },
+                Some(Ok(data)) => Ok(data),
                 Some(Err(_)) => Err(broken(&shared)),
             };
             let stop = item.is_err();
@@ -289,9 +259,8 @@ async fn read_body(
     ))
 }
 
-/// The task fetching a streamed request body. It ends with the response: dropping it gives the
-/// unread rest of the body back to hyper, which then closes the connection instead of waiting
-/// for bytes nobody will read.
+/// The task fetching a streamed request body. It ends with the response: dropping it leaves
+/// the unread rest of the body to the connection, which drains a small rest or closes.
 pub(crate) struct BodyReader {
     task: tokio::task::JoinHandle<()>,
     demand: Arc<Demand>,
@@ -305,7 +274,6 @@ impl Drop for BodyReader {
 
 /// What `build` needs to know about the request.
 struct RequestFacts {
-    is_head: bool,
     http10: bool,
     reader: Option<BodyReader>,
 }
@@ -321,30 +289,25 @@ fn concat(parts: Vec<Bytes>, total: u64) -> Bytes {
     buf.freeze()
 }
 
-fn error_response(status: StatusCode, token: InflightToken) -> Response<ResponseBody> {
-    let text = format!(
-        "{} {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error")
+fn error_response(status: u16, token: InflightToken) -> Response<ResponseBody> {
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let text = format!("{status} {reason}\n");
+    let mut resp = Response::new(
+        status,
+        ResponseBody::new(BodyKind::Full(Some(Bytes::from(text))), None, token),
     );
-    let mut resp = Response::new(ResponseBody::new(
-        BodyKind::Full(Some(Bytes::from(text))),
-        None,
-        token,
-    ));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(SERVER, HeaderValue::from_static(crate::SERVER_HEADER));
-    if status.is_client_error()
-        || status.is_server_error() && status != StatusCode::INTERNAL_SERVER_ERROR
-    {
-        // After a rejected or broken body the connection's framing is unknown: close it.
-        h.insert(CONNECTION, HeaderValue::from_static("close"));
-    }
+    resp.headers = vec![
+        (
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        ),
+        (SERVER, HeaderValue::from_static(crate::SERVER_HEADER)),
+    ];
+    // After a rejected or broken body the connection's framing is unknown: close it.
+    resp.close = (400..500).contains(&status) || status > 500;
     resp
 }
 
@@ -354,7 +317,6 @@ fn build(
     token: InflightToken,
     facts: RequestFacts,
 ) -> Response<ResponseBody> {
-    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     // Close after this response when the framing of what follows is unknown: the client may
     // still send a body nobody asked for (Expect: 100-continue never answered), or an
     // HTTP/1.0 body without a length can only end with the connection (RFC 9112 §6.3).
@@ -364,32 +326,18 @@ fn build(
     let close = head.close || unread_expect || close_delimited;
     let mut body = ResponseBody::new(kind, head.content_length, token);
     body.reader = facts.reader;
-    let bodiless =
-        facts.is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    if !bodiless {
-        body.sendfile = Some(body._token.0.clone());
+    // File regions go out with sendfile(2); the driver never polls the body of HEAD, 204
+    // and 304 responses, so nothing is queued that is not sent.
+    body.sendfile = Some(body._token.0.clone());
+    let mut headers = head.headers;
+    if !headers.iter().any(|(n, _)| *n == SERVER) {
+        headers.push((SERVER, HeaderValue::from_static(crate::SERVER_HEADER)));
     }
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    if let Some(reason) = head.reason {
-        if let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason) {
-            resp.extensions_mut().insert(phrase);
-        }
+    Response {
+        status: head.status,
+        reason: head.reason,
+        headers,
+        close,
+        body,
     }
-    let h = resp.headers_mut();
-    h.reserve(head.headers.len() + 2);
-    let mut has_server = false;
-    for (name, value) in head.headers {
-        if name == SERVER {
-            has_server = true;
-        }
-        h.append(name, value);
-    }
-    if !has_server {
-        h.insert(SERVER, HeaderValue::from_static(crate::SERVER_HEADER));
-    }
-    if close {
-        h.insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
 }

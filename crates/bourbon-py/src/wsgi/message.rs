@@ -7,8 +7,9 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use bourbon_server::request::RequestHead;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use http::{HeaderName, HeaderValue};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, Notify};
@@ -21,10 +22,7 @@ pub(crate) const BODY_QUEUE: usize = 4;
 
 /// A request, handed from the connection task to a Python thread.
 pub(crate) struct Job {
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) version: Version,
-    pub(crate) headers: HeaderMap,
+    pub(crate) head: RequestHead,
     pub(crate) remote: bourbon_server::serve::Remote,
     pub(crate) local: Local,
     pub(crate) body: BodySource,

@@ -1,0 +1,780 @@
+//! The HTTP/1.1 connection driver: one task per connection, on the request guard's parser.
+//!
+//! This module owns the life of a connection: read a request head (the [`Guard`] validates
+//! and locates its parts in one pass, RFC 9112 §2–§6), hand the request to the [`Handler`],
+//! read the body when the handler pulls it (answering `Expect: 100-continue` on the first
+//! pull, RFC 9110 §10.1.1), write the response with the framing it needs (RFC 9112 §6:
+//! `Content-Length`, chunked, or close-delimited for HTTP/1.0), then go on with the next
+//! request on the same connection or close it. It also owns the connection's deadlines
+//! (header, keep-alive, body stall, write), the short 4xx answer and lingering close after a
+//! rejected request, and sendfile(2) for file placeholders in a response body.
+//!
+//! Why our own driver rather than hyper's: the guard must see every byte first anyway (gunicorn's
+//! limits and error answers, no request smuggling), and with hyper behind it each head was
+//! parsed twice and copied into a `HeaderMap` nobody needed; the WSGI environ is built straight
+//! from the guard's offsets instead. The driver is sequential: one request at a time per
+//! connection, responses in order, which is what HTTP/1.1 allows (§9.3.2).
+
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, DATE};
+use http_body::Body;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use crate::guard::{Guard, Phase, Reject};
+use crate::io::{is_placeholder, ConnShared, Socket, Timeouts};
+use crate::request::{BodyError, BodySource, Request, RequestBody, RequestHead, Response};
+use crate::serve::{ConnInfo, Handler, ServeConfig};
+
+/// One socket read; a typical request head arrives in one.
+const READ_CHUNK: usize = 16 * 1024;
+/// Reads inside a large body use bigger buffers: fewer syscalls per megabyte.
+const BODY_READ_CHUNK: usize = 64 * 1024;
+/// After a rejected request, how long and how much we keep reading (and discarding) so the
+/// client reads our answer instead of a reset caused by its unread bytes.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+/// A body the application left unread is drained (so the connection can be kept) only when
+/// its rest arrives promptly and is at most this large; otherwise the connection closes.
+const DRAIN_BYTES: u64 = 64 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+/// The interim answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The connection state shared by the driver and the request body.
+struct Conn<S> {
+    stream: S,
+    rd: RefCell<Reader>,
+    shared: Rc<ConnShared>,
+    timeouts: Timeouts,
+    /// Bytes of the `100 Continue` answer still to send before the body is read (0 = none
+    /// owed).
+    continue_owed: Cell<usize>,
+    /// The current response's head has started to go out: a `100 Continue` would now be
+    /// out of place.
+    responding: Cell<bool>,
+}
+
+struct Reader {
+    buf: BytesMut,
+    guard: Guard,
+    /// The buffer holds bytes the guard has not judged since they arrived.
+    unscanned: bool,
+    eof: bool,
+    /// The current request's body is read to its end (or it has none).
+    body_done: bool,
+    body_failed: Option<BodyError>,
+    /// The body-stall deadline, re-armed on every byte.
+    stall: Option<Pin<Box<Sleep>>>,
+    stall_armed: bool,
+    /// Scratch: where the payload is among the bytes the guard released.
+    data: Vec<(usize, usize)>,
+}
+
+enum HeadRead {
+    Head(RequestHead),
+    /// End of the connection: EOF, a deadline, an I/O error or a stop.
+    Close,
+    Reject(Reject),
+}
+
+/// What the response writer needs to know about the request.
+#[derive(Clone, Copy)]
+struct ReqFacts {
+    is_head: bool,
+    http10: bool,
+    http10_keep_alive: bool,
+}
+
+/// How the body is delimited on the wire (RFC 9112 §6.1–§6.3).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body at all (HEAD, 204, 304).
+    None,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 without a length: the body ends with the connection.
+    Eof,
+}
+
+/// Drive one connection to its end.
+pub(crate) async fn drive<S, H>(
+    stream: S,
+    info: Rc<ConnInfo>,
+    handler: Rc<H>,
+    cfg: ServeConfig,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: Socket,
+    H: Handler,
+{
+    let accepted = Instant::now();
+    let conn = Rc::new(Conn {
+        stream,
+        rd: RefCell::new(Reader {
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            guard: Guard::new(cfg.limits),
+            unscanned: false,
+            eof: false,
+            body_done: true,
+            body_failed: None,
+            stall: None,
+            stall_armed: false,
+            data: Vec::new(),
+        }),
+        shared: info.shared.clone(),
+        timeouts: cfg.timeouts,
+        continue_owed: Cell::new(0),
+        responding: Cell::new(false),
+    });
+    let keep_alive = !cfg.timeouts.keep_alive.is_zero();
+    let mut wbuf: Vec<u8> = Vec::with_capacity(512);
+    let mut first = true;
+    loop {
+        let head = match conn.read_head(first, accepted, &mut stop).await {
+            HeadRead::Head(head) => head,
+            HeadRead::Close => break,
+            HeadRead::Reject(reject) => {
+                conn.answer_reject(reject).await;
+                return;
+            }
+        };
+        first = false;
+        let facts = ReqFacts {
+            is_head: head.is_head(),
+            http10: head.http10(),
+            http10_keep_alive: head.http10_keep_alive(),
+        };
+        let wants_close = head.wants_close();
+        let body = conn.start_request(&head);
+        let resp = handler.call(Request { head, body }, &info).await;
+        let close = wants_close || !keep_alive || *stop.borrow();
+        match conn.write_response(resp, facts, close, &mut wbuf).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break,
+        }
+        if !conn.finish_body().await {
+            conn.linger().await;
+            return;
+        }
+    }
+    conn.shutdown_write();
+}
+
+impl<S: Socket> Conn<S> {
+    /// Read from the socket into the buffer.
+    fn poll_fill(
+        &self,
+        rd: &mut Reader,
+        cx: &mut Context<'_>,
+        chunk: usize,
+    ) -> Poll<io::Result<usize>> {
+        if rd.buf.capacity() - rd.buf.len() < chunk / 4 {
+            rd.buf.reserve(chunk);
+        }
+        loop {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            match self.stream.try_read_buf(&mut rd.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+
+    /// Wait for the next request head. The first must arrive within the header timeout of
+    /// accept; later ones within the keep-alive timeout of the last response (idle), then
+    /// within the header timeout of their first byte.
+    async fn read_head(
+        &self,
+        first: bool,
+        accepted: Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> HeadRead {
+        let t = self.timeouts;
+        let mut in_head = first || !self.rd.borrow().buf.is_empty();
+        let mut deadline = if first {
+            accepted + t.header
+        } else if in_head {
+            Instant::now() + t.header
+        } else {
+            Instant::now() + t.keep_alive
+        };
+        loop {
+            {
+                let rd = &mut *self.rd.borrow_mut();
+                if rd.guard.is_closed() {
+                    return HeadRead::Close;
+                }
+                if rd.unscanned && !rd.buf.is_empty() {
+                    rd.unscanned = false;
+                    match rd.guard.scan(&rd.buf) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            let Some(info) = rd.guard.take_head() else {
+                                return HeadRead::Close;
+                            };
+                            let bytes = Bytes::copy_from_slice(&rd.buf[..n]);
+                            rd.buf.advance(n);
+                            rd.unscanned = true;
+                            return HeadRead::Head(RequestHead::new(bytes, info));
+                        }
+                        Err(reject) => return HeadRead::Reject(reject),
+                    }
+                }
+                if rd.eof {
+                    return HeadRead::Close;
+                }
+            }
+            if !in_head && *stop.borrow() {
+                return HeadRead::Close;
+            }
+            let fill = poll_fn(|cx| {
+                let rd = &mut *self.rd.borrow_mut();
+                self.poll_fill(rd, cx, READ_CHUNK)
+            });
+            let got = tokio::select! {
+                res = fill => Some(res),
+                () = tokio::time::sleep_until(deadline) => None,
+                changed = stop.changed(), if !in_head => {
+                    if changed.is_err() {
+                        return HeadRead::Close;
+                    }
+                    continue;
+                }
+            };
+            let rd = &mut *self.rd.borrow_mut();
+            match got {
+                None | Some(Err(_)) => return HeadRead::Close,
+                Some(Ok(0)) => rd.eof = true,
+                Some(Ok(_)) => {
+                    rd.unscanned = true;
+                    if !in_head {
+                        in_head = true;
+                        deadline = Instant::now() + t.header;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Set up the body of a request whose head was just read.
+    fn start_request(self: &Rc<Self>, head: &RequestHead) -> RequestBody {
+        self.responding.set(false);
+        let has_body = head.has_body();
+        {
+            let rd = &mut *self.rd.borrow_mut();
+            rd.body_done = !has_body;
+            rd.body_failed = None;
+            rd.stall_armed = false;
+        }
+        if !has_body {
+            return RequestBody::empty();
+        }
+        // HTTP/1.0 clients do not know 100 Continue (RFC 9110 §10.1.1).
+        if head.expects_continue() && !head.http10() {
+            self.continue_owed.set(CONTINUE.len());
+        }
+        RequestBody::new(self.clone() as Rc<dyn BodySource>)
+    }
+
+    /// Send what is owed of `100 Continue`.
+    fn poll_continue(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.continue_owed.get() > 0 {
+            if self.responding.get() {
+                // The final response is already going out: no interim answer any more.
+                self.continue_owed.set(0);
+                break;
+            }
+            let owed = self.continue_owed.get();
+            let rest = &CONTINUE[CONTINUE.len() - owed..];
+            match self.stream.try_write_vectored(&[IoSlice::new(rest)]) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.continue_owed.set(owed - n.min(owed)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match self.stream.poll_write_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The next piece of the current request's body.
+    fn poll_body(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
+        match self.poll_continue(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(Some(Err(BodyError::Broken))),
+            Poll::Pending => return Poll::Pending,
+        }
+        let rd = &mut *self.rd.borrow_mut();
+        loop {
+            if let Some(e) = rd.body_failed {
+                return Poll::Ready(Some(Err(e)));
+            }
+            if rd.body_done {
+                return Poll::Ready(None);
+            }
+            if rd.unscanned && !rd.buf.is_empty() {
+                rd.unscanned = false;
+                rd.data.clear();
+                match rd.guard.scan_data(&rd.buf, &mut rd.data) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        let chunk = payload(&rd.buf[..n], &rd.data);
+                        rd.buf.advance(n);
+                        rd.unscanned = true;
+                        if rd.guard.phase() != Phase::Body {
+                            rd.body_done = true;
+                        }
+                        if !chunk.is_empty() {
+                            return Poll::Ready(Some(Ok(chunk)));
+                        }
+                        continue;
+                    }
+                    Err(reject) => {
+                        self.shared.reject.set(Some(reject));
+                        rd.body_failed = Some(BodyError::Rejected(reject.status));
+                        continue;
+                    }
+                }
+            }
+            if rd.eof {
+                // The client closed inside the body: the request is truncated (400).
+                let reject = rd.guard.at_eof().err().unwrap_or(Reject::INCOMPLETE_BODY);
+                self.shared.reject.set(Some(reject));
+                rd.body_failed = Some(BodyError::Rejected(reject.status));
+                continue;
+            }
+            match self.poll_fill(rd, cx, BODY_READ_CHUNK) {
+                Poll::Ready(Ok(0)) => rd.eof = true,
+                Poll::Ready(Ok(_)) => {
+                    rd.unscanned = true;
+                    // Progress: the stall deadline starts again.
+                    rd.stall_armed = false;
+                }
+                Poll::Ready(Err(_)) => rd.body_failed = Some(BodyError::Broken),
+                Poll::Pending => {
+                    let until = Instant::now() + self.timeouts.body_stall;
+                    let armed = rd.stall_armed;
+                    let sleep = rd
+                        .stall
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+                    if !armed {
+                        sleep.as_mut().reset(until);
+                        rd.stall_armed = true;
+                    }
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        rd.body_failed = Some(BodyError::Broken);
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// After the response: read the unread rest of the body, if that is cheap, so the
+    /// connection can carry the next request. False when it must close instead.
+    async fn finish_body(&self) -> bool {
+        {
+            let rd = self.rd.borrow();
+            if rd.body_failed.is_some() {
+                return false;
+            }
+            if rd.body_done {
+                return true;
+            }
+        }
+        if self.continue_owed.get() > 0 {
+            // The client waits for our go-ahead and has sent no body: the framing of what it
+            // sends next is unknowable (RFC 9110 §10.1.1 lets us close).
+            return false;
+        }
+        let drain = async {
+            let mut drained: u64 = 0;
+            while let Some(chunk) = poll_fn(|cx| self.poll_body(cx)).await {
+                match chunk {
+                    Ok(bytes) => {
+                        drained += bytes.len() as u64;
+                        if drained > DRAIN_BYTES {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+            true
+        };
+        tokio::time::timeout(DRAIN_TIME, drain)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Write a response. `Ok(true)` when the connection may carry another request.
+    async fn write_response<B>(
+        &self,
+        resp: Response<B>,
+        req: ReqFacts,
+        close_wanted: bool,
+        wbuf: &mut Vec<u8>,
+    ) -> io::Result<bool>
+    where
+        B: Body<Data = Bytes>,
+    {
+        let Response {
+            status,
+            reason,
+            headers,
+            close,
+            body,
+        } = resp;
+        let mut body = pin!(body);
+        let mut close = close || close_wanted;
+        let no_content = status == 204 || status == 304 || status < 200;
+        let declared = headers
+            .iter()
+            .find(|(n, _)| *n == CONTENT_LENGTH)
+            .and_then(|(_, v)| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let exact = body.size_hint().exact();
+        let mut add_length = None;
+        let framing = if req.is_head || no_content {
+            // A HEAD response may tell the length a GET would have had (RFC 9110 §9.3.2).
+            if req.is_head && !no_content && declared.is_none() {
+                add_length = exact;
+            }
+            Framing::None
+        } else if let Some(n) = declared {
+            Framing::Length(n)
+        } else if let Some(n) = exact {
+            add_length = Some(n);
+            Framing::Length(n)
+        } else if !req.http10 {
+            Framing::Chunked
+        } else {
+            // RFC 9112 §6.3: without a length, an HTTP/1.0 body ends when the connection does.
+            close = true;
+            Framing::Eof
+        };
+        if req.http10 && !req.http10_keep_alive {
+            close = true;
+        }
+
+        self.responding.set(true);
+        wbuf.clear();
+        encode_head(wbuf, status, reason.as_deref(), &headers);
+        if let Some(n) = add_length {
+            wbuf.extend_from_slice(b"content-length: ");
+            wbuf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            wbuf.extend_from_slice(b"\r\n");
+        }
+        if framing == Framing::Chunked {
+            wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        if close {
+            wbuf.extend_from_slice(b"connection: close\r\n");
+        } else if req.http10 {
+            wbuf.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+        if !headers.iter().any(|(n, _)| *n == DATE) {
+            wbuf.extend_from_slice(b"date: ");
+            push_date(wbuf);
+            wbuf.extend_from_slice(b"\r\n");
+        }
+        wbuf.extend_from_slice(b"\r\n");
+        drop(headers);
+
+        if framing == Framing::None {
+            // The body is never polled: HEAD and 204/304 responses have none on the wire.
+            self.write_all(&mut [IoSlice::new(wbuf)]).await?;
+            return Ok(!close);
+        }
+        let mut written: u64 = 0;
+        let chunked = framing == Framing::Chunked;
+        loop {
+            let frame = poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+            let data = match frame {
+                None => break,
+                Some(Err(_)) => {
+                    // The body failed (app error mid-response, short body): send what we
+                    // have and close, so the client sees the response cut off.
+                    let _ = self.write_all(&mut [IoSlice::new(wbuf)]).await;
+                    return Ok(false);
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => data,
+                    _ => continue,
+                },
+            };
+            written += data.len() as u64;
+            if chunked {
+                push_chunk_size(wbuf, data.len());
+            }
+            if is_placeholder(&data) {
+                self.write_all(&mut [IoSlice::new(wbuf)]).await?;
+                wbuf.clear();
+                self.send_file(data.len()).await?;
+                if chunked {
+                    wbuf.extend_from_slice(b"\r\n");
+                }
+                continue;
+            }
+            let end = body.is_end_stream();
+            let tail: &[u8] = match (chunked, end) {
+                (true, true) => b"\r\n0\r\n\r\n",
+                (true, false) => b"\r\n",
+                (false, _) => b"",
+            };
+            self.write_all(&mut [IoSlice::new(wbuf), IoSlice::new(&data), IoSlice::new(tail)])
+                .await?;
+            wbuf.clear();
+            if end {
+                return Ok(!close && length_ok(framing, written));
+            }
+        }
+        if chunked {
+            wbuf.extend_from_slice(b"0\r\n\r\n");
+        }
+        self.write_all(&mut [IoSlice::new(wbuf)]).await?;
+        Ok(!close && length_ok(framing, written))
+    }
+
+    /// Write all of `bufs`, waiting for room at most the write timeout at a time.
+    async fn write_all(&self, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+        IoSlice::advance_slices(&mut bufs, 0);
+        while !bufs.is_empty() {
+            match self.stream.try_write_vectored(bufs) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait until the socket takes more bytes; a client that reads nothing for the write
+    /// timeout loses the connection (it must not pin a response, and a Python thread, forever).
+    async fn writable(&self) -> io::Result<()> {
+        let ready = poll_fn(|cx| self.stream.poll_write_ready(cx));
+        match tokio::time::timeout(self.timeouts.write, ready).await {
+            Ok(res) => res,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading (write timeout)",
+            )),
+        }
+    }
+
+    /// Send the `len` file bytes a placeholder stands for, with sendfile(2).
+    async fn send_file(&self, len: usize) -> io::Result<()> {
+        let mut left = len;
+        while left > 0 {
+            let job = {
+                let files = self.shared.files.borrow();
+                files.front().map(|j| (j.fd.clone(), j.offset, j.remaining))
+            };
+            let Some((fd, offset, remaining)) = job else {
+                return Err(io::Error::other("file placeholder without a queued file"));
+            };
+            let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(left);
+            match self.stream.try_sendfile(fd.as_raw_fd(), offset, want) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shorter than its Content-Length",
+                    ))
+                }
+                Ok(n) => {
+                    left -= n.min(left);
+                    let mut files = self.shared.files.borrow_mut();
+                    if let Some(front) = files.front_mut() {
+                        front.offset += n as u64;
+                        front.remaining -= (n as u64).min(front.remaining);
+                        if front.remaining == 0 {
+                            files.pop_front();
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Answer a rejected request with its short 4xx and close gracefully.
+    async fn answer_reject(&self, reject: Reject) {
+        let bytes = reject.response_bytes();
+        if self.write_all(&mut [IoSlice::new(&bytes)]).await.is_ok() {
+            self.linger().await;
+        }
+    }
+
+    /// Close our side, then read and discard what the client still sends, for a bounded
+    /// time and amount, so our last answer is not destroyed by a TCP reset (RFC 9112 §9.6).
+    async fn linger(&self) {
+        self.shutdown_write();
+        let discard = async {
+            let mut seen = 0usize;
+            loop {
+                let res = poll_fn(|cx| {
+                    let rd = &mut *self.rd.borrow_mut();
+                    rd.buf.clear();
+                    self.poll_fill(rd, cx, READ_CHUNK)
+                })
+                .await;
+                match res {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        seen += n;
+                        if seen > LINGER_BYTES {
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, discard).await;
+    }
+
+    fn shutdown_write(&self) {
+        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl<S: Socket> BodySource for Conn<S> {
+    fn poll_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
+        self.poll_body(cx)
+    }
+}
+
+/// A body written with a declared length must have had exactly that many bytes, or the
+/// connection's framing is lost.
+fn length_ok(framing: Framing, written: u64) -> bool {
+    match framing {
+        Framing::Length(n) => n == written,
+        Framing::Eof => false,
+        Framing::None | Framing::Chunked => true,
+    }
+}
+
+/// The payload among `released` bytes: one range is copied as is, several (chunked) are
+/// joined.
+fn payload(released: &[u8], ranges: &[(usize, usize)]) -> Bytes {
+    match ranges {
+        [] => Bytes::new(),
+        [(a, b)] => Bytes::copy_from_slice(&released[*a..*b]),
+        many => {
+            let total = many.iter().map(|(a, b)| b - a).sum();
+            let mut out = BytesMut::with_capacity(total);
+            for (a, b) in many {
+                out.extend_from_slice(&released[*a..*b]);
+            }
+            out.freeze()
+        }
+    }
+}
+
+/// Status line and the handler's header fields.
+fn encode_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: Option<&[u8]>,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    match reason {
+        Some(r) => out.extend_from_slice(r),
+        None => {
+            let canonical = http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            out.extend_from_slice(canonical.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn push_chunk_size(out: &mut Vec<u8>, len: usize) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+thread_local! {
+    /// The IMF-fixdate of the current second: formatted once per second, not per response.
+    static DATE_CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [b' '; 29])) };
+}
+
+/// Append the current date as an HTTP-date (RFC 9110 §5.6.7).
+fn push_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE_CACHE.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                cache.1.copy_from_slice(text.as_bytes());
+                cache.0 = secs;
+            }
+        }
+        out.extend_from_slice(&cache.1);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_chunk_size;
+
+    #[test]
+    fn chunk_sizes_are_lower_hex() {
+        for (n, want) in [
+            (0usize, "0\r\n"),
+            (13, "d\r\n"),
+            (4096, "1000\r\n"),
+            (1 << 20, "100000\r\n"),
+        ] {
+            let mut out = Vec::new();
+            push_chunk_size(&mut out, n);
+            assert_eq!(out, want.as_bytes());
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! What a handler receives and returns: the request head as the guard parsed it, the request
+//! body as a stream pulled from the connection, and the response.
+//!
+//! This module owns the types at the seam between the connection driver ([`crate::h1`]) and
+//! an application adapter (WSGI today, ASGI later). The head is the client's bytes plus the
+//! offsets the guard recorded while validating them, so nothing parses a head twice and no
+//! header map is built unless someone asks for one.
+
+use std::fmt;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+
+use crate::guard::HeadInfo;
+
+/// A request head: the bytes as received (validated by the guard) and where their parts are.
+///
+/// Owned and `Send`: it can travel to a Python thread as it is.
+#[derive(Clone)]
+pub struct RequestHead {
+    bytes: Bytes,
+    info: HeadInfo,
+}
+
+impl RequestHead {
+    /// A head from its bytes and what the guard found in them.
+    pub fn new(bytes: Bytes, info: HeadInfo) -> Self {
+        RequestHead { bytes, info }
+    }
+
+    fn slice(&self, (start, end): (u32, u32)) -> &[u8] {
+        self.bytes
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// The method, e.g. `GET` (a validated token).
+    pub fn method(&self) -> &[u8] {
+        self.slice(self.info.method)
+    }
+
+    /// The request target exactly as sent, e.g. `/path?q=1`.
+    pub fn target(&self) -> &[u8] {
+        self.slice(self.info.target)
+    }
+
+    /// The request target as a shared slice of the head (no copy).
+    pub fn target_bytes(&self) -> Bytes {
+        let (start, end) = self.info.target;
+        if end as usize <= self.bytes.len() && start <= end {
+            self.bytes.slice(start as usize..end as usize)
+        } else {
+            Bytes::new()
+        }
+    }
+
+    /// True for HTTP/1.0, false for HTTP/1.1.
+    pub fn http10(&self) -> bool {
+        self.info.http10
+    }
+
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub fn version_str(&self) -> &'static str {
+        if self.info.http10 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        }
+    }
+
+    /// True for a HEAD request (its response has no body, RFC 9110 §9.3.2).
+    pub fn is_head(&self) -> bool {
+        self.method() == b"HEAD"
+    }
+
+    /// The header fields in the order received: (name as sent, value without surrounding
+    /// whitespace).
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.info
+            .fields
+            .iter()
+            .map(|f| (self.slice((f[0], f[1])), self.slice((f[2], f[3]))))
+    }
+
+    /// Number of header fields.
+    pub fn field_count(&self) -> usize {
+        self.info.fields.len()
+    }
+
+    /// The name and value of field `i`.
+    pub fn field(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        self.info
+            .fields
+            .get(i)
+            .map(|f| (self.slice((f[0], f[1])), self.slice((f[2], f[3]))))
+    }
+
+    /// The first field named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a body follows the head (chunked, or a non-zero Content-Length).
+    pub fn has_body(&self) -> bool {
+        self.info.chunked || self.info.content_length.is_some_and(|n| n > 0)
+    }
+
+    /// The declared Content-Length.
+    pub fn content_length(&self) -> Option<u64> {
+        self.info.content_length
+    }
+
+    /// `Expect: 100-continue` was sent.
+    pub fn expects_continue(&self) -> bool {
+        self.info.expect_continue
+    }
+
+    /// The client will not send another request on this connection.
+    pub fn wants_close(&self) -> bool {
+        self.info.close
+    }
+
+    /// HTTP/1.0 with `Connection: keep-alive`.
+    pub(crate) fn http10_keep_alive(&self) -> bool {
+        self.info.http10 && self.info.keep_alive && !self.info.close
+    }
+
+    /// The headers as an `http::HeaderMap`, for the rare consumers that want one (access-log
+    /// formats naming request headers). Fields that do not convert are skipped.
+    pub fn header_map(&self) -> http::HeaderMap {
+        let mut map = http::HeaderMap::with_capacity(self.field_count());
+        for (n, v) in self.fields() {
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n), HeaderValue::from_bytes(v)) {
+                map.append(n, v);
+            }
+        }
+        map
+    }
+}
+
+impl fmt::Debug for RequestHead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestHead")
+            .field("method", &String::from_utf8_lossy(self.method()))
+            .field("target", &String::from_utf8_lossy(self.target()))
+            .field("version", &self.version_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request body could not be read to its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// The guard refused the rest of the body (bad chunk framing, over the size limit, or the
+    /// client closed inside it): answer with this status.
+    Rejected(u16),
+    /// The client stalled past the body timeout, or the socket failed.
+    Broken,
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Rejected(code) => write!(f, "request body refused ({code})"),
+            BodyError::Broken => f.write_str("request body broken off"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// The connection side of a request body.
+pub(crate) trait BodySource {
+    /// The next piece of the body; `None` at its end.
+    fn poll_chunk(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>>;
+}
+
+/// A request body, read from the connection on demand. Reading it is what answers
+/// `Expect: 100-continue` (RFC 9110 §10.1.1). Single-threaded: it must be read on the
+/// connection's thread.
+pub struct RequestBody {
+    source: Option<Rc<dyn BodySource>>,
+}
+
+impl RequestBody {
+    /// A request without a body.
+    pub fn empty() -> Self {
+        RequestBody { source: None }
+    }
+
+    pub(crate) fn new(source: Rc<dyn BodySource>) -> Self {
+        RequestBody {
+            source: Some(source),
+        }
+    }
+
+    /// True when there is no body at all.
+    pub fn is_empty(&self) -> bool {
+        self.source.is_none()
+    }
+
+    /// Poll for the next piece of the body.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
+        match &self.source {
+            None => Poll::Ready(None),
+            Some(s) => s.poll_chunk(cx),
+        }
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("empty", &self.is_empty())
+            .finish()
+    }
+}
+
+/// A request as a handler receives it.
+#[derive(Debug)]
+pub struct Request {
+    /// The head.
+    pub head: RequestHead,
+    /// The body (empty when the head declares none).
+    pub body: RequestBody,
+}
+
+/// A response as a handler returns it. The connection adds what framing needs
+/// (`Content-Length` or `Transfer-Encoding: chunked`, `Connection`), `Date`, and writes it.
+#[derive(Debug)]
+pub struct Response<B> {
+    /// The status code (200–999; 1xx is not allowed here).
+    pub status: u16,
+    /// A reason phrase other than the standard one for the status.
+    pub reason: Option<Bytes>,
+    /// Header fields in the order to send them. `Content-Length`, if present, is the body's
+    /// length and the body must honour it.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Close the connection after this response.
+    pub close: bool,
+    /// The body.
+    pub body: B,
+}
+
+impl<B> Response<B> {
+    /// A response with no extra headers.
+    pub fn new(status: u16, body: B) -> Self {
+        Response {
+            status,
+            reason: None,
+            headers: Vec::new(),
+            close: false,
+            body,
+        }
+    }
+}
