@@ -724,6 +724,8 @@ def main(argv=None) -> int:
                     help="skip the 1 GiB file_wrapper download and callgrind counts")  # fmt: skip
     ap.add_argument("--icount-requests", type=int, default=2000)
     ap.add_argument("--icount-servers", default="bourbon,bjoern")
+    ap.add_argument("--icount-only", action="store_true",
+                    help="only the callgrind counts (hello, dj-plain): noise-free, ~2 min")  # fmt: skip
     ap.add_argument("--update-docs", action="store_true", help="rewrite docs/performance.md")
     args = ap.parse_args(argv)
 
@@ -790,8 +792,10 @@ def main(argv=None) -> int:
         f" {duration:g} s ({repeat} rep); logs in {log_dir.relative_to(REPO)}",
         flush=True,
     )
+    if args.icount_only:
+        repeat, extras = 0, True
     try:
-        make_files(tmp, big=extras and "file-1m" in wl_names)
+        make_files(tmp, big=extras and "file-1m" in wl_names and not args.icount_only)
         if "django" in groups:
             prepare_django(env)
         done = 0

@@ -21,10 +21,7 @@ impl Handler for Hello {
     fn call(&self, _req: Request, _conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body> {
         Box::pin(async {
             let mut resp = Response::new(200, Full::new(Bytes::from_static(b"Hello, world!")));
-            resp.headers.push((
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain"),
-            ));
+            let _ = resp.headers.push(b"Content-Type", b"text/plain");
             resp
         })
     }

@@ -25,7 +25,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, DATE};
 use http_body::Body;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -448,11 +447,7 @@ impl<S: Socket> Conn<S> {
         let mut body = pin!(body);
         let mut close = close || close_wanted;
         let no_content = status == 204 || status == 304 || status < 200;
-        let declared = headers
-            .iter()
-            .find(|(n, _)| *n == CONTENT_LENGTH)
-            .and_then(|(_, v)| std::str::from_utf8(v.as_bytes()).ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = headers.content_length();
         let exact = body.size_hint().exact();
         let mut add_length = None;
         let framing = if req.is_head || no_content {
@@ -479,7 +474,8 @@ impl<S: Socket> Conn<S> {
 
         self.responding.set(true);
         wbuf.clear();
-        encode_head(wbuf, status, reason.as_deref(), &headers);
+        encode_status(wbuf, status, reason.as_deref());
+        wbuf.extend_from_slice(headers.as_bytes());
         if let Some(n) = add_length {
             wbuf.extend_from_slice(b"content-length: ");
             wbuf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -493,7 +489,7 @@ impl<S: Socket> Conn<S> {
         } else if req.http10 {
             wbuf.extend_from_slice(b"connection: keep-alive\r\n");
         }
-        if !headers.iter().any(|(n, _)| *n == DATE) {
+        if !headers.has_date() {
             wbuf.extend_from_slice(b"date: ");
             push_date(wbuf);
             wbuf.extend_from_slice(b"\r\n");
@@ -693,13 +689,8 @@ fn payload(released: &[u8], ranges: &[(usize, usize)]) -> Bytes {
     }
 }
 
-/// Status line and the handler's header fields.
-fn encode_head(
-    out: &mut Vec<u8>,
-    status: u16,
-    reason: Option<&[u8]>,
-    headers: &[(http::HeaderName, http::HeaderValue)],
-) {
+/// The status line (RFC 9112 §4).
+fn encode_status(out: &mut Vec<u8>, status: u16, reason: Option<&[u8]>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
@@ -714,12 +705,6 @@ fn encode_head(
         }
     }
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 fn push_chunk_size(out: &mut Vec<u8>, len: usize) {

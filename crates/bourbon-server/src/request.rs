@@ -234,6 +234,110 @@ pub struct Request {
     pub body: RequestBody,
 }
 
+/// Why a response header was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The name is not a token (RFC 9110 §5.1).
+    Name,
+    /// The value holds CR, LF or NUL, which would split the response (RFC 9110 §5.5).
+    Value,
+}
+
+/// Response header fields, encoded once as they will go on the wire (`name: value\r\n` per
+/// field, names as the application spelled them), with the few facts the connection needs
+/// noted on the way in. Building this instead of a header map saves a validation, an
+/// allocation per value and a second encoding per response.
+#[derive(Clone, Debug, Default)]
+pub struct HeaderBlock {
+    bytes: Vec<u8>,
+    content_length: Option<u64>,
+    has_date: bool,
+    has_server: bool,
+}
+
+impl HeaderBlock {
+    /// An empty block with room for `bytes` bytes of fields.
+    pub fn with_capacity(bytes: usize) -> Self {
+        HeaderBlock {
+            bytes: Vec::with_capacity(bytes),
+            ..HeaderBlock::default()
+        }
+    }
+
+    /// Append a field after checking it cannot corrupt the response.
+    pub fn push(&mut self, name: &[u8], value: &[u8]) -> Result<(), HeaderError> {
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err(HeaderError::Name);
+        }
+        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(HeaderError::Value);
+        }
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"date") => self.has_date = true,
+            6 if name.eq_ignore_ascii_case(b"server") => self.has_server = true,
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                self.content_length = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok());
+            }
+            _ => {}
+        }
+        self.bytes.reserve(name.len() + value.len() + 4);
+        self.bytes.extend_from_slice(name);
+        self.bytes.extend_from_slice(b": ");
+        self.bytes.extend_from_slice(value);
+        self.bytes.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// The encoded fields.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The Content-Length field's value, if one was pushed and is a number.
+    pub fn content_length(&self) -> Option<u64> {
+        self.content_length
+    }
+
+    /// A `Date` field was pushed.
+    pub fn has_date(&self) -> bool {
+        self.has_date
+    }
+
+    /// A `Server` field was pushed.
+    pub fn has_server(&self) -> bool {
+        self.has_server
+    }
+
+    /// The fields as (name, value) pairs, for the rare readers (access-log formats).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.bytes
+            .split(|&b| b == b'\n')
+            .filter_map(|line| line.strip_suffix(b"\r"))
+            .filter_map(|line| {
+                let colon = memchr::memchr(b':', line)?;
+                Some((&line[..colon], line.get(colon + 2..).unwrap_or_default()))
+            })
+    }
+
+    /// The fields as an `http::HeaderMap`; fields that do not convert are skipped.
+    pub fn to_header_map(&self) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (n, v) in self.iter() {
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n), HeaderValue::from_bytes(v)) {
+                map.append(n, v);
+            }
+        }
+        map
+    }
+}
+
+/// tchar (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// A response as a handler returns it. The connection adds what framing needs
 /// (`Content-Length` or `Transfer-Encoding: chunked`, `Connection`), `Date`, and writes it.
 #[derive(Debug)]
@@ -242,9 +346,9 @@ pub struct Response<B> {
     pub status: u16,
     /// A reason phrase other than the standard one for the status.
     pub reason: Option<Bytes>,
-    /// Header fields in the order to send them. `Content-Length`, if present, is the body's
+    /// Header fields in the order to send them. A `Content-Length` among them is the body's
     /// length and the body must honour it.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: HeaderBlock,
     /// Close the connection after this response.
     pub close: bool,
     /// The body.
@@ -252,14 +356,40 @@ pub struct Response<B> {
 }
 
 impl<B> Response<B> {
-    /// A response with no extra headers.
+    /// A response with no header fields yet.
     pub fn new(status: u16, body: B) -> Self {
         Response {
             status,
             reason: None,
-            headers: Vec::new(),
+            headers: HeaderBlock::with_capacity(256),
             close: false,
             body,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{HeaderBlock, HeaderError};
+
+    #[test]
+    fn header_block_encodes_checks_and_notes() {
+        let mut h = HeaderBlock::default();
+        h.push(b"Content-Type", b"text/plain").unwrap();
+        h.push(b"Content-Length", b"13").unwrap();
+        h.push(b"X-Empty", b"").unwrap();
+        assert_eq!(h.push(b"Bad Name", b"x"), Err(HeaderError::Name));
+        assert_eq!(h.push(b"X", b"a\r\nInjected: 1"), Err(HeaderError::Value));
+        assert_eq!(
+            h.as_bytes(),
+            b"Content-Type: text/plain\r\nContent-Length: 13\r\nX-Empty: \r\n"
+        );
+        assert_eq!(h.content_length(), Some(13));
+        assert!(!h.has_date() && !h.has_server());
+        let pairs: Vec<_> = h.iter().collect();
+        assert_eq!(pairs[0], (&b"Content-Type"[..], &b"text/plain"[..]));
+        assert_eq!(pairs[2], (&b"X-Empty"[..], &b""[..]));
+        assert_eq!(h.to_header_map().get("content-length").unwrap(), "13");
     }
 }

@@ -63,7 +63,8 @@ impl Handler for Echo {
                 shared.queue_file(Arc::new(file.into()), 0, len);
                 let mut resp = Response::new(200, Body(placeholders(len)));
                 resp.headers
-                    .push((http::header::CONTENT_LENGTH, http::HeaderValue::from(len)));
+                    .push(b"Content-Length", len.to_string().as_bytes())
+                    .unwrap();
                 return resp;
             }
             Response::new(200, Body([Bytes::from(path)].into()))

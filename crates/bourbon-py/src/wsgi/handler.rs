@@ -17,7 +17,6 @@ use bourbon_server::io::ConnShared;
 use bourbon_server::request::{Request, RequestBody, RequestHead, Response};
 use bourbon_server::serve::{ConnInfo, Handler, HandlerFuture, Local as ServerLocal};
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderValue, SERVER};
 use http::StatusCode;
 use tokio::sync::mpsc;
 
@@ -87,11 +86,7 @@ impl Handler for WsgiHandler {
                     let mut resp = resp;
                     record.status = resp.status;
                     if record.log.format().needs_response_headers() {
-                        let mut map = http::HeaderMap::with_capacity(resp.headers.len());
-                        for (n, v) in &resp.headers {
-                            map.append(n.clone(), v.clone());
-                        }
-                        record.response_headers = Some(map);
+                        record.response_headers = Some(resp.headers.to_header_map());
                     }
                     resp.body.access = Some(record);
                     resp
@@ -299,13 +294,12 @@ fn error_response(status: u16, token: InflightToken) -> Response<ResponseBody> {
         status,
         ResponseBody::new(BodyKind::Full(Some(Bytes::from(text))), None, token),
     );
-    resp.headers = vec![
-        (
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        ),
-        (SERVER, HeaderValue::from_static(crate::SERVER_HEADER)),
-    ];
+    let _ = resp
+        .headers
+        .push(b"Content-Type", b"text/plain; charset=utf-8");
+    let _ = resp
+        .headers
+        .push(b"Server", crate::SERVER_HEADER.as_bytes());
     // After a rejected or broken body the connection's framing is unknown: close it.
     resp.close = (400..500).contains(&status) || status > 500;
     resp
@@ -330,8 +324,8 @@ fn build(
     // and 304 responses, so nothing is queued that is not sent.
     body.sendfile = Some(body._token.0.clone());
     let mut headers = head.headers;
-    if !headers.iter().any(|(n, _)| *n == SERVER) {
-        headers.push((SERVER, HeaderValue::from_static(crate::SERVER_HEADER)));
+    if !headers.has_server() {
+        let _ = headers.push(b"Server", crate::SERVER_HEADER.as_bytes());
     }
     Response {
         status: head.status,

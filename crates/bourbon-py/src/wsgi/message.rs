@@ -7,9 +7,9 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use bourbon_server::request::HeaderBlock;
 use bourbon_server::request::RequestHead;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, Notify};
@@ -93,7 +93,8 @@ pub(crate) struct Head {
     pub(crate) status: u16,
     /// The reason phrase when it differs from the standard one.
     pub(crate) reason: Option<Bytes>,
-    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// The fields, validated and encoded.
+    pub(crate) headers: HeaderBlock,
     /// The Content-Length the application declared, if any.
     pub(crate) content_length: Option<u64>,
     /// The application asked for `Connection: close`.

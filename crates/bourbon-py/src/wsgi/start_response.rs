@@ -6,8 +6,10 @@
 //! (replace a head not yet sent; re-raise once it is sent), and the "headers sent" state shared
 //! with the response loop. Headers are sent with the first non-empty chunk, never before.
 
+use std::borrow::Cow;
+
+use bourbon_server::request::{HeaderBlock, HeaderError};
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
@@ -72,8 +74,9 @@ impl StartResponse {
         if let Some(head) = self.head.as_mut() {
             if head.content_length.is_none() {
                 head.content_length = Some(len);
-                head.headers
-                    .push((http::header::CONTENT_LENGTH, HeaderValue::from(len)));
+                let digits = itoa::Buffer::new().format(len).as_bytes().to_vec();
+                // A name and digits: always a valid field.
+                let _ = head.headers.push(b"Content-Length", &digits);
             }
         }
     }
@@ -173,42 +176,41 @@ pub(crate) fn chunk_bytes(data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     }
 }
 
-/// A native string holding only latin-1 code points, as bytes.
-fn latin1(s: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+/// A native string holding only latin-1 code points, as bytes: borrowed from the string
+/// itself when it is ASCII (the common case), so no copy is made.
+fn latin1<'a>(s: &'a Bound<'_, PyAny>, what: &str) -> PyResult<Cow<'a, [u8]>> {
     let s = s
         .cast::<PyString>()
         .map_err(|_| PyTypeError::new_err(format!("{what} must be a str")))?;
     let text = s.to_cow()?;
     if text.is_ascii() {
-        return Ok(text.as_bytes().to_vec());
+        return Ok(match text {
+            Cow::Borrowed(t) => Cow::Borrowed(t.as_bytes()),
+            Cow::Owned(t) => Cow::Owned(t.into_bytes()),
+        });
     }
     text.chars()
         .map(|c| u8::try_from(u32::from(c)))
         .collect::<Result<Vec<u8>, _>>()
+        .map(Cow::Owned)
         .map_err(|_| PyValueError::new_err(format!("{what} must be latin-1 text: {text:?}")))
-}
-
-/// RFC 9110 §5.6.2 token characters.
-fn is_token(b: &[u8]) -> bool {
-    !b.is_empty()
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
 }
 
 /// Hop-by-hop headers belong to the server, not the application (PEP 3333 "Other HTTP
 /// Features"; RFC 9110 §7.6.1).
 fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 8] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    let hop: &[u8] = match name.len() {
+        2 => b"te",
+        7 if name[0].eq_ignore_ascii_case(&b't') => b"trailer",
+        7 => b"upgrade",
+        10 if name[0].eq_ignore_ascii_case(&b'c') => b"connection",
+        10 => b"keep-alive",
+        17 => b"transfer-encoding",
+        18 => b"proxy-authenticate",
+        19 => b"proxy-authorization",
+        _ => return false,
+    };
+    name.eq_ignore_ascii_case(hop)
 }
 
 fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
@@ -245,15 +247,13 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         Some(Bytes::copy_from_slice(reason))
     };
 
-    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = headers.cast::<PyList>() {
-        list.iter().collect()
-    } else {
+    let Ok(list) = headers.cast::<PyList>() else {
         return Err(PyTypeError::new_err("response headers must be a list"));
     };
-    let mut out = Vec::with_capacity(items.len());
+    let mut block = HeaderBlock::with_capacity(32 + 48 * list.len());
     let mut content_length = None;
     let mut close = false;
-    for item in items {
+    for item in list.iter() {
         let pair = item.cast::<PyTuple>().map_err(|_| {
             PyTypeError::new_err("each response header must be a (name, value) tuple")
         })?;
@@ -262,20 +262,9 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
                 "each response header must be a (name, value) tuple",
             ));
         }
-        let name = latin1(&pair.get_item(0)?, "header name")?;
-        let value = latin1(&pair.get_item(1)?, "header value")?;
-        if !is_token(&name) {
-            return Err(PyValueError::new_err(format!(
-                "invalid header name {:?}",
-                String::from_utf8_lossy(&name)
-            )));
-        }
-        if value.iter().any(|&c| c == b'\r' || c == b'\n' || c == 0) {
-            return Err(PyValueError::new_err(format!(
-                "header {:?} has a CR, LF or NUL in its value",
-                String::from_utf8_lossy(&name)
-            )));
-        }
+        let (name_obj, value_obj) = (pair.get_item(0)?, pair.get_item(1)?);
+        let name = latin1(&name_obj, "header name")?;
+        let value = latin1(&value_obj, "header value")?;
         if is_hop_by_hop(&name) {
             if name.eq_ignore_ascii_case(b"connection")
                 && value.trim_ascii().eq_ignore_ascii_case(b"close")
@@ -288,9 +277,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
                 String::from_utf8_lossy(&name)
             )));
         }
-        let name = HeaderName::from_bytes(&name)
-            .map_err(|_| PyValueError::new_err("invalid header name"))?;
-        if name == http::header::CONTENT_LENGTH {
+        if name.eq_ignore_ascii_case(b"content-length") {
             let text = std::str::from_utf8(&value).unwrap_or("");
             let n = text
                 .trim()
@@ -306,14 +293,21 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
             }
             content_length = Some(n);
         }
-        let value = HeaderValue::from_bytes(&value)
-            .map_err(|_| PyValueError::new_err("invalid header value"))?;
-        out.push((name, value));
+        block.push(&name, &value).map_err(|e| match e {
+            HeaderError::Name => PyValueError::new_err(format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(&name)
+            )),
+            HeaderError::Value => PyValueError::new_err(format!(
+                "header {:?} has a CR, LF or NUL in its value",
+                String::from_utf8_lossy(&name)
+            )),
+        })?;
     }
     Ok(Head {
         status: code,
         reason,
-        headers: out,
+        headers: block,
         content_length,
         close,
     })
