@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 
-use crate::guard::HeadInfo;
+use crate::guard::{HeadInfo, TCHAR};
 
 /// A request head: the bytes as received (validated by the guard) and where their parts are.
 ///
@@ -266,10 +266,10 @@ impl HeaderBlock {
 
     /// Append a field after checking it cannot corrupt the response.
     pub fn push(&mut self, name: &[u8], value: &[u8]) -> Result<(), HeaderError> {
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        if name.is_empty() || !name.iter().all(|&b| TCHAR[usize::from(b)]) {
             return Err(HeaderError::Name);
         }
-        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        if value.iter().any(|&b| FORBIDDEN_IN_VALUE[usize::from(b)]) {
             return Err(HeaderError::Value);
         }
         match name.len() {
@@ -333,10 +333,14 @@ impl HeaderBlock {
     }
 }
 
-/// tchar (RFC 9110 §5.6.2).
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
+/// CR, LF and NUL: the bytes that would let a value split the response.
+static FORBIDDEN_IN_VALUE: [bool; 256] = {
+    let mut t = [false; 256];
+    t[0] = true;
+    t[b'\r' as usize] = true;
+    t[b'\n' as usize] = true;
+    t
+};
 
 /// A response as a handler returns it. The connection adds what framing needs
 /// (`Content-Length` or `Transfer-Encoding: chunked`, `Connection`), `Date`, and writes it.

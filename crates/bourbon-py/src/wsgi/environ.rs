@@ -59,14 +59,21 @@ pub(crate) fn base_environ<'py>(
 
 /// A Python str holding `bytes` as latin-1 (PEP 3333 "Unicode Issues": native strings whose
 /// code points are the bytes).
+#[allow(unsafe_code)]
 pub(crate) fn latin1_str<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        if s.is_ascii() {
-            return PyString::new(py, s);
-        }
+    let len = pyo3::ffi::Py_ssize_t::try_from(bytes.len()).unwrap_or(0);
+    // CPython builds a latin-1 str by a copy (no UTF-8 decoding, no intermediate String).
+    // SAFETY: the pointer and length describe `bytes`, alive for the call; a null `errors`
+    // means "strict", which cannot fail for latin-1. The GIL is held (we have `py`).
+    let ptr = unsafe {
+        pyo3::ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null())
+    };
+    // SAFETY: `ptr` is a new reference to a str, or null with an exception set (out of
+    // memory), which `from_owned_ptr_or_err` turns into an error.
+    match unsafe { Bound::from_owned_ptr_or_err(py, ptr) } {
+        Ok(s) => s.cast_into::<PyString>().unwrap_or_else(|_| PyString::new(py, "")),
+        Err(_) => PyString::new(py, ""),
     }
-    let s: String = bytes.iter().map(|&b| char::from(b)).collect();
-    PyString::new(py, &s)
 }
 
 /// Decode `%XX` escapes; invalid escapes stay as they are (as gunicorn and wsgiref do).
