@@ -518,3 +518,58 @@ def test_usr2_winch_term_upgrade_without_failed_requests(tmp_path: Path, start_s
             pass
         if new is not None:
             kill_quietly(new)
+
+
+def test_usr2_then_term_in_a_single_process(tmp_path: Path, start_server):
+    pidfile = tmp_path / "bourbon.pid"
+    sock = tmp_path / "s.sock"
+    srv = start_server("ops_app:app", "--pid", str(pidfile), "-b", f"unix:{sock}")
+    old = srv.pid
+    new = None
+    try:
+        os.kill(old, signal.SIGUSR2)
+        line = srv.wait_for_log(r"usr2; started a new master \(pid:\d+\)")
+        new = int(line.split("(pid:")[1].split(")")[0])
+        srv.wait_for_log(rf"Listening at: unix:{sock} \({new}\)")
+        assert Path(f"{pidfile}.oldbin").read_text().strip() == str(old)
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() == str(new), what="pid")
+        os.kill(old, signal.SIGTERM)
+        assert srv.proc.wait(TIMEOUT) == 0
+        assert sock.exists()
+        assert unix_get(sock)["pid"] == new
+    finally:
+        try:
+            os.killpg(old, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if new is not None:
+            kill_quietly(new)
+
+
+def test_old_master_takes_its_pid_file_back_when_the_new_one_dies(tmp_path: Path, start_server):
+    pidfile = tmp_path / "bourbon.pid"
+    sock = tmp_path / "s.sock"
+    srv = start_server("ops_app:app", "-w", "2", "--pid", str(pidfile), "-b", f"unix:{sock}")
+    old = srv.pid
+    new = None
+    try:
+        os.kill(old, signal.SIGUSR2)
+        line = srv.wait_for_log(r"usr2; started a new master \(pid:\d+\)")
+        new = int(line.split("(pid:")[1].split(")")[0])
+        srv.wait_for_log(rf"\[{new}\] \[INFO\] Arbiter booted")
+        # Roll back: stop the new master; the old one keeps serving and owns everything again.
+        os.kill(new, signal.SIGTERM)
+        srv.wait_for_log(rf"New master \(pid:{new}\) exited with code 0")
+        assert pidfile.read_text().strip() == str(old)
+        assert not Path(f"{pidfile}.oldbin").exists()
+        assert sock.exists()
+        assert unix_get(sock)["ppid"] == old
+        assert srv.stop() == 0
+        assert not sock.exists() and not pidfile.exists()
+    finally:
+        try:
+            os.killpg(old, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if new is not None:
+            kill_quietly(new)

@@ -110,14 +110,31 @@ pub(crate) fn open_listeners(py: Python<'_>, cfg: &Config) -> Result<(Vec<Listen
     }
 }
 
-/// Steps 3 to 6. Returns the pid file guard, or the exit code.
+/// Held by start-up until the server stops: removes the pid file and, in a master started
+/// by SIGUSR2, decides whether the unix socket files stay (see [`crate::upgrade::at_exit`]).
+/// Dropped before the listeners, which is when the files are removed.
+pub(crate) struct ExitGuard {
+    _pidfile: Option<PidFile>,
+    owner: u32,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        // Workers return through the same code; only the master decides.
+        if std::process::id() == self.owner {
+            crate::upgrade::at_exit();
+        }
+    }
+}
+
+/// Steps 3 to 6. Returns the exit guard, or the exit code.
 pub(crate) fn after_bind(
     cfg: &Config,
     listeners: &[Listener],
     origin: Origin,
     accounts: &Accounts,
     access_log: Option<&AccessLog>,
-) -> Result<Option<PidFile>, i32> {
+) -> Result<ExitGuard, i32> {
     if origin == Origin::Bound {
         for l in listeners {
             if let Listener::Unix { path, .. } = l {
@@ -167,7 +184,10 @@ pub(crate) fn after_bind(
         log::info(format_args!("Running as {}", accounts.describe()));
     }
     crate::proctitle::set(&crate::proctitle::title("master", &app_name(cfg)));
-    Ok(pidfile)
+    Ok(ExitGuard {
+        _pidfile: pidfile,
+        owner: std::process::id(),
+    })
 }
 
 /// The name in process titles: `--proc-name`, else the application.

@@ -157,11 +157,11 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
             "internal error (please report): {info}; the affected connection was closed"
         ));
     }));
-    let access_log = match open_access_log(cfg) {
+    let accounts = match crate::ops::before_bind(py, cfg) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let accounts = match crate::ops::before_bind(py, cfg) {
+    let access_log = match open_access_log(cfg) {
         Ok(a) => a,
         Err(code) => return code,
     };

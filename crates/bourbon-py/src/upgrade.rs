@@ -100,10 +100,20 @@ fn parent_alive() -> bool {
     false
 }
 
-/// The new master's pid, while it runs.
+/// The new master's pid, while it runs. A new master that has exited is collected here
+/// (the single process has no reaping loop; the master's loop would collect it anyway).
 pub(crate) fn child() -> Option<libc::pid_t> {
     let pid = CHILD.load(Ordering::Relaxed);
-    (pid > 0).then_some(pid)
+    if pid <= 0 {
+        return None;
+    }
+    let mut status: libc::c_int = 0;
+    // SAFETY: a non-blocking wait for our own child, writing into a local.
+    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+        reaped(pid, status);
+        return None;
+    }
+    Some(pid)
 }
 
 /// SIGUSR2: start a new master from the installed program with the same command line,
@@ -201,6 +211,14 @@ pub(crate) fn reaped(pid: libc::pid_t, status: libc::c_int) -> bool {
         "New master (pid:{pid}) {how}; this master keeps serving (send HUP if its workers were stopped)"
     ));
     true
+}
+
+/// When a master stops: a new master whose old master still runs (a roll-back) leaves the
+/// unix socket files to it; once the old one is gone the files are ours to remove.
+pub(crate) fn at_exit() {
+    if PARENT.load(Ordering::Relaxed) != 0 {
+        listener::keep_socket_files(parent_alive());
+    }
 }
 
 /// Whether SIGWINCH means "stop the workers" here. A terminal sends WINCH to its
