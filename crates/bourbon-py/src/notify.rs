@@ -12,8 +12,9 @@ use std::sync::OnceLock;
 use bourbon_server::log;
 use pyo3::prelude::*;
 
-/// The address from `NOTIFY_SOCKET`: a path, or `@name` for an abstract socket.
-static SOCKET: OnceLock<Option<String>> = OnceLock::new();
+/// The address from `NOTIFY_SOCKET` (a path, or `@name` for an abstract socket), and the
+/// process that took it: forked workers inherit this memory but must stay silent.
+static SOCKET: OnceLock<Option<(String, u32)>> = OnceLock::new();
 
 /// Take `NOTIFY_SOCKET` out of the environment (ours and Python's `os.environ`) and keep
 /// it for [`send`]. Call once, early, while the process is single-threaded.
@@ -29,20 +30,40 @@ pub(crate) fn init(py: Python<'_>) {
                 .map(drop)
         });
     }
-    let _ = SOCKET.set(addr);
+    let _ = SOCKET.set(addr.map(|a| (a, std::process::id())));
 }
+
+/// After daemonizing: this process (the daemon) is now the one that speaks.
+pub(crate) fn adopt() {
+    if let Some(Some((addr, _))) = SOCKET.get() {
+        OWNER_OVERRIDE.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+        log::debug(format_args!("sd_notify to {addr} from the daemon"));
+    }
+}
+
+/// Set by [`adopt`]: the daemon's pid, which replaces the recorded owner.
+static OWNER_OVERRIDE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// The saved address, to hand on to a re-executed master.
 pub(crate) fn address() -> Option<&'static str> {
-    SOCKET.get().and_then(Option::as_deref)
+    SOCKET
+        .get()
+        .and_then(Option::as_ref)
+        .map(|(a, _)| a.as_str())
 }
 
-/// Send one notification (`KEY=VALUE` lines). Failures are logged at debug level only: a
-/// service manager that went away must not stop the server.
+/// Send one notification (`KEY=VALUE` lines), from the process that took the address only.
+/// Failures are logged at debug level only: a service manager that went away must not stop
+/// the server.
 pub(crate) fn send(state: &str) {
-    let Some(addr) = address() else {
+    let Some((addr, owner)) = SOCKET.get().and_then(Option::as_ref) else {
         return;
     };
+    let adopted = OWNER_OVERRIDE.load(std::sync::atomic::Ordering::Relaxed);
+    let owner = if adopted != 0 { adopted } else { *owner };
+    if owner != std::process::id() {
+        return;
+    }
     if let Err(e) = send_to(addr, state) {
         log::debug(format_args!("sd_notify to {addr} failed: {e}"));
     }

@@ -155,6 +155,8 @@ pub(crate) fn after_bind(
             eprintln!("error: --daemon: {e}");
             return Err(1);
         }
+        listener::adopt_socket_files();
+        crate::notify::adopt();
     }
     let pidfile = match cfg.pid.as_deref().map(crate::pidfile::create).transpose() {
         Ok(p) => p,

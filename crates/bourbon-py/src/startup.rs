@@ -169,7 +169,7 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let _pidfile =
+    let _exit_guard =
         match crate::ops::after_bind(cfg, &listeners, origin, &accounts, access_log.as_deref()) {
             Ok(p) => p,
             Err(code) => return code,
@@ -263,7 +263,6 @@ pub(crate) fn serve_here(
     };
     let code = py.detach(move || worker.run(listeners, ctx));
     if role == Role::Single {
-        crate::notify::stopping();
         log::info(format_args!("Shutting down: bourbon"));
     }
     code
@@ -487,6 +486,12 @@ struct StopSignals {
     fds: Vec<std::os::fd::RawFd>,
 }
 
+/// Tell systemd a stop began (only the single process's message counts; see `notify.rs`).
+fn stopping(stop: Stop) -> Stop {
+    crate::notify::stopping();
+    stop
+}
+
 impl StopSignals {
     fn install(
         runtime: &tokio::runtime::Runtime,
@@ -513,9 +518,9 @@ impl StopSignals {
     async fn next(&mut self) -> Stop {
         loop {
             tokio::select! {
-                _ = self.term.recv() => return Stop::Graceful,
-                _ = self.int.recv() => return Stop::Fast,
-                _ = self.quit.recv() => return Stop::Fast,
+                _ = self.term.recv() => return stopping(Stop::Graceful),
+                _ = self.int.recv() => return stopping(Stop::Fast),
+                _ = self.quit.recv() => return stopping(Stop::Fast),
                 _ = self.usr1.recv() => crate::ops::reopen_logs(self.access_log.as_deref()),
                 _ = self.usr2.recv() => {
                     if !self.fds.is_empty() {

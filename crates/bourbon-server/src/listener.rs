@@ -74,6 +74,12 @@ pub fn keep_socket_files(keep: bool) {
     KEEP_SOCKET_FILES.store(keep, Ordering::Relaxed);
 }
 
+/// Make this process the one that removes the unix socket files at exit (after
+/// daemonizing, the process that bound them is gone).
+pub fn adopt_socket_files() {
+    SOCKET_OWNER.store(std::process::id(), Ordering::Relaxed);
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Listener::Unix {
