@@ -354,9 +354,10 @@ and the pid file is written. The master switches before it forks any worker (so 
 and the application never run as root): it takes the user's supplementary groups \
 (initgroups), then the group (`--group`, or the user's primary group), then the user. Unix \
 socket files and log files are first given to that user and group, so they can be removed \
-and reopened later. Starting as root is needed to switch to another user. Empty (the \
-default) means stay the user bourbon was started as. An unknown user is an error at start \
-(exit 2).",
+and reopened later. Starting as root is needed to switch to another user. Unlike gunicorn, whose master \
+stays root, the master itself switches: files it creates later (a log reopened on SIGUSR1, \
+the pid file removed at exit) need a directory that user may write. Empty (the default) \
+means stay the user bourbon was started as. An unknown user is an error at start (exit 2).",
         show: |c| Shown::Str(c.user.clone().unwrap_or_default()),
     },
     Setting {

@@ -8,8 +8,11 @@
 //! stack at exec, between `arg_start` and `arg_end` (fields 48 and 49 of
 //! `/proc/self/stat`). Nothing in this process reads it after start-up: CPython decoded
 //! `argv` into its own objects (`sys.argv`, `sys.orig_argv`) before our module was
-//! imported, and we take the command line from Python, never from `std::env::args`. The
-//! environment strings that follow the area are left alone: we write strictly inside
+//! imported, and we take the command line from Python, never from `std::env::args`. Two
+//! readers could still look: Rust's `std::env::args` and glibc's `program_invocation_name`
+//! point into the area; after a rewrite they read the title (every string in the area stays
+//! NUL-terminated, so they read valid memory, only different text). The environment
+//! strings that follow the area are left alone: we write strictly inside
 //! `[arg_start, arg_end)`.
 #![allow(unsafe_code)]
 
