@@ -14,9 +14,9 @@ pub(crate) use crate::setting::{
     Shown,
 };
 use crate::types::{
-    format_duration, parse_app, parse_bind, parse_bool, parse_duration, parse_env_pair,
-    parse_log_format, parse_log_level, parse_positive_u32, parse_root_path, parse_size,
-    parse_usize_in, Bad, LogTarget,
+    format_duration, parse_account, parse_app, parse_bind, parse_bool, parse_duration,
+    parse_env_pair, parse_log_format, parse_log_level, parse_positive_u32, parse_root_path,
+    parse_size, parse_umask, parse_usize_in, Bad, LogTarget,
 };
 
 fn opt_path(s: &str) -> Option<PathBuf> {
@@ -309,6 +309,141 @@ threads at once, so `wsgi.multithread` is false. With more, requests go to a poo
 many threads and `wsgi.multithread` is true. Django opens one database connection per \
 thread: keep threads × workers within the database's connection limit.",
         show: |c| num(c.threads),
+    },
+    // ---- Server mechanics ----
+    Setting {
+        name: "umask",
+        long: &["--umask"],
+        short: Some('m'),
+        metavar: "INT",
+        section: Section::Mechanics,
+        kind: Kind::Value(|c, s| {
+            c.umask = parse_umask(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("0"),
+        example: "0o007",
+        help: "process umask, set before binding (unix sockets get 0777 & ~umask)",
+        doc: "The file mode creation mask of the server process, set before anything is \
+bound or written, and kept by the workers. A unix socket file gets mode `0777 & ~umask`: \
+with the default `0` it is `srwxrwxrwx` (anyone who can reach the directory may connect), \
+`0o007` limits it to the owner and group, `0o077` to the owner. Accepts octal as `0o007` or \
+`007` (a leading zero means octal, as in gunicorn), hexadecimal as `0x1f`, or decimal. \
+Files the application creates get the same mask.",
+        show: |c| Shown::Str(format!("0o{:03o}", c.umask)),
+    },
+    Setting {
+        name: "user",
+        long: &["--user"],
+        short: Some('u'),
+        metavar: "USER",
+        section: Section::Mechanics,
+        kind: Kind::Value(|c, s| {
+            c.user = parse_account(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "www-data",
+        help: "switch to this user (name or uid) after binding",
+        doc: "Run as this user, given as a name or a numeric id, once the sockets are bound \
+and the pid file is written. The master switches before it forks any worker (so the workers \
+and the application never run as root): it takes the user's supplementary groups \
+(initgroups), then the group (`--group`, or the user's primary group), then the user. Unix \
+socket files and log files are first given to that user and group, so they can be removed \
+and reopened later. Starting as root is needed to switch to another user. Unlike gunicorn, whose master \
+stays root, the master itself switches: files it creates later (a log reopened on SIGUSR1, \
+the pid file removed at exit) need a directory that user may write. Empty (the default) \
+means stay the user bourbon was started as. An unknown user is an error at start (exit 2).",
+        show: |c| Shown::Str(c.user.clone().unwrap_or_default()),
+    },
+    Setting {
+        name: "group",
+        long: &["--group"],
+        short: Some('g'),
+        metavar: "GROUP",
+        section: Section::Mechanics,
+        kind: Kind::Value(|c, s| {
+            c.group = parse_account(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "www-data",
+        help: "switch to this group (name or gid) after binding",
+        doc: "Run as this group, given as a name or a numeric id, once the sockets are bound. \
+Empty (the default) means the primary group of `--user`, or, without `--user`, the group \
+bourbon was started as. An unknown group is an error at start (exit 2).",
+        show: |c| Shown::Str(c.group.clone().unwrap_or_default()),
+    },
+    Setting {
+        name: "daemon",
+        long: &["--daemon"],
+        short: Some('D'),
+        metavar: "",
+        section: Section::Mechanics,
+        kind: Kind::Switch(|c, s| {
+            c.daemon = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("false"),
+        example: "true",
+        help: "detach and run in the background",
+        doc: "Detach from the terminal and run in the background: the command returns \
+(status 0) once the settings are valid, and the server goes on in a new session, in the \
+same working directory. Standard input and output go to `/dev/null`, standard error to \
+`--error-logfile` when that is a file (else to `/dev/null` too). Use `--pid` to know the \
+daemon's process id. Under a service manager (systemd, supervisord, docker) do not use it.",
+        show: |c| Shown::Num(c.daemon.to_string()),
+    },
+    Setting {
+        name: "proc_name",
+        long: &["--proc-name", "--name"],
+        short: Some('n'),
+        metavar: "NAME",
+        section: Section::Mechanics,
+        kind: Kind::Value(|c, s| {
+            let t = s.trim();
+            c.proc_name = (!t.is_empty()).then(|| t.to_string());
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "mysite",
+        help: "name shown in process titles (default: the application)",
+        doc: "The name in the process titles that `ps` and `top` show: \
+`bourbon: master [NAME]` and `bourbon: worker [NAME]`. Empty (the default) means the \
+application, as given (e.g. `mysite.wsgi:application`). Titles longer than the \
+space the command line had are cut.",
+        show: |c| Shown::Str(c.proc_name.clone().unwrap_or_default()),
+    },
+    Setting {
+        name: "reuse_port",
+        long: &["--reuse-port"],
+        short: None,
+        metavar: "",
+        section: Section::Mechanics,
+        kind: Kind::Switch(|c, s| {
+            c.reuse_port = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("false"),
+        example: "true",
+        help: "set SO_REUSEPORT on TCP sockets",
+        doc: "Set `SO_REUSEPORT` on TCP listening sockets before binding them, so that \
+several independent servers (each started with this option) can listen on the same address \
+and port; the kernel spreads new connections between them. Without it a second server on a \
+port in use fails to start (exit 1).",
+        show: |c| Shown::Num(c.reuse_port.to_string()),
     },
     // ---- Timeouts ----
     Setting {

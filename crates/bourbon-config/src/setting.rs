@@ -34,6 +34,7 @@ pub(crate) enum Section {
     Application,
     Socket,
     Workers,
+    Mechanics,
     Timeouts,
     Limits,
     Logging,
@@ -41,10 +42,11 @@ pub(crate) enum Section {
 }
 
 impl Section {
-    pub(crate) const ALL: [Section; 7] = [
+    pub(crate) const ALL: [Section; 8] = [
         Section::Application,
         Section::Socket,
         Section::Workers,
+        Section::Mechanics,
         Section::Timeouts,
         Section::Limits,
         Section::Logging,
@@ -56,6 +58,7 @@ impl Section {
             Section::Application => "Application",
             Section::Socket => "Server socket",
             Section::Workers => "Worker processes",
+            Section::Mechanics => "Server mechanics",
             Section::Timeouts => "Timeouts",
             Section::Limits => "Request limits",
             Section::Logging => "Logging",

@@ -70,6 +70,19 @@ pub struct Config {
     pub access_logfile: Option<LogTarget>,
     /// Access log line format (gunicorn `%(x)s` syntax).
     pub access_logformat: String,
+    /// The process umask set before anything is bound or written (unix socket files get
+    /// `0o777 & !umask`).
+    pub umask: u32,
+    /// Run as this user (a name or a numeric id) once the sockets are bound.
+    pub user: Option<String>,
+    /// Run as this group (a name or a numeric id) once the sockets are bound.
+    pub group: Option<String>,
+    /// Detach from the terminal and run in the background.
+    pub daemon: bool,
+    /// The name shown in process titles instead of the application (`--proc-name`).
+    pub proc_name: Option<String>,
+    /// Set `SO_REUSEPORT` on TCP listeners.
+    pub reuse_port: bool,
     /// Validate the configuration and exit instead of serving.
     pub check_config: bool,
     /// Print the effective configuration as TOML and exit.
@@ -105,6 +118,12 @@ impl Config {
             error_logfile: LogTarget::Stderr,
             access_logfile: None,
             access_logformat: String::new(),
+            umask: 0,
+            user: None,
+            group: None,
+            daemon: false,
+            proc_name: None,
+            reuse_port: false,
             check_config: false,
             print_config: false,
         }
@@ -252,6 +271,49 @@ pub(crate) fn parse_whole(s: &str) -> Result<u64, Bad> {
     }
     t.parse::<u64>()
         .map_err(|_| Bad::range(format!("'{s}' is too large")))
+}
+
+/// Parse a umask the way gunicorn does: `0o077` and `0x3f` by their prefix, a leading
+/// `0` (`077`) as octal, anything else as decimal; at most `0o777`.
+pub(crate) fn parse_umask(s: &str) -> Result<u32, Bad> {
+    let t = s.trim();
+    let bad = || {
+        Bad::form(format!(
+            "'{s}' is not a umask (octal like 0o022 or 022, or decimal)"
+        ))
+    };
+    let lower = t.to_ascii_lowercase();
+    let (digits, radix) = if let Some(r) = lower.strip_prefix("0o") {
+        (r, 8)
+    } else if let Some(r) = lower.strip_prefix("0x") {
+        (r, 16)
+    } else if let Some(r) = lower.strip_prefix("0b") {
+        (r, 2)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (&lower[1..], 8)
+    } else {
+        (lower.as_str(), 10)
+    };
+    if digits.is_empty() || digits.starts_with(['+', '-']) {
+        return Err(bad());
+    }
+    let v = u32::from_str_radix(digits, radix).map_err(|_| bad())?;
+    if v > 0o777 {
+        return Err(Bad::range(format!("'{}' is larger than 0o777", t)));
+    }
+    Ok(v)
+}
+
+/// Parse a user or group: a name, or a numeric id. Whether it exists is checked when the
+/// server starts, on the machine it runs on.
+pub(crate) fn parse_account(s: &str) -> Result<Option<String>, Bad> {
+    let t = s.trim();
+    if t.contains(['\0', ':', '/']) || t.chars().any(char::is_whitespace) {
+        return Err(Bad::form(format!(
+            "'{s}' is not a user or group name or id"
+        )));
+    }
+    Ok((!t.is_empty()).then(|| t.to_string()))
 }
 
 /// Parse a whole number within `min..=max`.

@@ -31,7 +31,7 @@ const GRACEFUL_STOP: Duration = Duration::from_secs(35);
 /// How long a fast stop waits before killing.
 const FAST_STOP: Duration = Duration::from_secs(5);
 /// The signals the master acts on.
-const SIGNALS: [libc::c_int; 7] = [
+const SIGNALS: [libc::c_int; 10] = [
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGQUIT,
@@ -39,6 +39,9 @@ const SIGNALS: [libc::c_int; 7] = [
     libc::SIGTTIN,
     libc::SIGTTOU,
     libc::SIGHUP,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
 ];
 
 /// The write end of the self-pipe, for the signal handler.
@@ -120,6 +123,10 @@ pub(crate) fn run(
 
 impl Master<'_> {
     fn run(&mut self, py: Python<'_>) -> i32 {
+        if let Some(code) = self.spawn_missing(py) {
+            return code;
+        }
+        crate::ops::master_ready(self.target);
         loop {
             if let Some(code) = self.spawn_missing(py) {
                 return code;
@@ -131,10 +138,12 @@ impl Master<'_> {
             for sig in signals {
                 match sig {
                     libc::SIGTERM => {
+                        crate::notify::stopping();
                         log::info(format_args!("Handling signal: term; stopping workers"));
                         return self.stop(py, libc::SIGTERM, GRACEFUL_STOP);
                     }
                     libc::SIGINT | libc::SIGQUIT => {
+                        crate::notify::stopping();
                         log::info(format_args!("Handling signal: int/quit; stopping workers"));
                         return self.stop(py, libc::SIGINT, FAST_STOP);
                     }
@@ -156,9 +165,21 @@ impl Master<'_> {
                         self.retire_extra();
                     }
                     libc::SIGHUP => {
+                        crate::notify::reloading();
                         if let Some(code) = self.reload(py) {
                             return code;
                         }
+                        crate::ops::master_ready(self.target);
+                    }
+                    libc::SIGUSR1 => crate::ops::master_usr1(
+                        self.access_log.as_deref(),
+                        self.workers.keys().chain(self.retiring.keys()).copied(),
+                    ),
+                    libc::SIGUSR2 => crate::upgrade::reexec(&crate::ops::fds(self.listeners)),
+                    libc::SIGWINCH if crate::upgrade::winch_is_an_order() => {
+                        log::info(format_args!("Handling signal: winch; stopping workers"));
+                        self.target = 0;
+                        self.retire_extra();
                     }
                     _ => {}
                 }
@@ -215,6 +236,7 @@ impl Master<'_> {
         for sig in SIGNALS {
             install(sig, libc::SIG_DFL);
         }
+        crate::ops::worker_after_fork(&self.cfg);
         unblock_signals(&blocked);
         // SAFETY: closing descriptors this process owns and no longer uses.
         unsafe {
@@ -241,6 +263,9 @@ impl Master<'_> {
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid <= 0 {
                 break;
+            }
+            if crate::upgrade::reaped(pid, status) {
+                continue;
             }
             let retired = self.retiring.remove(&pid).is_some();
             self.workers.remove(&pid);

@@ -4,8 +4,15 @@
 //! [`wsgi`], and starting a server from the command line in [`run`].
 
 mod arbiter;
+mod daemon;
+mod notify;
+mod ops;
+mod pidfile;
 mod pool;
+mod privileges;
+mod proctitle;
 mod startup;
+mod upgrade;
 mod wsgi;
 
 use pyo3::prelude::*;

@@ -30,8 +30,6 @@ use crate::wsgi::streams::{ErrorsStream, FileWrapper};
 
 /// gunicorn's exit code when the application cannot be loaded.
 const EXIT_APP_LOAD: i32 = 4;
-/// The exit code for a socket that cannot be bound.
-const EXIT_BIND: i32 = 1;
 /// How long a graceful stop (SIGTERM) waits for requests in flight (gunicorn's default).
 const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -159,44 +157,23 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
             "internal error (please report): {info}; the affected connection was closed"
         ));
     }));
+    let accounts = match crate::ops::before_bind(py, cfg) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let access_log = match open_access_log(cfg) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    // Sockets from systemd socket activation take the place of --bind.
-    let listeners = match listener::systemd_listeners() {
-        Some(Ok(l)) => {
-            // Python copied the environment at start-up; the app must not see them either.
-            let _ = py.import("os").and_then(|os| {
-                let environ = os.getattr("environ")?;
-                for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-                    environ.call_method1("pop", (var, py.None()))?;
-                }
-                Ok(())
-            });
-            l
-        }
-        Some(Err(e)) => {
-            log::error(format_args!("systemd sockets (LISTEN_FDS): {e}"));
-            eprintln!("error: LISTEN_FDS: {e}");
-            return EXIT_BIND;
-        }
-        None => match listener::bind_all(&cfg.bind, cfg.backlog) {
-            Ok(l) => l,
-            Err(e) => {
-                log::error(format_args!("{e}"));
-                eprintln!("error: --bind: {e}");
-                return EXIT_BIND;
-            }
-        },
+    let (listeners, origin) = match crate::ops::open_listeners(py, cfg) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
-    let _pidfile = match cfg.pid.as_deref().map(PidFile::create).transpose() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: --pid: {e}");
-            return 2;
-        }
-    };
+    let _exit_guard =
+        match crate::ops::after_bind(cfg, &listeners, origin, &accounts, access_log.as_deref()) {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
     if let Err(code) = prepare_python(py, cfg) {
         return code;
     }
@@ -204,33 +181,6 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
         return crate::arbiter::run(py, cfg, argv, &listeners, access_log);
     }
     serve_here(py, cfg, &listeners, access_log, Role::Single)
-}
-
-/// The `--pid` file: written at start, removed at exit by the process that wrote it (not by
-/// forked workers, which return through the same code).
-struct PidFile {
-    path: std::path::PathBuf,
-    owner: u32,
-}
-
-impl PidFile {
-    fn create(path: &std::path::Path) -> std::io::Result<PidFile> {
-        let owner = std::process::id();
-        std::fs::write(path, format!("{owner}\n"))
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        Ok(PidFile {
-            path: path.to_owned(),
-            owner,
-        })
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        if std::process::id() == self.owner {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 /// Whether this process is the only one, or a worker forked by the master.
@@ -284,7 +234,7 @@ pub(crate) fn serve_here(
             return boot_failure;
         }
     };
-    let signals = match StopSignals::install(&runtime) {
+    let signals = match StopSignals::install(&runtime, access_log.clone(), listeners, role) {
         Ok(s) => s,
         Err(e) => {
             log::error(format_args!("cannot install signal handlers: {e}"));
@@ -292,7 +242,10 @@ pub(crate) fn serve_here(
         }
     };
     match role {
-        Role::Single => announce(listeners, threads),
+        Role::Single => {
+            announce(listeners, threads);
+            crate::notify::ready("bourbon serving (single process)");
+        }
         Role::Worker => log::info(format_args!(
             "Booting worker with pid: {}",
             std::process::id()
@@ -519,29 +472,62 @@ fn exit_code(res: std::io::Result<()>) -> i32 {
 }
 
 /// The stop signals, registered with the runtime (and so replacing the default actions)
-/// at start.
+/// at start; USR1 (reopen the log files) and USR2 (start a new server with the same
+/// sockets, see `upgrade.rs`) are handled here too and do not stop anything.
 struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     quit: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+    access_log: Option<Arc<AccessLog>>,
+    /// The sockets to hand to a new server on USR2; empty in a worker, where the master
+    /// handles USR2.
+    fds: Vec<std::os::fd::RawFd>,
+}
+
+/// Tell systemd a stop began (only the single process's message counts; see `notify.rs`).
+fn stopping(stop: Stop) -> Stop {
+    crate::notify::stopping();
+    stop
 }
 
 impl StopSignals {
-    fn install(runtime: &tokio::runtime::Runtime) -> std::io::Result<Self> {
+    fn install(
+        runtime: &tokio::runtime::Runtime,
+        access_log: Option<Arc<AccessLog>>,
+        listeners: &[Listener],
+        role: Role,
+    ) -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
         let _guard = runtime.enter();
         Ok(StopSignals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             quit: signal(SignalKind::quit())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+            access_log,
+            fds: match role {
+                Role::Single => crate::ops::fds(listeners),
+                Role::Worker => Vec::new(),
+            },
         })
     }
 
     async fn next(&mut self) -> Stop {
-        tokio::select! {
-            _ = self.term.recv() => Stop::Graceful,
-            _ = self.int.recv() => Stop::Fast,
-            _ = self.quit.recv() => Stop::Fast,
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return stopping(Stop::Graceful),
+                _ = self.int.recv() => return stopping(Stop::Fast),
+                _ = self.quit.recv() => return stopping(Stop::Fast),
+                _ = self.usr1.recv() => crate::ops::reopen_logs(self.access_log.as_deref()),
+                _ = self.usr2.recv() => {
+                    if !self.fds.is_empty() {
+                        crate::upgrade::reexec(&self.fds);
+                    }
+                }
+            }
         }
     }
 }

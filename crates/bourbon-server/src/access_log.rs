@@ -611,6 +611,14 @@ impl AccessLog {
         self.format.render(entry, out);
     }
 
+    /// The file the lines go to, if they go to a file.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match &self.target {
+            Target::File(p) => Some(p),
+            Target::Stdout | Target::Stderr => None,
+        }
+    }
+
     /// Reopen the file (after log rotation moved it away); a no-op for stdout and stderr.
     /// On error the old file stays in use.
     pub fn reopen(&self) -> io::Result<()> {

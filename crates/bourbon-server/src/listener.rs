@@ -10,6 +10,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use bourbon_config::Bind;
 use socket2::{Domain, Socket, Type};
@@ -59,12 +60,37 @@ impl Listener {
     }
 }
 
+/// The process that bound (or was handed) the unix sockets it owns: only it removes their
+/// files. Forked workers drop copies of the listeners when they exit, and a worker that
+/// removed the file would leave the master listening on a socket nobody can reach.
+static SOCKET_OWNER: AtomicU32 = AtomicU32::new(0);
+/// Set while another server (a re-executed master, SIGUSR2) serves on these same sockets:
+/// their files then stay when this process exits.
+static KEEP_SOCKET_FILES: AtomicBool = AtomicBool::new(false);
+
+/// Keep (true) or remove (false, the default) unix socket files when this process's
+/// listeners are dropped. A master that handed its sockets to a new master keeps them.
+pub fn keep_socket_files(keep: bool) {
+    KEEP_SOCKET_FILES.store(keep, Ordering::Relaxed);
+}
+
+/// Make this process the one that removes the unix socket files at exit (after
+/// daemonizing, the process that bound them is gone).
+pub fn adopt_socket_files() {
+    SOCKET_OWNER.store(std::process::id(), Ordering::Relaxed);
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Listener::Unix {
             path, owned: true, ..
         } = self
         {
+            if SOCKET_OWNER.load(Ordering::Relaxed) != std::process::id()
+                || KEEP_SOCKET_FILES.load(Ordering::Relaxed)
+            {
+                return;
+            }
             // Removing the socket file at exit lets the next start bind without a stale file.
             let _ = std::fs::remove_file(path);
         }
@@ -73,10 +99,30 @@ impl Drop for Listener {
 
 /// Bind every spec, in order. Any failure is returned with the spec that caused it.
 pub fn bind_all(binds: &[Bind], backlog: u32) -> Result<Vec<Listener>, BindError> {
+    bind_all_with(
+        binds,
+        BindOptions {
+            backlog,
+            reuse_port: false,
+        },
+    )
+}
+
+/// How sockets are bound.
+#[derive(Clone, Copy, Debug)]
+pub struct BindOptions {
+    /// The `listen(2)` queue length.
+    pub backlog: u32,
+    /// Set `SO_REUSEPORT` on TCP sockets before binding (`--reuse-port`).
+    pub reuse_port: bool,
+}
+
+/// [`bind_all`] with every option.
+pub fn bind_all_with(binds: &[Bind], opts: BindOptions) -> Result<Vec<Listener>, BindError> {
     binds
         .iter()
         .map(|b| {
-            bind(b, backlog).map_err(|source| BindError {
+            bind_with(b, opts).map_err(|source| BindError {
                 spec: b.to_string(),
                 source,
             })
@@ -109,17 +155,27 @@ fn backlog_i32(backlog: u32) -> i32 {
 
 /// Bind one spec.
 pub fn bind(spec: &Bind, backlog: u32) -> io::Result<Listener> {
+    bind_with(
+        spec,
+        BindOptions {
+            backlog,
+            reuse_port: false,
+        },
+    )
+}
+
+fn bind_with(spec: &Bind, opts: BindOptions) -> io::Result<Listener> {
     match spec {
-        Bind::Tcp { host, port } => bind_tcp(host, *port, backlog),
-        Bind::Unix(path) => bind_unix(path, backlog),
+        Bind::Tcp { host, port } => bind_tcp(host, *port, opts),
+        Bind::Unix(path) => bind_unix(path, opts.backlog),
         Bind::Fd(fd) => from_fd(*fd),
     }
 }
 
-fn bind_tcp(host: &str, port: u16, backlog: u32) -> io::Result<Listener> {
+fn bind_tcp(host: &str, port: u16, opts: BindOptions) -> io::Result<Listener> {
     let mut last_err = None;
     for addr in (host, port).to_socket_addrs()? {
-        match bind_tcp_addr(addr, backlog) {
+        match bind_tcp_addr(addr, opts) {
             Ok(l) => return Ok(Listener::Tcp(l)),
             Err(e) => last_err = Some(e),
         }
@@ -129,18 +185,22 @@ fn bind_tcp(host: &str, port: u16, backlog: u32) -> io::Result<Listener> {
     }))
 }
 
-fn bind_tcp_addr(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+fn bind_tcp_addr(addr: SocketAddr, opts: BindOptions) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // SO_REUSEADDR lets a restarted server bind while old connections sit in TIME_WAIT,
     // as every peer server does.
     socket.set_reuse_address(true)?;
+    if opts.reuse_port {
+        // Must be set before bind(2), on every socket that shares the port.
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         // `[::]:port` should mean IPv6 only, so that `0.0.0.0:port` can be bound beside it.
         socket.set_only_v6(true)?;
     }
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(backlog_i32(backlog))?;
+    socket.listen(backlog_i32(opts.backlog))?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
@@ -152,6 +212,7 @@ fn bind_unix(path: &Path, backlog: u32) -> io::Result<Listener> {
     socket.listen(backlog_i32(backlog))?;
     socket.set_nonblocking(true)?;
     let fd: OwnedFd = socket.into();
+    SOCKET_OWNER.store(std::process::id(), Ordering::Relaxed);
     Ok(Listener::Unix {
         listener: StdUnixListener::from(fd),
         path: path.to_owned(),
@@ -225,6 +286,42 @@ impl IntoRawFdLeak for Socket {
     }
 }
 
+/// Take over a listening socket inherited from the master that re-executed us (SIGUSR2).
+/// With `owned`, a unix socket's file is removed when this process exits, as if it had
+/// bound it itself; the file is never removed or re-created on the way in, so clients
+/// keep connecting throughout.
+pub fn inherit(fd: RawFd, owned: bool) -> io::Result<Listener> {
+    let mut l = from_fd(fd)?;
+    if let Listener::Unix { owned: o, path, .. } = &mut l {
+        *o = owned && !path.as_os_str().is_empty();
+        if *o {
+            SOCKET_OWNER.store(std::process::id(), Ordering::Relaxed);
+        }
+    }
+    Ok(l)
+}
+
+/// A systemd socket and its `FileDescriptorName=`, if it has one.
+pub type NamedListener = (Listener, Option<String>);
+
+/// [`systemd_listeners`], with the name systemd gave each socket (`LISTEN_FDNAMES`, from
+/// `FileDescriptorName=`; `None` where none was given).
+pub fn systemd_listeners_named() -> Option<io::Result<Vec<NamedListener>>> {
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|v| v.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let listeners = systemd_listeners()?;
+    Some(listeners.map(|ls| {
+        ls.into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let name = names.get(i).filter(|n| !n.is_empty()).cloned();
+                (l, name)
+            })
+            .collect()
+    }))
+}
+
 /// Sockets passed by systemd socket activation (`LISTEN_PID`, `LISTEN_FDS`, from fd 3), if
 /// they are meant for this process. The variables are removed afterwards, as
 /// sd_listen_fds(3) does, so that child processes do not take them for their own.
@@ -294,6 +391,24 @@ mod tests {
         if let Ok(l) = l {
             assert!(l.local_addr().unwrap().is_ipv6());
         }
+    }
+
+    #[test]
+    fn reuse_port_lets_two_sockets_share_a_port() {
+        let opts = BindOptions {
+            backlog: 16,
+            reuse_port: true,
+        };
+        let tcp = |port| Bind::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let a = bind_with(&tcp(0), opts).unwrap();
+        let port = a.local_addr().unwrap().port();
+        let b = bind_with(&tcp(port), opts).unwrap();
+        assert_eq!(b.local_addr().unwrap().port(), port);
+        // Without the option on the newcomer the port is taken.
+        assert!(bind(&tcp(port), 16).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::fmt::Arguments;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 /// Log levels, in gunicorn's order.
@@ -41,22 +41,47 @@ impl Level {
 struct Logger {
     level: Level,
     sink: Mutex<Box<dyn Write + Send>>,
+    /// The file behind `sink`, if it is one: what [`reopen`] opens again.
+    path: Option<PathBuf>,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 /// Set the level and the destination (`-` or `None` = stderr). Only the first call counts.
 pub fn init(level: Level, file: Option<&Path>) -> std::io::Result<()> {
-    let sink: Box<dyn Write + Send> = match file {
-        Some(p) if p.as_os_str() != "-" => {
-            Box::new(OpenOptions::new().create(true).append(true).open(p)?)
-        }
-        _ => Box::new(std::io::stderr()),
+    let path = file.filter(|p| p.as_os_str() != "-");
+    let sink: Box<dyn Write + Send> = match path {
+        Some(p) => Box::new(open_append(p)?),
+        None => Box::new(std::io::stderr()),
     };
     let _ = LOGGER.set(Logger {
         level,
         sink: Mutex::new(sink),
+        path: path.map(Path::to_path_buf),
     });
+    Ok(())
+}
+
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// The error log file, when the log goes to a file (not stderr).
+pub fn file_path() -> Option<&'static Path> {
+    logger().path.as_deref()
+}
+
+/// Open the error log file again (SIGUSR1, after logrotate moved it away): lines written
+/// from now on go to a file at the configured path. With stderr this does nothing. On
+/// failure the old file is kept.
+pub fn reopen() -> std::io::Result<()> {
+    let l = logger();
+    if let Some(path) = &l.path {
+        let file = open_append(path)?;
+        if let Ok(mut sink) = l.sink.lock() {
+            *sink = Box::new(file);
+        }
+    }
     Ok(())
 }
 
@@ -64,6 +89,7 @@ fn logger() -> &'static Logger {
     LOGGER.get_or_init(|| Logger {
         level: Level::Info,
         sink: Mutex::new(Box::new(std::io::stderr())),
+        path: None,
     })
 }
 

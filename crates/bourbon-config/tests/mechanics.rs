@@ -1,0 +1,71 @@
+//! The server-mechanics settings of issue 4: umask, user, group, daemon, proc_name,
+//! reuse_port. One test per setting: good values parse, bad ones give a one-line error.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{err, run, run_env, temp_file};
+
+#[test]
+fn umask() {
+    assert_eq!(run(&[]).umask, 0);
+    assert_eq!(run(&["--umask", "0o077"]).umask, 0o077);
+    assert_eq!(run(&["--umask", "007"]).umask, 0o007);
+    assert_eq!(run(&["-m", "0O22"]).umask, 0o022);
+    assert_eq!(run(&["--umask=18"]).umask, 18);
+    assert_eq!(run(&["--umask", "0x3f"]).umask, 0o077);
+    assert_eq!(run(&["--umask", "0"]).umask, 0);
+    assert_eq!(run_env(&[], &[("BOURBON_UMASK", "027")]).umask, 0o027);
+    assert!(err(&["--umask", "0o8"]).contains("is not a umask"));
+    assert!(err(&["--umask", "-1"]).contains("is not a umask"));
+    assert!(err(&["--umask", "0o"]).contains("is not a umask"));
+    assert_eq!(
+        err(&["--umask", "0o1000"]),
+        "error: --umask: '0o1000' is larger than 0o777"
+    );
+    // What --print-config writes is read back the same.
+    let f = temp_file("umask = \"0o027\"\n");
+    assert_eq!(run(&["-c", f.to_str().unwrap()]).umask, 0o027);
+}
+
+#[test]
+fn user_and_group() {
+    let c = run(&[]);
+    assert_eq!((c.user, c.group), (None, None));
+    let c = run(&["-u", "nobody", "-g", "nogroup"]);
+    assert_eq!(c.user.as_deref(), Some("nobody"));
+    assert_eq!(c.group.as_deref(), Some("nogroup"));
+    let c = run(&["--user=65534", "--group", "65534"]);
+    assert_eq!(c.user.as_deref(), Some("65534"));
+    let c = run_env(&[], &[("BOURBON_USER", "www-data")]);
+    assert_eq!(c.user.as_deref(), Some("www-data"));
+    assert!(err(&["--user", "a b"]).starts_with("error: --user: 'a b' is not a user"));
+    assert!(err(&["-g", "x:y"]).starts_with("error: -g: 'x:y' is not a user or group"));
+}
+
+#[test]
+fn daemon() {
+    assert!(!run(&[]).daemon);
+    assert!(run(&["-D"]).daemon);
+    assert!(run(&["--daemon"]).daemon);
+    assert!(run_env(&[], &[("BOURBON_DAEMON", "yes")]).daemon);
+    assert!(err(&["--daemon=perhaps"]).contains("is not a boolean"));
+}
+
+#[test]
+fn proc_name() {
+    assert_eq!(run(&[]).proc_name, None);
+    assert_eq!(
+        run(&["--proc-name", "site"]).proc_name.as_deref(),
+        Some("site")
+    );
+    assert_eq!(run(&["-n", "x"]).proc_name.as_deref(), Some("x"));
+    assert_eq!(run(&["--name", "y"]).proc_name.as_deref(), Some("y"));
+}
+
+#[test]
+fn reuse_port() {
+    assert!(!run(&[]).reuse_port);
+    assert!(run(&["--reuse-port"]).reuse_port);
+    assert!(run_env(&[], &[("BOURBON_REUSE_PORT", "1")]).reuse_port);
+}

@@ -1,0 +1,118 @@
+//! systemd's readiness protocol (sd_notify(3)) for `Type=notify` services.
+//!
+//! This module owns the `NOTIFY_SOCKET` address: it is taken out of the environment at
+//! start (so neither the application nor anything it starts sees it or answers in our
+//! name) and datagrams such as `READY=1` are sent to it. Only the master, or the single
+//! process with `-w 1`, sends: workers never do. Without `NOTIFY_SOCKET` every call is a
+//! no-op.
+
+use std::os::unix::net::UnixDatagram;
+use std::sync::OnceLock;
+
+use bourbon_server::log;
+use pyo3::prelude::*;
+
+/// The address from `NOTIFY_SOCKET` (a path, or `@name` for an abstract socket), and the
+/// process that took it: forked workers inherit this memory but must stay silent.
+static SOCKET: OnceLock<Option<(String, u32)>> = OnceLock::new();
+
+/// Take `NOTIFY_SOCKET` out of the environment (ours and Python's `os.environ`) and keep
+/// it for [`send`]. Call once, early, while the process is single-threaded.
+pub(crate) fn init(py: Python<'_>) {
+    let addr = std::env::var("NOTIFY_SOCKET")
+        .ok()
+        .filter(|a| !a.is_empty());
+    if addr.is_some() {
+        std::env::remove_var("NOTIFY_SOCKET");
+        let _ = py.import("os").and_then(|os| {
+            os.getattr("environ")?
+                .call_method1("pop", ("NOTIFY_SOCKET", py.None()))
+                .map(drop)
+        });
+    }
+    let _ = SOCKET.set(addr.map(|a| (a, std::process::id())));
+}
+
+/// After daemonizing: this process (the daemon) is now the one that speaks.
+pub(crate) fn adopt() {
+    if let Some(Some((addr, _))) = SOCKET.get() {
+        OWNER_OVERRIDE.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+        log::debug(format_args!("sd_notify to {addr} from the daemon"));
+    }
+}
+
+/// Set by [`adopt`]: the daemon's pid, which replaces the recorded owner.
+static OWNER_OVERRIDE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The saved address, to hand on to a re-executed master.
+pub(crate) fn address() -> Option<&'static str> {
+    SOCKET
+        .get()
+        .and_then(Option::as_ref)
+        .map(|(a, _)| a.as_str())
+}
+
+/// Send one notification (`KEY=VALUE` lines), from the process that took the address only.
+/// Failures are logged at debug level only: a service manager that went away must not stop
+/// the server.
+pub(crate) fn send(state: &str) {
+    let Some((addr, owner)) = SOCKET.get().and_then(Option::as_ref) else {
+        return;
+    };
+    let adopted = OWNER_OVERRIDE.load(std::sync::atomic::Ordering::Relaxed);
+    let owner = if adopted != 0 { adopted } else { *owner };
+    if owner != std::process::id() {
+        return;
+    }
+    if let Err(e) = send_to(addr, state) {
+        log::debug(format_args!("sd_notify to {addr} failed: {e}"));
+    }
+}
+
+fn send_to(addr: &str, state: &str) -> std::io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    if let Some(name) = addr.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        let sa = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        sock.send_to_addr(state.as_bytes(), &sa)?;
+    } else {
+        sock.send_to(state.as_bytes(), addr)?;
+    }
+    Ok(())
+}
+
+/// `READY=1` with the main pid and a status line.
+pub(crate) fn ready(status: &str) {
+    send(&format!(
+        "READY=1\nMAINPID={}\nSTATUS={status}",
+        std::process::id()
+    ));
+}
+
+/// `RELOADING=1` (SIGHUP), with the monotonic time systemd's `Type=notify-reload` asks for.
+pub(crate) fn reloading() {
+    send(&format!(
+        "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=Reloading",
+        monotonic_usec()
+    ));
+}
+
+/// `STOPPING=1` (TERM, INT, QUIT).
+pub(crate) fn stopping() {
+    send("STOPPING=1\nSTATUS=Stopping");
+}
+
+#[allow(unsafe_code)]
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into our local timespec.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs * 1_000_000 + nanos / 1000
+}
