@@ -430,11 +430,11 @@ def test_proc_name_overrides_the_app_in_titles(start_server):
 class Requests:
     """A client loop in a thread: bounded in count and time, counts failures.
 
-    ``dropped`` counts connections closed without a byte of response. That happens, rarely,
-    when a worker that is being stopped accepted the connection an instant before: hyper's
-    HTTP/1 graceful shutdown closes a connection whose request it has not started reading
-    (hyperium/hyper#2730, #3808), in the serving core, not in the upgrade. Anything else
-    (refused, reset mid-response, a timeout, a wrong status) is a failure.
+    ``dropped`` counts connections closed without a byte of response, kept apart from the
+    other failures (refused, reset mid-response, a timeout, a wrong status) because it is
+    the one a graceful stop could cause: a worker that accepted a connection an instant
+    before it was told to stop must still answer the request on it (the connection driver
+    waits for a first request before honouring a stop). Both must stay empty.
     """
 
     def __init__(self, url: str, sock: Path):
@@ -516,7 +516,7 @@ def test_usr2_winch_term_upgrade_without_failed_requests(tmp_path: Path, start_s
         wait_until(lambda: client.answered >= n + 20, what="requests after TERM")
         client.stop()
         assert not client.failures, client.failures[:3]
-        assert len(client.dropped) <= 2, client.dropped
+        assert not client.dropped, client.dropped
         assert new in client.ppids and old in client.ppids
         # The old master left the socket file and the pid file to the new one.
         assert sock.exists()
