@@ -642,10 +642,10 @@ fn parse_request_line<'a>(
 }
 
 /// RFC 9112 §3.2: origin-form for most requests, absolute-form for any, authority-form only
-/// for CONNECT, asterisk-form only for OPTIONS. Finally the target must parse as hyper
-/// parses it (`http::Uri`), so hyper never refuses a head the guard released.
+/// for CONNECT, asterisk-form only for OPTIONS.
 fn check_target(method: &[u8], target: &[u8]) -> Result<(), Reject> {
-    if target.iter().any(|&b| b <= b' ' || b == 0x7f) {
+    // RFC 3986 §2: a URI is visible ASCII; no controls, spaces or raw non-ASCII bytes.
+    if !target.iter().all(|&b| (0x21..0x7f).contains(&b)) {
         return Err(Reject::BAD_TARGET);
     }
     let ok = if method == b"CONNECT" {
@@ -655,7 +655,7 @@ fn check_target(method: &[u8], target: &[u8]) -> Result<(), Reject> {
     } else {
         target[0] == b'/' || is_absolute_form(target)
     };
-    if !ok || http::Uri::try_from(target).is_err() {
+    if !ok {
         return Err(Reject::BAD_TARGET);
     }
     Ok(())
@@ -752,10 +752,7 @@ fn split_field(line: &[u8]) -> Result<(&[u8], &[u8]), Reject> {
     }
     let value = trim_ows(&line[colon + 1..]);
     // RFC 9110 §5.5: field-vchar / SP / HTAB / obs-text; no other CTL, no DEL.
-    if !value
-        .iter()
-        .all(|&b| FIELD_VALUE[usize::from(b)])
-    {
+    if !value.iter().all(|&b| FIELD_VALUE[usize::from(b)]) {
         return Err(Reject::BAD_FIELD_VALUE);
     }
     Ok((name, value))
@@ -763,6 +760,10 @@ fn split_field(line: &[u8]) -> Result<(&[u8], &[u8]), Reject> {
 
 /// Record what a header field means for framing and connection handling.
 fn note_field(name: &[u8], value: &[u8], facts: &mut Facts) -> Result<(), Reject> {
+    // Most fields mean nothing for framing: rule them out by length before comparing names.
+    if !matches!(name.len(), 4 | 6 | 10 | 14 | 17) {
+        return Ok(());
+    }
     if name.eq_ignore_ascii_case(b"content-length") {
         // RFC 9110 §8.6 allows identical duplicates to be merged; like gunicorn, refuse any.
         if facts.content_length.is_some() {
@@ -1074,8 +1075,20 @@ pub(crate) static TCHAR: [bool; 256] = {
         t[i] = b.is_ascii_alphanumeric()
             || matches!(
                 b,
-                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-                    | b'`' | b'|' | b'~'
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
             );
         i += 1;
     }

@@ -238,7 +238,14 @@ impl<S: Socket> Conn<S> {
                 }
             }
             if !in_head && *stop.borrow() {
-                return HeadRead::Close;
+                // Stopping, between requests. A request the client has already sent is
+                // served (with `Connection: close`) rather than dropped: closing on bytes in
+                // flight would cut off a client that did nothing wrong.
+                if !self.peer_sent_bytes() {
+                    return HeadRead::Close;
+                }
+                in_head = true;
+                deadline = Instant::now() + t.header;
             }
             let fill = poll_fn(|cx| {
                 let rd = &mut *self.rd.borrow_mut();
@@ -649,6 +656,14 @@ impl<S: Socket> Conn<S> {
             }
         };
         let _ = tokio::time::timeout(LINGER_TIME, discard).await;
+    }
+
+    /// Whether the client's bytes wait in the socket (checked by the kernel, not by the
+    /// runtime's cached readiness, which may not have seen them yet).
+    fn peer_sent_bytes(&self) -> bool {
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+        let sock = socket2::SockRef::from(&self.stream);
+        matches!(sock.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT), Ok(n) if n > 0)
     }
 
     fn shutdown_write(&self) {

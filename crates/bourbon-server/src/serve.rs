@@ -54,13 +54,16 @@ pub struct ConnInfo {
     pub remote: Remote,
 }
 
-/// A client address as text.
+/// A client address as text, plus a place for an adapter's per-connection values.
 #[derive(Clone, Debug, Default)]
 pub struct Remote {
     /// The IP address, e.g. `127.0.0.1` ("" for unix sockets).
     pub ip: Arc<str>,
     /// The port, e.g. `52100` ("" for unix sockets).
     pub port: Arc<str>,
+    /// Values an adapter derives once per connection rather than per request (the WSGI
+    /// adapter keeps the Python strings of the address and the Host here).
+    pub cache: Arc<ConnCache>,
 }
 
 impl Remote {
@@ -68,7 +71,42 @@ impl Remote {
         Remote {
             ip: Arc::from(addr.ip().to_string()),
             port: Arc::from(addr.port().to_string()),
+            cache: Arc::default(),
         }
+    }
+}
+
+/// One value of any type, made on first use, per connection. It travels with requests to
+/// whichever thread serves them, hence `Send` and a lock (never contended: a connection has
+/// one request at a time).
+#[derive(Default)]
+pub struct ConnCache(std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>);
+
+impl ConnCache {
+    /// Run `f` on the cached `T`, making it with `init` first if there is none (or if what
+    /// is there is of another type).
+    pub fn with<T: std::any::Any + Send, R>(
+        &self,
+        init: impl FnOnce() -> T,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        let mut slot = match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(value) = slot.as_mut().and_then(|b| b.downcast_mut::<T>()) {
+            return f(value);
+        }
+        let mut value = Box::new(init());
+        let out = f(&mut value);
+        *slot = Some(value);
+        out
+    }
+}
+
+impl std::fmt::Debug for ConnCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnCache")
     }
 }
 

@@ -65,13 +65,14 @@ pub(crate) fn latin1_str<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyStr
     // CPython builds a latin-1 str by a copy (no UTF-8 decoding, no intermediate String).
     // SAFETY: the pointer and length describe `bytes`, alive for the call; a null `errors`
     // means "strict", which cannot fail for latin-1. The GIL is held (we have `py`).
-    let ptr = unsafe {
-        pyo3::ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null())
-    };
+    let ptr =
+        unsafe { pyo3::ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null()) };
     // SAFETY: `ptr` is a new reference to a str, or null with an exception set (out of
     // memory), which `from_owned_ptr_or_err` turns into an error.
     match unsafe { Bound::from_owned_ptr_or_err(py, ptr) } {
-        Ok(s) => s.cast_into::<PyString>().unwrap_or_else(|_| PyString::new(py, "")),
+        Ok(s) => s
+            .cast_into::<PyString>()
+            .unwrap_or_else(|_| PyString::new(py, "")),
         Err(_) => PyString::new(py, ""),
     }
 }
@@ -203,6 +204,44 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// The Python strings a connection's requests share: the client's address, and what its
+/// Host header gives (SERVER_NAME, SERVER_PORT, HTTP_HOST), remade only when a request
+/// carries another Host than the one before.
+struct ConnStrings {
+    ip: Py<PyString>,
+    port: Py<PyString>,
+    /// The Host value the strings below were made from; `None` before the first request.
+    host: Option<Option<Vec<u8>>>,
+    server_name: Py<PyString>,
+    server_port: Py<PyString>,
+    host_value: Option<Py<PyString>>,
+}
+
+impl ConnStrings {
+    fn new(py: Python<'_>, remote: &bourbon_server::serve::Remote) -> Self {
+        let empty = intern!(py, "").clone().unbind();
+        ConnStrings {
+            ip: PyString::new(py, &remote.ip).unbind(),
+            port: PyString::new(py, &remote.port).unbind(),
+            host: None,
+            server_name: empty.clone_ref(py),
+            server_port: empty,
+            host_value: None,
+        }
+    }
+
+    fn refresh_host(&mut self, py: Python<'_>, host: Option<&[u8]>, local: &Local) {
+        if self.host.as_ref().is_some_and(|h| h.as_deref() == host) {
+            return;
+        }
+        let (name, port) = server_name_port(host, local);
+        self.server_name = PyString::new(py, &name).unbind();
+        self.server_port = PyString::new(py, &port).unbind();
+        self.host_value = host.map(|h| latin1_str(py, h).unbind());
+        self.host = Some(host.map(<[u8]>::to_vec));
+    }
+}
+
 /// The environ for one request: a copy of the base plus the request's keys.
 pub(crate) fn request_environ<'py>(
     py: Python<'py>,
@@ -224,12 +263,27 @@ pub(crate) fn request_environ<'py>(
     )?;
     set_uri_keys(py, &env, head.target(), root_path)?;
 
-    let (server_name, server_port) = server_name_port(head.header(b"host"), &job.local);
+    // The address and Host strings are made once per connection (see `ConnStrings`).
+    let host = head.header(b"host");
+    let (remote_ip, remote_port, server_name, server_port, host_value) = job.remote.cache.with(
+        || ConnStrings::new(py, &job.remote),
+        |c| {
+            c.refresh_host(py, host, &job.local);
+            (
+                c.ip.clone_ref(py),
+                c.port.clone_ref(py),
+                c.server_name.clone_ref(py),
+                c.server_port.clone_ref(py),
+                c.host_value.as_ref().map(|h| h.clone_ref(py)),
+            )
+        },
+    );
     env.set_item(intern!(py, "SERVER_NAME"), server_name)?;
     env.set_item(intern!(py, "SERVER_PORT"), server_port)?;
-    env.set_item(intern!(py, "REMOTE_ADDR"), &*job.remote.ip)?;
-    env.set_item(intern!(py, "REMOTE_PORT"), &*job.remote.port)?;
+    env.set_item(intern!(py, "REMOTE_ADDR"), remote_ip)?;
+    env.set_item(intern!(py, "REMOTE_PORT"), remote_port)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
+    let mut host_value = host_value;
 
     let count = head.field_count();
     for i in 0..count {
@@ -249,7 +303,15 @@ pub(crate) fn request_environ<'py>(
         };
         let mut repeats = (i + 1..count).filter(|&j| same(j)).peekable();
         if repeats.peek().is_none() {
-            env.set_item(key, latin1_str(py, value))?;
+            let cached = if name.eq_ignore_ascii_case(b"host") {
+                host_value.take()
+            } else {
+                None
+            };
+            match cached {
+                Some(v) => env.set_item(key, v)?,
+                None => env.set_item(key, latin1_str(py, value))?,
+            }
             continue;
         }
         // Repeated fields are joined as one list (RFC 9110 §5.3); cookies with "; " because
