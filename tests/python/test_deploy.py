@@ -468,13 +468,6 @@ def test_bourbon_stops_promptly_with_nginx_keepalive_connections(django_site):
             s.close()
 
 
-UNLINK_BUG = (
-    "a worker that exits cleanly (TTOU, or retired by HUP) drops its inherited copy of the "
-    "master's unix listener, which deletes the socket path; the master keeps listening on a "
-    "socket nobody can connect to, and nginx answers 502 (No such file or directory)"
-)
-
-
 def unix_get(path: Path, target: str = "/") -> int:
     with socket.socket(socket.AF_UNIX) as c:
         c.settimeout(TIMEOUT)
@@ -483,7 +476,6 @@ def unix_get(path: Path, target: str = "/") -> int:
         return read_http_response(c)[0]
 
 
-@pytest.mark.xfail(raises=AssertionError, strict=True, reason=UNLINK_BUG)
 def test_unix_socket_survives_a_retired_worker(start_server, short_dir):
     sock = short_dir / "app.sock"
     srv = start_server("hello_app:app", "-w", "2", "-b", f"unix:{sock}")
@@ -501,7 +493,6 @@ def test_unix_socket_survives_a_retired_worker(start_server, short_dir):
     assert unix_get(sock) == 200
 
 
-@pytest.mark.xfail(raises=AssertionError, strict=True, reason=UNLINK_BUG)
 @pytest.mark.timeout(60)
 def test_nginx_reload_of_bourbon_keeps_serving(django_site):
     """``systemctl reload`` (HUP) of the documented command behind the documented nginx:

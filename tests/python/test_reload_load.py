@@ -7,15 +7,12 @@ of workers. Every request's outcome is recorded. The only failures allowed are r
 were on the killed worker when it died: they end within a short window after the SIGKILL, at
 most one per client thread.
 
-Known defect (the tests at the end reproduce it deterministically): a worker that starts
-its graceful drain (retired by HUP or TTOU, or stopped by TERM) closes connections it has
-accepted but whose request it has not started to handle, without an answer. Under load this
-loses a request now and then, a few milliseconds after a retirement: the client sees the
-connection closed without a response (``RemoteDisconnected``). The load test raises
-:class:`LostInDrain` for exactly that signature, which its ``xfail`` marker names, so any
-other failure still fails it. With keep-alive clients the same defect loses more requests
-(the response in flight does not say ``Connection: close``); set ``KEEP_ALIVE_CLIENTS`` to 2
-once it is fixed.
+Half the clients reuse their connection, half send ``Connection: close``. The drain of a
+retired worker must answer every request it has received, including one that arrived on an
+idle keep-alive connection just as the drain began, and must say ``Connection: close`` on
+the last response of each connection; the tests at the end check both directly.
+:class:`LostInDrain` names the failure a broken drain produces (a connection closed without
+an answer just after a HUP or TTOU), so a regression reads clearly.
 """
 
 from __future__ import annotations
@@ -33,12 +30,11 @@ from pathlib import Path
 import pytest
 
 CLIENTS = 4
-# Clients that reuse connections (the others send ``Connection: close``); 0 until the drain
-# keeps keep-alive clients whole (see the xfail tests below).
-KEEP_ALIVE_CLIENTS = 0
+# Clients that reuse connections (the others send ``Connection: close``).
+KEEP_ALIVE_CLIENTS = 2
 PAUSE = 2.0  # load between two signals, seconds
 KILL_WINDOW = 1.0  # seconds after the SIGKILL in which its victims' requests may fail
-DRAIN_WINDOW = 0.5  # seconds after a HUP/TTOU in which the known drain defect shows
+DRAIN_WINDOW = 0.5  # seconds after a HUP/TTOU in which a broken drain would show
 TIMEOUT = 10.0
 
 
@@ -107,13 +103,6 @@ def run_client(
         conn.close()
 
 
-@pytest.mark.xfail(
-    raises=LostInDrain,
-    strict=False,
-    reason="a draining worker closes accepted connections whose request it has not yet "
-    "handled (see test_drain_serves_a_request_that_had_started_to_arrive); under load this "
-    "loses a request in about one run of three",
-)
 @pytest.mark.timeout(90)
 def test_hup_ttin_ttou_kill_under_load(start_server):
     srv = start_server("workers_app:app", "-w", "3")
@@ -218,7 +207,7 @@ def test_hup_ttin_ttou_kill_under_load(start_server):
 
     wait_children(srv.pid, lambda k: len(k) == 3, "end: 3 workers")
     assert srv.stop() == 0, srv.log
-    # Last, so that every other check above has run: the known defect.
+    # Last, so that every other check above has run: requests lost by a drain.
     if lost_in_drain:
         raise LostInDrain(
             f"{len(lost_in_drain)} of {len(outcomes)} requests closed without an answer just "
@@ -228,8 +217,8 @@ def test_hup_ttin_ttou_kill_under_load(start_server):
 
 
 # ---------------------------------------------------------------------------------------------
-# The drain defect, deterministically. A worker retired by HUP or TTOU drains exactly like
-# the -w 1 process here. All three fail today, for the reasons given.
+# The drain, deterministically. A worker retired by HUP or TTOU drains exactly like the
+# -w 1 process here: it answers what it has received and announces the close.
 
 
 def tcp_queues(local_port: int, remote_port: int) -> tuple[int, int] | None:
@@ -259,13 +248,6 @@ def wait_read_by_server(client: socket.socket, timeout: float = TIMEOUT) -> None
         time.sleep(0.01)
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="the drain answers the request in flight without 'Connection: close' and then "
-    "closes the connection, so a keep-alive client sends its next request into a closing "
-    "connection (hyper 1.12 adds no such header after graceful_shutdown)",
-)
 def test_drain_announces_the_close_on_the_response_in_flight(start_server):
     srv = start_server("slow_app:app")
     with srv.connect() as s:
@@ -281,12 +263,6 @@ def test_drain_announces_the_close_on_the_response_in_flight(start_server):
             resp.close()
 
 
-@pytest.mark.xfail(
-    raises=ConnectionError,
-    strict=True,
-    reason="at the start of the drain a connection is closed without an answer when its next "
-    "request has started to arrive but is not yet being handled (fresh or kept alive)",
-)
 @pytest.mark.parametrize("connection", ["fresh", "kept-alive"])
 def test_drain_serves_a_request_that_had_started_to_arrive(start_server, connection):
     srv = start_server("workers_app:app")

@@ -500,6 +500,7 @@ impl StopSignals {
         role: Role,
     ) -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
+        bourbon_server::serve::watch_stop_signals()?;
         let _guard = runtime.enter();
         Ok(StopSignals {
             term: signal(SignalKind::terminate())?,

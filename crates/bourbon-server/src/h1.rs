@@ -32,7 +32,7 @@ use tokio::time::{Instant, Sleep};
 use crate::guard::{Guard, Phase, Reject};
 use crate::io::{is_placeholder, ConnShared, Socket, Timeouts};
 use crate::request::{BodyError, BodySource, Request, RequestBody, RequestHead, Response};
-use crate::serve::{ConnInfo, Handler, ServeConfig};
+use crate::serve::{stop_signalled, ConnInfo, Handler, ServeConfig};
 
 /// One socket read; a typical request head arrives in one.
 const READ_CHUNK: usize = 16 * 1024;
@@ -46,6 +46,10 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// its rest arrives promptly and is at most this large; otherwise the connection closes.
 const DRAIN_BYTES: u64 = 64 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(1);
+/// When a stop comes while a keep-alive connection is idle, how long it may still bring a
+/// request: the client may have sent one an instant before it could know (RFC 9112 §9.6
+/// warns of this race); answering it with `Connection: close` beats a reset.
+const STOP_IDLE_GRACE: Duration = Duration::from_millis(500);
 /// The interim answer to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -156,7 +160,7 @@ pub(crate) async fn drive<S, H>(
         let wants_close = head.wants_close();
         let body = conn.start_request(&head);
         let resp = handler.call(Request { head, body }, &info).await;
-        let close = wants_close || !keep_alive || *stop.borrow();
+        let close = wants_close || !keep_alive || stop_signalled(&stop);
         match conn.write_response(resp, facts, close, &mut wbuf).await {
             Ok(true) => {}
             Ok(false) | Err(_) => break,
@@ -204,6 +208,7 @@ impl<S: Socket> Conn<S> {
     ) -> HeadRead {
         let t = self.timeouts;
         let mut in_head = first || !self.rd.borrow().buf.is_empty();
+        let mut stopping = false;
         let mut deadline = if first {
             accepted + t.header
         } else if in_head {
@@ -237,29 +242,33 @@ impl<S: Socket> Conn<S> {
                     return HeadRead::Close;
                 }
             }
-            if !in_head && *stop.borrow() {
-                // Stopping, between requests. A request the client has already sent is
-                // served (with `Connection: close`) rather than dropped: closing on bytes in
-                // flight would cut off a client that did nothing wrong.
-                if !self.peer_sent_bytes() {
-                    return HeadRead::Close;
+            if !in_head && !stopping && stop_signalled(stop) {
+                // Stopping, between requests. A request the client has already sent, or
+                // sends within a short grace, is served (with `Connection: close`) rather
+                // than dropped: closing on bytes in flight would cut off a client that did
+                // nothing wrong.
+                stopping = true;
+                if self.peer_sent_bytes() {
+                    in_head = true;
+                    deadline = Instant::now() + t.header;
+                } else {
+                    deadline = deadline.min(Instant::now() + STOP_IDLE_GRACE);
                 }
-                in_head = true;
-                deadline = Instant::now() + t.header;
             }
             let fill = poll_fn(|cx| {
                 let rd = &mut *self.rd.borrow_mut();
                 self.poll_fill(rd, cx, READ_CHUNK)
             });
             let got = tokio::select! {
+                biased;
                 res = fill => Some(res),
-                () = tokio::time::sleep_until(deadline) => None,
-                changed = stop.changed(), if !in_head => {
+                changed = stop.changed(), if !in_head && !stopping => {
                     if changed.is_err() {
                         return HeadRead::Close;
                     }
                     continue;
                 }
+                () = tokio::time::sleep_until(deadline) => None,
             };
             let rd = &mut *self.rd.borrow_mut();
             match got {

@@ -110,6 +110,33 @@ impl std::fmt::Debug for ConnCache {
     }
 }
 
+/// Set from the signal handler itself the moment TERM, INT or QUIT arrives, before the
+/// runtime gets to run the task that turns the signal into a stop. An application call runs
+/// on the runtime thread (inline calls), so without this a response finished during a long
+/// call would not know the connection is about to close and would not say so.
+static STOP_SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Note TERM, INT and QUIT in [`STOP_SIGNALLED`] as they arrive (alongside whatever else
+/// handles them). Call once in each serving process, after fork.
+#[allow(unsafe_code)]
+pub fn watch_stop_signals() -> std::io::Result<()> {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: the action only stores to an atomic, which is async-signal-safe; the
+        // registry chains it with the runtime's own handler for the same signal.
+        unsafe {
+            signal_hook_registry::register(sig, || {
+                STOP_SIGNALLED.store(true, std::sync::atomic::Ordering::Relaxed);
+            })
+        }?;
+    }
+    Ok(())
+}
+
+/// Whether a stop was signalled, even if the serving loop has not seen it yet.
+pub(crate) fn stop_signalled(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || STOP_SIGNALLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The boxed future a handler returns.
 pub type HandlerFuture<B> = Pin<Box<dyn Future<Output = Response<B>>>>;
 
