@@ -1,11 +1,16 @@
 //! `bourbon._bourbon`: the only crate that links Python.
 //!
 //! This file only registers the module's functions and classes; the WSGI adapter lives in
-//! [`wsgi`], and starting a server from the command line in [`run`].
+//! [`wsgi`], starting a server from the command line in [`run`] (`startup.rs`), the master
+//! in `arbiter.rs`, and worker supervision in `scoreboard.rs` (memory shared with each
+//! worker), `supervise.rs` (the worker's side) and `watchdog.rs` (the master's judgement).
 
 mod arbiter;
 mod pool;
+mod scoreboard;
 mod startup;
+mod supervise;
+mod watchdog;
 mod wsgi;
 
 use pyo3::prelude::*;

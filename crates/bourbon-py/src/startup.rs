@@ -3,9 +3,9 @@
 //! It owns the start-up order that gunicorn users rely on (bind every socket before the
 //! application is imported, so a bad bind fails fast and the sockets exist independently of
 //! any worker), the exit codes (1 bind failure, 2 bad setting, 4 application cannot be
-//! imported), signal handling for the single worker (TERM graceful, INT/QUIT fast) and the
-//! worker's runtime, built here and never before. The process model (several workers, the
-//! master) will take over the middle of this file; the order stays the same.
+//! imported), and what a worker does once the master (`arbiter.rs`) forked it: load the
+//! application, build its runtime (never before the fork), handle its own signals (TERM
+//! graceful, INT/QUIT fast) and serve.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,8 +32,6 @@ use crate::wsgi::streams::{ErrorsStream, FileWrapper};
 const EXIT_APP_LOAD: i32 = 4;
 /// The exit code for a socket that cannot be bound.
 const EXIT_BIND: i32 = 1;
-/// How long a graceful stop (SIGTERM) waits for requests in flight (gunicorn's default).
-const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
     let env: HashMap<String, String> = std::env::vars().collect();
@@ -200,10 +198,13 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
     if let Err(code) = prepare_python(py, cfg) {
         return code;
     }
-    if cfg.workers > 1 {
-        return crate::arbiter::run(py, cfg, argv, &listeners, access_log);
+    // Raised in the master, so every worker inherits it.
+    match listener::raise_nofile_limit() {
+        Ok(n) => log::debug(format_args!("open files limit: {n}")),
+        Err(e) => log::warn(format_args!("cannot raise the open files limit: {e}")),
     }
-    serve_here(py, cfg, &listeners, access_log, Role::Single)
+    // Always a master, as gunicorn: timeouts and recycling need someone outside the worker.
+    crate::arbiter::run(py, cfg, argv, &listeners, access_log)
 }
 
 /// The `--pid` file: written at start, removed at exit by the process that wrote it (not by
@@ -233,37 +234,24 @@ impl Drop for PidFile {
     }
 }
 
-/// Whether this process is the only one, or a worker forked by the master.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// `-w 1`: this process binds, loads and serves.
-    Single,
-    /// A worker under a master: the master already announced the sockets.
-    Worker,
-}
-
 /// gunicorn's exit code for a worker that failed to boot.
 pub(crate) const EXIT_BOOT: i32 = 3;
 
-/// Load the application and serve on `listeners` in this process until stopped.
+/// In a worker the master forked: load the application and serve on `listeners` until
+/// stopped.
 pub(crate) fn serve_here(
     py: Python<'_>,
     cfg: &Config,
     listeners: &[Listener],
     access_log: Option<Arc<AccessLog>>,
-    role: Role,
 ) -> i32 {
     // A worker that fails before serving exits with 3 (boot) or 4 (app), which stops the
     // master instead of making it respawn in a loop.
-    let boot_failure = if role == Role::Worker { EXIT_BOOT } else { 1 };
+    let boot_failure = EXIT_BOOT;
     let app = match load_app(py, cfg) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    match listener::raise_nofile_limit() {
-        Ok(n) => log::debug(format_args!("open files limit: {n}")),
-        Err(e) => log::warn(format_args!("cannot raise the open files limit: {e}")),
-    }
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
     let ctx = match build_context(py, cfg, app, threads) {
         Ok(c) => Arc::new(c),
@@ -291,13 +279,10 @@ pub(crate) fn serve_here(
             return boot_failure;
         }
     };
-    match role {
-        Role::Single => announce(listeners, threads),
-        Role::Worker => log::info(format_args!(
-            "Booting worker with pid: {}",
-            std::process::id()
-        )),
-    }
+    log::info(format_args!(
+        "Booting worker with pid: {}",
+        std::process::id()
+    ));
     let settings = Settings::from(cfg);
     // Everything below waits on sockets, so it runs without the GIL; the Python threads
     // take it when they run the application.
@@ -308,11 +293,7 @@ pub(crate) fn serve_here(
         settings,
         access_log,
     };
-    let code = py.detach(move || worker.run(listeners, ctx));
-    if role == Role::Single {
-        log::info(format_args!("Shutting down: bourbon"));
-    }
-    code
+    py.detach(move || worker.run(listeners, ctx))
 }
 
 /// The readiness lines: every socket, then the worker kind. Tests and supervisors wait for
@@ -366,6 +347,8 @@ fn build_context(
 struct Settings {
     serve: ServeConfig,
     handler: HandlerConfig,
+    /// How often the event loop tells the master it is alive.
+    heartbeat: Duration,
 }
 
 impl From<&Config> for Settings {
@@ -387,11 +370,12 @@ impl From<&Config> for Settings {
             serve: ServeConfig {
                 limits,
                 timeouts,
-                graceful_timeout: GRACEFUL_TIMEOUT,
+                graceful_timeout: cfg.graceful_timeout,
             },
             handler: HandlerConfig {
                 post_buffering: cfg.post_buffering,
             },
+            heartbeat: crate::supervise::heartbeat_period(cfg.timeout),
         }
     }
 }
@@ -454,6 +438,8 @@ impl Worker {
         let local = tokio::task::LocalSet::new();
         let code = local.block_on(&runtime, async move {
             let (stop_tx, stop_rx) = watch::channel(false);
+            // Tells the master (through the shared slot) that this loop is alive.
+            let heartbeat = tokio::task::spawn_local(crate::supervise::heartbeat(s.heartbeat));
             let handler = std::rc::Rc::new(WsgiHandler {
                 work: work_tx,
                 config: s.handler,
@@ -495,6 +481,7 @@ impl Worker {
                 }
             };
             signal_task.abort();
+            heartbeat.abort();
             code
         });
         // Dropping the runtime drops every connection task and with them the job senders,
