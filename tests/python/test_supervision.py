@@ -93,7 +93,7 @@ def test_timeout_dumps_stacks_kills_and_replaces_the_worker(start_server, path, 
 
 
 def test_timeout_zero_disables_the_check(start_server):
-    srv = start_server(APP, "-w", "1", "--timeout", "0", "--graceful-timeout", "0")
+    srv = start_server(APP, "-w", "1", "--timeout", "0")
     assert get_pid(srv, "/slow?t=1.5") in children(srv.pid)
     assert "WORKER TIMEOUT" not in srv.log
 
@@ -111,17 +111,21 @@ def test_max_requests_recycles_workers_without_failures(start_server):
     wait_children(srv.pid, lambda k: len(k) == 2)
 
 
-def test_max_requests_under_concurrent_load_loses_nothing(start_server):
-    srv = start_server(APP, "-w", "2", "--max-requests", "5")
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_max_requests_under_concurrent_load_loses_nothing(start_server, threads):
+    srv = start_server(APP, "-w", "2", "--threads", threads, "--max-requests", "5")
     wait_children(srv.pid, lambda k: len(k) == 2)
     failures: list[str] = []
     pids: set[int] = set()
     lock = threading.Lock()
+    enough = threading.Event()
 
     def client() -> None:
-        for _ in range(30):
+        for _ in range(300):
+            if enough.is_set():
+                return
             try:
-                pid = get_pid(srv, "/slow?t=0.03")
+                pid = get_pid(srv, "/slow?t=0.02")
                 with lock:
                     pids.add(pid)
             except OSError as e:  # URLError is an OSError
@@ -131,12 +135,17 @@ def test_max_requests_under_concurrent_load_loses_nothing(start_server):
     threads = [threading.Thread(target=client) for _ in range(4)]
     for t in threads:
         t.start()
+    # Load continues until the workers were recycled several times (bounded).
+    deadline = time.monotonic() + TIMEOUT
+    while srv.log.count("Autorestarting worker") < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    enough.set()
     for t in threads:
         t.join(60)
     assert not any(t.is_alive() for t in threads)
     assert not failures, failures[:3]
-    assert len(pids) > 2, pids
-    assert "Autorestarting worker after current request." in srv.log
+    assert srv.log.count("Autorestarting worker after current request.") >= 4
+    assert len(pids) >= 4, pids
 
 
 def test_max_worker_lifetime_replaces_the_worker(start_server):
@@ -231,9 +240,7 @@ def test_one_worker_still_has_a_master(start_server, tmp_path):
 def test_stuck_request_in_a_retiring_worker_is_still_timed_out(start_server):
     # Recycling asks the worker to finish its requests; one that never finishes is still
     # subject to --timeout (shorter than --graceful-timeout here).
-    srv = start_server(
-        APP, "-w", "1", "--threads", "2", "--max-requests", "1", "--timeout", "2",
-    )
+    srv = start_server(APP, "-w", "1", "--threads", "2", "--max-requests", "1", "-t", "2")
     (first,) = wait_children(srv.pid, lambda k: len(k) == 1)
     with srv.connect() as s:
         s.sendall(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")

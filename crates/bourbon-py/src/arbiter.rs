@@ -134,6 +134,9 @@ pub(crate) fn run(
     for sig in SIGNALS {
         install(sig, on_signal as *const () as libc::sighandler_t);
     }
+    for l in listeners {
+        defer_accept(l);
+    }
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
     announce(listeners, threads);
     let mut master = Master {
@@ -291,6 +294,11 @@ impl Master<'_> {
             libc::close(self.read_fd);
             libc::close(self.write_fd);
         }
+        // As gunicorn, before the application is loaded.
+        log::info(format_args!(
+            "Booting worker with pid: {}",
+            std::process::id()
+        ));
         crate::supervise::enter_worker(py, slot, &self.cfg);
         let code = serve_here(py, &self.cfg, self.listeners, self.access_log.clone());
         Ok(Forked::Child(code))
@@ -348,8 +356,7 @@ impl Master<'_> {
             match child.phase {
                 Phase::Serving | Phase::Retiring { .. } => {
                     let serving = child.phase == Phase::Serving;
-                    if let Some(why) =
-                        watchdog::stuck(&child.slot, mono, self.cfg.timeout, serving)
+                    if let Some(why) = watchdog::stuck(&child.slot, mono, self.cfg.timeout, serving)
                     {
                         log::log(
                             log::Level::Critical,
@@ -512,6 +519,35 @@ impl Master<'_> {
         }
         log::info(format_args!("Shutting down: Master"));
         0
+    }
+}
+
+/// Have the kernel hand a TCP connection to `accept` only once its first bytes have arrived
+/// (`TCP_DEFER_ACCEPT`, nginx's `deferred`). A worker told to stop closes the connections on
+/// which no request has started; with this, a connection it accepted a moment before always
+/// has its request waiting to be read, and is served. A connection that never sends a byte
+/// is still accepted, after about a second, and meets the header timeout.
+fn defer_accept(listener: &Listener) {
+    use std::os::fd::AsRawFd;
+    let Listener::Tcp(tcp) = listener else {
+        return;
+    };
+    let secs: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, reading a c_int we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&secs).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
+        )
+    };
+    if rc != 0 {
+        log::debug(format_args!(
+            "TCP_DEFER_ACCEPT: {}",
+            std::io::Error::last_os_error()
+        ));
     }
 }
 

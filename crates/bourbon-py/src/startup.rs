@@ -247,7 +247,6 @@ pub(crate) fn serve_here(
 ) -> i32 {
     // A worker that fails before serving exits with 3 (boot) or 4 (app), which stops the
     // master instead of making it respawn in a loop.
-    let boot_failure = EXIT_BOOT;
     let app = match load_app(py, cfg) {
         Ok(a) => a,
         Err(code) => return code,
@@ -257,11 +256,12 @@ pub(crate) fn serve_here(
         Ok(c) => Arc::new(c),
         Err(e) => {
             log_exception(py, &e, "Cannot prepare the worker");
-            return boot_failure;
+            return EXIT_BOOT;
         }
     };
-    // The runtime and the signal handlers exist before the readiness lines: a supervisor may
-    // send TERM the moment it reads "Listening at", and that must be a graceful stop.
+    // From here on TERM is a graceful stop. One that arrives earlier, while the application
+    // loads, ends the worker by the default action, which the master (stopping too, as TERM
+    // usually reaches the whole group) expects.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -269,20 +269,16 @@ pub(crate) fn serve_here(
         Ok(rt) => rt,
         Err(e) => {
             log::error(format_args!("cannot start the runtime: {e}"));
-            return boot_failure;
+            return EXIT_BOOT;
         }
     };
     let signals = match StopSignals::install(&runtime) {
         Ok(s) => s,
         Err(e) => {
             log::error(format_args!("cannot install signal handlers: {e}"));
-            return boot_failure;
+            return EXIT_BOOT;
         }
     };
-    log::info(format_args!(
-        "Booting worker with pid: {}",
-        std::process::id()
-    ));
     let settings = Settings::from(cfg);
     // Everything below waits on sockets, so it runs without the GIL; the Python threads
     // take it when they run the application.

@@ -20,7 +20,11 @@ impl std::fmt::Display for Stuck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stuck::Call { line, secs } => {
-                write!(f, "request \"{}\" running for {secs:.1} s", line.escape_debug())
+                write!(
+                    f,
+                    "request \"{}\" running for {secs:.1} s",
+                    line.escape_debug()
+                )
             }
             Stuck::Silent { secs } => write!(f, "no heartbeat for {secs:.1} s"),
         }
@@ -145,7 +149,10 @@ mod tests {
         let sec = 1_000_000_000u64;
         let t = Duration::from_secs(2);
         assert!(stuck(&slot, sec, t, true).is_none());
-        assert!(matches!(stuck(&slot, 4 * sec, t, true), Some(Stuck::Silent { .. })));
+        assert!(matches!(
+            stuck(&slot, 4 * sec, t, true),
+            Some(Stuck::Silent { .. })
+        ));
         assert!(stuck(&slot, 4 * sec, t, false).is_none());
         assert!(stuck(&slot, 4 * sec, Duration::ZERO, true).is_none());
         let i = slot.claim().unwrap();
