@@ -148,7 +148,8 @@ def test_python_dash_m_bourbon(launch):
     data = get_json(srv.connect())
     assert data["tag"] == "app"
     # Served by the worker the master forked.
-    assert Path(f"/proc/{data['pid']}/stat").read_text().split(") ")[1].split()[1] == str(srv.pid)
+    ppid = Path(f"/proc/{data['pid']}/stat").read_text().rsplit(") ", 1)[1].split()[1]
+    assert ppid == str(srv.pid)
     assert srv.stop() == 0
 
 

@@ -127,8 +127,8 @@ means stay in the directory bourbon was started from. The directory must exist."
         from_file: true,
         default: Some(""),
         example: "/run/mysite.pid",
-        help: "write the (master) process id to this file",
-        doc: "Write the process id of the server (the master, with several workers) to this \
+        help: "write the master's process id to this file",
+        doc: "Write the process id of the master (the process to send signals to) to this \
 file at start and remove it at a clean exit. Empty means no file.",
         show: |c| show_opt_path(&c.pid),
     },
