@@ -164,7 +164,9 @@ class Server:
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOURBON_")}
     env.pop("PORT", None)
-    env.pop("WEB_CONCURRENCY", None)
+    # One worker unless a test asks for more: the default (the CPUs available) would make
+    # results depend on the machine.
+    env["WEB_CONCURRENCY"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     if extra:
         env.update(extra)

@@ -6,7 +6,8 @@
 //! it come the command-line parser (`cli.rs`), the environment and TOML file
 //! loaders (`sources.rs`), `--help`, `--print-config` and the Markdown
 //! reference (`docs.rs`). Value types and parsers live in `types.rs`, error
-//! wording in `error.rs`.
+//! wording in `error.rs`, the CPU count behind the default number of workers
+//! in `cpus.rs`.
 //!
 //! Precedence, lowest first: built-in defaults, platform variables (`PORT`,
 //! `WEB_CONCURRENCY`), the config file, `BOURBON_*` environment variables,
@@ -24,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod cli;
+mod cpus;
 mod docs;
 mod error;
 mod registry;
@@ -33,6 +35,7 @@ mod types;
 
 use std::collections::HashMap;
 
+pub use cpus::available_cpus;
 pub use docs::{help_text, print_config, settings_markdown};
 pub use error::ConfigError;
 pub use types::{AppSpec, Bind, Config, LogLevel, LogTarget};

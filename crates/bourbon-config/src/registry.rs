@@ -16,7 +16,7 @@ pub(crate) use crate::setting::{
 use crate::types::{
     format_duration, parse_account, parse_app, parse_bind, parse_bool, parse_duration,
     parse_env_pair, parse_log_format, parse_log_level, parse_positive_u32, parse_root_path,
-    parse_size, parse_umask, parse_usize_in, Bad, LogTarget,
+    parse_size, parse_umask, parse_usize_in, parse_whole, parse_workers, Bad, LogTarget,
 };
 
 fn opt_path(s: &str) -> Option<PathBuf> {
@@ -127,8 +127,8 @@ means stay in the directory bourbon was started from. The directory must exist."
         from_file: true,
         default: Some(""),
         example: "/run/mysite.pid",
-        help: "write the (master) process id to this file",
-        doc: "Write the process id of the server (the master, with several workers) to this \
+        help: "write the master's process id to this file",
+        doc: "Write the process id of the master (the process to send signals to) to this \
 file at start and remove it at a clean exit. Empty means no file.",
         show: |c| show_opt_path(&c.pid),
     },
@@ -268,18 +268,23 @@ operating system may cap it (e.g. `net.core.somaxconn` on Linux).",
         metavar: "N",
         section: Section::Workers,
         kind: Kind::Value(|c, s| {
-            c.workers = parse_positive_u32(s)?;
+            c.workers = parse_workers(s)?;
             Ok(())
         }),
         from_env: true,
         from_file: true,
-        default: Some("1"),
+        default: Some("auto"),
         example: "4",
-        help: "number of worker processes ($WEB_CONCURRENCY if set)",
+        help: "number of worker processes ($WEB_CONCURRENCY, else the CPUs available)",
         doc: "How many worker processes serve requests. At least 1. If no source \
-sets it and the `WEB_CONCURRENCY` environment variable is set, that is the \
-default. With more than 1, a master process binds the sockets, forks the workers \
-(each loads the application after the fork), replaces a worker that dies, adds or \
+sets it, the default is the `WEB_CONCURRENCY` environment variable when that is set, \
+and otherwise `auto`: the number of CPUs this process may use, that is the CPUs in its \
+affinity mask (`taskset`, a container's cpuset) capped by the cgroup v2 CPU quota \
+(`cpu.max`, e.g. `docker --cpus 1.5`, rounded up), at least 1. `auto` may also be given \
+explicitly; `bourbon --print-config` shows the number it resolves to. \
+There is always a master process: it binds the sockets, forks the workers \
+(each loads the application after the fork), replaces a worker that dies or times out, \
+recycles workers (`max_requests`, `max_worker_lifetime`, `max_worker_memory`), adds or \
 removes one on SIGTTIN/SIGTTOU, replaces them all with freshly loaded ones on SIGHUP \
 (after re-reading the settings), and stops them on SIGTERM (graceful) or SIGINT/SIGQUIT \
 (fast). A worker that cannot load the application stops the master with exit code 4 \
@@ -309,6 +314,88 @@ threads at once, so `wsgi.multithread` is false. With more, requests go to a poo
 many threads and `wsgi.multithread` is true. Django opens one database connection per \
 thread: keep threads × workers within the database's connection limit.",
         show: |c| num(c.threads),
+    },
+    Setting {
+        name: "max_requests",
+        long: &["--max-requests"],
+        short: None,
+        metavar: "N",
+        section: Section::Workers,
+        kind: Kind::Value(|c, s| {
+            c.max_requests = parse_whole(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("0"),
+        example: "1000",
+        help: "replace a worker after this many requests (0 = never)",
+        doc: "After a worker has handled this many requests, the master starts its \
+replacement and tells it to stop: it stops accepting, finishes the requests it holds \
+(within `graceful_timeout`) and exits. The replacement is started before the old worker \
+exits and the workers share one accept queue, so capacity never drops and no connection \
+is lost. A simple defence against memory leaks in the application. The count is checked \
+about twice a second, so a busy worker may serve a few more. `0` disables it.",
+        show: |c| num(c.max_requests),
+    },
+    Setting {
+        name: "max_requests_jitter",
+        long: &["--max-requests-jitter"],
+        short: None,
+        metavar: "N",
+        section: Section::Workers,
+        kind: Kind::Value(|c, s| {
+            c.max_requests_jitter = parse_whole(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("0"),
+        example: "50",
+        help: "add a random 0..=N to max_requests for each worker",
+        doc: "Each worker's `max_requests` is increased by a random number from 0 to \
+this, chosen when it starts, so that workers started together are not all replaced at \
+the same moment.",
+        show: |c| num(c.max_requests_jitter),
+    },
+    Setting {
+        name: "max_worker_lifetime",
+        long: &["--max-worker-lifetime"],
+        short: None,
+        metavar: "SECS",
+        section: Section::Workers,
+        kind: Kind::Value(|c, s| {
+            c.max_worker_lifetime = parse_duration(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("0"),
+        example: "3600",
+        help: "replace a worker after it has run this many seconds (0 = never)",
+        doc: "A worker older than this is replaced the way `max_requests` replaces one: \
+its successor starts first, then it finishes its requests and exits. `0` disables it.",
+        show: |c| Shown::Num(format_duration(c.max_worker_lifetime)),
+    },
+    Setting {
+        name: "max_worker_memory",
+        long: &["--max-worker-memory", "--reload-on-rss"],
+        short: None,
+        metavar: "MiB",
+        section: Section::Workers,
+        kind: Kind::Value(|c, s| {
+            c.max_worker_memory = parse_whole(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("0"),
+        example: "512",
+        help: "replace a worker whose resident memory exceeds this many MiB (0 = never)",
+        doc: "The master reads each worker's resident set size (`/proc/PID/statm`) about \
+twice a second; a worker above this many mebibytes is replaced the way `max_requests` \
+replaces one. `--reload-on-rss` (uWSGI's name) is accepted too. `0` disables it.",
+        show: |c| num(c.max_worker_memory),
     },
     // ---- Server mechanics ----
     Setting {
@@ -446,6 +533,52 @@ port in use fails to start (exit 1).",
         show: |c| Shown::Num(c.reuse_port.to_string()),
     },
     // ---- Timeouts ----
+    Setting {
+        name: "timeout",
+        long: &["--timeout", "--harakiri"],
+        short: Some('t'),
+        metavar: "SECS",
+        section: Section::Timeouts,
+        kind: Kind::Value(|c, s| {
+            c.timeout = parse_duration(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("30"),
+        example: "30",
+        help: "kill and replace a worker stuck this many seconds in one request (0 = off)",
+        doc: "If a call of the application (until it returns its response iterable) has \
+run longer than this, or a worker's event loop has not run for this long (a worker that \
+is still starting counts from its fork), the master logs `WORKER TIMEOUT (pid:N)` at \
+critical level with the request line and how long it ran, has the worker write the \
+Python stack of every thread to the error log, kills it (SIGKILL) and starts a \
+replacement. Other requests in flight on that worker are lost with it. The check runs \
+about twice a second. Iterating a streamed response is not limited (server-sent events \
+may stream for hours); `write_timeout` guards the client side. `--harakiri` (uWSGI's \
+name) is accepted too. `0` disables the check.",
+        show: |c| Shown::Num(format_duration(c.timeout)),
+    },
+    Setting {
+        name: "graceful_timeout",
+        long: &["--graceful-timeout"],
+        short: None,
+        metavar: "SECS",
+        section: Section::Timeouts,
+        kind: Kind::Value(|c, s| {
+            c.graceful_timeout = parse_duration(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("30"),
+        example: "30",
+        help: "seconds a stopping worker may finish its requests before it is killed",
+        doc: "When a worker is told to stop gracefully (SIGTERM to the master, a reload, \
+SIGTTOU, recycling), it stops accepting and finishes the requests it holds for at most \
+this long; the master kills a worker still running half a second after that.",
+        show: |c| Shown::Num(format_duration(c.graceful_timeout)),
+    },
     Setting {
         name: "keep_alive",
         long: &["--keep-alive"],

@@ -36,6 +36,19 @@ pub struct Config {
     pub workers: u32,
     /// Number of threads per worker serving requests.
     pub threads: u32,
+    /// A worker whose oldest application call (or whose heartbeat) is older than this is
+    /// killed and replaced; zero disables the check.
+    pub timeout: Duration,
+    /// How long a stopping or retiring worker may finish its requests before it is killed.
+    pub graceful_timeout: Duration,
+    /// Requests a worker serves before it is replaced; 0 disables recycling by count.
+    pub max_requests: u64,
+    /// Up to this many requests are added to `max_requests` per worker, at random.
+    pub max_requests_jitter: u64,
+    /// Age after which a worker is replaced; zero disables it.
+    pub max_worker_lifetime: Duration,
+    /// Resident memory in MiB above which a worker is replaced; 0 disables it.
+    pub max_worker_memory: u64,
     /// How long an idle keep-alive connection is held open; zero disables
     /// keep-alive.
     pub keep_alive: Duration,
@@ -104,6 +117,12 @@ impl Config {
             bind: Vec::new(),
             workers: 0,
             threads: 0,
+            timeout: Duration::ZERO,
+            graceful_timeout: Duration::ZERO,
+            max_requests: 0,
+            max_requests_jitter: 0,
+            max_worker_lifetime: Duration::ZERO,
+            max_worker_memory: 0,
             keep_alive: Duration::ZERO,
             backlog: 0,
             limit_request_line: 0,
@@ -332,6 +351,15 @@ pub(crate) fn parse_in(s: &str, min: u64, max: u64) -> Result<u64, Bad> {
 pub(crate) fn parse_positive_u32(s: &str) -> Result<u32, Bad> {
     let v = parse_in(s, 1, u64::from(u32::MAX))?;
     u32::try_from(v).map_err(|_| Bad::range(format!("'{s}' is too large")))
+}
+
+/// Parse the number of workers: a whole number of at least 1, or `auto` for the number of
+/// CPUs this process may use.
+pub(crate) fn parse_workers(s: &str) -> Result<u32, Bad> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(crate::cpus::available_cpus());
+    }
+    parse_positive_u32(s)
 }
 
 /// Parse a usize within `min..=max`.

@@ -124,7 +124,7 @@ fn config_from_env_and_cli_override() {
 #[test]
 fn unknown_env_vars_are_ignored() {
     let c = run_env(&[], &[("BOURBON_WROKERS", "9"), ("BOURBON_BLESS", "1")]);
-    assert_eq!(c.workers, 1);
+    assert_eq!(c.workers, bourbon_config::available_cpus());
 }
 
 #[test]
@@ -289,6 +289,12 @@ fn print_config_covers_every_config_field() {
         "backlog",
         "workers",
         "threads",
+        "timeout",
+        "graceful_timeout",
+        "max_requests",
+        "max_requests_jitter",
+        "max_worker_lifetime",
+        "max_worker_memory",
         "keep_alive",
         "header_timeout",
         "write_timeout",

@@ -225,7 +225,12 @@ fn bind_errors() {
 
 #[test]
 fn workers() {
-    assert_eq!(run(&[]).workers, 1);
+    // The default is the CPUs this process may use (WEB_CONCURRENCY aside: see precedence).
+    let cpus = bourbon_config::available_cpus();
+    assert!(cpus >= 1);
+    assert_eq!(run(&[]).workers, cpus);
+    assert_eq!(run(&["-w", "auto"]).workers, cpus);
+    assert_eq!(run_env(&[], &[("BOURBON_WORKERS", "AUTO")]).workers, cpus);
     assert_eq!(run(&["-w", "4"]).workers, 4);
     assert_eq!(run(&["-w4"]).workers, 4);
     assert_eq!(run(&["--workers=3"]).workers, 3);
@@ -238,6 +243,60 @@ fn workers() {
         err(&["-w", "-1"]),
         "error: -w: '-1' is not a whole number (expected e.g. --workers 4)"
     );
+}
+
+#[test]
+fn timeouts_of_workers() {
+    let c = run(&[]);
+    assert_eq!(c.timeout, Duration::from_secs(30));
+    assert_eq!(c.graceful_timeout, Duration::from_secs(30));
+    assert_eq!(run(&["-t", "2"]).timeout, Duration::from_secs(2));
+    assert_eq!(run(&["--harakiri", "5"]).timeout, Duration::from_secs(5));
+    assert_eq!(run(&["--timeout=0"]).timeout, Duration::ZERO);
+    assert_eq!(
+        run_env(&[], &[("BOURBON_TIMEOUT", "1.5")]).timeout,
+        Duration::from_millis(1500)
+    );
+    assert_eq!(
+        run(&["--graceful-timeout", "1"]).graceful_timeout,
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        err(&["--timeout", "soon"]),
+        "error: --timeout: 'soon' is not a number of seconds (expected e.g. --timeout 30)"
+    );
+    assert!(err(&["--graceful-timeout", "-1"]).contains("is not a number of seconds"));
+}
+
+#[test]
+fn recycling() {
+    let c = run(&[]);
+    assert_eq!(
+        (c.max_requests, c.max_requests_jitter, c.max_worker_memory),
+        (0, 0, 0)
+    );
+    assert_eq!(c.max_worker_lifetime, Duration::ZERO);
+    let c = run(&[
+        "--max-requests",
+        "1000",
+        "--max-requests-jitter",
+        "50",
+        "--max-worker-lifetime",
+        "3600",
+        "--max-worker-memory",
+        "512",
+    ]);
+    assert_eq!(
+        (c.max_requests, c.max_requests_jitter, c.max_worker_memory),
+        (1000, 50, 512)
+    );
+    assert_eq!(c.max_worker_lifetime, Duration::from_secs(3600));
+    assert_eq!(run(&["--reload-on-rss", "64"]).max_worker_memory, 64);
+    assert_eq!(
+        err(&["--max-requests", "many"]),
+        "error: --max-requests: 'many' is not a whole number (expected e.g. --max-requests 1000)"
+    );
+    assert!(err_env(&[], &[("BOURBON_MAX_WORKER_MEMORY", "1G")]).contains("not a whole number"));
 }
 
 #[test]
@@ -475,7 +534,7 @@ fn check_config() {
         Action::CheckConfig(_) => {}
         o => panic!("{o:?}"),
     }
-    assert!(run_env(&[], &[("BOURBON_CHECK_CONFIG", "0")]).workers == 1);
+    assert!(!run_env(&[], &[("BOURBON_CHECK_CONFIG", "0")]).check_config);
     assert_eq!(
         err_env(&[], &[("BOURBON_CHECK_CONFIG", "maybe")]),
         "error: BOURBON_CHECK_CONFIG: 'maybe' is not a boolean (use true or false) (expected e.g. BOURBON_CHECK_CONFIG=true)"

@@ -1,12 +1,16 @@
-//! The master process for `-w N` (N > 1): forks the workers, replaces the ones that die, and
-//! turns the operator's signals into actions on them, as gunicorn's arbiter does.
+//! The master process: forks the workers, replaces the ones that die, supervises them and
+//! turns the operator's signals into actions on them, as gunicorn's arbiter does. Every run
+//! has one, also with a single worker, so that timeouts and recycling always apply.
 //!
 //! It owns the worker table and the master loop. The master is single-threaded and never
 //! builds a runtime or imports the application: the sockets are bound (and `--chdir`,
 //! `--pythonpath`, `-e` applied) before it starts, and each worker loads the application
 //! after fork, through CPython's fork protocol (`PyOS_BeforeFork` / `PyOS_AfterFork_*`).
 //! Signal handlers only write the signal number to a pipe; everything else, logging included,
-//! happens in the loop.
+//! happens in the loop, which also wakes at least twice a second to look at each worker's
+//! shared slot (`scoreboard.rs`) and judge it (`watchdog.rs`): a stuck worker has its Python
+//! stacks dumped and is killed and replaced; a worker due for recycling gets its replacement
+//! first and is then stopped gracefully.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
@@ -21,15 +25,25 @@ use bourbon_server::listener::Listener;
 use bourbon_server::log;
 use pyo3::prelude::*;
 
-use crate::startup::{announce, serve_here, Role, EXIT_BOOT};
+use crate::scoreboard::{now_ns, Slot};
+use crate::startup::{announce, serve_here, EXIT_BOOT};
+use crate::supervise::DUMP_SIGNAL;
+use crate::watchdog;
 
 /// gunicorn's exit code when the application cannot be loaded.
 const EXIT_APP_LOAD: i32 = 4;
-/// How long a graceful stop waits for workers before killing them: the workers' own
-/// 30-second drain plus a margin.
-const GRACEFUL_STOP: Duration = Duration::from_secs(35);
 /// How long a fast stop waits before killing.
 const FAST_STOP: Duration = Duration::from_secs(5);
+/// A worker told to stop gracefully gets `--graceful-timeout` for its requests, then this
+/// much more to exit on its own before it is killed.
+const EXIT_MARGIN: Duration = Duration::from_millis(500);
+/// How often the master looks at its workers when nothing else wakes it.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How long a timed-out worker may take to write its stacks before it is killed anyway
+/// (faulthandler writes them inside the signal handler, so this is only a bound).
+const DUMP_WAIT: Duration = Duration::from_secs(1);
+/// How often to look for the "stacks written" flag while a dump is pending.
+const DUMP_POLL: Duration = Duration::from_millis(10);
 /// The signals the master acts on.
 const SIGNALS: [libc::c_int; 10] = [
     libc::SIGTERM,
@@ -61,9 +75,31 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 /// What a fork returned, seen from each side.
 enum Forked {
-    Parent(libc::pid_t),
+    Parent(libc::pid_t, Slot),
     /// In the child, after it served and stopped: its exit code.
     Child(i32),
+}
+
+/// Where a worker is in its life, as the master sees it.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    /// Counts towards the number of workers.
+    Serving,
+    /// Told to stop gracefully (SIGTERM); killed if still there at `deadline`.
+    Retiring { deadline: Instant },
+    /// Timed out and asked to write its stacks; killed once it has, or at `deadline`.
+    Dumping { deadline: Instant },
+    /// Sent SIGKILL; waiting to be reaped.
+    Killed,
+}
+
+/// One worker process.
+struct Child {
+    started: Instant,
+    slot: Slot,
+    /// Its `--max-requests` with its jitter; 0 = no limit.
+    request_limit: u64,
+    phase: Phase,
 }
 
 struct Master<'a> {
@@ -74,12 +110,10 @@ struct Master<'a> {
     access_log: Option<Arc<AccessLog>>,
     read_fd: RawFd,
     write_fd: RawFd,
-    /// Live workers by pid, with the time each was started.
-    workers: HashMap<libc::pid_t, Instant>,
-    /// Workers told to stop (TTOU) that have not exited yet.
-    retiring: HashMap<libc::pid_t, Instant>,
+    /// Every worker not yet reaped, by pid.
+    children: HashMap<libc::pid_t, Child>,
     target: usize,
-    /// Set once a stop began: workers exiting 0 are then expected, not news.
+    /// Set once a stop began: workers exiting are then expected, not news.
     stopping: bool,
 }
 
@@ -103,9 +137,11 @@ pub(crate) fn run(
     for sig in SIGNALS {
         install(sig, on_signal as *const () as libc::sighandler_t);
     }
+    for l in listeners {
+        defer_accept(l);
+    }
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
     announce(listeners, threads);
-    log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
     let mut master = Master {
         cfg: cfg.clone(),
         argv,
@@ -113,15 +149,28 @@ pub(crate) fn run(
         access_log,
         read_fd,
         write_fd,
-        workers: HashMap::new(),
-        retiring: HashMap::new(),
+        children: HashMap::new(),
         target: usize::try_from(cfg.workers).unwrap_or(1),
         stopping: false,
     };
     master.run(py)
 }
 
+fn signal(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: signalling our own child, which is not reaped yet (so the pid is still ours).
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
 impl Master<'_> {
+    fn serving(&self) -> usize {
+        self.children
+            .values()
+            .filter(|c| c.phase == Phase::Serving)
+            .count()
+    }
+
     fn run(&mut self, py: Python<'_>) -> i32 {
         if let Some(code) = self.spawn_missing(py) {
             return code;
@@ -131,7 +180,12 @@ impl Master<'_> {
             if let Some(code) = self.spawn_missing(py) {
                 return code;
             }
-            let signals = py.detach(|| wait_signals(self.read_fd, Duration::from_secs(1)));
+            let dumping = self
+                .children
+                .values()
+                .any(|c| matches!(c.phase, Phase::Dumping { .. }));
+            let wait = if dumping { DUMP_POLL } else { CHECK_EVERY };
+            let signals = py.detach(|| wait_signals(self.read_fd, wait));
             if let Some(code) = self.reap() {
                 return self.halt(py, code);
             }
@@ -140,7 +194,8 @@ impl Master<'_> {
                     libc::SIGTERM => {
                         crate::notify::stopping();
                         log::info(format_args!("Handling signal: term; stopping workers"));
-                        return self.stop(py, libc::SIGTERM, GRACEFUL_STOP);
+                        let patience = self.cfg.graceful_timeout + EXIT_MARGIN;
+                        return self.stop(py, libc::SIGTERM, patience);
                     }
                     libc::SIGINT | libc::SIGQUIT => {
                         crate::notify::stopping();
@@ -173,7 +228,7 @@ impl Master<'_> {
                     }
                     libc::SIGUSR1 => crate::ops::master_usr1(
                         self.access_log.as_deref(),
-                        self.workers.keys().chain(self.retiring.keys()).copied(),
+                        self.children.keys().copied(),
                     ),
                     libc::SIGUSR2 => crate::upgrade::reexec(&crate::ops::fds(self.listeners)),
                     libc::SIGWINCH if crate::upgrade::winch_is_an_order() => {
@@ -184,15 +239,28 @@ impl Master<'_> {
                     _ => {}
                 }
             }
+            self.supervise();
         }
     }
 
-    /// Fork workers until there are `target` of them. In a child, returns its exit code.
+    /// Fork workers until `target` of them serve. In a child, returns its exit code.
     fn spawn_missing(&mut self, py: Python<'_>) -> Option<i32> {
-        while self.workers.len() < self.target {
+        while self.serving() < self.target {
             match self.fork_worker(py) {
-                Ok(Forked::Parent(pid)) => {
-                    self.workers.insert(pid, Instant::now());
+                Ok(Forked::Parent(pid, slot)) => {
+                    let request_limit = watchdog::request_limit(
+                        self.cfg.max_requests,
+                        self.cfg.max_requests_jitter,
+                    );
+                    self.children.insert(
+                        pid,
+                        Child {
+                            started: Instant::now(),
+                            slot,
+                            request_limit,
+                            phase: Phase::Serving,
+                        },
+                    );
                 }
                 Ok(Forked::Child(code)) => return Some(code),
                 Err(e) => {
@@ -205,6 +273,10 @@ impl Master<'_> {
     }
 
     fn fork_worker(&self, py: Python<'_>) -> std::io::Result<Forked> {
+        // The slot exists before the fork so both processes share it. One record per thread
+        // that may call the application: the Python threads and the connection thread.
+        let threads = usize::try_from(self.cfg.threads.max(1)).unwrap_or(1);
+        let slot = Slot::new(threads + 1, now_ns())?;
         // Signals are blocked across fork: a TERM sent to the whole process group at that
         // moment must neither run the master's handler in the child (the child would swallow
         // it) nor be lost. Each side unblocks once its handlers are right.
@@ -224,11 +296,12 @@ impl Master<'_> {
         if pid < 0 {
             let err = std::io::Error::last_os_error();
             unblock_signals(&blocked);
+            slot.unmap();
             return Err(err);
         }
         if pid > 0 {
             unblock_signals(&blocked);
-            return Ok(Forked::Parent(pid));
+            return Ok(Forked::Parent(pid, slot));
         }
         // The child: give the signals back to their defaults (the worker installs its own),
         // and let go of the master's pipe.
@@ -243,13 +316,13 @@ impl Master<'_> {
             libc::close(self.read_fd);
             libc::close(self.write_fd);
         }
-        let code = serve_here(
-            py,
-            &self.cfg,
-            self.listeners,
-            self.access_log.clone(),
-            Role::Worker,
-        );
+        // As gunicorn, before the application is loaded.
+        log::info(format_args!(
+            "Booting worker with pid: {}",
+            std::process::id()
+        ));
+        crate::supervise::enter_worker(py, slot, &self.cfg);
+        let code = serve_here(py, &self.cfg, self.listeners, self.access_log.clone());
         Ok(Forked::Child(code))
     }
 
@@ -267,8 +340,11 @@ impl Master<'_> {
             if crate::upgrade::reaped(pid, status) {
                 continue;
             }
-            let retired = self.retiring.remove(&pid).is_some();
-            self.workers.remove(&pid);
+            let Some(child) = self.children.remove(&pid) else {
+                continue;
+            };
+            child.slot.unmap();
+            let expected = self.stopping || child.phase != Phase::Serving;
             if libc::WIFEXITED(status) {
                 let code = libc::WEXITSTATUS(status);
                 if code == EXIT_APP_LOAD || code == EXIT_BOOT {
@@ -276,17 +352,98 @@ impl Master<'_> {
                         "Worker (pid:{pid}) failed to boot (exit code {code}); stopping"
                     ));
                     halt = Some(code);
-                } else if code != 0 || !(retired || self.stopping) {
+                } else if code != 0 || !expected {
                     log::warn(format_args!("Worker (pid:{pid}) exited with code {code}"));
                 }
             } else if libc::WIFSIGNALED(status) {
                 let sig = libc::WTERMSIG(status);
-                log::error(format_args!(
-                    "Worker (pid:{pid}) was killed by signal {sig}"
-                ));
+                // Our own SIGKILL was announced when it was sent; a stop signal arriving
+                // before a booting worker installed its handlers is part of the stop.
+                let ours = child.phase == Phase::Killed
+                    || (self.stopping && matches!(sig, libc::SIGTERM | libc::SIGINT));
+                if !ours {
+                    log::error(format_args!(
+                        "Worker (pid:{pid}) was killed by signal {sig}"
+                    ));
+                }
             }
         }
         halt
+    }
+
+    /// Look at every worker: kill the stuck ones (after their stack dump), replace the ones
+    /// due for recycling, and kill the ones that overstayed a graceful stop.
+    fn supervise(&mut self) {
+        let now = Instant::now();
+        let mono = now_ns();
+        let graceful = self.cfg.graceful_timeout + EXIT_MARGIN;
+        for (&pid, child) in &mut self.children {
+            match child.phase {
+                Phase::Serving | Phase::Retiring { .. } => {
+                    let serving = child.phase == Phase::Serving;
+                    if let Some(why) = watchdog::stuck(&child.slot, mono, self.cfg.timeout, serving)
+                    {
+                        log::log(
+                            log::Level::Critical,
+                            format_args!(
+                                "WORKER TIMEOUT (pid:{pid}): {why} (timeout {} s); \
+                                 writing its Python stacks, then killing it",
+                                self.cfg.timeout.as_secs_f64()
+                            ),
+                        );
+                        signal(pid, DUMP_SIGNAL);
+                        child.phase = Phase::Dumping {
+                            deadline: now + DUMP_WAIT,
+                        };
+                        continue;
+                    }
+                    match child.phase {
+                        Phase::Retiring { deadline } if now >= deadline => {
+                            log::warn(format_args!(
+                                "Worker (pid:{pid}) did not stop in time; killing it"
+                            ));
+                            signal(pid, libc::SIGKILL);
+                            child.phase = Phase::Killed;
+                        }
+                        Phase::Serving => {
+                            if let Some(reason) = watchdog::recycle_reason(
+                                &self.cfg,
+                                pid,
+                                &child.slot,
+                                child.started,
+                                child.request_limit,
+                            ) {
+                                log::info(format_args!(
+                                    "Autorestarting worker after current request. \
+                                     (pid:{pid}: {reason})"
+                                ));
+                                signal(pid, libc::SIGTERM);
+                                child.phase = Phase::Retiring {
+                                    deadline: now + graceful,
+                                };
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Phase::Dumping { deadline } => {
+                    if child.slot.dumped() || now >= deadline {
+                        signal(pid, libc::SIGKILL);
+                        child.phase = Phase::Killed;
+                    }
+                }
+                Phase::Killed => {}
+            }
+        }
+    }
+
+    /// Tell a serving worker to finish its requests and exit.
+    fn retire(&mut self, pid: libc::pid_t) {
+        let deadline = Instant::now() + self.cfg.graceful_timeout + EXIT_MARGIN;
+        if let Some(child) = self.children.get_mut(&pid) {
+            child.phase = Phase::Retiring { deadline };
+            signal(pid, libc::SIGTERM);
+        }
     }
 
     /// HUP, as gunicorn: re-read the settings (command line, environment, config file),
@@ -307,33 +464,42 @@ impl Master<'_> {
                 return None;
             }
         }
-        let old: Vec<libc::pid_t> = self.workers.keys().copied().collect();
-        self.workers.clear();
+        let old: Vec<libc::pid_t> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Serving)
+            .map(|(&pid, _)| pid)
+            .collect();
+        // Out of the count first, so that a full new set is forked before any old one
+        // stops.
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        for pid in &old {
+            if let Some(c) = self.children.get_mut(pid) {
+                c.phase = Phase::Retiring { deadline: far };
+            }
+        }
         if let Some(code) = self.spawn_missing(py) {
             return Some(code);
         }
         for pid in old {
-            self.retiring.insert(pid, Instant::now());
-            // SAFETY: signalling our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
+            self.retire(pid);
         }
         None
     }
 
     /// TTOU: ask the oldest workers beyond the target to finish and exit.
     fn retire_extra(&mut self) {
-        while self.workers.len() > self.target {
-            let Some((&pid, _)) = self.workers.iter().min_by_key(|(_, started)| **started) else {
+        while self.serving() > self.target {
+            let Some(pid) = self
+                .children
+                .iter()
+                .filter(|(_, c)| c.phase == Phase::Serving)
+                .min_by_key(|(_, c)| c.started)
+                .map(|(&pid, _)| pid)
+            else {
                 break;
             };
-            self.workers.remove(&pid);
-            self.retiring.insert(pid, Instant::now());
-            // SAFETY: signalling our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
+            self.retire(pid);
         }
     }
 
@@ -346,44 +512,67 @@ impl Master<'_> {
     /// Tell every worker to stop with `sig`, wait up to `patience`, then kill the rest.
     fn stop(&mut self, py: Python<'_>, sig: libc::c_int, patience: Duration) -> i32 {
         self.stopping = true;
-        let pids: Vec<libc::pid_t> = self
-            .workers
-            .keys()
-            .chain(self.retiring.keys())
-            .copied()
-            .collect();
-        for &pid in &pids {
-            // SAFETY: signalling our own children.
-            unsafe {
-                libc::kill(pid, sig);
+        for (&pid, child) in &self.children {
+            if child.phase != Phase::Killed {
+                signal(pid, sig);
             }
         }
         let deadline = Instant::now() + patience;
-        while !(self.workers.is_empty() && self.retiring.is_empty()) && Instant::now() < deadline {
+        while !self.children.is_empty() && Instant::now() < deadline {
             let _ = py.detach(|| wait_signals(self.read_fd, Duration::from_millis(100)));
             let _ = self.reap();
         }
-        for &pid in self.workers.keys().chain(self.retiring.keys()) {
-            log::warn(format_args!(
-                "Worker (pid:{pid}) did not stop in time; killing it"
-            ));
-            // SAFETY: signalling our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
+        for (&pid, child) in &mut self.children {
+            if child.phase != Phase::Killed {
+                log::warn(format_args!(
+                    "Worker (pid:{pid}) did not stop in time; killing it"
+                ));
+                signal(pid, libc::SIGKILL);
+                child.phase = Phase::Killed;
             }
         }
-        while !(self.workers.is_empty() && self.retiring.is_empty()) {
+        while !self.children.is_empty() {
             let mut status: libc::c_int = 0;
             // SAFETY: blocking wait for our own children, which were just killed.
             let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
             if pid <= 0 {
                 break;
             }
-            self.workers.remove(&pid);
-            self.retiring.remove(&pid);
+            if let Some(child) = self.children.remove(&pid) {
+                child.slot.unmap();
+            }
         }
         log::info(format_args!("Shutting down: Master"));
         0
+    }
+}
+
+/// Have the kernel hand a TCP connection to `accept` only once its first bytes have arrived
+/// (`TCP_DEFER_ACCEPT`, nginx's `deferred`). A worker told to stop closes the connections on
+/// which no request has started; with this, a connection it accepted a moment before always
+/// has its request waiting to be read, and is served. A connection that never sends a byte
+/// is still accepted, after about a second, and meets the header timeout.
+fn defer_accept(listener: &Listener) {
+    use std::os::fd::AsRawFd;
+    let Listener::Tcp(tcp) = listener else {
+        return;
+    };
+    let secs: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, reading a c_int we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&secs).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
+        )
+    };
+    if rc != 0 {
+        log::debug(format_args!(
+            "TCP_DEFER_ACCEPT: {}",
+            std::io::Error::last_os_error()
+        ));
     }
 }
 

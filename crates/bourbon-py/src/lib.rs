@@ -1,7 +1,11 @@
 //! `bourbon._bourbon`: the only crate that links Python.
 //!
 //! This file only registers the module's functions and classes; the WSGI adapter lives in
-//! [`wsgi`], and starting a server from the command line in [`run`].
+//! [`wsgi`], starting a server from the command line in [`run`] (`startup.rs`), the master
+//! in `arbiter.rs`, and worker supervision in `scoreboard.rs` (memory shared with each
+//! worker), `supervise.rs` (the worker's side) and `watchdog.rs` (the master's judgement);
+//! operations plumbing (privileges, daemon, process titles, sd_notify, binary upgrade) in
+//! `ops.rs` and the modules it calls.
 
 mod arbiter;
 mod daemon;
@@ -11,8 +15,11 @@ mod pidfile;
 mod pool;
 mod privileges;
 mod proctitle;
+mod scoreboard;
 mod startup;
+mod supervise;
 mod upgrade;
+mod watchdog;
 mod wsgi;
 
 use pyo3::prelude::*;

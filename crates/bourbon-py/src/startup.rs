@@ -3,9 +3,9 @@
 //! It owns the start-up order that gunicorn users rely on (bind every socket before the
 //! application is imported, so a bad bind fails fast and the sockets exist independently of
 //! any worker), the exit codes (1 bind failure, 2 bad setting, 4 application cannot be
-//! imported), signal handling for the single worker (TERM graceful, INT/QUIT fast) and the
-//! worker's runtime, built here and never before. The process model (several workers, the
-//! master) will take over the middle of this file; the order stays the same.
+//! imported), and what a worker does once the master (`arbiter.rs`) forked it: load the
+//! application, build its runtime (never before the fork), handle its own signals (TERM
+//! graceful, INT/QUIT fast) and serve.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,8 +30,6 @@ use crate::wsgi::streams::{ErrorsStream, FileWrapper};
 
 /// gunicorn's exit code when the application cannot be loaded.
 const EXIT_APP_LOAD: i32 = 4;
-/// How long a graceful stop (SIGTERM) waits for requests in flight (gunicorn's default).
-const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
     let env: HashMap<String, String> = std::env::vars().collect();
@@ -177,53 +175,43 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
     if let Err(code) = prepare_python(py, cfg) {
         return code;
     }
-    if cfg.workers > 1 {
-        return crate::arbiter::run(py, cfg, argv, &listeners, access_log);
+    // Raised in the master, so every worker inherits it.
+    match listener::raise_nofile_limit() {
+        Ok(n) => log::debug(format_args!("open files limit: {n}")),
+        Err(e) => log::warn(format_args!("cannot raise the open files limit: {e}")),
     }
-    serve_here(py, cfg, &listeners, access_log, Role::Single)
-}
-
-/// Whether this process is the only one, or a worker forked by the master.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// `-w 1`: this process binds, loads and serves.
-    Single,
-    /// A worker under a master: the master already announced the sockets.
-    Worker,
+    // Always a master, as gunicorn: timeouts and recycling need someone outside the worker.
+    crate::arbiter::run(py, cfg, argv, &listeners, access_log)
 }
 
 /// gunicorn's exit code for a worker that failed to boot.
 pub(crate) const EXIT_BOOT: i32 = 3;
 
-/// Load the application and serve on `listeners` in this process until stopped.
+/// In a worker the master forked: load the application and serve on `listeners` until
+/// stopped.
 pub(crate) fn serve_here(
     py: Python<'_>,
     cfg: &Config,
     listeners: &[Listener],
     access_log: Option<Arc<AccessLog>>,
-    role: Role,
 ) -> i32 {
     // A worker that fails before serving exits with 3 (boot) or 4 (app), which stops the
     // master instead of making it respawn in a loop.
-    let boot_failure = if role == Role::Worker { EXIT_BOOT } else { 1 };
     let app = match load_app(py, cfg) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    match listener::raise_nofile_limit() {
-        Ok(n) => log::debug(format_args!("open files limit: {n}")),
-        Err(e) => log::warn(format_args!("cannot raise the open files limit: {e}")),
-    }
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
     let ctx = match build_context(py, cfg, app, threads) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             log_exception(py, &e, "Cannot prepare the worker");
-            return boot_failure;
+            return EXIT_BOOT;
         }
     };
-    // The runtime and the signal handlers exist before the readiness lines: a supervisor may
-    // send TERM the moment it reads "Listening at", and that must be a graceful stop.
+    // From here on TERM is a graceful stop. One that arrives earlier, while the application
+    // loads, ends the worker by the default action, which the master (stopping too, as TERM
+    // usually reaches the whole group) expects.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -231,26 +219,16 @@ pub(crate) fn serve_here(
         Ok(rt) => rt,
         Err(e) => {
             log::error(format_args!("cannot start the runtime: {e}"));
-            return boot_failure;
+            return EXIT_BOOT;
         }
     };
-    let signals = match StopSignals::install(&runtime, access_log.clone(), listeners, role) {
+    let signals = match StopSignals::install(&runtime, access_log.clone()) {
         Ok(s) => s,
         Err(e) => {
             log::error(format_args!("cannot install signal handlers: {e}"));
-            return boot_failure;
+            return EXIT_BOOT;
         }
     };
-    match role {
-        Role::Single => {
-            announce(listeners, threads);
-            crate::notify::ready("bourbon serving (single process)");
-        }
-        Role::Worker => log::info(format_args!(
-            "Booting worker with pid: {}",
-            std::process::id()
-        )),
-    }
     let settings = Settings::from(cfg);
     // Everything below waits on sockets, so it runs without the GIL; the Python threads
     // take it when they run the application.
@@ -261,11 +239,7 @@ pub(crate) fn serve_here(
         settings,
         access_log,
     };
-    let code = py.detach(move || worker.run(listeners, ctx));
-    if role == Role::Single {
-        log::info(format_args!("Shutting down: bourbon"));
-    }
-    code
+    py.detach(move || worker.run(listeners, ctx))
 }
 
 /// The readiness lines: every socket, then the worker kind. Tests and supervisors wait for
@@ -319,6 +293,8 @@ fn build_context(
 struct Settings {
     serve: ServeConfig,
     handler: HandlerConfig,
+    /// How often the event loop tells the master it is alive.
+    heartbeat: Duration,
 }
 
 impl From<&Config> for Settings {
@@ -340,11 +316,12 @@ impl From<&Config> for Settings {
             serve: ServeConfig {
                 limits,
                 timeouts,
-                graceful_timeout: GRACEFUL_TIMEOUT,
+                graceful_timeout: cfg.graceful_timeout,
             },
             handler: HandlerConfig {
                 post_buffering: cfg.post_buffering,
             },
+            heartbeat: crate::supervise::heartbeat_period(cfg.timeout),
         }
     }
 }
@@ -407,6 +384,8 @@ impl Worker {
         let local = tokio::task::LocalSet::new();
         let code = local.block_on(&runtime, async move {
             let (stop_tx, stop_rx) = watch::channel(false);
+            // Tells the master (through the shared slot) that this loop is alive.
+            let heartbeat = tokio::task::spawn_local(crate::supervise::heartbeat(s.heartbeat));
             let handler = std::rc::Rc::new(WsgiHandler {
                 work: work_tx,
                 config: s.handler,
@@ -448,6 +427,7 @@ impl Worker {
                 }
             };
             signal_task.abort();
+            heartbeat.abort();
             code
         });
         // Dropping the runtime drops every connection task and with them the job senders,
@@ -472,8 +452,8 @@ fn exit_code(res: std::io::Result<()>) -> i32 {
 }
 
 /// The stop signals, registered with the runtime (and so replacing the default actions)
-/// at start; USR1 (reopen the log files) and USR2 (start a new server with the same
-/// sockets, see `upgrade.rs`) are handled here too and do not stop anything.
+/// at start; USR1 (reopen the log files) is handled here too, and USR2 (the master's binary
+/// upgrade) is ignored; neither stops anything.
 struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -481,9 +461,6 @@ struct StopSignals {
     usr1: tokio::signal::unix::Signal,
     usr2: tokio::signal::unix::Signal,
     access_log: Option<Arc<AccessLog>>,
-    /// The sockets to hand to a new server on USR2; empty in a worker, where the master
-    /// handles USR2.
-    fds: Vec<std::os::fd::RawFd>,
 }
 
 /// Tell systemd a stop began (only the single process's message counts; see `notify.rs`).
@@ -496,8 +473,6 @@ impl StopSignals {
     fn install(
         runtime: &tokio::runtime::Runtime,
         access_log: Option<Arc<AccessLog>>,
-        listeners: &[Listener],
-        role: Role,
     ) -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
         bourbon_server::serve::watch_stop_signals()?;
@@ -509,10 +484,6 @@ impl StopSignals {
             usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
             access_log,
-            fds: match role {
-                Role::Single => crate::ops::fds(listeners),
-                Role::Worker => Vec::new(),
-            },
         })
     }
 
@@ -523,11 +494,9 @@ impl StopSignals {
                 _ = self.int.recv() => return stopping(Stop::Fast),
                 _ = self.quit.recv() => return stopping(Stop::Fast),
                 _ = self.usr1.recv() => crate::ops::reopen_logs(self.access_log.as_deref()),
-                _ = self.usr2.recv() => {
-                    if !self.fds.is_empty() {
-                        crate::upgrade::reexec(&self.fds);
-                    }
-                }
+                // USR2 (binary upgrade) is the master's business; a worker ignores it rather
+                // than die of its default action.
+                _ = self.usr2.recv() => {}
             }
         }
     }

@@ -81,7 +81,10 @@ pub(crate) fn handle(
         Ok(s) => s,
         Err(e) => return fail_before_head(py, &e, &reply, &path),
     };
-    let result = match ctx.app.bind(py).call1((environ, start_response.clone())) {
+    let call = crate::supervise::call_started(&job.head);
+    let called = ctx.app.bind(py).call1((environ, start_response.clone()));
+    drop(call);
+    let result = match called {
         Ok(r) => r,
         Err(e) => {
             log_exception(py, &e, &request_headline(&path));

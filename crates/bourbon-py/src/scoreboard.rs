@@ -1,0 +1,292 @@
+//! The memory one worker shares with the master: its liveness and request counts.
+//!
+//! The master maps one small anonymous `MAP_SHARED` region per worker just before forking it,
+//! so both processes see the same bytes and nothing touches the filesystem (gunicorn's
+//! heartbeat files are a known source of trouble on slow or full disks). The region holds
+//! only atomics:
+//!
+//! - a heartbeat, the `CLOCK_MONOTONIC` time at which the worker's event loop last ran;
+//! - the number of application calls the worker has finished;
+//! - one record per thread that may call the application: the start time of the call in
+//!   progress (0 when there is none) and its request line, truncated to [`LINE_MAX`] bytes;
+//! - a flag the worker raises once it has written its Python stacks.
+//!
+//! A record is written like a seqlock: the start time is stored last (release) and cleared
+//! when the call ends, and the master re-reads it after copying the line, discarding the copy
+//! if it changed meanwhile. `CLOCK_MONOTONIC` is system-wide, so times compare across the two
+//! processes.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// Bytes of a request line kept for the timeout report.
+pub(crate) const LINE_MAX: usize = 200;
+const LINE_WORDS: usize = LINE_MAX / 8;
+
+#[repr(C)]
+struct Header {
+    heartbeat: AtomicU64,
+    requests: AtomicU64,
+    /// Records handed out to threads so far (may exceed `records`: those threads get none).
+    claimed: AtomicU32,
+    /// How many records follow; written by the master before the fork, then only read.
+    records: AtomicU32,
+    /// Raised by the worker's signal handler after the Python stacks were written.
+    dumped: AtomicU32,
+}
+
+#[repr(C)]
+struct Record {
+    /// Start of the call in progress (monotonic nanoseconds), 0 when idle.
+    started: AtomicU64,
+    len: AtomicU32,
+    line: [AtomicU64; LINE_WORDS],
+}
+
+/// Records start at this offset, which keeps them 8-byte aligned and off the header's line.
+const RECORDS_AT: usize = 64;
+
+/// One worker's shared region. A plain handle: copies refer to the same mapping, which lives
+/// until [`Slot::unmap`] (the master calls it once the worker is reaped; a worker never
+/// unmaps its own).
+#[derive(Clone, Copy)]
+pub(crate) struct Slot {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the region is only ever accessed through atomics.
+unsafe impl Send for Slot {}
+// SAFETY: as above; every access is an atomic operation on shared memory.
+unsafe impl Sync for Slot {}
+
+/// The current `CLOCK_MONOTONIC` time in nanoseconds (never 0).
+pub(crate) fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    (secs * 1_000_000_000 + nanos).max(1)
+}
+
+/// A call in progress, as the master sees it.
+pub(crate) struct Call {
+    /// Monotonic start time, nanoseconds.
+    pub(crate) started: u64,
+    /// The request line, possibly truncated.
+    pub(crate) line: String,
+}
+
+impl Slot {
+    /// Map a zeroed region with room for `records` calls; its heartbeat starts at `now`, so a
+    /// worker that never gets to serve is still judged by `--timeout`.
+    pub(crate) fn new(records: usize, now: u64) -> std::io::Result<Slot> {
+        let records = records.clamp(1, 4096);
+        let len = RECORDS_AT + records * std::mem::size_of::<Record>();
+        // SAFETY: an anonymous shared mapping of `len` bytes; the kernel zero-fills it, and
+        // all-zero bytes are valid atomics.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(std::io::Error::last_os_error)?;
+        let slot = Slot { base, len };
+        let h = slot.header();
+        h.records
+            .store(u32::try_from(records).unwrap_or(1), Ordering::Relaxed);
+        h.heartbeat.store(now, Ordering::Relaxed);
+        Ok(slot)
+    }
+
+    /// Release the mapping (master only, after the worker is gone). Copies become dangling.
+    pub(crate) fn unmap(self) {
+        // SAFETY: `base`/`len` are exactly what mmap returned; the caller holds no other
+        // reference into the region.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping starts with a `Header` (zeroed atomics are valid), is page
+        // aligned, and outlives `self` by the contract of `unmap`.
+        unsafe { &*self.base.as_ptr().cast::<Header>() }
+    }
+
+    fn record(&self, i: usize) -> Option<&Record> {
+        let n = usize::try_from(self.header().records.load(Ordering::Relaxed)).unwrap_or(0);
+        if i >= n {
+            return None;
+        }
+        // SAFETY: record `i < n` lies inside the mapping (its length was computed from `n`),
+        // at an 8-byte aligned offset; zeroed atomics are valid.
+        Some(unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(RECORDS_AT + i * std::mem::size_of::<Record>())
+                .cast::<Record>()
+        })
+    }
+
+    // ---- worker side ----
+
+    /// The event loop is alive at `now`.
+    pub(crate) fn beat(&self, now: u64) {
+        self.header().heartbeat.store(now, Ordering::Relaxed);
+    }
+
+    /// Give the calling thread a record of its own, if any are left.
+    pub(crate) fn claim(&self) -> Option<usize> {
+        let i = self.header().claimed.fetch_add(1, Ordering::Relaxed);
+        let i = usize::try_from(i).ok()?;
+        self.record(i).map(|_| i)
+    }
+
+    /// A call starts on record `i`: store its request line (`parts` joined by spaces,
+    /// truncated), then its start time.
+    pub(crate) fn begin(&self, i: usize, now: u64, parts: [&[u8]; 3]) {
+        let Some(r) = self.record(i) else { return };
+        // Marked idle before the line changes, so a reader that sees a new byte also sees
+        // the start time change (the seqlock's "write in progress").
+        r.started.store(0, Ordering::Relaxed);
+        fence(Ordering::Release);
+        let mut bytes = parts[0]
+            .iter()
+            .chain(b" ")
+            .chain(parts[1])
+            .chain(b" ")
+            .chain(parts[2])
+            .copied()
+            .take(LINE_MAX);
+        let mut len = 0u32;
+        for word in &r.line {
+            let mut buf = [0u8; 8];
+            let mut n = 0;
+            for (b, byte) in buf.iter_mut().zip(bytes.by_ref()) {
+                *b = byte;
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            word.store(u64::from_le_bytes(buf), Ordering::Relaxed);
+            len += n;
+        }
+        r.len.store(len, Ordering::Relaxed);
+        r.started.store(now, Ordering::Release);
+    }
+
+    /// The call on record `i` (if any) ended; count it.
+    pub(crate) fn end(&self, i: Option<usize>) {
+        if let Some(r) = i.and_then(|i| self.record(i)) {
+            r.started.store(0, Ordering::Release);
+        }
+        self.header().requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Python stacks were written (called from a signal handler: one atomic store).
+    pub(crate) fn mark_dumped(&self) {
+        self.header().dumped.store(1, Ordering::Release);
+    }
+
+    // ---- master side ----
+
+    /// When the worker's event loop last ran (monotonic nanoseconds).
+    pub(crate) fn heartbeat(&self) -> u64 {
+        self.header().heartbeat.load(Ordering::Relaxed)
+    }
+
+    /// Application calls finished so far.
+    pub(crate) fn requests(&self) -> u64 {
+        self.header().requests.load(Ordering::Relaxed)
+    }
+
+    /// Whether the worker has written its stacks since it was asked.
+    pub(crate) fn dumped(&self) -> bool {
+        self.header().dumped.load(Ordering::Acquire) != 0
+    }
+
+    /// The oldest call in progress, with its request line.
+    pub(crate) fn oldest_call(&self) -> Option<Call> {
+        let n = usize::try_from(self.header().records.load(Ordering::Relaxed)).unwrap_or(0);
+        let mut oldest: Option<Call> = None;
+        for r in (0..n).filter_map(|i| self.record(i)) {
+            let started = r.started.load(Ordering::Acquire);
+            if started == 0 || oldest.as_ref().is_some_and(|o| o.started <= started) {
+                continue;
+            }
+            let len = usize::try_from(r.len.load(Ordering::Relaxed))
+                .unwrap_or(0)
+                .min(LINE_MAX);
+            let mut bytes = Vec::with_capacity(len);
+            for word in &r.line {
+                bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+                if bytes.len() >= len {
+                    break;
+                }
+            }
+            bytes.truncate(len);
+            fence(Ordering::Acquire);
+            if r.started.load(Ordering::Relaxed) != started {
+                // The call ended (and maybe another began) while we copied: not stuck.
+                continue;
+            }
+            oldest = Some(Call {
+                started,
+                line: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        oldest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn calls_are_recorded_truncated_and_cleared() {
+        let slot = Slot::new(2, 5).unwrap();
+        assert_eq!(slot.heartbeat(), 5);
+        let a = slot.claim().unwrap();
+        let b = slot.claim().unwrap();
+        assert_eq!(slot.claim(), None);
+        assert!(slot.oldest_call().is_none());
+        slot.begin(a, 100, [b"GET", b"/x?y=1", b"HTTP/1.1"]);
+        let long = vec![b'a'; 500];
+        slot.begin(b, 50, [b"POST", &long, b"HTTP/1.0"]);
+        let c = slot.oldest_call().unwrap();
+        assert_eq!(c.started, 50);
+        assert_eq!(c.line.len(), LINE_MAX);
+        assert!(c.line.starts_with("POST aaaa"));
+        slot.end(Some(b));
+        let c = slot.oldest_call().unwrap();
+        assert_eq!((c.started, c.line.as_str()), (100, "GET /x?y=1 HTTP/1.1"));
+        slot.end(Some(a));
+        slot.end(None);
+        assert!(slot.oldest_call().is_none());
+        assert_eq!(slot.requests(), 3);
+        assert!(!slot.dumped());
+        slot.mark_dumped();
+        assert!(slot.dumped());
+        slot.unmap();
+    }
+}

@@ -1,0 +1,154 @@
+//! The worker's side of supervision: what it writes into its shared [`Slot`] so the master
+//! can tell a stuck worker from a busy one, and the stack dump it writes when asked.
+//!
+//! - [`call_started`] is called once per application call (see `wsgi/call.rs`) and returns a
+//!   guard whose drop ends the call, so the start time and the request line are in the slot
+//!   exactly while the application runs, even when it raises. Its cost is a clock read and a
+//!   copy of at most [`crate::scoreboard::LINE_MAX`] bytes; there is no allocation.
+//! - [`heartbeat`] is a task on the worker's event loop that stamps the slot while the loop
+//!   runs.
+//! - [`enter_worker`], right after the fork, has CPython's `faulthandler` write every
+//!   thread's Python stack to the error log on [`DUMP_SIGNAL`]. faulthandler does it inside
+//!   its C signal handler, so it works while a thread spins in pure Python holding the GIL or
+//!   waits in C with it released. It then chains to our own handler, which flags the slot so
+//!   the master can kill the worker at once instead of after a fixed wait.
+#![allow(unsafe_code)]
+
+use std::cell::Cell;
+use std::os::fd::IntoRawFd;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bourbon_config::{Config, LogTarget};
+use bourbon_server::log;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::scoreboard::{now_ns, Slot};
+
+/// The signal the master sends a timed-out worker to make it write its Python stacks:
+/// SIGURG. It is not part of gunicorn's signal contract, its default action is to ignore it
+/// (harmless if it arrives before the worker installed the handler), and the kernel never
+/// raises it for us (no socket of ours has an owner set with F_SETOWN).
+pub(crate) const DUMP_SIGNAL: libc::c_int = libc::SIGURG;
+
+/// This worker's slot; unset in the master.
+static SLOT: OnceLock<Slot> = OnceLock::new();
+
+thread_local! {
+    /// The record of the calling thread: not asked yet (`None`), or what `claim` gave.
+    static RECORD: Cell<Option<Option<usize>>> = const { Cell::new(None) };
+}
+
+/// Make this freshly forked process report into `slot`, and arrange the stack dump.
+pub(crate) fn enter_worker(py: Python<'_>, slot: Slot, cfg: &Config) {
+    let _ = SLOT.set(slot);
+    // Our handler first: faulthandler (with chain=True) calls it after writing the stacks.
+    // SAFETY: a zeroed sigaction is valid; the handler only does an atomic store.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_dumped as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(DUMP_SIGNAL, &action, std::ptr::null_mut());
+    }
+    let fd = error_log_fd(cfg);
+    let registered = (|| -> PyResult<()> {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("file", fd)?;
+        kwargs.set_item("all_threads", true)?;
+        kwargs.set_item("chain", true)?;
+        py.import("faulthandler")?
+            .call_method("register", (DUMP_SIGNAL,), Some(&kwargs))?;
+        Ok(())
+    })();
+    if let Err(e) = registered {
+        log::warn(format_args!(
+            "cannot arrange stack dumps on timeout (faulthandler): {e}"
+        ));
+    }
+}
+
+/// A descriptor of the error log for faulthandler, which writes with write(2) from a signal
+/// handler: stderr, or the log file opened once more for appending (kept for the process's
+/// life, as faulthandler holds on to it).
+fn error_log_fd(cfg: &Config) -> i32 {
+    match &cfg.error_logfile {
+        LogTarget::File(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(IntoRawFd::into_raw_fd)
+            .unwrap_or(libc::STDERR_FILENO),
+        LogTarget::Stdout => libc::STDOUT_FILENO,
+        LogTarget::Stderr => libc::STDERR_FILENO,
+    }
+}
+
+extern "C" fn on_dumped(_sig: libc::c_int) {
+    if let Some(slot) = SLOT.get() {
+        slot.mark_dumped();
+    }
+}
+
+/// Marks one application call in the slot while it lives.
+pub(crate) struct CallGuard {
+    slot: Option<&'static Slot>,
+    record: Option<usize>,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            slot.end(self.record);
+        }
+    }
+}
+
+/// An application call for this request begins; it ends when the guard is dropped.
+pub(crate) fn call_started(head: &bourbon_server::request::RequestHead) -> CallGuard {
+    let Some(slot) = SLOT.get() else {
+        return CallGuard {
+            slot: None,
+            record: None,
+        };
+    };
+    let record = RECORD.with(|r| {
+        r.get().unwrap_or_else(|| {
+            let claimed = slot.claim();
+            r.set(Some(claimed));
+            claimed
+        })
+    });
+    if let Some(i) = record {
+        slot.begin(
+            i,
+            now_ns(),
+            [head.method(), head.target(), head.version_str().as_bytes()],
+        );
+    }
+    CallGuard {
+        slot: Some(slot),
+        record,
+    }
+}
+
+/// How often the event loop stamps its heartbeat: often enough that a live worker is never
+/// mistaken for a stuck one (a quarter of the timeout), at least once a second.
+pub(crate) fn heartbeat_period(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        return Duration::from_secs(1);
+    }
+    (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// Stamp the heartbeat every `every` for as long as the event loop runs.
+pub(crate) async fn heartbeat(every: Duration) {
+    let Some(slot) = SLOT.get() else { return };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        slot.beat(now_ns());
+    }
+}

@@ -1,0 +1,173 @@
+//! The master's judgement of one worker, read from its shared slot and from `/proc`: is it
+//! stuck (`--timeout`), or due to be replaced (`--max-requests`, `--max-worker-lifetime`,
+//! `--max-worker-memory`)? Deciding lives here; acting (signals, forks) in `arbiter.rs`.
+
+use std::time::{Duration, Instant};
+
+use bourbon_config::Config;
+
+use crate::scoreboard::Slot;
+
+/// Why a worker is considered stuck.
+pub(crate) enum Stuck {
+    /// An application call has run longer than the timeout.
+    Call { line: String, secs: f64 },
+    /// The worker's event loop has not run for longer than the timeout.
+    Silent { secs: f64 },
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stuck::Call { line, secs } => {
+                write!(
+                    f,
+                    "request \"{}\" running for {secs:.1} s",
+                    line.escape_debug()
+                )
+            }
+            Stuck::Silent { secs } => write!(f, "no heartbeat for {secs:.1} s"),
+        }
+    }
+}
+
+fn secs_between(earlier: u64, now: u64) -> f64 {
+    Duration::from_nanos(now.saturating_sub(earlier)).as_secs_f64()
+}
+
+/// Whether the worker behind `slot` is stuck at monotonic time `now`. A worker that is
+/// finishing up (retiring) is only judged by its calls: its event loop may already be gone.
+pub(crate) fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> Option<Stuck> {
+    if timeout.is_zero() {
+        return None;
+    }
+    let limit = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+    if let Some(call) = slot.oldest_call() {
+        if now.saturating_sub(call.started) > limit {
+            return Some(Stuck::Call {
+                line: call.line,
+                secs: secs_between(call.started, now),
+            });
+        }
+    }
+    let beat = slot.heartbeat();
+    if serving && now.saturating_sub(beat) > limit {
+        return Some(Stuck::Silent {
+            secs: secs_between(beat, now),
+        });
+    }
+    None
+}
+
+/// The per-worker request limit: `max_requests` plus a random 0..=`jitter` (0 = no limit).
+pub(crate) fn request_limit(max_requests: u64, jitter: u64) -> u64 {
+    if max_requests == 0 {
+        return 0;
+    }
+    max_requests.saturating_add(random_u64() % jitter.saturating_add(1).max(1))
+}
+
+/// Why a serving worker should be replaced now, if it should.
+pub(crate) fn recycle_reason(
+    cfg: &Config,
+    pid: libc::pid_t,
+    slot: &Slot,
+    started: Instant,
+    request_limit: u64,
+) -> Option<String> {
+    if request_limit > 0 {
+        let served = slot.requests();
+        if served >= request_limit {
+            return Some(format!(
+                "{served} requests served, max-requests {request_limit}"
+            ));
+        }
+    }
+    let lifetime = cfg.max_worker_lifetime;
+    if !lifetime.is_zero() && started.elapsed() >= lifetime {
+        return Some(format!(
+            "running for {:.1} s, max-worker-lifetime {} s",
+            started.elapsed().as_secs_f64(),
+            lifetime.as_secs_f64()
+        ));
+    }
+    if cfg.max_worker_memory > 0 {
+        if let Some(rss) = rss_mib(pid) {
+            if rss > cfg.max_worker_memory {
+                return Some(format!(
+                    "{rss} MiB resident, max-worker-memory {} MiB",
+                    cfg.max_worker_memory
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The resident set size of `pid` in MiB, from `/proc/PID/statm` (its second field, in pages).
+pub(crate) fn rss_mib(pid: libc::pid_t) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    #[allow(unsafe_code)]
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = u64::try_from(page).ok().filter(|&p| p > 0).unwrap_or(4096);
+    Some(pages * page / (1024 * 1024))
+}
+
+/// A random number from the kernel (falls back to the clock: jitter needs no strength).
+fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: getrandom writes at most `buf.len()` bytes into our buffer.
+    #[allow(unsafe_code)]
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == 8 {
+        u64::from_le_bytes(buf)
+    } else {
+        crate::scoreboard::now_ns()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn limits_with_jitter_stay_in_range() {
+        assert_eq!(request_limit(0, 10), 0);
+        assert_eq!(request_limit(5, 0), 5);
+        for _ in 0..100 {
+            let l = request_limit(100, 10);
+            assert!((100..=110).contains(&l), "{l}");
+        }
+    }
+
+    #[test]
+    fn a_stuck_call_is_reported_before_a_silent_loop() {
+        let slot = Slot::new(1, 1).unwrap();
+        let sec = 1_000_000_000u64;
+        let t = Duration::from_secs(2);
+        assert!(stuck(&slot, sec, t, true).is_none());
+        assert!(matches!(
+            stuck(&slot, 4 * sec, t, true),
+            Some(Stuck::Silent { .. })
+        ));
+        assert!(stuck(&slot, 4 * sec, t, false).is_none());
+        assert!(stuck(&slot, 4 * sec, Duration::ZERO, true).is_none());
+        let i = slot.claim().unwrap();
+        slot.begin(i, sec, [b"GET", b"/loop", b"HTTP/1.1"]);
+        let s = stuck(&slot, 4 * sec, t, false).unwrap();
+        assert_eq!(
+            s.to_string(),
+            "request \"GET /loop HTTP/1.1\" running for 3.0 s"
+        );
+        slot.unmap();
+    }
+
+    #[test]
+    fn own_rss_is_read() {
+        let pid = libc::pid_t::try_from(std::process::id()).unwrap();
+        assert!(rss_mib(pid).is_some());
+    }
+}
