@@ -8,6 +8,7 @@ def app(environ, start_response):
     body = json.dumps(
         {
             "pid": os.getpid(),
+            "ppid": os.getppid(),
             "multiprocess": environ["wsgi.multiprocess"],
             "multithread": environ["wsgi.multithread"],
         }

@@ -355,7 +355,7 @@ def test_reuse_port_lets_two_servers_share_a_port(start_server):
     assert second.host_port == first.host_port
     # Both answer on the one port: stop the first, the second still serves.
     assert first.stop() == 0
-    assert get_json(f"http://127.0.0.1:{port}/")["pid"] == second.pid
+    assert get_json(f"http://127.0.0.1:{port}/")["ppid"] == second.pid
     # Without the option, the port is taken: exit 1.
     r = run_bourbon("ops_app:app", "-b", f"127.0.0.1:{port}")
     assert r.returncode == 1, r.stderr
@@ -386,7 +386,7 @@ def test_daemon_detaches_and_writes_its_pid(tmp_path: Path):
         pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="pid"))
         wait_until(lambda: "Listening at" in errlog.read_text(), what="readiness")
         data = unix_get(sock)
-        assert data["pid"] == pid  # -w 1: the daemon serves itself
+        assert data["ppid"] == pid  # the daemon is the master of the worker that answered
         # Detached: its own session, not a child of anything of ours, no terminal.
         assert os.getsid(pid) == pid or os.getsid(pid) != os.getsid(0)
         assert pid not in children(os.getpid())
@@ -421,7 +421,7 @@ def test_proc_name_overrides_the_app_in_titles(start_server):
     assert cmdline(srv.pid).split(b"\0")[0] == b"bourbon: master [mysite]"
     # The rewritten area keeps its length and stays NUL-padded (the environment is untouched).
     assert cmdline(srv.pid).rstrip(b"\0") == b"bourbon: master [mysite]"
-    assert get_json(srv.url + "/")["pid"] == srv.pid
+    assert get_json(srv.url + "/")["ppid"] == srv.pid
 
 
 # ---- 8. USR2 + WINCH: the binary upgrade -----------------------------------------------
@@ -539,7 +539,7 @@ def test_usr2_winch_term_upgrade_without_failed_requests(tmp_path: Path, start_s
             kill_quietly(new)
 
 
-def test_usr2_then_term_in_a_single_process(tmp_path: Path, start_server):
+def test_usr2_then_term_with_one_worker(tmp_path: Path, start_server):
     pidfile = tmp_path / "bourbon.pid"
     sock = tmp_path / "s.sock"
     srv = start_server("ops_app:app", "--pid", str(pidfile), "-b", f"unix:{sock}")
@@ -555,7 +555,7 @@ def test_usr2_then_term_in_a_single_process(tmp_path: Path, start_server):
         os.kill(old, signal.SIGTERM)
         assert srv.proc.wait(TIMEOUT) == 0
         assert sock.exists()
-        assert unix_get(sock)["pid"] == new
+        assert unix_get(sock)["ppid"] == new
     finally:
         try:
             os.killpg(old, signal.SIGKILL)

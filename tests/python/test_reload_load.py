@@ -286,6 +286,6 @@ def test_drain_serves_a_request_that_had_started_to_arrive(start_server, connect
         try:
             second.begin()
             assert second.status == 200
-            assert json.loads(second.read())["pid"] == srv.pid
+            assert json.loads(second.read())["ppid"] == srv.pid
         finally:
             second.close()

@@ -142,6 +142,7 @@ pub(crate) fn run(
     }
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
     announce(listeners, threads);
+    log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
     let mut master = Master {
         cfg: cfg.clone(),
         argv,

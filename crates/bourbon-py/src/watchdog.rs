@@ -52,6 +52,14 @@ pub(crate) fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> 
     }
     let beat = slot.heartbeat();
     if serving && now.saturating_sub(beat) > limit {
+        // A call on the event loop's thread silences the heartbeat from a moment before the
+        // call began, so the silence passes the limit first: name the call all the same.
+        if let Some(call) = slot.oldest_call() {
+            return Some(Stuck::Call {
+                line: call.line,
+                secs: secs_between(call.started, now),
+            });
+        }
         return Some(Stuck::Silent {
             secs: secs_between(beat, now),
         });
