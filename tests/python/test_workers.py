@@ -124,3 +124,48 @@ def test_hup_replaces_every_worker_without_failing_requests(start_server, tmp_pa
     new = wait_children(srv.pid, lambda k: len(k) == 3 and not (k & old))
     assert get_json(srv.url + "/")["pid"] in new
     srv.wait_for_log("Handling signal: hup; reloading")
+
+
+def listen_backlog(port: int) -> int | None:
+    """Connections waiting in the accept queue of the loopback listener on ``port`` (for a
+    listening socket, /proc/net/tcp's rx_queue is that queue's length)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state = fields[1], fields[3]
+        if state == "0A" and int(local.split(":")[1], 16) == port:
+            return int(fields[4].split(":")[1], 16)
+    return None
+
+
+def test_a_full_worker_stops_accepting(start_server):
+    """With every Python thread busy, the worker leaves new connections in the listeners'
+    queue (where a sibling could take them) instead of accepting them and making them wait
+    behind the busy threads; it takes them once a thread is free."""
+    srv = start_server("slow_app:app", "-w", "1", "--threads", "2")
+    host, port = srv.host_port
+    slow = [srv.connect() for _ in range(2)]
+    try:
+        for s in slow:
+            s.sendall(b"GET /?seconds=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + TIMEOUT
+        while srv.log.count("slow_app: sleeping 2.0 s") < 2:
+            assert time.monotonic() < deadline, srv.log
+            time.sleep(0.01)
+        with srv.connect() as third:
+            third.sendall(b"GET /?seconds=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            # The third connection stays queued in the kernel while both threads are busy.
+            deadline = time.monotonic() + 1.0
+            while listen_backlog(port) != 1:
+                assert time.monotonic() < deadline, f"backlog {listen_backlog(port)}"
+                time.sleep(0.01)
+            assert "sleeping 0.0 s" not in srv.log
+            # Once a slow request ends, it is accepted and answered.
+            third.settimeout(TIMEOUT)
+            data = b""
+            while chunk := third.recv(65536):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200"), data
+            assert listen_backlog(port) == 0
+    finally:
+        for s in slow:
+            s.close()

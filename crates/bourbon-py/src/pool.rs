@@ -27,24 +27,60 @@ pub(crate) enum Work {
     Continue(Handoff),
 }
 
-/// Counts work handed to the pool and not yet finished.
-#[derive(Clone, Default)]
-pub(crate) struct Busy(Arc<AtomicUsize>);
+/// Counts work handed to the pool and not yet finished, and tells the accept loops when the
+/// pool fills up and when it has room again.
+#[derive(Clone)]
+pub(crate) struct Busy(Arc<BusyState>);
+
+struct BusyState {
+    count: AtomicUsize,
+    /// The Python threads: with this much work running, the worker is full.
+    threads: usize,
+    room: Arc<tokio::sync::Notify>,
+}
 
 impl Busy {
+    /// A counter for a pool of `threads` Python threads.
+    pub(crate) fn new(threads: usize) -> Self {
+        Busy(Arc::new(BusyState {
+            count: AtomicUsize::new(0),
+            threads: threads.max(1),
+            room: Arc::new(tokio::sync::Notify::new()),
+        }))
+    }
+
     /// Work is about to be queued.
     pub(crate) fn enter(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        let before = self.0.count.fetch_add(1, Ordering::AcqRel);
+        if before + 1 == self.0.threads {
+            // From not full to full: the accept loops must stop.
+            self.0.room.notify_waiters();
+        }
     }
 
     /// Work finished (or was never taken).
     pub(crate) fn leave(&self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let before = self.0.count.fetch_sub(1, Ordering::AcqRel);
+        if before == self.0.threads {
+            // From full to not full: the accept loops may go on.
+            self.0.room.notify_waiters();
+        }
     }
 
     /// No work is queued or running.
     pub(crate) fn idle(&self) -> bool {
-        self.0.load(Ordering::Acquire) == 0
+        self.0.count.load(Ordering::Acquire) == 0
+    }
+
+    /// Every Python thread has work (queued work counts too).
+    pub(crate) fn full(&self) -> bool {
+        self.0.count.load(Ordering::Acquire) >= self.0.threads
+    }
+
+    /// Resolves at the next change between full and not full after this call (the waiter
+    /// is registered here, not when first polled, so a change right after is not missed).
+    pub(crate) fn changed(&self) -> tokio::sync::futures::OwnedNotified {
+        self.0.room.clone().notified_owned()
     }
 }
 

@@ -370,7 +370,7 @@ impl Worker {
         // A bounded queue: when every Python thread is busy, connections wait here (and stop
         // reading more requests) instead of piling up work.
         let (work_tx, work_rx) = mpsc::channel(threads * 2);
-        let busy = pool::Busy::default();
+        let busy = pool::Busy::new(threads);
         // With one Python thread the app is called inline on this thread when it is free:
         // the common request then costs no thread switch at all.
         let inline = (threads == 1).then(|| ctx.clone());

@@ -147,6 +147,31 @@ pub trait Handler: 'static {
     type Body: http_body::Body<Data = Bytes> + 'static;
     /// Answer one request.
     fn call(&self, req: Request, conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body>;
+
+    /// Whether the handler can take more work now. While it cannot, the worker accepts no
+    /// new connection, so that the connections waiting in the listeners' queue (shared by
+    /// all workers) go to a worker that can serve them.
+    fn has_capacity(&self) -> bool {
+        true
+    }
+
+    /// Resolves when `has_capacity` may have changed, either way. The future must be
+    /// registered when this is called, not when first polled.
+    fn capacity_changed(&self) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// Wait until `handler` has room for more work.
+async fn wait_capacity<H: Handler>(handler: &H) {
+    while !handler.has_capacity() {
+        let changed = handler.capacity_changed();
+        // Asked again after registering, so a change in between is not missed.
+        if handler.has_capacity() {
+            break;
+        }
+        changed.await;
+    }
 }
 
 /// The settings of the serving loop.
@@ -250,7 +275,15 @@ async fn accept_tcp<H: Handler>(
     stop: watch::Receiver<bool>,
 ) {
     loop {
-        match listener.accept().await {
+        wait_capacity(&*handler).await;
+        // Stop waiting for a connection as soon as the handler fills up.
+        let full = handler.capacity_changed();
+        let accepted = tokio::select! {
+            biased;
+            () = full => continue,
+            res = listener.accept() => res,
+        };
+        match accepted {
             Ok((stream, addr)) => {
                 let _ = stream.set_nodelay(true);
                 let info = ConnInfo {
@@ -280,7 +313,14 @@ async fn accept_unix<H: Handler>(
     stop: watch::Receiver<bool>,
 ) {
     loop {
-        match listener.accept().await {
+        wait_capacity(&*handler).await;
+        let full = handler.capacity_changed();
+        let accepted = tokio::select! {
+            biased;
+            () = full => continue,
+            res = listener.accept() => res,
+        };
+        match accepted {
             Ok((stream, _)) => {
                 let info = ConnInfo {
                     peer: Peer::Unix,

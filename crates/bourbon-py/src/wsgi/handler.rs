@@ -48,6 +48,17 @@ pub(crate) struct WsgiHandler {
 impl Handler for WsgiHandler {
     type Body = ResponseBody;
 
+    /// Full when every Python thread has work: then this worker stops accepting (see
+    /// [`Handler::has_capacity`]). Inline calls never count: they run on this very thread,
+    /// which accepts nothing while they run.
+    fn has_capacity(&self) -> bool {
+        !self.busy.full()
+    }
+
+    fn capacity_changed(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        Box::pin(self.busy.changed())
+    }
+
     fn call(&self, req: Request, conn: &Rc<ConnInfo>) -> HandlerFuture<ResponseBody> {
         let token = InflightToken::new(&conn.shared);
         let work = self.work.clone();
