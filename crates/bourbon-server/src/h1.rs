@@ -190,8 +190,18 @@ impl<S: Socket> Conn<S> {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
+            let room = rd.buf.capacity() - rd.buf.len();
             match self.stream.try_read_buf(&mut rd.buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Ok(n) if n > 0 && n < room => {
+                    // A short read emptied the socket. Without this the next read would be a
+                    // wasted recv(2) returning EAGAIN before waiting (one per request on a
+                    // keep-alive connection). Safe on this single-threaded runtime: bytes
+                    // arriving from now on raise a new readiness event, which the reactor
+                    // records after this.
+                    self.stream.clear_read_ready();
+                    return Poll::Ready(Ok(n));
+                }
                 res => return Poll::Ready(res),
             }
         }

@@ -58,6 +58,9 @@ pub trait Socket: AsRawFd + std::os::fd::AsFd + 'static {
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Read what is available into `buf`'s spare capacity (`WouldBlock` when nothing is).
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Forget the cached "readable" state without a system call, after a read that drained
+    /// the socket; see `h1::Conn::poll_fill`.
+    fn clear_read_ready(&self);
     /// Write from `bufs` (`WouldBlock` when the send buffer is full).
     fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
     /// Send up to `len` bytes of `file` from `offset` with sendfile(2) (`WouldBlock` when
@@ -90,6 +93,12 @@ macro_rules! socket_impl {
             }
             fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
                 <$ty>::try_read_buf(self, buf)
+            }
+            fn clear_read_ready(&self) {
+                // A closure reporting WouldBlock is how tokio lets us clear readiness.
+                let _ = self.try_io(tokio::io::Interest::READABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
             }
             fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
                 <$ty>::try_write_vectored(self, bufs)
