@@ -1,8 +1,8 @@
-//! The request guard: HTTP/1.1 message framing checked before hyper sees a byte.
+//! The request guard: HTTP/1.1 message framing, validated and located in one pass.
 //!
 //! Every byte read from a client socket passes through a [`Guard`]. It follows the message
 //! framing of RFC 9112 over a keep-alive (possibly pipelined) connection and decides how many
-//! of the bytes received so far may be handed to hyper:
+//! of the bytes received so far may be handed on to the request:
 //!
 //! - a request head is held back until the whole head (request line, header fields, empty
 //!   line) has arrived and been validated, then released verbatim in one piece;
@@ -11,10 +11,13 @@
 //! - the first violation yields a [`Reject`] (status + one-line reason) and nothing from the
 //!   faulty message past the last valid byte is ever released.
 //!
-//! This keeps gunicorn's limits and error answers (hyper would answer its own 4xx with no
-//! body) and makes request smuggling through disagreeing parsers impossible: hyper only ever
-//! sees messages the guard has framed itself. The module is pure logic: no I/O, no async.
-//! The connection driver (`io`) owns the socket, the buffer and what to do with a rejection.
+//! While it validates a head it records where the method, the target and each field's name
+//! and value are ([`HeadInfo`]), and while it validates a body where the payload is among the
+//! framing ([`Guard::scan_data`]): the connection driver (`h1`) builds the request from that,
+//! so nothing parses a message twice and two parsers can never disagree about where a message
+//! ends (request smuggling). It keeps gunicorn's limits and error answers. The module is pure
+//! logic: no I/O, no async; the driver owns the socket, the buffer and what to do with a
+//! rejection.
 
 use memchr::{memchr, memrchr};
 
@@ -25,7 +28,7 @@ const UNLIMITED_LINE: usize = 64 * 1024;
 const MAX_EMPTY_LINES: usize = 8;
 /// Longest chunk-size line (size + extensions), excluding CRLF.
 const MAX_CHUNK_LINE: usize = 4096;
-/// Chunk-extension bytes accepted over one body (hyper refuses more than 16 KiB).
+/// Chunk-extension bytes accepted over one body (16 KiB, as hyper and nginx bound them).
 const MAX_CHUNK_EXT_TOTAL: usize = 16 * 1024;
 /// 16 hex digits fill a u64; more would overflow (or be absurd leading zeros).
 const MAX_CHUNK_SIZE_DIGITS: usize = 16;
@@ -75,7 +78,7 @@ impl Limits {
     }
 
     /// The largest request head (leading empty lines, request line, fields, CRLFs) the guard
-    /// can release; hyper's read buffer must be able to hold it.
+    /// can release; the driver's read buffer must be able to hold it.
     pub fn max_head_len(&self) -> usize {
         (MAX_EMPTY_LINES * 2)
             .saturating_add(self.line_cap())
@@ -358,7 +361,7 @@ impl Guard {
     }
 
     /// Validate `pending`: all bytes received and not yet released, starting at the guard's
-    /// position. `Ok(n)`: the first `n` bytes may go to hyper (0 = more bytes needed).
+    /// position. `Ok(n)`: the first `n` bytes are released (0 = more bytes needed).
     ///
     /// One call never releases past the end of a head or the end of a message, so a caller
     /// that drains `n` bytes and calls again sees each head completed by its own call. When
@@ -491,8 +494,8 @@ impl Guard {
 
     /// True once a message that ends the connection (`Connection: close`, HTTP/1.0 without
     /// keep-alive, CONNECT) has been released completely. From then on `scan` releases
-    /// nothing and judges nothing (`Ok(0)`): later bytes are not requests hyper will read, so
-    /// the driver should stop reading and give hyper EOF, as at a message boundary.
+    /// nothing and judges nothing (`Ok(0)`): later bytes are not requests anyone will read,
+    /// so the driver stops reading, as at a message boundary.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
     }
@@ -791,7 +794,7 @@ fn note_field(name: &[u8], value: &[u8], facts: &mut Facts) -> Result<(), Reject
             return Err(Reject::DUP_HOST);
         }
     } else if name.eq_ignore_ascii_case(b"connection") {
-        // RFC 9112 §9.3, §9.6: the options hyper acts upon.
+        // RFC 9112 §9.3, §9.6: the options that decide whether the connection persists.
         for option in list_elements(value) {
             if option.eq_ignore_ascii_case(b"close") {
                 facts.conn_close = true;

@@ -504,7 +504,7 @@ fn header_search_is_incremental() {
 
 #[test]
 fn host_fields() {
-    accepted(b"GET / HTTP/1.1\r\n\r\n"); // missing Host: hyper / the app decide
+    accepted(b"GET / HTTP/1.1\r\n\r\n"); // missing Host: the app decides
     assert_eq!(
         rejected(&get_with("Host: evil.example.com")),
         Reject::DUP_HOST
