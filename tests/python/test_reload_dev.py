@@ -14,7 +14,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import run_bourbon
 
 DEADLINE = 10.0
@@ -70,9 +69,7 @@ def start(start_server, directory: Path, *args: str):
     return start_server("app:app", "--reload", "-w", "1", "--chdir", str(directory), *args)
 
 
-def test_a_changed_file_is_served_and_ignored_directories_are_not_watched(
-    start_server, tmp_path
-):
+def test_a_changed_file_is_served_and_ignored_directories_are_not_watched(start_server, tmp_path):
     write_app(tmp_path, "v1")
     for d in ("__pycache__", ".venv/lib", "node_modules/pkg"):
         (tmp_path / d).mkdir(parents=True)
@@ -150,3 +147,20 @@ def test_reload_with_preload_is_refused(tmp_path):
     assert len(lines) == 1, r.stderr
     assert "--reload cannot be combined with --preload" in lines[0]
     assert "Booting worker" not in r.stdout + r.stderr
+
+
+def test_a_large_tree_is_watched_up_to_the_limit(start_server, tmp_path):
+    write_app(tmp_path, "v1")
+    # 101 × 100 directories (plus the root): beyond the 10000 watched at most.
+    for i in range(101):
+        for j in range(100):
+            (tmp_path / f"d{i:03}" / f"e{j:03}").mkdir(parents=True)
+    srv = start(start_server, tmp_path)
+    line = srv.wait_for_log(r"reload: watching \d+ directories")
+    assert int(re.search(r"watching (\d+) directories", line).group(1)) <= 10000
+    # Either bourbon's cap or the system's inotify limit stopped the walk, and said so.
+    srv.wait_for_log(r"only the first 10000 directories are watched|max_user_watches")
+    # The top of the tree is watched first, so the project's own files still are.
+    assert get(srv.url + "/") == "v1"
+    write_app(tmp_path, "v2")
+    wait_body(srv, "v2")

@@ -283,7 +283,7 @@ affinity mask (`taskset`, a container's cpuset) capped by the cgroup v2 CPU quot
 (`cpu.max`, e.g. `docker --cpus 1.5`, rounded up), at least 1. `auto` may also be given \
 explicitly; `bourbon --print-config` shows the number it resolves to. \
 There is always a master process: it binds the sockets, forks the workers \
-(each loads the application after the fork), replaces a worker that dies or times out, \
+(each loads the application after the fork, unless `preload` is on), replaces a worker that dies or times out, \
 recycles workers (`max_requests`, `max_worker_lifetime`, `max_worker_memory`), adds or \
 removes one on SIGTTIN/SIGTTOU, replaces them all with freshly loaded ones on SIGHUP \
 (after re-reading the settings), and stops them on SIGTERM (graceful) or SIGINT/SIGQUIT \
@@ -587,10 +587,11 @@ subdirectories, the application module's file, and each `reload_extra_file`. Whe
 written, created, moved or deleted, it waits until nothing has changed for 0.2 s, logs \
 `Worker reloading: FILE modified` and does what SIGHUP does: new workers import the fresh \
 code, the old ones finish their requests and exit. Directories named `__pycache__`, \
-`.git`, `.hg`, `node_modules`, `target`, `.tox`, `.nox`, `.venv*`, any other hidden \
-cache directory (`.mypy_cache`, ...) and any virtualenv (a directory holding `pyvenv.cfg`) \
-are not watched, and at most 10000 directories are (a warning says when more were left \
-out). A worker that cannot import the changed code does not stop the server, as it would \
+`.git`, `.hg`, `.svn`, `node_modules`, `target`, `.tox`, `.nox` or `.venv*`, hidden \
+caches (`.mypy_cache`, `.pytest_cache`, any `.*_cache`) and virtualenvs (a directory \
+holding `pyvenv.cfg`) are not watched; at most 10000 directories are (a warning says when \
+more were left out, or when the system's `fs.inotify.max_user_watches` is reached). New \
+directories are watched as they appear. Only Linux (inotify). A worker that cannot import the changed code does not stop the server, as it would \
 without this setting: the error is logged and the master waits for the next change. Cannot \
 be combined with `preload` (exit 2), since preloaded code cannot be reloaded.",
         show: |c| Shown::Num(c.reload.to_string()),

@@ -136,8 +136,9 @@ pub(crate) fn run(
     listeners: &[Listener],
     access_log: Option<Arc<AccessLog>>,
 ) -> i32 {
-    // Before the signal handlers: a stop signal during a long import ends the process
-    // by its default action, as it would before the server started.
+    // Before the master's signal handlers: a stop during a long import ends the process
+    // as it would before the server started (TERM by its default action, INT as Python's
+    // KeyboardInterrupt, which fails the import).
     let app = if cfg.preload {
         match crate::preload::load(py, cfg) {
             Ok(app) => Some(app),
@@ -221,8 +222,9 @@ impl Master<'_> {
             let read_fd = self.read_fd;
             let (signals, changed) = py.detach(|| wait_signals(read_fd, watch, wait));
             if changed {
-                if let Some(r) = self.reloader.as_mut() {
-                    r.read();
+                if let Some(Err(e)) = self.reloader.as_mut().map(Reloader::read) {
+                    log::error(format_args!("reload: cannot read file changes: {e}; off"));
+                    self.reloader = None;
                 }
             }
             if let Some(code) = self.reap() {
@@ -737,7 +739,9 @@ fn wait_signals(fd: RawFd, watch: Option<RawFd>, timeout: Duration) -> (Vec<libc
     // SAFETY: poll reads and writes the two pollfds we own.
     let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
     let mut out = Vec::new();
-    let watched = ready > 0 && pfds[1].revents & libc::POLLIN != 0;
+    // Any event, an error included, so that a broken watcher is read (and dropped) rather
+    // than polled again at once.
+    let watched = ready > 0 && pfds[1].revents != 0;
     if ready > 0 && pfds[0].revents & libc::POLLIN != 0 {
         let mut buf = [0u8; 64];
         loop {

@@ -218,8 +218,9 @@ impl Reloader {
         self.pending.take().map(|p| p.change)
     }
 
-    /// Read every event waiting on the descriptor.
-    pub(crate) fn read(&mut self) {
+    /// Read every event waiting on the descriptor; an error other than "nothing more to
+    /// read" means the watcher is broken (the master then drops it rather than spin).
+    pub(crate) fn read(&mut self) -> std::io::Result<()> {
         // u64 elements so the buffer is aligned for the event headers.
         let mut buf = [0u64; 1024];
         let size = std::mem::size_of_val(&buf);
@@ -227,16 +228,21 @@ impl Reloader {
             // SAFETY: reading into our own buffer, at most its size.
             let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), size) };
             let Ok(n) = usize::try_from(n) else {
-                break; // EAGAIN: drained (or an error, seen again at the next wake-up)
+                let err = std::io::Error::last_os_error();
+                return match err.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(()),
+                    _ => Err(err),
+                };
             };
             if n == 0 {
-                break;
+                return Ok(());
             }
             // SAFETY: the first `n` bytes of `buf` were just written by read(2); u8 has no
             // alignment or validity requirements.
             let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
             self.parse(bytes);
         }
+        Ok(())
     }
 
     fn parse(&mut self, bytes: &[u8]) {
