@@ -591,8 +591,9 @@ code, the old ones finish their requests and exit. Directories named `__pycache_
 caches (`.mypy_cache`, `.pytest_cache`, any `.*_cache`) and virtualenvs (a directory \
 holding `pyvenv.cfg`) are not watched; at most 10000 directories are (a warning says when \
 more were left out, or when the system's `fs.inotify.max_user_watches` is reached). New \
-directories are watched as they appear. Only Linux (inotify). A worker that cannot import the changed code does not stop the server, as it would \
-without this setting: the error is logged and the master waits for the next change. Cannot \
+directories are watched as they appear. Only Linux (inotify). A worker that cannot import the application (at start or after a change) does not stop \
+the server, as it would without this setting (exit 4): the error is logged and the master \
+forks again at the next change. Cannot \
 be combined with `preload` (exit 2), since preloaded code cannot be reloaded.",
         show: |c| Shown::Num(c.reload.to_string()),
     },
