@@ -93,6 +93,12 @@ pub fn load(args: &[String], env: &HashMap<String, String>) -> Result<Action, Co
             .map_err(|b| error::bad_value(o.setting, error::Origin::Cli(&o.label), b))?;
     }
 
+    // Preloaded code lives in the master, which the reloader cannot refresh.
+    if cfg.reload && cfg.preload {
+        return Err(ConfigError::new(
+            "--reload cannot be combined with --preload: preloaded code stays in the master and cannot be reloaded (drop one of them)",
+        ));
+    }
     if cfg.print_config {
         return Ok(Action::PrintConfig(print_config(&cfg)));
     }

@@ -283,7 +283,7 @@ affinity mask (`taskset`, a container's cpuset) capped by the cgroup v2 CPU quot
 (`cpu.max`, e.g. `docker --cpus 1.5`, rounded up), at least 1. `auto` may also be given \
 explicitly; `bourbon --print-config` shows the number it resolves to. \
 There is always a master process: it binds the sockets, forks the workers \
-(each loads the application after the fork), replaces a worker that dies or times out, \
+(each loads the application after the fork, unless `preload` is on), replaces a worker that dies or times out, \
 recycles workers (`max_requests`, `max_worker_lifetime`, `max_worker_memory`), adds or \
 removes one on SIGTTIN/SIGTTOU, replaces them all with freshly loaded ones on SIGHUP \
 (after re-reading the settings), and stops them on SIGTERM (graceful) or SIGINT/SIGQUIT \
@@ -396,6 +396,40 @@ its successor starts first, then it finishes its requests and exits. `0` disable
 twice a second; a worker above this many mebibytes is replaced the way `max_requests` \
 replaces one. `--reload-on-rss` (uWSGI's name) is accepted too. `0` disables it.",
         show: |c| num(c.max_worker_memory),
+    },
+    Setting {
+        name: "preload",
+        long: &["--preload", "--preload-app"],
+        short: None,
+        metavar: "",
+        section: Section::Workers,
+        kind: Kind::Switch(|c, s| {
+            c.preload = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("false"),
+        example: "true",
+        help: "import the app in the master before forking (shares its memory)",
+        doc: "Import the application once in the master, after the sockets are bound and the \
+user is switched and before the first worker is forked; every worker then serves that same \
+application object instead of importing it again. Workers start faster, an application that \
+cannot be imported stops the server (exit 4) before any worker exists, and the memory the \
+import filled is shared by all workers through copy-on-write. To keep it shared, automatic \
+garbage collection is paused while the application is imported (collecting then would free \
+objects and leave holes that the workers' own allocations later fill, copying those pages), \
+and `gc.freeze()` is called right before each fork, which moves every object the master \
+holds to the permanent generation: the workers' collections then never write to those \
+objects' headers, which would copy every page they touch. The pause sets the collection \
+threshold to 0 and puts it back afterwards, so an application that calls `gc.disable()` or \
+`gc.set_threshold()` while it is imported keeps its choice. Code that runs at import time \
+runs once, in the master: a database connection, a thread or a random seed created then is \
+inherited by every worker (Django opens its connections at the first request, so it is not \
+affected). SIGHUP does not load new code when this is on (the workers are forked from the \
+master, which holds the old modules): restart, or send SIGUSR2. Cannot be combined with \
+`reload`. `--preload-app` is accepted too.",
+        show: |c| Shown::Num(c.preload.to_string()),
     },
     // ---- Server mechanics ----
     Setting {
@@ -531,6 +565,71 @@ several independent servers (each started with this option) can listen on the sa
 and port; the kernel spreads new connections between them. Without it a second server on a \
 port in use fails to start (exit 1).",
         show: |c| Shown::Num(c.reuse_port.to_string()),
+    },
+    Setting {
+        name: "reload",
+        long: &["--reload"],
+        short: None,
+        metavar: "",
+        section: Section::Mechanics,
+        kind: Kind::Switch(|c, s| {
+            c.reload = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("false"),
+        example: "true",
+        help: "reload the workers when a Python file changes (development)",
+        doc: "For development: the master watches (with inotify) every `*.py` file under the \
+project directory (`chdir`, else the directory bourbon was started in) and its \
+subdirectories, the application module's file, and each `reload_extra_file`. When one is \
+written, created, moved or deleted, it waits until nothing has changed for 0.2 s, logs \
+`Worker reloading: FILE modified` and does what SIGHUP does: new workers import the fresh \
+code, the old ones finish their requests and exit. Directories named `__pycache__`, \
+`.git`, `.hg`, `.svn`, `node_modules`, `target`, `.tox`, `.nox` or `.venv*`, hidden \
+caches (`.mypy_cache`, `.pytest_cache`, any `.*_cache`) and virtualenvs (a directory \
+holding `pyvenv.cfg`) are not watched; at most 10000 directories are (a warning says when \
+more were left out, or when the system's `fs.inotify.max_user_watches` is reached). New \
+directories are watched as they appear. Only Linux (inotify). A worker that cannot import the application (at start or after a change) does not stop \
+the server, as it would without this setting (exit 4): the error is logged and the master \
+forks again at the next change. Cannot \
+be combined with `preload` (exit 2), since preloaded code cannot be reloaded.",
+        show: |c| Shown::Num(c.reload.to_string()),
+    },
+    Setting {
+        name: "reload_extra_file",
+        long: &["--reload-extra-file"],
+        short: None,
+        metavar: "FILE",
+        section: Section::Mechanics,
+        kind: Kind::List(|c, items| {
+            c.reload_extra_file = items
+                .iter()
+                .map(|i| i.trim())
+                .filter(|i| !i.is_empty())
+                .map(PathBuf::from)
+                .collect();
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "templates/base.html",
+        help: "with --reload, also reload when this file changes (repeatable)",
+        doc: "A file (a template, a settings file, ...) whose change reloads the workers when \
+`reload` is on, like a Python file of the project. Repeat the option for several files; \
+in `BOURBON_RELOAD_EXTRA_FILE` separate them with commas, in a config file use an array. \
+A relative path is taken from the project directory (`chdir`). The file may be created \
+later, but its directory must exist when bourbon starts.",
+        show: |c| {
+            Shown::List(
+                c.reload_extra_file
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            )
+        },
     },
     // ---- Timeouts ----
     Setting {

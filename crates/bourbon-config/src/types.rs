@@ -49,6 +49,12 @@ pub struct Config {
     pub max_worker_lifetime: Duration,
     /// Resident memory in MiB above which a worker is replaced; 0 disables it.
     pub max_worker_memory: u64,
+    /// Import the application in the master before forking the workers (`--preload`).
+    pub preload: bool,
+    /// Watch the project's Python files and reload the workers when one changes.
+    pub reload: bool,
+    /// Further files whose change reloads the workers under `reload`.
+    pub reload_extra_file: Vec<PathBuf>,
     /// How long an idle keep-alive connection is held open; zero disables
     /// keep-alive.
     pub keep_alive: Duration,
@@ -123,6 +129,9 @@ impl Config {
             max_requests_jitter: 0,
             max_worker_lifetime: Duration::ZERO,
             max_worker_memory: 0,
+            preload: false,
+            reload: false,
+            reload_extra_file: Vec::new(),
             keep_alive: Duration::ZERO,
             backlog: 0,
             limit_request_line: 0,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{err, run, run_env, temp_file};
+use common::{err, err_env, run, run_env, temp_file};
 
 #[test]
 fn umask() {
@@ -68,4 +68,63 @@ fn reuse_port() {
     assert!(!run(&[]).reuse_port);
     assert!(run(&["--reuse-port"]).reuse_port);
     assert!(run_env(&[], &[("BOURBON_REUSE_PORT", "1")]).reuse_port);
+}
+
+#[test]
+fn preload() {
+    assert!(!run(&[]).preload);
+    assert!(run(&["--preload"]).preload);
+    assert!(run(&["--preload-app"]).preload);
+    assert!(run_env(&[], &[("BOURBON_PRELOAD", "true")]).preload);
+    let f = temp_file("preload = true\n");
+    assert!(run(&["-c", f.to_str().unwrap()]).preload);
+    assert!(err(&["--preload=maybe"]).contains("is not a boolean"));
+}
+
+#[test]
+fn reload_and_extra_files() {
+    let c = run(&[]);
+    assert!(!c.reload);
+    assert!(c.reload_extra_file.is_empty());
+    let c = run(&[
+        "--reload",
+        "--reload-extra-file",
+        "templates/a.html",
+        "--reload-extra-file=conf.ini",
+    ]);
+    assert!(c.reload);
+    assert_eq!(
+        c.reload_extra_file,
+        vec![
+            std::path::PathBuf::from("templates/a.html"),
+            std::path::PathBuf::from("conf.ini")
+        ]
+    );
+    let c = run_env(
+        &[],
+        &[
+            ("BOURBON_RELOAD", "1"),
+            ("BOURBON_RELOAD_EXTRA_FILE", "a.txt,b.txt"),
+        ],
+    );
+    assert!(c.reload);
+    assert_eq!(c.reload_extra_file.len(), 2);
+    let f = temp_file("reload = true\nreload_extra_file = [\"x.html\"]\n");
+    let c = run(&["-c", f.to_str().unwrap()]);
+    assert!(c.reload);
+    assert_eq!(
+        c.reload_extra_file,
+        vec![std::path::PathBuf::from("x.html")]
+    );
+}
+
+#[test]
+fn reload_with_preload_is_an_error() {
+    let msg = err(&["--reload", "--preload"]);
+    assert!(
+        msg.contains("--reload cannot be combined with --preload"),
+        "{msg}"
+    );
+    let msg = err_env(&["--reload"], &[("BOURBON_PRELOAD", "1")]);
+    assert!(msg.contains("cannot be reloaded"), "{msg}");
 }

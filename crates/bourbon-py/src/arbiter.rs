@@ -3,9 +3,11 @@
 //! has one, also with a single worker, so that timeouts and recycling always apply.
 //!
 //! It owns the worker table and the master loop. The master is single-threaded and never
-//! builds a runtime or imports the application: the sockets are bound (and `--chdir`,
-//! `--pythonpath`, `-e` applied) before it starts, and each worker loads the application
-//! after fork, through CPython's fork protocol (`PyOS_BeforeFork` / `PyOS_AfterFork_*`).
+//! builds a runtime: the sockets are bound (and `--chdir`, `--pythonpath`, `-e` applied)
+//! before it starts, and each worker loads the application after fork, through CPython's
+//! fork protocol (`PyOS_BeforeFork` / `PyOS_AfterFork_*`), unless `--preload` had the
+//! master import it before the first fork (`preload.rs`). With `--reload` the loop also
+//! polls the file watcher (`reloader.rs`) and reloads as on SIGHUP when a file changed.
 //! Signal handlers only write the signal number to a pipe; everything else, logging included,
 //! happens in the loop, which also wakes at least twice a second to look at each worker's
 //! shared slot (`scoreboard.rs`) and judge it (`watchdog.rs`): a stuck worker has its Python
@@ -25,6 +27,7 @@ use bourbon_server::listener::Listener;
 use bourbon_server::log;
 use pyo3::prelude::*;
 
+use crate::reloader::Reloader;
 use crate::scoreboard::{now_ns, Slot};
 use crate::startup::{announce, serve_here, EXIT_BOOT};
 use crate::supervise::DUMP_SIGNAL;
@@ -115,6 +118,13 @@ struct Master<'a> {
     target: usize,
     /// Set once a stop began: workers exiting are then expected, not news.
     stopping: bool,
+    /// The application imported by the master (`--preload`), served by every worker.
+    app: Option<Py<PyAny>>,
+    /// The file watcher (`--reload`).
+    reloader: Option<Reloader>,
+    /// With `--reload`, a worker could not import the application: no worker is forked
+    /// until the next change (instead of stopping the server, or forking in a loop).
+    broken: bool,
 }
 
 /// Run the master until it is stopped; returns the exit code (in a forked worker: the
@@ -126,6 +136,17 @@ pub(crate) fn run(
     listeners: &[Listener],
     access_log: Option<Arc<AccessLog>>,
 ) -> i32 {
+    // Before the master's signal handlers: a stop during a long import ends the process
+    // as it would before the server started (TERM by its default action, INT as Python's
+    // KeyboardInterrupt, which fails the import).
+    let app = if cfg.preload {
+        match crate::preload::load(py, cfg) {
+            Ok(app) => Some(app),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
     let (read_fd, write_fd) = match self_pipe() {
         Ok(p) => p,
         Err(e) => {
@@ -143,6 +164,11 @@ pub(crate) fn run(
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
     announce(listeners, threads);
     log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
+    let reloader = if cfg.reload {
+        Reloader::start(py, cfg)
+    } else {
+        None
+    };
     let mut master = Master {
         cfg: cfg.clone(),
         argv,
@@ -153,6 +179,9 @@ pub(crate) fn run(
         children: HashMap::new(),
         target: usize::try_from(cfg.workers).unwrap_or(1),
         stopping: false,
+        app,
+        reloader,
+        broken: false,
     };
     master.run(py)
 }
@@ -185,8 +214,19 @@ impl Master<'_> {
                 .children
                 .values()
                 .any(|c| matches!(c.phase, Phase::Dumping { .. }));
-            let wait = if dumping { DUMP_POLL } else { CHECK_EVERY };
-            let signals = py.detach(|| wait_signals(self.read_fd, wait));
+            let mut wait = if dumping { DUMP_POLL } else { CHECK_EVERY };
+            if let Some(due) = self.reloader.as_ref().and_then(|r| r.wait(Instant::now())) {
+                wait = wait.min(due);
+            }
+            let watch = self.reloader.as_ref().map(Reloader::fd);
+            let read_fd = self.read_fd;
+            let (signals, changed) = py.detach(|| wait_signals(read_fd, watch, wait));
+            if changed {
+                if let Some(Err(e)) = self.reloader.as_mut().map(Reloader::read) {
+                    log::error(format_args!("reload: cannot read file changes: {e}; off"));
+                    self.reloader = None;
+                }
+            }
             if let Some(code) = self.reap() {
                 return self.halt(py, code);
             }
@@ -221,6 +261,7 @@ impl Master<'_> {
                         self.retire_extra();
                     }
                     libc::SIGHUP => {
+                        log::info(format_args!("Handling signal: hup; reloading"));
                         crate::notify::reloading();
                         if let Some(code) = self.reload(py) {
                             return code;
@@ -240,13 +281,22 @@ impl Master<'_> {
                     _ => {}
                 }
             }
+            // --reload: a file changed (and things have been quiet since): as on HUP.
+            if let Some(change) = self.reloader.as_mut().and_then(|r| r.due(Instant::now())) {
+                change.announce();
+                crate::notify::reloading();
+                if let Some(code) = self.reload(py) {
+                    return code;
+                }
+                crate::ops::master_ready(self.target);
+            }
             self.supervise();
         }
     }
 
     /// Fork workers until `target` of them serve. In a child, returns its exit code.
     fn spawn_missing(&mut self, py: Python<'_>) -> Option<i32> {
-        while self.serving() < self.target {
+        while !self.broken && self.serving() < self.target {
             match self.fork_worker(py) {
                 Ok(Forked::Parent(pid, slot)) => {
                     let request_limit = watchdog::request_limit(
@@ -278,6 +328,9 @@ impl Master<'_> {
         // that may call the application: the Python threads and the connection thread.
         let threads = usize::try_from(self.cfg.threads.max(1)).unwrap_or(1);
         let slot = Slot::new(threads + 1, now_ns())?;
+        if self.app.is_some() {
+            crate::preload::freeze(py);
+        }
         // Signals are blocked across fork: a TERM sent to the whole process group at that
         // moment must neither run the master's handler in the child (the child would swallow
         // it) nor be lost. Each side unblocks once its handlers are right.
@@ -317,13 +370,22 @@ impl Master<'_> {
             libc::close(self.read_fd);
             libc::close(self.write_fd);
         }
+        if let Some(r) = &self.reloader {
+            r.close_in_child();
+        }
         // As gunicorn, before the application is loaded.
         log::info(format_args!(
             "Booting worker with pid: {}",
             std::process::id()
         ));
         crate::supervise::enter_worker(py, slot, &self.cfg);
-        let code = serve_here(py, &self.cfg, self.listeners, self.access_log.clone());
+        let code = serve_here(
+            py,
+            &self.cfg,
+            self.listeners,
+            self.access_log.clone(),
+            self.app.as_ref(),
+        );
         Ok(Forked::Child(code))
     }
 
@@ -348,7 +410,14 @@ impl Master<'_> {
             let expected = self.stopping || child.phase != Phase::Serving;
             if libc::WIFEXITED(status) {
                 let code = libc::WEXITSTATUS(status);
-                if code == EXIT_APP_LOAD || code == EXIT_BOOT {
+                if code == EXIT_APP_LOAD && self.cfg.reload && !self.stopping {
+                    // Development: a typo must not stop the server; the fix reloads.
+                    log::error(format_args!(
+                        "Worker (pid:{pid}) cannot load the application; \
+                         waiting for a file change to try again (--reload)"
+                    ));
+                    self.broken = true;
+                } else if code == EXIT_APP_LOAD || code == EXIT_BOOT {
                     log::error(format_args!(
                         "Worker (pid:{pid}) failed to boot (exit code {code}); stopping"
                     ));
@@ -450,12 +519,32 @@ impl Master<'_> {
     /// HUP, as gunicorn: re-read the settings (command line, environment, config file),
     /// start a full set of new workers with them, then retire the old workers gracefully, so
     /// requests keep being served throughout. The sockets stay as they are. Invalid new
-    /// settings are logged and the old ones kept. In a forked child, returns its exit code.
+    /// settings are logged and the old ones kept. A preloaded application is kept: the new
+    /// workers are forked from this process, which holds its modules. `--reload` does the
+    /// same on a file change. In a forked child, returns its exit code.
     fn reload(&mut self, py: Python<'_>) -> Option<i32> {
-        log::info(format_args!("Handling signal: hup; reloading"));
         let env: HashMap<String, String> = std::env::vars().collect();
         match bourbon_config::load(self.argv, &env) {
             Ok(bourbon_config::Action::Run(cfg)) => {
+                if cfg.preload && self.app.is_none() {
+                    // Turned on since the start: preload now, or keep everything as it is.
+                    match crate::preload::load(py, &cfg) {
+                        Ok(app) => self.app = Some(app),
+                        Err(_) => {
+                            log::error(format_args!(
+                                "reload: cannot preload the application; \
+                                 keeping the current settings"
+                            ));
+                            return None;
+                        }
+                    }
+                }
+                if !cfg.reload {
+                    self.reloader = None;
+                } else if !self.reloader.as_ref().is_some_and(|r| r.same_files(&cfg)) {
+                    self.reloader = None; // its watches go before the new ones are made
+                    self.reloader = Reloader::start(py, &cfg);
+                }
                 self.target = usize::try_from(cfg.workers).unwrap_or(1);
                 self.cfg = cfg;
             }
@@ -465,6 +554,13 @@ impl Master<'_> {
                 return None;
             }
         }
+        if self.app.is_some() {
+            log::info(format_args!(
+                "reload: the application was preloaded, so its code is not reloaded \
+                 (restart, or send USR2, to load new code)"
+            ));
+        }
+        self.broken = false;
         let old: Vec<libc::pid_t> = self
             .children
             .iter()
@@ -519,8 +615,9 @@ impl Master<'_> {
             }
         }
         let deadline = Instant::now() + patience;
+        let read_fd = self.read_fd;
         while !self.children.is_empty() && Instant::now() < deadline {
-            let _ = py.detach(|| wait_signals(self.read_fd, Duration::from_millis(100)));
+            let _ = py.detach(|| wait_signals(read_fd, None, Duration::from_millis(100)));
             let _ = self.reap();
         }
         for (&pid, child) in &mut self.children {
@@ -621,18 +718,31 @@ fn install(sig: libc::c_int, handler: libc::sighandler_t) {
     }
 }
 
-/// Wait up to `timeout` for signal bytes on the pipe; return the signals read.
-fn wait_signals(fd: RawFd, timeout: Duration) -> Vec<libc::c_int> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(1000);
-    // SAFETY: poll reads and writes the one pollfd we own.
-    let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
+/// Wait up to `timeout` for signal bytes on the pipe, or for `watch` (the file watcher)
+/// to become readable; return the signals read and whether `watch` is readable.
+fn wait_signals(fd: RawFd, watch: Option<RawFd>, timeout: Duration) -> (Vec<libc::c_int>, bool) {
+    let mut pfds = [
+        libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            // A negative descriptor is skipped by poll(2).
+            fd: watch.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // Rounded up, so a deadline a fraction of a millisecond away is not a busy loop.
+    let ms = libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(1000);
+    // SAFETY: poll reads and writes the two pollfds we own.
+    let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
     let mut out = Vec::new();
-    if ready > 0 {
+    // Any event, an error included, so that a broken watcher is read (and dropped) rather
+    // than polled again at once.
+    let watched = ready > 0 && pfds[1].revents != 0;
+    if ready > 0 && pfds[0].revents & libc::POLLIN != 0 {
         let mut buf = [0u8; 64];
         loop {
             // SAFETY: reading into our local buffer from our non-blocking pipe.
@@ -647,5 +757,5 @@ fn wait_signals(fd: RawFd, timeout: Duration) -> Vec<libc::c_int> {
             );
         }
     }
-    out
+    (out, watched)
 }

@@ -5,7 +5,8 @@
 //! in `arbiter.rs`, and worker supervision in `scoreboard.rs` (memory shared with each
 //! worker), `supervise.rs` (the worker's side) and `watchdog.rs` (the master's judgement);
 //! operations plumbing (privileges, daemon, process titles, sd_notify, binary upgrade) in
-//! `ops.rs` and the modules it calls.
+//! `ops.rs` and the modules it calls; `--preload` in `preload.rs`, `--reload` in
+//! `reloader.rs`.
 
 mod arbiter;
 mod daemon;
@@ -13,8 +14,10 @@ mod notify;
 mod ops;
 mod pidfile;
 mod pool;
+mod preload;
 mod privileges;
 mod proctitle;
+mod reloader;
 mod scoreboard;
 mod startup;
 mod supervise;

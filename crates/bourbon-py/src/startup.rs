@@ -187,19 +187,23 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
 /// gunicorn's exit code for a worker that failed to boot.
 pub(crate) const EXIT_BOOT: i32 = 3;
 
-/// In a worker the master forked: load the application and serve on `listeners` until
-/// stopped.
+/// In a worker the master forked: load the application (unless the master preloaded it)
+/// and serve on `listeners` until stopped.
 pub(crate) fn serve_here(
     py: Python<'_>,
     cfg: &Config,
     listeners: &[Listener],
     access_log: Option<Arc<AccessLog>>,
+    preloaded: Option<&Py<PyAny>>,
 ) -> i32 {
     // A worker that fails before serving exits with 3 (boot) or 4 (app), which stops the
     // master instead of making it respawn in a loop.
-    let app = match load_app(py, cfg) {
-        Ok(a) => a,
-        Err(code) => return code,
+    let app = match preloaded {
+        Some(app) => app.bind(py).clone(),
+        None => match load_app(py, cfg) {
+            Ok(a) => a,
+            Err(code) => return code,
+        },
     };
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
     let ctx = match build_context(py, cfg, app, threads) {

@@ -1,0 +1,3 @@
+"""Fails at import time, for --preload's early exit."""
+
+raise RuntimeError("preload_broken refuses to import")
