@@ -43,8 +43,9 @@ DOC_SOCKET = "/run/mysite/bourbon.sock"
 DOC_SITE = "/srv/mysite"
 DOC_STATIC = "/srv/mysite/staticfiles/"
 SERVER_NAME = "example.com"
-# How long bourbon's master waits for draining workers before killing them (arbiter.rs).
-MASTER_GRACEFUL_STOP = 35
+# How long bourbon's master waits for draining workers before killing them: the default
+# --graceful-timeout (30 s) plus the half second of arbiter.rs, rounded up.
+MASTER_GRACEFUL_STOP = 31
 
 
 # ---------------------------------------------------------------------------------------------

@@ -656,3 +656,39 @@ def test_exception_mid_iteration_closes_connection(srv):
     srv.wait_for_log(r"Traceback")
     srv.wait_for_log(r"RuntimeError: boom-in-the-middle")
     assert_hello(srv)
+
+
+def test_close_runs_after_the_response_is_sent(start_server):
+    """PEP 3333 asks only that close() be called; bourbon calls it once the response is on
+    the wire, as a blocking server would, so a slow close() (Django's request_finished
+    clean-up) does not delay the client."""
+    srv = start_server("close_app:app")
+    with srv.connect() as s:
+        started = time.monotonic()
+        s.sendall(b"GET /slow-close HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"done\n"):
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert time.monotonic() - started < 0.4, "the response waited for close()"
+        srv.wait_for_log("close_app: closed after sleeping")
+        # The connection goes on after close() has run.
+        s.sendall(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"done\n"):
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+
+
+def test_an_error_in_a_late_close_is_logged(start_server):
+    srv = start_server("close_app:app")
+    with srv.connect() as s:
+        s.sendall(b"GET /bad-close HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"done\n"), data
+    srv.wait_for_log("close_app: close failed")
+    assert "Error handling request /bad-close" in srv.log

@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 use pyo3::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::wsgi::call::{continue_handoff, handle, AppContext, Handoff};
-use crate::wsgi::message::Job;
+use crate::wsgi::call::{continue_handoff, handle, run_deferred_close, AppContext, Handoff};
+use crate::wsgi::message::{Closer, Job};
 
 /// What a Python thread is asked to do.
 // Both variants travel through a bounded channel of a few slots; boxing the larger one would
@@ -25,6 +25,8 @@ pub(crate) enum Work {
     Request(Job),
     /// Iterate a response whose application call already ran inline.
     Continue(Handoff),
+    /// Call the deferred `close()` of a response written by the connection thread.
+    Close(Closer),
 }
 
 /// Counts work handed to the pool and not yet finished, and tells the accept loops when the
@@ -117,6 +119,7 @@ fn serve(ctx: &AppContext, work: &Mutex<mpsc::Receiver<Work>>, busy: &Busy) {
                 }
             }
             Some(Work::Continue(handoff)) => continue_handoff(py, handoff),
+            Some(Work::Close(closer)) => run_deferred_close(py, closer),
             None => break,
         }
         busy.leave();

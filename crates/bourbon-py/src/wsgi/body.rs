@@ -22,8 +22,11 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::call::run_deferred_close;
 use super::handler::BodyReader;
-use super::message::{FileSlice, Msg};
+use super::message::{Closer, FileSlice, Msg};
+use crate::pool::{Busy, Work};
+use pyo3::Python;
 
 /// Size of one read from a file sent through `wsgi.file_wrapper` without sendfile.
 const FILE_CHUNK: usize = 256 * 1024;
@@ -123,6 +126,8 @@ pub(crate) struct ResponseBody {
     pub(crate) sent: u64,
     pub(crate) access: Option<Box<AccessRecord>>,
     pub(crate) reader: Option<BodyReader>,
+    /// The application's `close()`, left for after the response is written (inline calls).
+    pub(crate) close: Option<DeferredClose>,
     pub(crate) _token: InflightToken,
 }
 
@@ -132,6 +137,39 @@ impl Drop for ResponseBody {
         if let Some(record) = self.access.take() {
             record.write(self.sent);
         }
+        if let Some(close) = self.close.take() {
+            close.run();
+        }
+    }
+}
+
+/// A `close()` to call once the response is written: here, on the connection thread, when
+/// no Python thread is busy (so taking the GIL does not wait), else on a Python thread.
+pub(crate) struct DeferredClose {
+    pub(crate) closer: Closer,
+    pub(crate) busy: Busy,
+    pub(crate) work: mpsc::Sender<Work>,
+}
+
+impl DeferredClose {
+    fn run(self) {
+        let DeferredClose { closer, busy, work } = self;
+        if !busy.idle() {
+            busy.enter();
+            match work.try_send(Work::Close(closer)) {
+                Ok(()) => return,
+                Err(e) => {
+                    busy.leave();
+                    let closer = match e.into_inner() {
+                        Work::Close(c) => c,
+                        _ => return,
+                    };
+                    Python::attach(|py| run_deferred_close(py, closer));
+                    return;
+                }
+            }
+        }
+        Python::attach(|py| run_deferred_close(py, closer));
     }
 }
 
@@ -146,6 +184,7 @@ impl ResponseBody {
             sent: 0,
             access: None,
             reader: None,
+            close: None,
             _token: token,
         }
     }

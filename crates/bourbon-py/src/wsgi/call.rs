@@ -18,7 +18,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
 
 use super::environ::request_environ;
 use super::input::InputStream;
-use super::message::{BodySource, FileSlice, Job, Msg, Reply};
+use super::message::{BodySource, Closer, FileSlice, Job, Msg, Reply};
 use super::start_response::{chunk_bytes, send, StartResponse};
 use super::streams::FileWrapper;
 
@@ -123,8 +123,33 @@ pub(crate) fn handle(
         (Some(it), true) => drive_held(py, &it, &start_response, &reply),
         (it, _) => drive(py, &result, it, &start_response, &reply),
     };
+    if inline && outcome.is_ok() && has_close(py, &result) {
+        // The response is complete and queued for the connection. Its `close()` (for Django,
+        // the request_finished signal and its database clean-up) runs after the bytes are
+        // written, as a blocking server would do it, so the client's next request overlaps
+        // with it instead of waiting for it (PEP 3333 only asks that close() be called).
+        reply.defer_close(Closer {
+            result: result.unbind(),
+            target: path,
+        });
+        return None;
+    }
     finish_with(py, outcome, &result, &start_response, &reply, &path);
     None
+}
+
+/// Whether `result` has a `close()` to call (never asked of lists and tuples).
+fn has_close(py: Python<'_>, result: &Bound<'_, PyAny>) -> bool {
+    !(result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>())
+        && matches!(result.getattr_opt(intern!(py, "close")), Ok(Some(_)))
+}
+
+/// Call a deferred `close()` and log what it raises (the response is already sent).
+pub(crate) fn run_deferred_close(py: Python<'_>, closer: Closer) {
+    let result = closer.result.into_bound(py);
+    if let Err(e) = call_close(py, &result) {
+        log_exception(py, &e, &request_headline(&closer.target));
+    }
 }
 
 /// Continue a handed-off response on a Python thread.

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use pyo3::Python;
 
-use super::body::{AccessRecord, BodyKind, InflightToken, ResponseBody};
+use super::body::{AccessRecord, BodyKind, DeferredClose, InflightToken, ResponseBody};
 use super::call::{self, AppContext};
 use super::message::{BodyError, BodySource, Demand, First, Head, Job, Local, Reply, BODY_QUEUE};
 
@@ -162,6 +162,7 @@ async fn respond(
         reader,
     };
     let (reply, first) = Reply::new();
+    let handle = reply.clone();
     let job = Job {
         head,
         remote,
@@ -172,7 +173,8 @@ async fn respond(
     if !pool.dispatch(job).await {
         return error_response(503, token);
     }
-    match first.await {
+    let first = first.await;
+    let mut resp = match first {
         Ok(First::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), token, facts),
         Ok(First::Stream(head, chunk, rx)) => {
             build(head, BodyKind::stream(rx, chunk), token, facts)
@@ -184,7 +186,16 @@ async fn respond(
             };
             error_response(status, token)
         }
+    };
+    // Whatever the response, a deferred close() goes with it and runs when it is written.
+    if let Some(closer) = handle.take_closer() {
+        resp.body.close = Some(DeferredClose {
+            closer,
+            busy: pool.busy.clone(),
+            work: pool.work.clone(),
+        });
     }
+    resp
 }
 
 fn status_for(err: BodyError, shared: &ConnShared) -> u16 {

@@ -127,6 +127,16 @@ pub(crate) struct Reply(Arc<ReplyState>);
 struct ReplyState {
     first: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<First>>>,
     stream: std::sync::OnceLock<mpsc::Sender<Msg>>,
+    /// The application's result, when its `close()` is left for after the response is
+    /// written (inline calls; see `wsgi/body.rs`).
+    closer: std::sync::Mutex<Option<Closer>>,
+}
+
+/// A response iterable whose `close()` is still to be called, with the request target for
+/// the error log.
+pub(crate) struct Closer {
+    pub(crate) result: pyo3::Py<pyo3::PyAny>,
+    pub(crate) target: Bytes,
 }
 
 impl Reply {
@@ -136,8 +146,21 @@ impl Reply {
         let state = ReplyState {
             first: std::sync::Mutex::new(Some(tx)),
             stream: std::sync::OnceLock::new(),
+            closer: std::sync::Mutex::new(None),
         };
         (Reply(Arc::new(state)), rx)
+    }
+
+    /// Leave `close()` of the application's result to whoever writes the response.
+    pub(crate) fn defer_close(&self, closer: Closer) {
+        if let Ok(mut slot) = self.0.closer.lock() {
+            *slot = Some(closer);
+        }
+    }
+
+    /// The deferred `close()`, if one was left.
+    pub(crate) fn take_closer(&self) -> Option<Closer> {
+        self.0.closer.lock().ok().and_then(|mut slot| slot.take())
     }
 
     fn send_first(&self, first: First) -> bool {
