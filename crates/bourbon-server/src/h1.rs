@@ -50,6 +50,9 @@ const DRAIN_TIME: Duration = Duration::from_secs(1);
 /// request: the client may have sent one an instant before it could know (RFC 9112 §9.6
 /// warns of this race); answering it with `Connection: close` beats a reset.
 const STOP_IDLE_GRACE: Duration = Duration::from_millis(500);
+/// At most this many further chunks, or about this many bytes, go out in one writev.
+const MAX_GATHER: usize = 32;
+const MAX_GATHER_BYTES: usize = 256 * 1024;
 /// The interim answer to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -530,8 +533,14 @@ impl<S: Socket> Conn<S> {
         }
         let mut written: u64 = 0;
         let chunked = framing == Framing::Chunked;
+        // A frame polled while gathering that could not join the batch (a file placeholder,
+        // the end, an error): it is handled first in the next round.
+        let mut next = None;
         loop {
-            let frame = poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+            let frame = match next.take() {
+                Some(frame) => frame,
+                None => poll_fn(|cx| body.as_mut().poll_frame(cx)).await,
+            };
             let data = match frame {
                 None => break,
                 Some(Err(_)) => {
@@ -558,14 +567,70 @@ impl<S: Socket> Conn<S> {
                 }
                 continue;
             }
-            let end = body.is_end_stream();
+            let mut end = body.is_end_stream();
+            // Chunks the application has already produced go out together, in one writev:
+            // PEP 3333 forbids holding a block back, not sending the ready ones at once.
+            let mut more: Vec<Bytes> = Vec::new();
+            let mut seps: Vec<u8> = Vec::new();
+            let mut gathered = data.len();
+            while !end && more.len() < MAX_GATHER && gathered < MAX_GATHER_BYTES {
+                let polled = poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await;
+                let frame = match polled {
+                    Poll::Pending => break,
+                    Poll::Ready(frame) => frame,
+                };
+                match frame {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(d) if d.is_empty() => {}
+                        Ok(d) if is_placeholder(&d) => {
+                            next = Some(Some(Ok(http_body::Frame::data(d))));
+                            break;
+                        }
+                        Ok(d) => {
+                            written += d.len() as u64;
+                            gathered += d.len();
+                            if chunked {
+                                seps.extend_from_slice(b"\r\n");
+                                push_chunk_size(&mut seps, d.len());
+                            }
+                            more.push(d);
+                            end = body.is_end_stream();
+                        }
+                        Err(_) => {}
+                    },
+                    None => end = true,
+                    Some(Err(e)) => {
+                        next = Some(Some(Err(e)));
+                        break;
+                    }
+                }
+            }
             let tail: &[u8] = match (chunked, end) {
                 (true, true) => b"\r\n0\r\n\r\n",
                 (true, false) => b"\r\n",
                 (false, _) => b"",
             };
-            self.write_all(&mut [IoSlice::new(wbuf), IoSlice::new(&data), IoSlice::new(tail)])
-                .await?;
+            if more.is_empty() {
+                self.write_all(&mut [IoSlice::new(wbuf), IoSlice::new(&data), IoSlice::new(tail)])
+                    .await?;
+            } else {
+                let mut bufs = Vec::with_capacity(3 + 2 * more.len());
+                bufs.push(IoSlice::new(wbuf));
+                bufs.push(IoSlice::new(&data));
+                let mut rest = &seps[..];
+                for d in &more {
+                    if chunked {
+                        // "\r\n" + hex size + "\r\n" before each further chunk.
+                        let len = 2 + hex_len(d.len()) + 2;
+                        let (sep, after) = rest.split_at(len.min(rest.len()));
+                        bufs.push(IoSlice::new(sep));
+                        rest = after;
+                    }
+                    bufs.push(IoSlice::new(d));
+                }
+                bufs.push(IoSlice::new(tail));
+                self.write_all(&mut bufs).await?;
+            }
             wbuf.clear();
             if end {
                 return Ok(!close && length_ok(framing, written));
@@ -741,6 +806,12 @@ fn encode_status(out: &mut Vec<u8>, status: u16, reason: Option<&[u8]>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Digits of `len` in hexadecimal (as `push_chunk_size` writes them).
+fn hex_len(len: usize) -> usize {
+    let bits = usize::BITS - len.leading_zeros();
+    (bits as usize).div_ceil(4).max(1)
+}
+
 fn push_chunk_size(out: &mut Vec<u8>, len: usize) {
     let mut digits = [0u8; 16];
     let mut i = digits.len();
@@ -782,6 +853,15 @@ fn push_date(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::push_chunk_size;
+
+    #[test]
+    fn hex_len_counts_digits() {
+        for n in [0usize, 1, 15, 16, 255, 256, 4095, 4096, 1 << 20, usize::MAX] {
+            let mut out = Vec::new();
+            super::push_chunk_size(&mut out, n);
+            assert_eq!(super::hex_len(n), out.len() - 2, "{n}");
+        }
+    }
 
     #[test]
     fn chunk_sizes_are_lower_hex() {
