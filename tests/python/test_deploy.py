@@ -35,6 +35,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from conftest import APPS, EXAMPLE, ROOT, Server, base_env, bourbon_exe, run_bourbon
+from procs import children
 
 DOCS = ROOT / "docs" / "deploy"
 TIMEOUT = 15.0
@@ -156,13 +157,6 @@ def wait_connectable(address, proc: subprocess.Popen, what: str, log, timeout=TI
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} never accepted on {address}:\n{log()}")
         time.sleep(0.05)
-
-
-def children(pid: int) -> set[int]:
-    try:
-        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except FileNotFoundError:
-        return set()
 
 
 def read_http_response(sock: socket.socket, timeout: float = TIMEOUT) -> tuple[int, bytes, bytes]:

@@ -25,20 +25,9 @@ from pathlib import Path
 
 import pytest
 from conftest import APPS, base_env, bourbon_exe, run_bourbon
+from procs import alive, children, wait_until
 
 TIMEOUT = 15.0
-
-
-def wait_until(predicate, timeout: float = TIMEOUT, what: str = "condition"):
-    """Poll ``predicate`` (bounded in time) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def get_json(url: str) -> dict:
@@ -65,22 +54,6 @@ def unix_get(path: Path, target: str = "/") -> dict:
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
     return json.loads(body)
-
-
-def children(pid: int) -> set[int]:
-    try:
-        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except FileNotFoundError:
-        return set()
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return fields[0] != "Z"
 
 
 def status_field(pid: int, name: str) -> list[str]:

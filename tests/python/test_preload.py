@@ -10,33 +10,14 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 from conftest import APPS, run_bourbon
+from procs import wait_children
 
 TIMEOUT = 15.0
 PROBE = "preload_probe:app"
-
-
-def children(pid: int) -> set[int]:
-    try:
-        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except FileNotFoundError:
-        return set()
-
-
-def wait_children(pid: int, predicate) -> set[int]:
-    """The master's children once ``predicate`` holds for them (bounded)."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        kids = children(pid)
-        if predicate(kids):
-            return kids
-        if time.monotonic() > deadline:
-            raise AssertionError(f"children of {pid} stayed {kids}")
-        time.sleep(0.05)
 
 
 def get_json(url: str) -> dict:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from procs import children, wait_children
 
 CLIENTS = 4
 # Clients that reuse connections (the others send ``Connection: close``).
@@ -50,24 +51,6 @@ class Outcome:
     reused: bool  # sent on a kept-alive connection that had already served a request
     pid: int | None = None
     error: str | None = None
-
-
-def children(pid: int) -> set[int]:
-    try:
-        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except FileNotFoundError:
-        return set()
-
-
-def wait_children(pid: int, predicate, what: str, timeout: float = 20.0) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        kids = children(pid)
-        if predicate(kids):
-            return kids
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: children of {pid} stayed {sorted(kids)}")
-        time.sleep(0.02)
 
 
 def run_client(

@@ -14,31 +14,10 @@ from pathlib import Path
 
 import pytest
 from conftest import run_bourbon
+from procs import children, wait_children
 
 APP = "supervision_app:app"
 TIMEOUT = 15.0
-
-
-def children(pid: int) -> set[int]:
-    kids: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids |= {int(p) for p in (task / "children").read_text().split()}
-        except FileNotFoundError:
-            pass
-    return kids
-
-
-def wait_children(pid: int, predicate, timeout: float = TIMEOUT) -> set[int]:
-    """Poll the master's children (bounded) until ``predicate(children)`` holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        kids = children(pid)
-        if predicate(kids):
-            return kids
-        if time.monotonic() > deadline:
-            raise AssertionError(f"children of {pid} stayed {kids}")
-        time.sleep(0.05)
 
 
 def get_pid(srv, path: str = "/") -> int:

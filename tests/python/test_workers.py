@@ -10,28 +10,9 @@ import urllib.request
 from pathlib import Path
 
 from conftest import run_bourbon
+from procs import children, wait_children
 
 TIMEOUT = 15.0
-
-
-def children(pid: int) -> set[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    try:
-        return {int(p) for p in path.read_text().split()}
-    except FileNotFoundError:
-        return set()
-
-
-def wait_children(pid: int, predicate, timeout: float = TIMEOUT) -> set[int]:
-    """Poll the master's children (bounded) until ``predicate(children)`` holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        kids = children(pid)
-        if predicate(kids):
-            return kids
-        if time.monotonic() > deadline:
-            raise AssertionError(f"children of {pid} stayed {kids}")
-        time.sleep(0.05)
 
 
 def get_json(url: str) -> dict:

@@ -228,7 +228,7 @@ pub async fn serve<H: Handler>(
                 let local = Local::Tcp(listener.local_addr()?);
                 let (handler, live, stop) = (handler.clone(), live.clone(), stop.clone());
                 tokio::task::spawn_local(async move {
-                    accept_tcp(listener, local, handler, cfg, live, stop).await;
+                    accept_loop(listener, local, handler, cfg, live, stop).await;
                 })
             }
             Listener::Unix { listener, path, .. } => {
@@ -236,7 +236,7 @@ pub async fn serve<H: Handler>(
                 let local = Local::Unix(Rc::from(path.to_string_lossy().as_ref()));
                 let (handler, live, stop) = (handler.clone(), live.clone(), stop.clone());
                 tokio::task::spawn_local(async move {
-                    accept_unix(listener, local, handler, cfg, live, stop).await;
+                    accept_loop(listener, local, handler, cfg, live, stop).await;
                 })
             }
         };
@@ -266,8 +266,35 @@ pub async fn serve<H: Handler>(
     Ok(())
 }
 
-async fn accept_tcp<H: Handler>(
-    listener: tokio::net::TcpListener,
+/// A listener the accept loop can take connections from.
+trait Accept {
+    type Stream: Socket;
+    /// Accept one connection: the stream and what the handler is told about its peer.
+    async fn accept_one(&self) -> std::io::Result<(Self::Stream, Peer, Remote)>;
+}
+
+impl Accept for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_one(&self) -> std::io::Result<(Self::Stream, Peer, Remote)> {
+        let (stream, addr) = self.accept().await?;
+        // Responses are written whole; Nagle would only delay the last segment.
+        let _ = stream.set_nodelay(true);
+        Ok((stream, Peer::Tcp(addr), Remote::of(addr)))
+    }
+}
+
+impl Accept for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_one(&self) -> std::io::Result<(Self::Stream, Peer, Remote)> {
+        let (stream, _) = self.accept().await?;
+        Ok((stream, Peer::Unix, Remote::default()))
+    }
+}
+
+/// Accept connections on one listener while the handler has room, and drive each in its
+/// own task.
+async fn accept_loop<L: Accept, H: Handler>(
+    listener: L,
     local: Local,
     handler: Rc<H>,
     cfg: ServeConfig,
@@ -281,52 +308,15 @@ async fn accept_tcp<H: Handler>(
         let accepted = tokio::select! {
             biased;
             () = full => continue,
-            res = listener.accept() => res,
+            res = listener.accept_one() => res,
         };
         match accepted {
-            Ok((stream, addr)) => {
-                let _ = stream.set_nodelay(true);
+            Ok((stream, peer, remote)) => {
                 let info = ConnInfo {
-                    peer: Peer::Tcp(addr),
+                    peer,
                     local: local.clone(),
                     shared: Rc::new(ConnShared::default()),
-                    remote: Remote::of(addr),
-                };
-                let token = LiveToken::new(&live);
-                let (handler, stop) = (handler.clone(), stop.clone());
-                tokio::task::spawn_local(async move {
-                    drive(stream, info, handler, cfg, stop).await;
-                    drop(token);
-                });
-            }
-            Err(e) => accept_backoff(&e).await,
-        }
-    }
-}
-
-async fn accept_unix<H: Handler>(
-    listener: tokio::net::UnixListener,
-    local: Local,
-    handler: Rc<H>,
-    cfg: ServeConfig,
-    live: Rc<Live>,
-    stop: watch::Receiver<bool>,
-) {
-    loop {
-        wait_capacity(&*handler).await;
-        let full = handler.capacity_changed();
-        let accepted = tokio::select! {
-            biased;
-            () = full => continue,
-            res = listener.accept() => res,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let info = ConnInfo {
-                    peer: Peer::Unix,
-                    local: local.clone(),
-                    shared: Rc::new(ConnShared::default()),
-                    remote: Remote::default(),
+                    remote,
                 };
                 let token = LiveToken::new(&live);
                 let (handler, stop) = (handler.clone(), stop.clone());
