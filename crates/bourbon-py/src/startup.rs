@@ -479,16 +479,20 @@ impl StopSignals {
         access_log: Option<Arc<AccessLog>>,
     ) -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
-        bourbon_server::serve::watch_stop_signals()?;
         let _guard = runtime.enter();
-        Ok(StopSignals {
+        let signals = StopSignals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             quit: signal(SignalKind::quit())?,
             usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
             access_log,
-        })
+        };
+        // Only once the runtime's streams exist: the first handler registered replaces the
+        // default action, and a TERM caught by this flag alone, before the streams, would be
+        // lost (the worker would then never stop).
+        bourbon_server::serve::watch_stop_signals()?;
+        Ok(signals)
     }
 
     async fn next(&mut self) -> Stop {
