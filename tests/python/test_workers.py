@@ -150,3 +150,15 @@ def test_a_full_worker_stops_accepting(start_server):
     finally:
         for s in slow:
             s.close()
+
+
+def test_a_worker_stopped_while_it_boots_exits_cleanly(start_server):
+    """TERM reaching a worker that is still importing the application is kept and acted
+    upon once it can serve: the worker stops gracefully and exits 0 instead of dying by the
+    signal (which the master would report as a crash)."""
+    srv = start_server("slow_boot_app:app", "-w", "1")
+    srv.wait_for_log("slow_boot_app: importing")
+    os.kill(srv.pid, signal.SIGTERM)
+    assert srv.proc.wait(TIMEOUT) == 0, srv.log
+    assert "killed by signal" not in srv.log, srv.log
+    assert "finishing requests in flight" in srv.log, srv.log

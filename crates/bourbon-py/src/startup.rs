@@ -196,6 +196,12 @@ pub(crate) fn serve_here(
     access_log: Option<Arc<AccessLog>>,
     preloaded: Option<&Py<PyAny>>,
 ) -> i32 {
+    // From here a TERM (a retirement, or a stop of everything) is noted rather than fatal,
+    // and acted upon as a graceful stop as soon as the worker can listen for it: a worker
+    // told to stop while it boots exits 0 like the others.
+    if let Err(e) = bourbon_server::serve::watch_stop_signals() {
+        log::warn(format_args!("cannot watch stop signals: {e}"));
+    }
     // A worker that fails before serving exits with 3 (boot) or 4 (app), which stops the
     // master instead of making it respawn in a loop.
     let app = match preloaded {
@@ -213,9 +219,8 @@ pub(crate) fn serve_here(
             return EXIT_BOOT;
         }
     };
-    // From here on TERM is a graceful stop. One that arrives earlier, while the application
-    // loads, ends the worker by the default action, which the master (stopping too, as TERM
-    // usually reaches the whole group) expects.
+    // A TERM that arrived while the application loaded was noted by the flag above; the
+    // signal streams below report it first (see `StopSignals::next`).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -465,6 +470,8 @@ struct StopSignals {
     usr1: tokio::signal::unix::Signal,
     usr2: tokio::signal::unix::Signal,
     access_log: Option<Arc<AccessLog>>,
+    /// Whether the stop flag has been checked for a stop that came during boot.
+    boot_checked: bool,
 }
 
 /// Tell systemd a stop began (only the single process's message counts; see `notify.rs`).
@@ -487,15 +494,21 @@ impl StopSignals {
             usr1: signal(SignalKind::user_defined1())?,
             usr2: signal(SignalKind::user_defined2())?,
             access_log,
+            boot_checked: false,
         };
-        // Only once the runtime's streams exist: the first handler registered replaces the
-        // default action, and a TERM caught by this flag alone, before the streams, would be
-        // lost (the worker would then never stop).
-        bourbon_server::serve::watch_stop_signals()?;
         Ok(signals)
     }
 
     async fn next(&mut self) -> Stop {
+        // On the first call only: a stop that arrived while the worker was booting (only the
+        // flag saw it, the streams did not exist yet) is acted upon now, as a graceful stop.
+        // Later stops come through the streams (the flag is set by them too).
+        if !self.boot_checked {
+            self.boot_checked = true;
+            if bourbon_server::serve::stop_signal_seen() {
+                return stopping(Stop::Graceful);
+            }
+        }
         loop {
             tokio::select! {
                 _ = self.term.recv() => return stopping(Stop::Graceful),

@@ -117,7 +117,9 @@ impl std::fmt::Debug for ConnCache {
 static STOP_SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Note TERM, INT and QUIT in [`STOP_SIGNALLED`] as they arrive (alongside whatever else
-/// handles them). Call once in each serving process, after fork.
+/// handles them). Call once in each serving process, right after fork: from then on these
+/// signals no longer end the process by their default action, so whoever calls this must
+/// also act on [`stop_signal_seen`] (a stop that came before anything else listened).
 #[allow(unsafe_code)]
 pub fn watch_stop_signals() -> std::io::Result<()> {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT] {
@@ -130,6 +132,11 @@ pub fn watch_stop_signals() -> std::io::Result<()> {
         }?;
     }
     Ok(())
+}
+
+/// Whether TERM, INT or QUIT has arrived since [`watch_stop_signals`] was called.
+pub fn stop_signal_seen() -> bool {
+    STOP_SIGNALLED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether a stop was signalled, even if the serving loop has not seen it yet.
