@@ -195,7 +195,9 @@ def test_usr1_reopens_the_access_log_in_every_worker(tmp_path: Path, start_serve
     seen = set()
     for i in range(40):
         seen.add(get_json(srv.url + f"/after-{i}")["pid"])
-    assert seen == workers  # both workers wrote (40 requests over 2 workers)
+    # Which worker takes a connection is the kernel's choice; every line must land in the new
+    # file whichever did (both said they reopened, above).
+    assert seen and seen <= workers
     text = wait_until(
         lambda: (t := log.read_bytes() if log.exists() else b"").count(b"/after-") == 40 and t,
         what="40 lines in the new file",
