@@ -102,17 +102,7 @@ pub(crate) fn stopping() {
     send("STOPPING=1\nSTATUS=Stopping");
 }
 
-#[allow(unsafe_code)]
+/// `CLOCK_MONOTONIC` in microseconds, as systemd's `MONOTONIC_USEC=` wants it.
 fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into our local timespec.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs * 1_000_000 + nanos / 1000
+    crate::scoreboard::now_ns() / 1000
 }
