@@ -524,6 +524,7 @@ def test_unknown_flag_near_miss_suggests():
         (["--limit-request-line", "9000"], ["--limit-request-line"]),
         (["--root-path", "no-slash"], ["--root-path"]),
         (["--log-level", "loud"], ["--log-level"]),
+        (["--write-coalesce", "2"], ["--write-coalesce"]),
     ],
 )
 def test_bad_value(args, names):

@@ -126,6 +126,37 @@ def test_pipelined_requests_answered_in_order(srv):
         assert echo_json(r.response())["path_info"] == "/four"
 
 
+@pytest.mark.parametrize("coalesce", ["0.0005", "0.05", "0"])
+def test_concurrent_keep_alive_clients_get_their_own_responses(start_server, coalesce):
+    # Eight clients in step keep the worker busy, so (unless 0) finished responses are held
+    # and written together: each must still reach its own client, whole and in order.
+    import threading
+
+    srv = start_server(APP, "--keep-alive", "5", "--write-coalesce", coalesce)
+    errors: list[str] = []
+
+    def client(c: int) -> None:
+        try:
+            with closing(srv.connect(timeout=TIMEOUT)) as s:
+                r = Reader(s)
+                for i in range(150):
+                    s.sendall(req(path=f"/c{c}/r{i}"))
+                    got = echo_json(r.response())["path_info"]
+                    if got != f"/c{c}/r{i}":
+                        errors.append(f"client {c} request {i} got {got}")
+                        return
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"client {c}: {e!r}")
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a client hung"
+    assert not errors, errors
+
+
 def test_http10_without_keepalive_closes(srv):
     with closing(srv.connect(timeout=TIMEOUT)) as s:
         s.sendall(req(path="/ten", version="1.0", headers=()))

@@ -75,6 +75,9 @@ pub struct Config {
     /// A response write making no progress for this long closes the
     /// connection.
     pub write_timeout: Duration,
+    /// How long a finished response may be held on a busy worker to be written together
+    /// with others; zero writes each at once.
+    pub write_coalesce: Duration,
     /// Request bodies up to this many bytes are read fully before the app is
     /// called; 0 disables buffering.
     pub post_buffering: u64,
@@ -140,6 +143,7 @@ impl Config {
             limit_request_body: 0,
             header_timeout: Duration::ZERO,
             write_timeout: Duration::ZERO,
+            write_coalesce: Duration::ZERO,
             post_buffering: 0,
             root_path: String::new(),
             log_level: LogLevel::Info,

@@ -221,10 +221,7 @@ pub(crate) fn serve_here(
     };
     // A TERM that arrived while the application loaded was noted by the flag above; the
     // signal streams below report it first (see `StopSignals::next`).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match bourbon_server::cork::runtime(cfg.write_coalesce) {
         Ok(rt) => rt,
         Err(e) => {
             log::error(format_args!("cannot start the runtime: {e}"));

@@ -21,7 +21,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -29,6 +29,7 @@ use http_body::Body;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use crate::cork;
 use crate::guard::{Guard, Phase, Reject};
 use crate::io::{is_placeholder, ConnShared, Socket, Timeouts};
 use crate::request::{BodyError, BodySource, Request, RequestBody, RequestHead, Response};
@@ -68,6 +69,59 @@ struct Conn<S> {
     /// The current response's head has started to go out: a `100 Continue` would now be
     /// out of place.
     responding: Cell<bool>,
+    /// A complete response waiting to be written with others (see [`crate::cork`]).
+    held: RefCell<HeldWrite>,
+}
+
+/// A response handed to [`crate::cork`]: the connection's task moves on (to read the next
+/// request) and learns how the write went at its next use of the socket.
+#[derive(Default)]
+struct HeldWrite {
+    state: Held,
+    head: Vec<u8>,
+    body: Bytes,
+    /// The task waiting to read on this connection, woken if the write needs it.
+    waker: Option<Waker>,
+}
+
+#[derive(Default)]
+enum Held {
+    /// Nothing held (`head` may keep a buffer for reuse).
+    #[default]
+    Idle,
+    /// Waiting in the queue to be written.
+    Queued,
+    /// The flush wrote this many bytes; the socket took no more. The task writes the rest.
+    Partial(usize),
+    /// The flush failed; the connection is over.
+    Failed(io::Error),
+}
+
+impl<S: Socket> cork::Held for Conn<S> {
+    fn write_held(&self) {
+        let mut held = self.held.borrow_mut();
+        if !matches!(held.state, Held::Queued) {
+            // Already written by the task itself (it needed the socket first).
+            return;
+        }
+        let total = held.head.len() + held.body.len();
+        let bufs = [IoSlice::new(&held.head), IoSlice::new(&held.body)];
+        held.state = match self.stream.try_write_vectored(&bufs) {
+            Ok(n) if n >= total => {
+                held.head.clear();
+                held.body = Bytes::new();
+                Held::Idle
+            }
+            Ok(n) => Held::Partial(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Held::Partial(0),
+            Err(e) => Held::Failed(e),
+        };
+        if !matches!(held.state, Held::Idle) {
+            if let Some(waker) = held.waker.take() {
+                waker.wake();
+            }
+        }
+    }
 }
 
 struct Reader {
@@ -141,6 +195,7 @@ pub(crate) async fn drive<S, H>(
         timeouts: cfg.timeouts,
         continue_owed: Cell::new(0),
         responding: Cell::new(false),
+        held: RefCell::new(HeldWrite::default()),
     });
     let keep_alive = !cfg.timeouts.keep_alive.is_zero();
     let mut wbuf: Vec<u8> = Vec::with_capacity(512);
@@ -162,9 +217,14 @@ pub(crate) async fn drive<S, H>(
         };
         let wants_close = head.wants_close();
         let body = conn.start_request(&head);
+        let started = cork::before_call();
         let resp = handler.call(Request { head, body }, &info).await;
+        cork::call_done(started);
         let close = wants_close || !keep_alive || stop_signalled(&stop);
-        match conn.write_response(resp, facts, close, &mut wbuf).await {
+        match conn
+            .write_response(&conn, resp, facts, close, &mut wbuf)
+            .await
+        {
             Ok(true) => {}
             Ok(false) | Err(_) => break,
         }
@@ -173,7 +233,9 @@ pub(crate) async fn drive<S, H>(
             return;
         }
     }
-    conn.shutdown_write();
+    if conn.settle_held(&mut wbuf).await.is_ok() {
+        conn.shutdown_write();
+    }
 }
 
 impl<S: Socket> Conn<S> {
@@ -269,12 +331,25 @@ impl<S: Socket> Conn<S> {
                 }
             }
             let fill = poll_fn(|cx| {
+                if self.held_needs_task(cx) {
+                    return Poll::Ready(None);
+                }
                 let rd = &mut *self.rd.borrow_mut();
-                self.poll_fill(rd, cx, READ_CHUNK)
+                self.poll_fill(rd, cx, READ_CHUNK).map(Some)
             });
             let got = tokio::select! {
                 biased;
-                res = fill => Some(res),
+                res = fill => match res {
+                    Some(res) => Some(res),
+                    None => {
+                        // The previous response's flush left work (the client's socket
+                        // was full) or failed.
+                        if self.settle_held(&mut Vec::new()).await.is_err() {
+                            return HeadRead::Close;
+                        }
+                        continue;
+                    }
+                },
                 changed = stop.changed(), if !in_head && !stopping => {
                     if changed.is_err() {
                         return HeadRead::Close;
@@ -321,6 +396,12 @@ impl<S: Socket> Conn<S> {
     /// Send what is owed of `100 Continue`.
     fn poll_continue(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.continue_owed.get() > 0 {
+            // A held response to the previous request goes before this interim one.
+            match self.poll_settle_held(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
             if self.responding.get() {
                 // The final response is already going out: no interim answer any more.
                 self.continue_owed.set(0);
@@ -458,6 +539,7 @@ impl<S: Socket> Conn<S> {
     /// Write a response. `Ok(true)` when the connection may carry another request.
     async fn write_response<B>(
         &self,
+        me: &Rc<Self>,
         resp: Response<B>,
         req: ReqFacts,
         close_wanted: bool,
@@ -501,6 +583,8 @@ impl<S: Socket> Conn<S> {
             close = true;
         }
 
+        // A response still held from the previous request (pipelining) goes first.
+        self.settle_held(wbuf).await?;
         self.responding.set(true);
         wbuf.clear();
         encode_status(wbuf, status, reason.as_deref());
@@ -528,7 +612,11 @@ impl<S: Socket> Conn<S> {
 
         if framing == Framing::None {
             // The body is never polled: HEAD and 204/304 responses have none on the wire.
-            self.write_all(&mut [IoSlice::new(wbuf)]).await?;
+            if close {
+                self.write_all(&mut [IoSlice::new(wbuf)]).await?;
+            } else {
+                self.write_last(me, wbuf, Bytes::new()).await?;
+            }
             return Ok(!close);
         }
         let mut written: u64 = 0;
@@ -610,7 +698,10 @@ impl<S: Socket> Conn<S> {
                 (true, false) => b"\r\n",
                 (false, _) => b"",
             };
-            if more.is_empty() {
+            if more.is_empty() && end && !close && tail.is_empty() {
+                // The whole response, and the connection stays: it may wait for company.
+                self.write_last(me, wbuf, data).await?;
+            } else if more.is_empty() {
                 self.write_all(&mut [IoSlice::new(wbuf), IoSlice::new(&data), IoSlice::new(tail)])
                     .await?;
             } else {
@@ -641,6 +732,121 @@ impl<S: Socket> Conn<S> {
         }
         self.write_all(&mut [IoSlice::new(wbuf)]).await?;
         Ok(!close && length_ok(framing, written))
+    }
+
+    /// Write a whole response (`head`, then `body`) on a connection that stays open: held to
+    /// go out together with others when this thread is busy (see [`crate::cork`]), else at
+    /// once. Either way `head`'s buffer comes back for the next response (see
+    /// [`Conn::settle_held`]).
+    async fn write_last(&self, me: &Rc<Self>, head: &mut Vec<u8>, body: Bytes) -> io::Result<()> {
+        if head.len() + body.len() > cork::HOLD_MAX_BYTES {
+            return self
+                .write_all(&mut [IoSlice::new(head), IoSlice::new(&body)])
+                .await;
+        }
+        {
+            let mut held = self.held.borrow_mut();
+            debug_assert!(matches!(held.state, Held::Idle));
+            std::mem::swap(&mut held.head, head);
+            held.body = body;
+            held.state = Held::Queued;
+        }
+        if cork::hold(me.clone()) {
+            return Ok(());
+        }
+        // Not held (the thread was idle, or holding is off): write it now.
+        self.settle_held(head).await
+    }
+
+    /// Before anything else goes out on this connection (or it closes): make sure a held
+    /// response is written completely, writing it here if the flush has not come yet. Hands
+    /// the held response's buffer back into `spare` when that is empty.
+    async fn settle_held(&self, spare: &mut Vec<u8>) -> io::Result<()> {
+        if matches!(self.held.borrow().state, Held::Idle) {
+            self.reclaim_held(spare);
+            return Ok(());
+        }
+        let done = poll_fn(|cx| self.poll_settle_held(cx));
+        let res = match tokio::time::timeout(self.timeouts.write, done).await {
+            Ok(res) => res,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading (write timeout)",
+            )),
+        };
+        self.reclaim_held(spare);
+        res
+    }
+
+    fn reclaim_held(&self, spare: &mut Vec<u8>) {
+        if spare.capacity() == 0 {
+            let mut held = self.held.borrow_mut();
+            if matches!(held.state, Held::Idle) {
+                std::mem::swap(&mut held.head, spare);
+            }
+        }
+    }
+
+    /// Drive a held response out: write it if still queued, or its rest after a partial
+    /// flush, waiting for room as needed; report a failed flush.
+    fn poll_settle_held(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        use cork::Held as _;
+        if matches!(self.held.borrow().state, Held::Queued) {
+            self.write_held();
+        }
+        loop {
+            let mut held = self.held.borrow_mut();
+            let held = &mut *held;
+            let done = match std::mem::take(&mut held.state) {
+                Held::Idle => return Poll::Ready(Ok(())),
+                // Not reached (written just above); counts as nothing written yet.
+                Held::Queued => 0,
+                Held::Partial(n) => n,
+                Held::Failed(e) => {
+                    held.head.clear();
+                    held.body = Bytes::new();
+                    return Poll::Ready(Err(e));
+                }
+            };
+            let mut bufs = [IoSlice::new(&held.head), IoSlice::new(&held.body)];
+            let mut rest = &mut bufs[..];
+            IoSlice::advance_slices(&mut rest, done);
+            if rest.is_empty() {
+                held.state = Held::Idle;
+                held.head.clear();
+                held.body = Bytes::new();
+                return Poll::Ready(Ok(()));
+            }
+            match self.stream.try_write_vectored(rest) {
+                Ok(0) => held.state = Held::Failed(io::ErrorKind::WriteZero.into()),
+                Ok(n) => held.state = Held::Partial(done + n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    held.state = Held::Partial(done);
+                    match self.stream.poll_write_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => held.state = Held::Failed(e),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Err(e) => held.state = Held::Failed(e),
+            }
+        }
+    }
+
+    /// Whether a held response needs this connection's task (a partial or failed flush);
+    /// while it waits in the queue, remember who to wake if it will.
+    fn held_needs_task(&self, cx: &Context<'_>) -> bool {
+        let mut held = self.held.borrow_mut();
+        match held.state {
+            Held::Idle => false,
+            Held::Queued => {
+                if !held.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    held.waker = Some(cx.waker().clone());
+                }
+                false
+            }
+            Held::Partial(_) | Held::Failed(_) => true,
+        }
     }
 
     /// Write all of `bufs`, waiting for room at most the write timeout at a time.
@@ -709,6 +915,9 @@ impl<S: Socket> Conn<S> {
 
     /// Answer a rejected request with its short 4xx and close gracefully.
     async fn answer_reject(&self, reject: Reject) {
+        if self.settle_held(&mut Vec::new()).await.is_err() {
+            return;
+        }
         let bytes = reject.response_bytes();
         if self.write_all(&mut [IoSlice::new(&bytes)]).await.is_ok() {
             self.linger().await;
@@ -718,6 +927,9 @@ impl<S: Socket> Conn<S> {
     /// Close our side, then read and discard what the client still sends, for a bounded
     /// time and amount, so our last answer is not destroyed by a TCP reset (RFC 9112 §9.6).
     async fn linger(&self) {
+        if self.settle_held(&mut Vec::new()).await.is_err() {
+            return;
+        }
         self.shutdown_write();
         let discard = async {
             let mut seen = 0usize;

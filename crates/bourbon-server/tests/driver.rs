@@ -1,6 +1,7 @@
 //! The connection driver with a dummy handler over real loopback sockets: pipelining, guard
 //! rejections answered after earlier responses, the header and keep-alive deadlines, and
-//! sendfile through placeholder frames.
+//! sendfile through placeholder frames; responses held and written together (`cork`), also
+//! when the client's socket is full.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::io::{Read, Write};
@@ -36,7 +37,7 @@ impl http_body::Body for Body {
 }
 
 /// Answers with the request path; `/slow` waits 600 ms first; `/file` sends a file by
-/// sendfile placeholders.
+/// sendfile placeholders; `/big/N` answers 60 KiB of the byte `N`.
 struct Echo {
     file: Option<std::path::PathBuf>,
 }
@@ -67,10 +68,18 @@ impl Handler for Echo {
                     .unwrap();
                 return resp;
             }
+            if let Some(n) = path.strip_prefix("/big/") {
+                let byte = n.parse::<u8>().unwrap();
+                return Response::new(200, Body([Bytes::from(vec![byte; BIG])].into()));
+            }
             Response::new(200, Body([Bytes::from(path)].into()))
         })
     }
 }
+
+/// Under `cork::HOLD_MAX_BYTES`, so such a response may be held, and larger than what a
+/// loopback socket takes at once when the client does not read.
+const BIG: usize = 60 * 1024;
 
 fn placeholders(mut len: u64) -> std::collections::VecDeque<Bytes> {
     let mut out = std::collections::VecDeque::new();
@@ -101,10 +110,8 @@ fn start(
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let handle = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        // The workers' runtime: responses may be held and written together.
+        let rt = bourbon_server::cork::runtime(bourbon_server::cork::HOLD_FOR).unwrap();
         let local = tokio::task::LocalSet::new();
         let listeners: Vec<Listener> = vec![listener];
         local.block_on(&rt, async move {
@@ -228,6 +235,86 @@ fn placeholder_frames_send_the_file() {
     // The connection stays usable after the file: the next response follows exactly.
     assert!(out[head_end + data.len()..].starts_with(b"HTTP/1.1 200"));
     std::fs::remove_file(&path).ok();
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
+
+/// Read one response with a Content-Length body from `s`; returns the body.
+fn read_response(s: &mut std::io::BufReader<TcpStream>) -> Vec<u8> {
+    use std::io::BufRead;
+    let mut len = 0usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            s.read_line(&mut line).unwrap() > 0,
+            "connection closed mid-response"
+        );
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).unwrap();
+    body
+}
+
+#[test]
+fn many_keep_alive_clients_get_every_response() {
+    // Several clients in step keep the worker busy, so responses are held and written
+    // together; a response that never left would stall its client into the read timeout.
+    let (addr, h, stop) = start(timeouts(), None);
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut s = s;
+                for i in 0..200 {
+                    let path = format!("/c{c}/r{i}");
+                    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                    assert_eq!(read_response(&mut r), path.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn held_responses_survive_a_client_that_reads_late() {
+    // Pipelined requests for 60 KiB answers from a client that reads nothing at first: the
+    // socket fills, so a held response is written only in part by the flush and the
+    // connection's task must finish it before the next one, in order.
+    let (addr, h, stop) = start(timeouts(), None);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = 120u8;
+    let mut reqs = String::new();
+    for i in 0..n {
+        reqs.push_str(&format!("GET /big/{i} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+    s.write_all(reqs.as_bytes()).unwrap();
+    // Let the server run into the full socket before reading anything.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    for i in 0..n {
+        let body = read_response(&mut r);
+        assert_eq!(body.len(), BIG);
+        assert!(
+            body.iter().all(|&b| b == i),
+            "response {i} out of order or mixed"
+        );
+    }
     stop.send(true).unwrap();
     h.join().unwrap();
 }
