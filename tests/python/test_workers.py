@@ -162,3 +162,24 @@ def test_a_worker_stopped_while_it_boots_exits_cleanly(start_server):
     assert srv.proc.wait(TIMEOUT) == 0, srv.log
     assert "killed by signal" not in srv.log, srv.log
     assert "finishing requests in flight" in srv.log, srv.log
+
+
+def test_one_thread_worker_starts_its_python_thread_only_when_needed(start_server):
+    # With --threads 1 requests run inline, and the worker stays a single-threaded process
+    # (glibc and SQLite then skip atomic instructions); a body that must be streamed to the
+    # application needs the Python thread, which starts then.
+    srv = start_server("http_app:app", "--threads", "1", "--post-buffering", "1024")
+    (worker,) = wait_children(srv.pid, lambda k: len(k) == 1)
+
+    def threads() -> int:
+        return len(os.listdir(f"/proc/{worker}/task"))
+
+    for _ in range(5):
+        with urllib.request.urlopen(srv.url + "/get", timeout=TIMEOUT) as resp:
+            assert resp.status == 200
+    assert threads() == 1
+    body = b"x" * (64 * 1024)
+    req = urllib.request.Request(srv.url + "/post", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+        assert json.loads(resp.read())["body_len"] == len(body)
+    assert threads() == 2

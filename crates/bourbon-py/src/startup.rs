@@ -380,8 +380,11 @@ impl Worker {
         // With one Python thread the app is called inline on this thread when it is free:
         // the common request then costs no thread switch at all.
         let inline = (threads == 1).then(|| ctx.clone());
-        let workers = match pool::start(threads, ctx, work_rx, busy.clone()) {
-            Ok(w) => w,
+        // One thread serving inline calls: it starts when first needed (see `pool`).
+        let lazy = inline.is_some();
+        let pool_busy = busy.clone();
+        match pool::start(threads, ctx, work_rx, &busy, lazy) {
+            Ok(()) => {}
             Err(e) => {
                 log::error(format_args!("cannot start Python threads: {e}"));
                 return 1;
@@ -440,9 +443,7 @@ impl Worker {
         // so the Python threads see the queue close and return.
         drop(local);
         drop(runtime);
-        for w in workers {
-            let _ = w.join();
-        }
+        pool_busy.join_threads();
         code
     }
 }
