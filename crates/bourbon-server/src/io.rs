@@ -25,18 +25,24 @@ use crate::guard::Reject;
 /// How many placeholder bytes one body frame may carry.
 pub const PLACEHOLDER_LEN: usize = 1 << 20;
 
-/// Zero bytes that are never sent: a slice of this static in a write means "the next bytes of
-/// the queued file". Being all zeros it lives in `.bss` and costs no memory until read, and
-/// nothing reads it: the driver recognises the slice by its address.
-static FILE_PLACEHOLDER: [u8; PLACEHOLDER_LEN] = [0; PLACEHOLDER_LEN];
+/// Zero bytes that are never sent: a slice of this region in a write means "the next bytes
+/// of the queued file"; the driver recognises the slice by its address and nothing reads it.
+///
+/// Allocated zeroed on first use (the allocator maps fresh pages, which cost no memory until
+/// touched) rather than kept as a zeroed static: an immutable static array is stored in the
+/// extension's `.rodata`, a megabyte of file partly mapped into every worker.
+fn placeholder_bytes() -> &'static [u8] {
+    static REGION: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
+    REGION.get_or_init(|| Box::leak(vec![0u8; PLACEHOLDER_LEN].into_boxed_slice()))
+}
 
 /// A body frame standing for `len` (at most [`PLACEHOLDER_LEN`]) bytes of the queued file.
 pub fn file_placeholder(len: usize) -> Bytes {
-    Bytes::from_static(&FILE_PLACEHOLDER[..len.min(PLACEHOLDER_LEN)])
+    Bytes::from_static(&placeholder_bytes()[..len.min(PLACEHOLDER_LEN)])
 }
 
 pub(crate) fn is_placeholder(slice: &[u8]) -> bool {
-    let start = FILE_PLACEHOLDER.as_ptr() as usize;
+    let start = placeholder_bytes().as_ptr() as usize;
     let p = slice.as_ptr() as usize;
     !slice.is_empty() && p >= start && p < start + PLACEHOLDER_LEN
 }
