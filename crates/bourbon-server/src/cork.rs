@@ -11,11 +11,11 @@
 //!
 //! - when the worker's thread has nothing else to do (the runtime is about to park), or
 //! - before the next application call, when the oldest held response has waited, or would
-//!   by the end of that call, [`HOLD_FOR`]. The call's length is predicted from the recent
-//!   calls (a moving average), so responses are held across short calls only: a worker whose
-//!   views take milliseconds writes every response at once. A call much slower than the
-//!   recent ones delays the few responses held before it; that is the price of the
-//!   prediction.
+//!   by the end of that call, the hold time (`--write-coalesce`, by default [`HOLD_FOR`]).
+//!   The call's length is predicted from the recent calls (a moving average), so responses
+//!   are held across short calls only: a worker whose views take milliseconds writes every
+//!   response at once. A call much slower than the recent ones delays the few responses held
+//!   before it; that is the price of the prediction.
 //!
 //! This owns the per-thread queue of held responses and [`runtime`], which builds the
 //! current-thread runtime with the park hook that flushes it. Holding is enabled only on a
@@ -26,7 +26,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// How long a held response may wait for company while the worker is busy.
+/// How long a held response may wait for company while the worker is busy, by default.
 pub const HOLD_FOR: Duration = Duration::from_micros(500);
 /// A response larger than this is written at once: one wake is small beside its copy.
 pub(crate) const HOLD_MAX_BYTES: usize = 64 * 1024;
@@ -35,7 +35,8 @@ const HOLD_MAX: usize = 128;
 
 /// A connection with a held response.
 pub(crate) trait Held {
-    /// Write the held response now (without blocking) and wake the connection's task.
+    /// Write the held response now, without blocking; if the socket did not take all of it,
+    /// or the write failed, wake the connection's task to deal with it.
     fn write_held(&self);
 }
 
