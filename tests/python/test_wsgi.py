@@ -603,6 +603,32 @@ def test_file_wrapper_sends_file(srv, events, big_file):
     wait_for_event(events, f"file closed {path}")
 
 
+def test_file_wrapper_over_a_unix_socket(start_server, events, big_file):
+    # A TCP client on this machine gets file bodies copied (see `send_file` in h1.rs); a
+    # unix-socket client gets them with sendfile(2). Both must carry the same bytes.
+    import shutil
+    import socket
+    import tempfile
+
+    path, data = big_file
+    d = tempfile.mkdtemp(prefix="bbfw", dir="/tmp")
+    sock_path = os.path.join(d, "s.sock")
+    try:
+        start_server(APP, "-b", f"unix:{sock_path}", env={"WSGI_TEST_LOG": str(events)})
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(sock_path)
+            for _ in range(2):  # twice on one connection: the framing stays right
+                s.sendall(build(f"/file?path={quote(str(path))}"))
+                resp = Reader(s).response()
+                assert resp.status == 200
+                assert resp.header("content-length") == str(len(data))
+                assert resp.body == data
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    wait_for_event(events, f"file closed {path}")
+
+
 def test_file_wrapper_bytesio_iterated(srv, events, tmp_path):
     data = os.urandom(300_000)
     path = tmp_path / "small.bin"

@@ -33,7 +33,7 @@ use crate::cork;
 use crate::guard::{Guard, Phase, Reject};
 use crate::io::{is_placeholder, ConnShared, Socket, Timeouts};
 use crate::request::{BodyError, BodySource, Request, RequestBody, RequestHead, Response};
-use crate::serve::{stop_signalled, ConnInfo, Handler, ServeConfig};
+use crate::serve::{stop_signalled, ConnInfo, Handler, Peer, ServeConfig};
 
 /// One socket read; a typical request head arrives in one.
 const READ_CHUNK: usize = 16 * 1024;
@@ -54,6 +54,13 @@ const STOP_IDLE_GRACE: Duration = Duration::from_millis(500);
 /// At most this many further chunks, or about this many bytes, go out in one writev.
 const MAX_GATHER: usize = 32;
 const MAX_GATHER_BYTES: usize = 256 * 1024;
+/// File bodies copied to a local client go through a buffer of this size (per thread).
+const COPY_CHUNK: usize = 256 * 1024;
+
+thread_local! {
+    static COPY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// The interim answer to `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -71,6 +78,9 @@ struct Conn<S> {
     responding: Cell<bool>,
     /// A complete response waiting to be written with others (see [`crate::cork`]).
     held: RefCell<HeldWrite>,
+    /// File bodies are copied rather than sent with sendfile(2): the client is on this
+    /// machine (see [`Conn::send_file`]).
+    copy_files: bool,
 }
 
 /// A response handed to [`crate::cork`]: the connection's task moves on (to read the next
@@ -196,6 +206,7 @@ pub(crate) async fn drive<S, H>(
         continue_owed: Cell::new(0),
         responding: Cell::new(false),
         held: RefCell::new(HeldWrite::default()),
+        copy_files: matches!(info.peer, Peer::Tcp(addr) if addr.ip().to_canonical().is_loopback()),
     });
     let keep_alive = !cfg.timeouts.keep_alive.is_zero();
     let mut wbuf: Vec<u8> = Vec::with_capacity(512);
@@ -876,7 +887,16 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// Send the `len` file bytes a placeholder stands for, with sendfile(2).
+    /// Send the `len` file bytes a placeholder stands for: with sendfile(2), or, to a client
+    /// on this machine over TCP, by copying them through a buffer.
+    ///
+    /// sendfile(2) queues references to page-cache pages, and a reader on the same machine
+    /// then copies from 4 KiB fragments, which costs it far more than reading the large
+    /// segments an ordinary write builds: with wrk on loopback, 1 MiB file responses took
+    /// wrk 1.6 ms of system time each when sent with sendfile(2) and 0.5 ms when copied, and
+    /// that reader, not this server, set the pace (1,760 against 3,130 responses/s). A local
+    /// client is a proxy on the same host (nginx over TCP to 127.0.0.1) or a benchmark; a
+    /// remote one is reached through a NIC, where sendfile(2) saves our copy.
     async fn send_file(&self, len: usize) -> io::Result<()> {
         let mut left = len;
         while left > 0 {
@@ -888,7 +908,12 @@ impl<S: Socket> Conn<S> {
                 return Err(io::Error::other("file placeholder without a queued file"));
             };
             let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(left);
-            match self.stream.try_sendfile(fd.as_raw_fd(), offset, want) {
+            let sent = if self.copy_files {
+                self.copy_file_once(&fd, offset, want)
+            } else {
+                self.stream.try_sendfile(fd.as_raw_fd(), offset, want)
+            };
+            match sent {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -911,6 +936,25 @@ impl<S: Socket> Conn<S> {
             }
         }
         Ok(())
+    }
+
+    /// Copy up to `want` bytes of `file` from `offset` to the socket, through a buffer shared
+    /// by the thread's connections (bytes read but not taken by the socket are read again
+    /// next time, from the page cache). `WouldBlock` when the socket takes nothing.
+    fn copy_file_once(&self, file: &std::fs::File, offset: u64, want: usize) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        COPY_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.is_empty() {
+                buf.resize(COPY_CHUNK, 0);
+            }
+            let want = want.min(COPY_CHUNK);
+            let n = file.read_at(&mut buf[..want], offset)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.stream.try_write_vectored(&[IoSlice::new(&buf[..n])])
+        })
     }
 
     /// Answer a rejected request with its short 4xx and close gracefully.

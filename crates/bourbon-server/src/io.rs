@@ -1,19 +1,21 @@
 //! Socket primitives for the connection driver: the `Socket` trait (readiness-based reads and
 //! writes through `&self`, so a request body and the response writer can share one socket),
 //! sendfile(2), the per-connection deadlines, the state shared between a connection and the
-//! handler answering on it, and the zero-copy file placeholders.
+//! handler answering on it, and the file placeholders.
 //!
-//! Zero-copy file bodies: a response body may carry *placeholder* bytes (see
-//! [`file_placeholder`]) that stand for a file region queued with [`ConnShared::queue_file`];
-//! when the driver meets them it sends the file's bytes from the page cache with sendfile(2),
-//! while the response framing (Content-Length, chunked) stays as the body declared it.
+//! File bodies: a response body may carry *placeholder* bytes (see [`file_placeholder`]) that
+//! stand for a file region queued with [`ConnShared::queue_file`]; when the driver meets them
+//! it sends the file's bytes itself (sendfile(2), or a buffered copy to a client on this
+//! machine), while the response framing (Content-Length, chunked) stays as the body declared
+//! it.
 //!
 //! It knows nothing about HTTP or Python.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -50,7 +52,7 @@ pub(crate) fn is_placeholder(slice: &[u8]) -> bool {
 /// A file region waiting to be sent with sendfile(2).
 #[derive(Debug)]
 pub(crate) struct FileJob {
-    pub(crate) fd: Arc<OwnedFd>,
+    pub(crate) fd: Arc<File>,
     pub(crate) offset: u64,
     pub(crate) remaining: u64,
 }
@@ -173,7 +175,7 @@ impl ConnShared {
 
     /// Queue a file region; the placeholder bytes of the response body that follow stand for
     /// it, in order.
-    pub fn queue_file(&self, fd: Arc<OwnedFd>, offset: u64, len: u64) {
+    pub fn queue_file(&self, fd: Arc<File>, offset: u64, len: u64) {
         if len > 0 {
             self.files.borrow_mut().push_back(FileJob {
                 fd,

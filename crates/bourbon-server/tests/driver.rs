@@ -61,7 +61,7 @@ impl Handler for Echo {
             if path == "/file" {
                 let file = std::fs::File::open(file.unwrap()).unwrap();
                 let len = file.metadata().unwrap().len();
-                shared.queue_file(Arc::new(file.into()), 0, len);
+                shared.queue_file(Arc::new(file), 0, len);
                 let mut resp = Response::new(200, Body(placeholders(len)));
                 resp.headers
                     .push(b"Content-Length", len.to_string().as_bytes())

@@ -8,7 +8,6 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -321,11 +320,11 @@ enum Step {
 }
 
 /// Sends a file region. On a plain socket the region is queued on the connection and the body
-/// yields placeholder bytes that the connection turns into sendfile(2) calls: zero copies,
-/// and memory stays flat however large the file. Elsewhere it falls back to positioned reads
+/// yields placeholder bytes that the connection turns into sendfile(2) calls (or a buffered
+/// copy for a client on this machine), and memory stays flat however large the file. Elsewhere it falls back to positioned reads
 /// on the blocking pool, one bounded chunk at a time, never blocking the runtime thread.
 pub(crate) struct FileStream {
-    fd: Arc<std::os::fd::OwnedFd>,
+    fd: Arc<std::fs::File>,
     offset: u64,
     remaining: u64,
     zero_copy: bool,
@@ -334,7 +333,7 @@ pub(crate) struct FileStream {
 
 impl FileStream {
     fn new(slice: FileSlice, sendfile: Option<&Rc<ConnShared>>) -> Self {
-        let fd = Arc::new(slice.fd);
+        let fd = Arc::new(std::fs::File::from(slice.fd));
         if let Some(shared) = sendfile {
             shared.queue_file(fd.clone(), slice.offset, slice.len);
         }
@@ -391,17 +390,10 @@ impl FileStream {
     }
 }
 
-#[allow(unsafe_code)]
-fn pread(fd: &std::os::fd::OwnedFd, offset: u64, want: usize) -> io::Result<Bytes> {
+fn pread(fd: &std::fs::File, offset: u64, want: usize) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; want];
-    let off = libc::off_t::try_from(offset)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
-    // SAFETY: `buf` is a live, writable allocation of `want` bytes and the fd is open for the
-    // lifetime of the borrow.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), want, off) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.truncate(usize::try_from(n).unwrap_or(0));
+    let n = fd.read_at(&mut buf, offset)?;
+    buf.truncate(n);
     Ok(Bytes::from(buf))
 }
