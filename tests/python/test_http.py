@@ -126,13 +126,15 @@ def test_pipelined_requests_answered_in_order(srv):
         assert echo_json(r.response())["path_info"] == "/four"
 
 
+@pytest.mark.parametrize("threads", ["1", "4"])
 @pytest.mark.parametrize("coalesce", ["0.0005", "0.05", "0"])
-def test_concurrent_keep_alive_clients_get_their_own_responses(start_server, coalesce):
+def test_concurrent_keep_alive_clients_get_their_own_responses(start_server, coalesce, threads):
     # Eight clients in step keep the worker busy, so (unless 0) finished responses are held
-    # and written together: each must still reach its own client, whole and in order.
+    # and written together: each must still reach its own client, whole and in order, whether
+    # the app runs inline (1 thread) or on Python threads (4).
     import threading
 
-    srv = start_server(APP, "--keep-alive", "5", "--write-coalesce", coalesce)
+    srv = start_server(APP, "--keep-alive", "5", "--write-coalesce", coalesce, "--threads", threads)
     errors: list[str] = []
 
     def client(c: int) -> None:
