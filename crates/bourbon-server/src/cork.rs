@@ -147,13 +147,17 @@ pub(crate) fn before_call() -> Option<Instant> {
     now
 }
 
-/// Record how long an application call took (from [`before_call`]).
-pub(crate) fn call_done(started: Option<Instant>) {
-    let Some(started) = started else { return };
-    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+/// Record how long an application call took (from [`before_call`]). Returns when the call
+/// ended (read here in any case): the connection uses it as the start of its keep-alive wait
+/// and for the `Date` header, instead of reading the clock again.
+pub(crate) fn call_done(started: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    let Some(started) = started else { return now };
+    let ns = u64::try_from(now.saturating_duration_since(started).as_nanos()).unwrap_or(u64::MAX);
     QUEUE.with(|q| {
         let mut q = q.borrow_mut();
         // An average over about the last eight calls: quick to follow a change of workload.
         q.call_ns = q.call_ns - q.call_ns / 8 + ns / 8;
     });
+    now
 }

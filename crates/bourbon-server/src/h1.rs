@@ -81,6 +81,44 @@ struct Conn<S> {
     /// File bodies are copied rather than sent with sendfile(2): the client is on this
     /// machine (see [`Conn::send_file`]).
     copy_files: bool,
+    /// The header/keep-alive deadline timer and the deadline it is set for (see
+    /// [`Conn::poll_deadline`]).
+    deadline: RefCell<Option<(Pin<Box<Sleep>>, Instant)>>,
+    /// The last response waited for the client to take bytes: its end is read from the clock
+    /// rather than taken from the end of the application call.
+    write_waited: Cell<bool>,
+}
+
+/// The stop signal as a connection waits for it between requests: one registration kept for
+/// the connection's life, where a fresh `changed()` per request took a lock to join the
+/// waiter list and another to leave it.
+struct StopWait {
+    rx: watch::Receiver<bool>,
+    changed: Option<Pin<Box<dyn Future<Output = bool>>>>,
+}
+
+impl StopWait {
+    fn new(rx: &watch::Receiver<bool>) -> Self {
+        StopWait {
+            rx: rx.clone(),
+            changed: None,
+        }
+    }
+
+    /// Ready(true) when the value changed, Ready(false) when the sender is gone.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let rx = &self.rx;
+        let changed = self.changed.get_or_insert_with(|| {
+            let mut rx = rx.clone();
+            Box::pin(async move { rx.changed().await.is_ok() })
+        });
+        let res = changed.as_mut().poll(cx);
+        if res.is_ready() {
+            // A finished future must not be polled again; a later wait starts a new one.
+            self.changed = None;
+        }
+        res
+    }
 }
 
 /// A response handed to [`crate::cork`]: the connection's task moves on (to read the next
@@ -182,12 +220,13 @@ pub(crate) async fn drive<S, H>(
     info: Rc<ConnInfo>,
     handler: Rc<H>,
     cfg: ServeConfig,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) where
     S: Socket,
     H: Handler,
 {
     let accepted = Instant::now();
+    let mut stop_wait = StopWait::new(&stop);
     let conn = Rc::new(Conn {
         stream,
         rd: RefCell::new(Reader {
@@ -207,12 +246,19 @@ pub(crate) async fn drive<S, H>(
         responding: Cell::new(false),
         held: RefCell::new(HeldWrite::default()),
         copy_files: matches!(info.peer, Peer::Tcp(addr) if addr.ip().to_canonical().is_loopback()),
+        deadline: RefCell::new(None),
+        write_waited: Cell::new(false),
     });
     let keep_alive = !cfg.timeouts.keep_alive.is_zero();
     let mut wbuf: Vec<u8> = Vec::with_capacity(512);
+    // When the connection was last seen busy: the keep-alive wait counts from here.
+    let mut idle_from = accepted;
     let mut first = true;
     loop {
-        let head = match conn.read_head(first, accepted, &mut stop).await {
+        let head = match conn
+            .read_head(first, accepted, idle_from, &stop, &mut stop_wait)
+            .await
+        {
             HeadRead::Head(head) => head,
             HeadRead::Close => break,
             HeadRead::Reject(reject) => {
@@ -230,15 +276,21 @@ pub(crate) async fn drive<S, H>(
         let body = conn.start_request(&head);
         let started = cork::before_call();
         let resp = handler.call(Request { head, body }, &info).await;
-        cork::call_done(started);
+        let done = cork::call_done(started);
         let close = wants_close || !keep_alive || stop_signalled(&stop);
         match conn
-            .write_response(&conn, resp, facts, close, &mut wbuf)
+            .write_response(&conn, resp, facts, close, &mut wbuf, done)
             .await
         {
             Ok(true) => {}
             Ok(false) | Err(_) => break,
         }
+        // The response went out with the call's end as "now", unless it had to wait.
+        idle_from = if conn.write_waited.replace(false) {
+            Instant::now()
+        } else {
+            done.into()
+        };
         if !conn.finish_body().await {
             conn.linger().await;
             return;
@@ -286,21 +338,27 @@ impl<S: Socket> Conn<S> {
     /// Wait for the next request head. The first must arrive within the header timeout of
     /// accept; later ones within the keep-alive timeout of the last response (idle), then
     /// within the header timeout of their first byte.
+    ///
+    /// A head usually arrives whole in one read: the header deadline is only worked out (from
+    /// the clock) when a part of one has to be waited for.
     async fn read_head(
         &self,
         first: bool,
         accepted: Instant,
-        stop: &mut watch::Receiver<bool>,
+        idle_from: Instant,
+        stop: &watch::Receiver<bool>,
+        stop_wait: &mut StopWait,
     ) -> HeadRead {
         let t = self.timeouts;
         let mut in_head = first || !self.rd.borrow().buf.is_empty();
         let mut stopping = false;
+        // None: the header timeout, counted from when the wait starts.
         let mut deadline = if first {
-            accepted + t.header
+            Some(accepted + t.header)
         } else if in_head {
-            Instant::now() + t.header
+            None
         } else {
-            Instant::now() + t.keep_alive
+            Some(idle_from + t.keep_alive)
         };
         loop {
             {
@@ -334,13 +392,16 @@ impl<S: Socket> Conn<S> {
                 // than dropped: closing on bytes in flight would cut off a client that did
                 // nothing wrong.
                 stopping = true;
+                let now = Instant::now();
                 if self.peer_sent_bytes() {
                     in_head = true;
-                    deadline = Instant::now() + t.header;
+                    deadline = Some(now + t.header);
                 } else {
-                    deadline = deadline.min(Instant::now() + STOP_IDLE_GRACE);
+                    let grace = now + STOP_IDLE_GRACE;
+                    deadline = Some(deadline.map_or(grace, |d| d.min(grace)));
                 }
             }
+            let until = *deadline.get_or_insert_with(|| Instant::now() + t.header);
             let fill = poll_fn(|cx| {
                 if self.held_needs_task(cx) {
                     return Poll::Ready(None);
@@ -361,13 +422,13 @@ impl<S: Socket> Conn<S> {
                         continue;
                     }
                 },
-                changed = stop.changed(), if !in_head && !stopping => {
-                    if changed.is_err() {
+                changed = poll_fn(|cx| stop_wait.poll(cx)), if !in_head && !stopping => {
+                    if !changed {
                         return HeadRead::Close;
                     }
                     continue;
                 }
-                () = tokio::time::sleep_until(deadline) => None,
+                () = poll_fn(|cx| self.poll_deadline(until, cx)) => None,
             };
             let rd = &mut *self.rd.borrow_mut();
             match got {
@@ -377,8 +438,36 @@ impl<S: Socket> Conn<S> {
                     rd.unscanned = true;
                     if !in_head {
                         in_head = true;
-                        deadline = Instant::now() + t.header;
+                        deadline = None;
                     }
+                }
+            }
+        }
+    }
+
+    /// Ready once `deadline` has passed.
+    ///
+    /// One timer serves the connection's life. Registering a tokio timer takes the driver's
+    /// lock and a wheel insert, and dropping it another: per request that was about 700
+    /// instructions of some 27,000 for a small response. Deadlines mostly move later (each
+    /// request pushes the keep-alive wait out), so the timer stays set for the old one and,
+    /// when it fires early, is moved to the current one; it is moved at once only when the
+    /// deadline comes earlier than the one it is set for.
+    fn poll_deadline(&self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let mut slot = self.deadline.borrow_mut();
+        let (timer, set_for) =
+            slot.get_or_insert_with(|| (Box::pin(tokio::time::sleep_until(deadline)), deadline));
+        if *set_for > deadline {
+            timer.as_mut().reset(deadline);
+            *set_for = deadline;
+        }
+        loop {
+            match timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if *set_for >= deadline => return Poll::Ready(()),
+                Poll::Ready(()) => {
+                    timer.as_mut().reset(deadline);
+                    *set_for = deadline;
                 }
             }
         }
@@ -555,6 +644,7 @@ impl<S: Socket> Conn<S> {
         req: ReqFacts,
         close_wanted: bool,
         wbuf: &mut Vec<u8>,
+        now: std::time::Instant,
     ) -> io::Result<bool>
     where
         B: Body<Data = Bytes>,
@@ -615,7 +705,7 @@ impl<S: Socket> Conn<S> {
         }
         if !headers.has_date() {
             wbuf.extend_from_slice(b"date: ");
-            push_date(wbuf);
+            push_date(wbuf, now);
             wbuf.extend_from_slice(b"\r\n");
         }
         wbuf.extend_from_slice(b"\r\n");
@@ -777,6 +867,7 @@ impl<S: Socket> Conn<S> {
             self.reclaim_held(spare);
             return Ok(());
         }
+        self.write_waited.set(true);
         let done = poll_fn(|cx| self.poll_settle_held(cx));
         let res = match tokio::time::timeout(self.timeouts.write, done).await {
             Ok(res) => res,
@@ -877,6 +968,7 @@ impl<S: Socket> Conn<S> {
     /// Wait until the socket takes more bytes; a client that reads nothing for the write
     /// timeout loses the connection (it must not pin a response, and a Python thread, forever).
     async fn writable(&self) -> io::Result<()> {
+        self.write_waited.set(true);
         let ready = poll_fn(|cx| self.stream.poll_write_ready(cx));
         match tokio::time::timeout(self.timeouts.write, ready).await {
             Ok(res) => res,
@@ -1084,25 +1176,36 @@ fn push_chunk_size(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(b"\r\n");
 }
 
-thread_local! {
-    /// The IMF-fixdate of the current second: formatted once per second, not per response.
-    static DATE_CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [b' '; 29])) };
+/// The IMF-fixdate of the current second, and the instant the second ends.
+struct DateCache {
+    until: Option<std::time::Instant>,
+    text: [u8; 29],
 }
 
-/// Append the current date as an HTTP-date (RFC 9110 §5.6.7).
-fn push_date(out: &mut Vec<u8>) {
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+thread_local! {
+    static DATE_CACHE: RefCell<DateCache> = const {
+        RefCell::new(DateCache { until: None, text: [b' '; 29] })
+    };
+}
+
+/// Append the date at `now` (a recent instant) as an HTTP-date (RFC 9110 §5.6.7). The
+/// calendar clock is read and the text formatted once a second, not per response.
+fn push_date(out: &mut Vec<u8>, now: std::time::Instant) {
     DATE_CACHE.with(|cell| {
         let mut cache = cell.borrow_mut();
-        if cache.0 != secs {
-            let text = httpdate::fmt_http_date(now);
+        if cache.until.is_none_or(|until| now >= until) {
+            let wall = SystemTime::now();
+            let into_second = wall
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let text = httpdate::fmt_http_date(wall);
             if text.len() == 29 {
-                cache.1.copy_from_slice(text.as_bytes());
-                cache.0 = secs;
+                cache.text.copy_from_slice(text.as_bytes());
+                let left = Duration::from_secs(1) - Duration::from_nanos(u64::from(into_second));
+                cache.until = Some(std::time::Instant::now() + left);
             }
         }
-        out.extend_from_slice(&cache.1);
+        out.extend_from_slice(&cache.text);
     });
 }
 

@@ -119,26 +119,58 @@ impl Pool {
     /// Run the application for `job`: inline when allowed and nothing else is running (so
     /// with `--threads 1` the app still never runs on two threads at once), else on a Python
     /// thread. False if the pool is gone (shutting down).
-    async fn dispatch(&self, job: Job) -> bool {
+    ///
+    /// Not `async`: the future of every request holds the state of this call, and a queue
+    /// that has room (the usual case) needs no waiting; only a full queue gets a (boxed)
+    /// future. That keeps the request's future small enough for the allocator's fast path.
+    fn dispatch(&self, job: Job) -> Dispatched {
         let inline_ok = matches!(job.body, BodySource::Buffered(_)) && self.busy.idle();
         if let (Some(ctx), true) = (self.inline.as_ref(), inline_ok) {
             let handoff = Python::attach(|py| call::handle(py, ctx, job, true));
             return match handoff {
-                Some(h) => self.queue(Work::Continue(h)).await,
-                None => true,
+                Some(h) => self.queue(Work::Continue(h)),
+                None => Dispatched::Done(true),
             };
         }
-        self.queue(Work::Request(job)).await
+        self.queue(Work::Request(job))
     }
 
-    async fn queue(&self, work: Work) -> bool {
+    fn queue(&self, work: Work) -> Dispatched {
         self.busy.enter();
-        if self.work.send(work).await.is_ok() {
-            true
-        } else {
-            // Nobody will take it: undo the count so inline calls are not blocked forever.
-            self.busy.leave();
-            false
+        match self.work.try_send(work) {
+            Ok(()) => Dispatched::Done(true),
+            Err(mpsc::error::TrySendError::Full(work)) => {
+                let (tx, busy) = (self.work.clone(), self.busy.clone());
+                Dispatched::Wait(Box::pin(async move {
+                    if tx.send(work).await.is_ok() {
+                        true
+                    } else {
+                        busy.leave();
+                        false
+                    }
+                }))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // Nobody will take it: undo the count so inline calls are not blocked forever.
+                self.busy.leave();
+                Dispatched::Done(false)
+            }
+        }
+    }
+}
+
+/// How [`Pool::dispatch`] went: done (true if the work was taken), or waiting for room in the
+/// queue.
+enum Dispatched {
+    Done(bool),
+    Wait(std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>),
+}
+
+impl Dispatched {
+    async fn taken(self) -> bool {
+        match self {
+            Dispatched::Done(taken) => taken,
+            Dispatched::Wait(wait) => wait.await,
         }
     }
 }
@@ -153,7 +185,14 @@ async fn respond(
     token: InflightToken,
 ) -> Response<ResponseBody> {
     let Request { head, body } = req;
-    let (body, reader) = match read_body(&head, body, config.post_buffering, &shared).await {
+    // Most requests have no body: the reading machinery (and its share of this future's
+    // size) is boxed and only built when there is one.
+    let read = if body.is_empty() {
+        Ok((BodySource::Buffered(Bytes::new()), None))
+    } else {
+        Box::pin(read_body(&head, body, config.post_buffering, &shared)).await
+    };
+    let (body, reader) = match read {
         Ok(b) => b,
         Err(err) => return error_response(status_for(err, &shared), token),
     };
@@ -170,7 +209,7 @@ async fn respond(
         body,
         reply,
     };
-    if !pool.dispatch(job).await {
+    if !pool.dispatch(job).taken().await {
         return error_response(503, token);
     }
     let first = first.await;
