@@ -189,6 +189,7 @@ BAD_START = {
     "hop-transfer-encoding": ("200 OK", [("Transfer-Encoding", "chunked")]),
     "hop-keep-alive": ("200 OK", [("Keep-Alive", "timeout=5")]),
     "hop-upgrade": ("200 OK", [("Upgrade", "websocket")]),
+    "headers-none": ("200 OK", None),
 }
 
 

@@ -391,6 +391,7 @@ def test_wsgi_errors_goes_to_log(srv):
         "hop-transfer-encoding",
         "hop-keep-alive",
         "hop-upgrade",
+        "headers-none",
     ],
 )
 def test_start_response_rejects_invalid(srv, case):
@@ -399,6 +400,15 @@ def test_start_response_rejects_invalid(srv, case):
     assert b"should never be sent" not in resp.body
     srv.wait_for_log(r"Traceback")
     srv.wait_for_log(r"(TypeError|ValueError|AssertionError)")
+    assert_hello(srv)
+
+
+def test_start_response_without_headers_names_what_is_missing(srv):
+    # start_response returns itself as the write() callable, so a call with one argument
+    # is a write; a status string alone must still read as a forgotten header list.
+    resp = fetch(srv, "/bad-start?case=headers-none")
+    assert resp.status == 500
+    srv.wait_for_log(r"TypeError: start_response\(\) needs the response headers")
     assert_hello(srv)
 
 

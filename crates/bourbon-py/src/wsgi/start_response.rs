@@ -98,13 +98,26 @@ pub(crate) fn send(py: Python<'_>, reply: &Reply, msg: Msg) -> bool {
 
 #[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (status, headers, exc_info=None))]
+    /// `start_response(status, headers, exc_info=None)`, which returns this same object as
+    /// the `write()` callable: called with the data alone, it writes. A bound `write` method
+    /// made for every request (and thrown away by nearly every application) cost an
+    /// attribute lookup and an object; the `write` method stays for whoever asks for it.
+    #[pyo3(signature = (status, headers=None, exc_info=None))]
     fn __call__<'py>(
         slf: &Bound<'py, Self>,
         status: &Bound<'py, PyAny>,
-        headers: &Bound<'py, PyAny>,
+        headers: Option<&Bound<'py, PyAny>>,
         exc_info: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let Some(headers) = headers else {
+            if status.is_instance_of::<PyString>() {
+                return Err(PyTypeError::new_err(
+                    "start_response() needs the response headers (a list of (name, value) tuples)",
+                ));
+            }
+            slf.borrow_mut().write(slf.py(), status)?;
+            return Ok(slf.py().None().into_bound(slf.py()));
+        };
         let exc_info = exc_info.filter(|e| !e.is_none());
         {
             let mut this = slf.borrow_mut();
@@ -121,7 +134,7 @@ impl StartResponse {
             }
             this.head = Some(parse_head(status, headers)?);
         }
-        slf.getattr(pyo3::intern!(slf.py(), "write"))
+        Ok(slf.clone().into_any())
     }
 
     /// The legacy `write()` callable: sends `data` at once, after the head if needed.
