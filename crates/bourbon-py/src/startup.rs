@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use crate::pool;
 use crate::wsgi::call::{log_exception, AppContext};
 use crate::wsgi::environ::{base_environ, EnvironConfig};
-use crate::wsgi::handler::{HandlerConfig, WsgiHandler};
+use crate::wsgi::handler::{HandlerConfig, Pool, WsgiHandler};
 use crate::wsgi::streams::{ErrorsStream, FileWrapper};
 
 /// gunicorn's exit code when the application cannot be loaded.
@@ -396,11 +396,13 @@ impl Worker {
             // Tells the master (through the shared slot) that this loop is alive.
             let heartbeat = tokio::task::spawn_local(crate::supervise::heartbeat(s.heartbeat));
             let handler = std::rc::Rc::new(WsgiHandler {
-                work: work_tx,
+                pool: std::rc::Rc::new(Pool {
+                    work: work_tx,
+                    inline,
+                    busy,
+                }),
                 config: s.handler,
                 access_log,
-                inline,
-                busy,
             });
             // Signals are awaited in their own task: the future below is polled on every
             // tick of the runtime, and polling three signal streams per request adds up.

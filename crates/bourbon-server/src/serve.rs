@@ -37,7 +37,7 @@ pub enum Local {
     /// A TCP listener's address.
     Tcp(SocketAddr),
     /// A unix listener's path.
-    Unix(Rc<str>),
+    Unix(Arc<str>),
 }
 
 /// What a handler knows about the connection a request came on.
@@ -50,8 +50,9 @@ pub struct ConnInfo {
     /// State shared with the connection's I/O.
     pub shared: Rc<ConnShared>,
     /// The client's address and port as text ("" for unix sockets), made once per
-    /// connection rather than per request.
-    pub remote: Remote,
+    /// connection rather than per request. Behind one `Arc`: a request takes it with one
+    /// reference count, not three.
+    pub remote: Arc<Remote>,
 }
 
 /// A client address as text, plus a place for an adapter's per-connection values.
@@ -240,7 +241,7 @@ pub async fn serve<H: Handler>(
             }
             Listener::Unix { listener, path, .. } => {
                 let listener = tokio::net::UnixListener::from_std(listener.try_clone()?)?;
-                let local = Local::Unix(Rc::from(path.to_string_lossy().as_ref()));
+                let local = Local::Unix(Arc::from(path.to_string_lossy().as_ref()));
                 let (handler, live, stop) = (handler.clone(), live.clone(), stop.clone());
                 tokio::task::spawn_local(async move {
                     accept_loop(listener, local, handler, cfg, live, stop).await;
@@ -323,7 +324,7 @@ async fn accept_loop<L: Accept, H: Handler>(
                     peer,
                     local: local.clone(),
                     shared: Rc::new(ConnShared::default()),
-                    remote,
+                    remote: Arc::new(remote),
                 };
                 let token = LiveToken::new(&live);
                 let (handler, stop) = (handler.clone(), stop.clone());

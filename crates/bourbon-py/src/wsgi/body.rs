@@ -23,8 +23,9 @@ use tokio::task::JoinHandle;
 
 use super::call::run_deferred_close;
 use super::handler::BodyReader;
+use super::handler::Pool;
 use super::message::{Closer, FileSlice, Msg};
-use crate::pool::{Busy, Work};
+use crate::pool::Work;
 use pyo3::Python;
 
 /// Size of one read from a file sent through `wsgi.file_wrapper` without sendfile.
@@ -146,19 +147,18 @@ impl Drop for ResponseBody {
 /// no Python thread is busy (so taking the GIL does not wait), else on a Python thread.
 pub(crate) struct DeferredClose {
     pub(crate) closer: Closer,
-    pub(crate) busy: Busy,
-    pub(crate) work: mpsc::Sender<Work>,
+    pub(crate) pool: Rc<Pool>,
 }
 
 impl DeferredClose {
     fn run(self) {
-        let DeferredClose { closer, busy, work } = self;
-        if !busy.idle() {
-            busy.enter();
-            match work.try_send(Work::Close(closer)) {
+        let DeferredClose { closer, pool } = self;
+        if !pool.busy.idle() {
+            pool.busy.enter();
+            match pool.work.try_send(Work::Close(closer)) {
                 Ok(()) => return,
                 Err(e) => {
-                    busy.leave();
+                    pool.busy.leave();
                     let closer = match e.into_inner() {
                         Work::Close(c) => c,
                         _ => return,

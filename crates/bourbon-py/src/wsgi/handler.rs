@@ -35,14 +35,9 @@ pub(crate) struct HandlerConfig {
 
 /// The WSGI [`Handler`]: hands requests to the Python thread pool.
 pub(crate) struct WsgiHandler {
-    pub(crate) work: mpsc::Sender<Work>,
+    pub(crate) pool: Rc<Pool>,
     pub(crate) config: HandlerConfig,
     pub(crate) access_log: Option<Arc<AccessLog>>,
-    /// Set with `--threads 1`: the application is called on this (the connection) thread
-    /// when no Python thread is busy, saving two thread switches per request. Only requests
-    /// whose body is already complete go inline, so the app never waits on the network here.
-    pub(crate) inline: Option<Arc<AppContext>>,
-    pub(crate) busy: Busy,
 }
 
 impl Handler for WsgiHandler {
@@ -52,23 +47,22 @@ impl Handler for WsgiHandler {
     /// [`Handler::has_capacity`]). Inline calls never count: they run on this very thread,
     /// which accepts nothing while they run.
     fn has_capacity(&self) -> bool {
-        !self.busy.full()
+        !self.pool.busy.full()
     }
 
     fn capacity_changed(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
-        Box::pin(self.busy.changed())
+        Box::pin(self.pool.busy.changed())
     }
 
     fn call(&self, req: Request, conn: &Rc<ConnInfo>) -> HandlerFuture<ResponseBody> {
         let token = InflightToken::new(&conn.shared);
-        let work = self.work.clone();
+        // One (non-atomic) count for the pool rather than a clone of each atomic handle in it.
+        let pool = self.pool.clone();
         let config = self.config;
-        let inline = self.inline.clone();
-        let busy = self.busy.clone();
         let remote = conn.remote.clone();
         let local = match &conn.local {
             ServerLocal::Tcp(addr) => Local::Tcp(*addr),
-            ServerLocal::Unix(path) => Local::Unix(Arc::from(&**path)),
+            ServerLocal::Unix(path) => Local::Unix(path.clone()),
         };
         let shared = conn.shared.clone();
         let access = self.access_log.as_ref().map(|log| {
@@ -90,7 +84,6 @@ impl Handler for WsgiHandler {
             })
         });
         Box::pin(async move {
-            let pool = Pool { work, inline, busy };
             let resp = respond(req, pool, config, remote, local, shared, token).await;
             match access {
                 Some(mut record) => {
@@ -108,11 +101,14 @@ impl Handler for WsgiHandler {
     }
 }
 
-/// Where a request's Python work goes.
-struct Pool {
-    work: mpsc::Sender<Work>,
-    inline: Option<Arc<AppContext>>,
-    busy: Busy,
+/// Where a request's Python work goes: the worker's one pool, shared by its requests.
+pub(crate) struct Pool {
+    pub(crate) work: mpsc::Sender<Work>,
+    /// Set with `--threads 1`: the application is called on this (the connection) thread
+    /// when no Python thread is busy, saving two thread switches per request. Only requests
+    /// whose body is already complete go inline, so the app never waits on the network here.
+    pub(crate) inline: Option<Arc<AppContext>>,
+    pub(crate) busy: Busy,
 }
 
 impl Pool {
@@ -177,9 +173,9 @@ impl Dispatched {
 
 async fn respond(
     req: Request,
-    pool: Pool,
+    pool: Rc<Pool>,
     config: HandlerConfig,
-    remote: bourbon_server::serve::Remote,
+    remote: Arc<bourbon_server::serve::Remote>,
     local: Local,
     shared: Rc<ConnShared>,
     token: InflightToken,
@@ -228,11 +224,7 @@ async fn respond(
     };
     // Whatever the response, a deferred close() goes with it and runs when it is written.
     if let Some(closer) = handle.take_closer() {
-        resp.body.close = Some(DeferredClose {
-            closer,
-            busy: pool.busy.clone(),
-            work: pool.work.clone(),
-        });
+        resp.body.close = Some(DeferredClose { closer, pool });
     }
     resp
 }

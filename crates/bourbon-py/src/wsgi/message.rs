@@ -23,7 +23,7 @@ pub(crate) const BODY_QUEUE: usize = 4;
 /// A request, handed from the connection task to a Python thread.
 pub(crate) struct Job {
     pub(crate) head: RequestHead,
-    pub(crate) remote: bourbon_server::serve::Remote,
+    pub(crate) remote: std::sync::Arc<bourbon_server::serve::Remote>,
     pub(crate) local: Local,
     pub(crate) body: BodySource,
     pub(crate) reply: Reply,
