@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// How long a held response may wait for company while the worker is busy, by default.
-pub const HOLD_FOR: Duration = Duration::from_micros(500);
+pub const HOLD_FOR: Duration = Duration::from_millis(2);
 /// A response larger than this is written at once: one wake is small beside its copy.
 pub(crate) const HOLD_MAX_BYTES: usize = 64 * 1024;
 /// At most this many responses are held at a time.
