@@ -214,6 +214,20 @@ def write_only(environ, start_response):
     return []
 
 
+def big_unique(environ, start_response):
+    # A body made for this request only: once returned, the server holds the only reference.
+    n = int(_qs(environ)["n"])
+    data = os.urandom(n)
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", "application/octet-stream"),
+            ("X-Sha256", hashlib.sha256(data).hexdigest()),
+        ],
+    )
+    return [data]
+
+
 def write_mix(environ, start_response):
     write = start_response("200 OK", TEXT)
     write(b"written-")
@@ -433,6 +447,7 @@ ROUTES = {
     "/conn-close": conn_close,
     "/write-only": write_only,
     "/write-mix": write_mix,
+    "/big-unique": big_unique,
     "/excinfo/before": excinfo_before,
     "/excinfo/after": excinfo_after,
     "/excinfo/after-empty": excinfo_after_empty,

@@ -446,6 +446,24 @@ def test_write_then_iterable(srv):
     assert resp.body == b"written-returned-iterable"
 
 
+def test_large_body_stays_intact_while_the_client_is_slow(srv):
+    # Large chunks are written from the Python bytes object itself, not a copy: the object
+    # must outlive the write. Here the app's only reference is gone as soon as it returns,
+    # the client reads nothing until other requests have made and dropped bodies as large,
+    # and the bytes must still be the ones the app produced.
+    n = 16 * 1024 * 1024
+    with srv.connect() as slow:
+        slow.sendall(build(f"/big-unique?n={n}"))
+        for _ in range(3):
+            other = fetch(srv, f"/big-unique?n={n}")
+            assert hashlib.sha256(other.body).hexdigest() == other.header("x-sha256")
+        resp = Reader(slow).response()
+    assert resp.status == 200
+    assert len(resp.body) == n
+    assert hashlib.sha256(resp.body).hexdigest() == resp.header("x-sha256")
+    assert_hello(srv)
+
+
 # --- exc_info ------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ pub(crate) mod call;
 pub(crate) mod environ;
 pub(crate) mod handler;
 pub(crate) mod input;
+pub(crate) mod lent;
 pub(crate) mod message;
 pub(crate) mod start_response;
 pub(crate) mod streams;

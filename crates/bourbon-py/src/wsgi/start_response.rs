@@ -181,7 +181,7 @@ impl StartResponse {
 /// A response chunk must be `bytes` (PEP 3333 "Unicode Issues").
 pub(crate) fn chunk_bytes(data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     match data.cast::<pyo3::types::PyBytes>() {
-        Ok(b) => Ok(Bytes::copy_from_slice(b.as_bytes())),
+        Ok(b) => Ok(super::lent::bytes_of(b)),
         Err(_) => Err(PyTypeError::new_err(format!(
             "WSGI response chunks must be bytes, not {}",
             data.get_type().name()?
