@@ -33,9 +33,10 @@ pub const PLACEHOLDER_LEN: usize = 1 << 20;
 /// Allocated zeroed on first use (the allocator maps fresh pages, which cost no memory until
 /// touched) rather than kept as a zeroed static: an immutable static array is stored in the
 /// extension's `.rodata`, a megabyte of file partly mapped into every worker.
+static PLACEHOLDER: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
+
 fn placeholder_bytes() -> &'static [u8] {
-    static REGION: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
-    REGION.get_or_init(|| Box::leak(vec![0u8; PLACEHOLDER_LEN].into_boxed_slice()))
+    PLACEHOLDER.get_or_init(|| Box::leak(vec![0u8; PLACEHOLDER_LEN].into_boxed_slice()))
 }
 
 /// A body frame standing for `len` (at most [`PLACEHOLDER_LEN`]) bytes of the queued file.
@@ -44,7 +45,12 @@ pub fn file_placeholder(len: usize) -> Bytes {
 }
 
 pub(crate) fn is_placeholder(slice: &[u8]) -> bool {
-    let start = placeholder_bytes().as_ptr() as usize;
+    // Asked of every body frame: before any file was sent there is no region to be in, and
+    // none is made just to compare an address.
+    let Some(region) = PLACEHOLDER.get() else {
+        return false;
+    };
+    let start = region.as_ptr() as usize;
     let p = slice.as_ptr() as usize;
     !slice.is_empty() && p >= start && p < start + PLACEHOLDER_LEN
 }

@@ -321,8 +321,9 @@ enum Step {
 
 /// Sends a file region. On a plain socket the region is queued on the connection and the body
 /// yields placeholder bytes that the connection turns into sendfile(2) calls (or a buffered
-/// copy for a client on this machine), and memory stays flat however large the file. Elsewhere it falls back to positioned reads
-/// on the blocking pool, one bounded chunk at a time, never blocking the runtime thread.
+/// copy for a client on this machine), and memory stays flat however large the file.
+/// Elsewhere it falls back to positioned reads on the blocking pool, one bounded chunk at a
+/// time, never blocking the runtime thread.
 pub(crate) struct FileStream {
     fd: Arc<std::fs::File>,
     offset: u64,
