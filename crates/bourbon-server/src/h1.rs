@@ -296,7 +296,12 @@ pub(crate) async fn drive<S, H>(
             return;
         }
     }
-    if conn.settle_held(&mut wbuf).await.is_ok() {
+    // Dropping the last `Conn` closes the socket, which sends our FIN after whatever is still
+    // queued: a separate shutdown(2) would add a system call per connection and protect
+    // nothing (unread input makes close(2) reset the connection either way). Only when
+    // something else still holds the connection (the write-coalescing queue until its next
+    // flush) is the FIN sent now, so a client reading to the end is not kept waiting.
+    if conn.settle_held(&mut wbuf).await.is_ok() && Rc::strong_count(&conn) > 1 {
         conn.shutdown_write();
     }
 }

@@ -232,8 +232,8 @@ pub async fn serve<H: Handler>(
     for l in listeners {
         let task = match l {
             Listener::Tcp(std) => {
-                let listener = tokio::net::TcpListener::from_std(std.try_clone()?)?;
-                let local = Local::Tcp(listener.local_addr()?);
+                let listener = TcpAccept::new(tokio::net::TcpListener::from_std(std.try_clone()?)?);
+                let local = Local::Tcp(listener.listener.local_addr()?);
                 let (handler, live, stop) = (handler.clone(), live.clone(), stop.clone());
                 tokio::task::spawn_local(async move {
                     accept_loop(listener, local, handler, cfg, live, stop).await;
@@ -281,12 +281,36 @@ trait Accept {
     async fn accept_one(&self) -> std::io::Result<(Self::Stream, Peer, Remote)>;
 }
 
-impl Accept for tokio::net::TcpListener {
+/// A TCP listener, and whether each accepted connection needs TCP_NODELAY set on it.
+struct TcpAccept {
+    listener: tokio::net::TcpListener,
+    set_nodelay: bool,
+}
+
+impl TcpAccept {
+    fn new(listener: tokio::net::TcpListener) -> Self {
+        // Responses are written whole; Nagle would only delay the last segment. Linux copies
+        // TCP_NODELAY from the listening socket to each connection it accepts, and our
+        // listeners carry it (see `listener`), so there it costs no system call per
+        // connection; elsewhere, or on a listener without it, it is set on each one.
+        let inherited = cfg!(target_os = "linux")
+            && socket2::SockRef::from(&listener)
+                .tcp_nodelay()
+                .unwrap_or(false);
+        TcpAccept {
+            listener,
+            set_nodelay: !inherited,
+        }
+    }
+}
+
+impl Accept for TcpAccept {
     type Stream = tokio::net::TcpStream;
     async fn accept_one(&self) -> std::io::Result<(Self::Stream, Peer, Remote)> {
-        let (stream, addr) = self.accept().await?;
-        // Responses are written whole; Nagle would only delay the last segment.
-        let _ = stream.set_nodelay(true);
+        let (stream, addr) = self.listener.accept().await?;
+        if self.set_nodelay {
+            let _ = stream.set_nodelay(true);
+        }
         Ok((stream, Peer::Tcp(addr), Remote::of(addr)))
     }
 }
