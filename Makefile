@@ -73,6 +73,11 @@ bench: ## full benchmark vs the peers (bench/run.py, ~40 min); updates docs/perf
 	bench/setup.sh
 	bench/.venv/bin/python bench/run.py --update-docs $(BENCH_ARGS)
 
+.PHONY: bench-bar
+bench-bar: ## the bar's cells only (keep-alive, c=1/64) vs the peers it names, 5 x 5 s (~50 min)
+	bench/setup.sh
+	bench/.venv/bin/python bench/run.py --bar --update-docs $(BENCH_ARGS)
+
 .PHONY: bench-quick
 bench-quick: ## short benchmark: hello + Django /plain at c=64, bourbon vs granian and bjoern
 	bench/setup.sh
