@@ -399,6 +399,7 @@ mod tests {
 
     /// Accept one connection from `l` (made by a client that has sent a byte), waiting at
     /// most 5 s for it, and tell whether it has TCP_NODELAY.
+    #[cfg(target_os = "linux")]
     #[allow(unsafe_code)]
     fn accepted_has_nodelay(l: &Listener) -> bool {
         let Listener::Tcp(l) = l else {
