@@ -186,13 +186,15 @@ def test_client_that_stops_reading_is_cut_off_by_write_timeout(start_server):
                 assert Reader(s).response().status == 200
             assert time.monotonic() - t0 < 1.0, f"request {i} waited behind the stuck client"
 
-        # the server gives up on the stuck client: the app's iterable is closed
+        # the application is not held by the stuck client: its body waits in the spool and
+        # its iterable is closed at once
         srv.wait_for_log(r"stream-closed stuck", timeout=20)
-        gave_up = time.monotonic() - started
+        # the client stays stuck past the write timeout (2 s): the server gives up on it
+        time.sleep(4)
         closed, _, data = wait_closed(stuck, 10.0)
         assert closed, "the stuck connection is still open after the write timeout"
         assert len(data) < STREAM_TOTAL, "the whole response was sent: nothing was stuck"
-        assert gave_up < 15.0, gave_up
+        assert time.monotonic() - started < 20.0
     finally:
         stuck.close()
     # and the Python threads are free again

@@ -884,6 +884,82 @@ Larger bodies are streamed to the application as they arrive. Accepts `K`, `M`, 
 `G` suffixes; `0` disables buffering.",
         show: |c| num(c.post_buffering),
     },
+    // ---- Response buffering ----
+    Setting {
+        name: "response_buffer_size",
+        long: &["--response-buffer-size"],
+        short: None,
+        metavar: "BYTES",
+        section: Section::Responses,
+        kind: Kind::Value(|c, s| {
+            c.response_buffer_size = parse_size(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("64K"),
+        example: "64K",
+        help: "memory per response for body bytes a slow client has not read yet",
+        doc: "A streamed response (a generator, `StreamingHttpResponse`) is produced by the \
+application faster than a slow client reads it. Up to this many of the bytes not yet sent \
+are kept in memory per response; the rest goes to an unlinked temporary file (see \
+`--max-temp-file-size`), so the application finishes iterating, its `close()` runs and its \
+Python thread serves other requests while the connection sends the rest at the client's \
+pace (nginx's `proxy_buffers`). Server-sent events (`Content-Type: text/event-stream`) and \
+responses with the header `X-Accel-Buffering: no` are never buffered: they reach the client \
+as produced, and the application pauses while the client does not read (without holding a \
+thread). `X-Accel-Buffering` is never sent to the client; `yes` turns buffering on for an \
+event stream. Accepts `K`, `M`, `G` suffixes.",
+        show: |c| num(c.response_buffer_size),
+    },
+    Setting {
+        name: "max_temp_file_size",
+        long: &["--max-temp-file-size"],
+        short: None,
+        metavar: "BYTES",
+        section: Section::Responses,
+        kind: Kind::Value(|c, s| {
+            c.max_temp_file_size = parse_size(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("1G"),
+        example: "1G",
+        help: "bytes per response that may wait in a temporary file (0 = none)",
+        doc: "How many bytes of one response may wait for a slow client in its temporary \
+file (nginx's `proxy_max_temp_file_size`). Past it the application's iteration pauses until \
+the client has read some: the Python thread is given back to the worker meanwhile and the \
+iteration resumes on a free thread. The file is unlinked as it is made and space the client \
+has read is released as it goes, so nothing is left on disk however the response ends. `0` \
+means memory only (`--response-buffer-size`). Accepts `K`, `M`, `G` suffixes.",
+        show: |c| num(c.max_temp_file_size),
+    },
+    Setting {
+        name: "temp_path",
+        long: &["--temp-path"],
+        short: None,
+        metavar: "DIR",
+        section: Section::Responses,
+        kind: Kind::Value(|c, s| {
+            if !s.is_empty() && !std::path::Path::new(s).is_dir() {
+                return Err(Bad::range(format!("'{s}' is not a directory")));
+            }
+            c.temp_path = opt_path(s);
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "/var/tmp",
+        help: "directory for response temporary files (default: $TMPDIR, else /tmp)",
+        doc: "The directory in which response temporary files are made (nginx's \
+`proxy_temp_path`). Empty means `$TMPDIR`, else `/tmp`. The files are unlinked as soon as \
+they are made (`O_TMPFILE` where the file system has it), so they never appear in a listing \
+and never outlive their response; only the space they use shows, in `df`. Choose a disk \
+file system rather than a memory-backed `tmpfs` if responses are large.",
+        show: |c| show_opt_path(&c.temp_path),
+    },
     // ---- Logging ----
     Setting {
         name: "log_level",

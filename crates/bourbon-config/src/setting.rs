@@ -37,18 +37,20 @@ pub(crate) enum Section {
     Mechanics,
     Timeouts,
     Limits,
+    Responses,
     Logging,
     Actions,
 }
 
 impl Section {
-    pub(crate) const ALL: [Section; 8] = [
+    pub(crate) const ALL: [Section; 9] = [
         Section::Application,
         Section::Socket,
         Section::Workers,
         Section::Mechanics,
         Section::Timeouts,
         Section::Limits,
+        Section::Responses,
         Section::Logging,
         Section::Actions,
     ];
@@ -61,6 +63,7 @@ impl Section {
             Section::Mechanics => "Server mechanics",
             Section::Timeouts => "Timeouts",
             Section::Limits => "Request limits",
+            Section::Responses => "Response buffering",
             Section::Logging => "Logging",
             Section::Actions => "Actions",
         }

@@ -81,6 +81,14 @@ pub struct Config {
     /// Request bodies up to this many bytes are read fully before the app is
     /// called; 0 disables buffering.
     pub post_buffering: u64,
+    /// Memory per response for body bytes the client has not read yet; past it the rest
+    /// goes to a temporary file.
+    pub response_buffer_size: u64,
+    /// Bytes per response that may wait in its temporary file; past it the application's
+    /// iteration pauses until the client reads. 0 = no temporary files.
+    pub max_temp_file_size: u64,
+    /// Where response temporary files are made (`None`: `$TMPDIR`, else `/tmp`).
+    pub temp_path: Option<PathBuf>,
     /// `SCRIPT_NAME` prefix the application is mounted under ("" or
     /// `/path` without a trailing slash).
     pub root_path: String,
@@ -145,6 +153,9 @@ impl Config {
             write_timeout: Duration::ZERO,
             write_coalesce: Duration::ZERO,
             post_buffering: 0,
+            response_buffer_size: 0,
+            max_temp_file_size: 0,
+            temp_path: None,
             root_path: String::new(),
             log_level: LogLevel::Info,
             error_logfile: LogTarget::Stderr,

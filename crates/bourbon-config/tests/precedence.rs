@@ -303,6 +303,8 @@ fn print_config_covers_every_config_field() {
         "limit_request_field_size",
         "limit_request_body",
         "post_buffering",
+        "response_buffer_size",
+        "max_temp_file_size",
         "log_level",
         "error_logfile",
         "access_logfile",

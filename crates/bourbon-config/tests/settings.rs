@@ -449,6 +449,27 @@ fn post_buffering() {
 }
 
 #[test]
+fn response_buffering() {
+    let c = run(&[]);
+    assert_eq!(c.response_buffer_size, 64 << 10);
+    assert_eq!(c.max_temp_file_size, 1 << 30);
+    assert_eq!(c.temp_path, None);
+    let c = run(&[
+        "--response-buffer-size",
+        "1m",
+        "--max-temp-file-size",
+        "0",
+        "--temp-path",
+        "/tmp",
+    ]);
+    assert_eq!(c.response_buffer_size, 1 << 20);
+    assert_eq!(c.max_temp_file_size, 0);
+    assert_eq!(c.temp_path.as_deref(), Some(std::path::Path::new("/tmp")));
+    assert!(err(&["--max-temp-file-size", "big"]).contains("is not a size in bytes"));
+    assert!(err(&["--temp-path", "/no/such/dir"]).contains("is not a directory"));
+}
+
+#[test]
 fn root_path() {
     assert_eq!(run(&[]).root_path, "");
     assert_eq!(run(&["--root-path", "/app"]).root_path, "/app");

@@ -609,6 +609,15 @@ impl Master<'_> {
     /// Tell every worker to stop with `sig`, wait up to `patience`, then kill the rest.
     fn stop(&mut self, py: Python<'_>, sig: libc::c_int, patience: Duration) -> i32 {
         self.stopping = true;
+        // The master holds the sockets too: closed here first, connections that arrive while
+        // the workers drain are refused at once (or go to a new master that shares the
+        // sockets, or to another server on a SO_REUSEPORT port) instead of waiting for the
+        // drain and being reset at its end.
+        for l in self.listeners {
+            if let Err(e) = l.close_here() {
+                log::warn(format_args!("cannot close {}: {e}", l.describe()));
+            }
+        }
         for (&pid, child) in &self.children {
             if child.phase != Phase::Killed {
                 signal(pid, sig);

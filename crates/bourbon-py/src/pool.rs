@@ -1,5 +1,6 @@
 //! The worker's Python threads: `--threads` OS threads that take work from one bounded queue
-//! and run the application.
+//! (requests) and one queue of parked responses to resume (see `wsgi/spool.rs`), and run the
+//! application.
 //!
 //! Each thread attaches to the interpreter once and releases the GIL while it waits, so idle
 //! threads cost nothing and the runtime thread never waits on Python. A shared counter says
@@ -14,6 +15,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
 use pyo3::prelude::*;
@@ -29,7 +31,8 @@ use crate::wsgi::message::{Closer, Job};
 pub(crate) enum Work {
     /// Call the application for a request.
     Request(Job),
-    /// Iterate a response whose application call already ran inline.
+    /// Iterate a response whose application call already ran inline, or whose iteration
+    /// was parked until its client made room.
     Continue(Handoff),
     /// Call the deferred `close()` of a response written by the connection thread.
     Close(Closer),
@@ -142,16 +145,55 @@ impl Busy {
     }
 }
 
-/// Set up `n` Python threads serving `work` until its senders are gone: started now, or with
-/// `lazy` when the first work is queued (see the module docs).
+/// The two queues the Python threads take work from.
+pub(crate) struct Queues {
+    /// Requests (and deferred `close()` calls), bounded.
+    pub(crate) work: mpsc::Receiver<Work>,
+    /// Parked responses whose clients made room. Not bounded by a count of its own: each
+    /// entry is a response already accepted, one per connection at most.
+    pub(crate) resume: mpsc::UnboundedReceiver<Work>,
+}
+
+impl Queues {
+    /// The next piece of work, resumed responses first (each holds a connection and its
+    /// spool); None once the request queue is closed (the worker is stopping).
+    fn next(&mut self, waker: &Waker) -> Option<Work> {
+        let mut cx = Context::from_waker(waker);
+        loop {
+            if let Poll::Ready(Some(w)) = self.resume.poll_recv(&mut cx) {
+                return Some(w);
+            }
+            if let Poll::Ready(w) = self.work.poll_recv(&mut cx) {
+                return w;
+            }
+            // Woken by either queue's sender (spurious wake-ups just poll again).
+            std::thread::park();
+        }
+    }
+}
+
+/// Wakes a Python thread parked in [`Queues::next`].
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Set up `n` Python threads serving `queues` until the request queue's senders are gone:
+/// started now, or with `lazy` when the first work is queued (see the module docs).
 pub(crate) fn start(
     n: usize,
     ctx: Arc<AppContext>,
-    work: mpsc::Receiver<Work>,
+    queues: Queues,
     busy: &Busy,
     lazy: bool,
 ) -> std::io::Result<()> {
-    let work = Arc::new(Mutex::new(work));
+    let work = Arc::new(Mutex::new(queues));
     let spawn: Spawn = Box::new(move |busy: &Busy| {
         (0..n)
             .map(|i| {
@@ -177,21 +219,22 @@ pub(crate) fn start(
     }
 }
 
-fn serve(ctx: &AppContext, work: &Mutex<mpsc::Receiver<Work>>, busy: &Busy) {
+fn serve(ctx: &AppContext, work: &Mutex<Queues>, busy: &Busy) {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     Python::attach(|py| loop {
-        // Wait without the GIL; one thread at a time waits on the queue itself.
+        // Wait without the GIL; one thread at a time waits on the queues themselves.
         let next = py.detach(|| match work.lock() {
-            Ok(mut rx) => rx.blocking_recv(),
+            Ok(mut q) => q.next(&waker),
             Err(_) => None,
         });
         match next {
             Some(Work::Request(job)) => {
                 if let Some(handoff) = handle(py, ctx, job, false) {
                     // Not produced for non-inline calls; finish it here all the same.
-                    continue_handoff(py, handoff);
+                    continue_handoff(py, ctx, handoff);
                 }
             }
-            Some(Work::Continue(handoff)) => continue_handoff(py, handoff),
+            Some(Work::Continue(handoff)) => continue_handoff(py, ctx, handoff),
             Some(Work::Close(closer)) => run_deferred_close(py, closer),
             None => break,
         }

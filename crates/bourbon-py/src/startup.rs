@@ -236,6 +236,7 @@ pub(crate) fn serve_here(
         }
     };
     let settings = Settings::from(cfg);
+    crate::wsgi::spool::configure(cfg);
     // Everything below waits on sockets, so it runs without the GIL; the Python threads
     // take it when they run the application.
     let worker = Worker {
@@ -290,6 +291,7 @@ fn build_context(
         base: base.unbind(),
         root_path: cfg.root_path.clone(),
         empty_input,
+        resumer: std::sync::OnceLock::new(),
     })
 }
 
@@ -377,13 +379,23 @@ impl Worker {
         // reading more requests) instead of piling up work.
         let (work_tx, work_rx) = mpsc::channel(threads * 2);
         let busy = pool::Busy::new(threads);
+        // Parked responses come back through their own queue (see `wsgi/spool.rs`).
+        let (resume_tx, resume_rx) = mpsc::unbounded_channel();
+        let _ = ctx.resumer.set(crate::wsgi::call::Resumer {
+            tx: resume_tx,
+            busy: busy.clone(),
+        });
+        let queues = pool::Queues {
+            work: work_rx,
+            resume: resume_rx,
+        };
         // With one Python thread the app is called inline on this thread when it is free:
         // the common request then costs no thread switch at all.
         let inline = (threads == 1).then(|| ctx.clone());
         // One thread serving inline calls: it starts when first needed (see `pool`).
         let lazy = inline.is_some();
         let pool_busy = busy.clone();
-        match pool::start(threads, ctx, work_rx, &busy, lazy) {
+        match pool::start(threads, ctx, queues, &busy, lazy) {
             Ok(()) => {}
             Err(e) => {
                 log::error(format_args!("cannot start Python threads: {e}"));

@@ -58,6 +58,28 @@ impl Listener {
             Listener::Unix { listener, .. } => listener.as_raw_fd(),
         }
     }
+
+    /// Stop listening in this process, at once: its descriptor is pointed at `/dev/null`.
+    ///
+    /// A stopping process must not keep a listening socket open: the kernel goes on
+    /// completing handshakes into its queue, and those clients would wait for the whole drain
+    /// and then be reset. Once no process of this server holds the socket, new connections
+    /// are refused at once (or, with `SO_REUSEPORT`, go to another server on the same port);
+    /// while a sibling worker or a new master (SIGUSR2) still holds it, they go there. The
+    /// descriptor number stays taken (by `/dev/null`) until the listener is dropped, so the
+    /// later close cannot hit a descriptor opened meanwhile by someone else. A unix socket's
+    /// file stays until its owner drops the listener.
+    pub fn close_here(&self) -> io::Result<()> {
+        let null = std::fs::File::open("/dev/null")?;
+        // SAFETY: dup2(2) onto a descriptor this listener owns; it atomically closes the
+        // socket in this process and leaves the number valid (now /dev/null) for the owner.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::dup2(null.as_raw_fd(), self.raw_fd()) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 /// The process that bound (or was handed) the unix sockets it owns: only it removes their

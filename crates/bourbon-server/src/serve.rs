@@ -219,7 +219,8 @@ impl Drop for LiveToken {
     }
 }
 
-/// Serve on `listeners` until `stop` turns true, then drain for at most
+/// Serve on `listeners` until `stop` turns true, then stop listening (the listeners are
+/// closed in this process, see [`Listener::close_here`]) and drain for at most
 /// `cfg.graceful_timeout`. Must be called inside a `LocalSet`.
 pub async fn serve<H: Handler>(
     listeners: &[Listener],
@@ -256,9 +257,26 @@ pub async fn serve<H: Handler>(
             break;
         }
     }
+    // Stop accepting at once, here and in the kernel: the accept tasks (and with them this
+    // runtime's copies of the sockets) go, and so do the listeners' own descriptors in this
+    // process, so that a connection arriving during the drain goes to a process that still
+    // listens, or is refused, instead of waiting in a queue nobody reads (see
+    // `Listener::close_here`).
     for t in &accept_tasks {
         t.abort();
     }
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    for l in listeners {
+        if let Err(e) = l.close_here() {
+            crate::log::warn(format_args!("cannot close {}: {e}", l.describe()));
+        }
+    }
+    crate::log::debug(format_args!(
+        "stopped listening; draining {} connections",
+        live.count.get()
+    ));
     // Drain: connections see the stop signal themselves and close after their current
     // request; we wait for the count to reach zero, bounded by the graceful timeout.
     let drained = async {

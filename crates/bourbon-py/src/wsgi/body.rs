@@ -18,13 +18,13 @@ use bourbon_server::io::ConnShared;
 use bourbon_server::log;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::call::run_deferred_close;
 use super::handler::BodyReader;
 use super::handler::Pool;
 use super::message::{Closer, FileSlice, Msg};
+use super::spool::StreamReader;
 use crate::pool::Work;
 use pyo3::Python;
 
@@ -95,7 +95,7 @@ impl std::error::Error for BodyAbort {}
 pub(crate) enum BodyKind {
     Full(Option<Bytes>),
     Stream {
-        rx: mpsc::Receiver<Msg>,
+        rx: StreamReader,
         first: Option<Bytes>,
         file: Option<FileStream>,
     },
@@ -103,7 +103,7 @@ pub(crate) enum BodyKind {
 
 impl BodyKind {
     /// A body that follows the Python thread's messages, starting with `first`.
-    pub(crate) fn stream(rx: mpsc::Receiver<Msg>, first: Option<Bytes>) -> Self {
+    pub(crate) fn stream(rx: StreamReader, first: Option<Bytes>) -> Self {
         BodyKind::Stream {
             rx,
             first,
@@ -253,7 +253,11 @@ impl Body for ResponseBody {
                             Poll::Pending => return Poll::Pending,
                             Poll::Ready(Ok(Some(b))) => Step::Data(b),
                             Poll::Ready(Ok(None)) => {
-                                *file = None;
+                                // Every frame of it has been written by now (the driver
+                                // writes a file frame before it polls again).
+                                if let Some(f) = file.take() {
+                                    f.finished();
+                                }
                                 continue;
                             }
                             Poll::Ready(Err(e)) => {
@@ -269,7 +273,9 @@ impl Body for ResponseBody {
                                 if let Some(owed) = this.owed {
                                     slice.len = slice.len.min(owed);
                                 }
-                                *file = Some(FileStream::new(slice, this.sendfile.as_ref()));
+                                if slice.len > 0 {
+                                    *file = Some(FileStream::new(slice, this.sendfile.as_ref()));
+                                }
                                 continue;
                             }
                             Poll::Ready(Some(Msg::End)) => Step::End,
@@ -326,24 +332,39 @@ enum Step {
 /// time, never blocking the runtime thread.
 pub(crate) struct FileStream {
     fd: Arc<std::fs::File>,
+    /// Where the region starts, and its length.
+    start: u64,
+    len: u64,
     offset: u64,
     remaining: u64,
     zero_copy: bool,
+    /// A region of the response's temporary file: its space is released once sent.
+    spooled: bool,
     inflight: Option<JoinHandle<io::Result<Bytes>>>,
 }
 
 impl FileStream {
     fn new(slice: FileSlice, sendfile: Option<&Rc<ConnShared>>) -> Self {
-        let fd = Arc::new(std::fs::File::from(slice.fd));
+        let fd = slice.fd;
         if let Some(shared) = sendfile {
             shared.queue_file(fd.clone(), slice.offset, slice.len);
         }
         FileStream {
             fd,
+            start: slice.offset,
+            len: slice.len,
             offset: slice.offset,
             remaining: slice.len,
             zero_copy: sendfile.is_some(),
+            spooled: slice.spooled,
             inflight: None,
+        }
+    }
+
+    /// The region has been sent: a spooled one gives its disk space back.
+    fn finished(self) {
+        if self.spooled {
+            super::spool::release(&self.fd, self.start, self.len);
         }
     }
 

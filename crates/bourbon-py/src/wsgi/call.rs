@@ -9,6 +9,7 @@
 //! once in every case, including when the client has gone.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use pyo3::intern;
@@ -19,6 +20,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple, PyType};
 use super::environ::request_environ;
 use super::input::InputStream;
 use super::message::{BodySource, Closer, FileSlice, Job, Msg, Reply};
+use super::spool::{Offer, Resume};
 use super::start_response::{chunk_bytes, send, StartResponse};
 use super::streams::FileWrapper;
 
@@ -33,17 +35,40 @@ pub(crate) struct AppContext {
     /// The `wsgi.input` of every request without a body: always at its end, so one object
     /// serves them all.
     pub(crate) empty_input: Py<InputStream>,
+    /// Puts parked iterations back on the pool's queue; set once the pool exists.
+    pub(crate) resumer: OnceLock<Resumer>,
+}
+
+/// Hands a parked response back to the Python threads (see `spool.rs`).
+#[derive(Clone)]
+pub(crate) struct Resumer {
+    pub(crate) tx: tokio::sync::mpsc::UnboundedSender<crate::pool::Work>,
+    pub(crate) busy: crate::pool::Busy,
+}
+
+impl Resumer {
+    fn resume(&self, handoff: Handoff) {
+        self.busy.enter();
+        if self.tx.send(crate::pool::Work::Continue(handoff)).is_err() {
+            // The pool is gone (the worker is exiting): nothing can iterate it any more.
+            self.busy.leave();
+        }
+    }
 }
 
 /// A response whose iteration must continue on a Python thread: the application was called
 /// inline (on the connection thread) and returned something that may block while it is
 /// iterated (a generator, a custom iterable).
+///
+/// Also a response whose iteration was parked because its client had not read enough yet
+/// (see `spool.rs`): then `pending` is the chunk that did not fit.
 pub(crate) struct Handoff {
     result: Py<PyAny>,
     iterator: Option<Py<PyAny>>,
     start_response: Py<StartResponse>,
     reply: Reply,
     path: Bytes,
+    pending: Option<Bytes>,
 }
 
 /// Handle one request. Never raises: every failure is logged and turned into a response.
@@ -108,6 +133,7 @@ pub(crate) fn handle(
                     start_response: start_response.unbind(),
                     reply,
                     path,
+                    pending: None,
                 })
             }
             Err(e) => {
@@ -120,8 +146,26 @@ pub(crate) fn handle(
     };
     let holding = start_response.borrow().is_holding();
     let outcome = match (iterator, holding) {
-        (Some(it), true) => drive_held(py, &it, &start_response, &reply),
-        (it, _) => drive(py, &result, it, &start_response, &reply),
+        (Some(it), true) => drive_held(py, &it, &start_response, &reply).map(|()| None),
+        (it, _) => drive(py, &result, it, None, &start_response, &reply),
+    };
+    let outcome = match outcome {
+        Ok(Some((chunk, it))) => {
+            park(
+                ctx,
+                Handoff {
+                    result: result.unbind(),
+                    iterator: Some(it.into_any().unbind()),
+                    start_response: start_response.unbind(),
+                    reply,
+                    path,
+                    pending: Some(chunk),
+                },
+            );
+            return None;
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
     };
     if inline && outcome.is_ok() && has_close(py, &result) {
         // The response is complete and queued for the connection. Its `close()` (for Django,
@@ -152,14 +196,45 @@ pub(crate) fn run_deferred_close(py: Python<'_>, closer: Closer) {
     }
 }
 
-/// Continue a handed-off response on a Python thread.
-pub(crate) fn continue_handoff(py: Python<'_>, h: Handoff) {
+/// Continue a handed-off (or parked) response on a Python thread.
+pub(crate) fn continue_handoff(py: Python<'_>, ctx: &AppContext, h: Handoff) {
     let result = h.result.into_bound(py);
     let sr = h.start_response.into_bound(py);
     let iterator = h.iterator.map(|i| i.into_bound(py));
-    let outcome =
-        flush_held(py, &sr, &h.reply).and_then(|()| drive(py, &result, iterator, &sr, &h.reply));
-    finish_with(py, outcome, &result, &sr, &h.reply, &h.path);
+    let outcome = flush_held(py, &sr, &h.reply)
+        .and_then(|()| drive(py, &result, iterator, h.pending, &sr, &h.reply));
+    match outcome {
+        Ok(Some((chunk, it))) => park(
+            ctx,
+            Handoff {
+                result: result.unbind(),
+                iterator: Some(it.into_any().unbind()),
+                start_response: sr.unbind(),
+                reply: h.reply,
+                path: h.path,
+                pending: Some(chunk),
+            },
+        ),
+        Ok(None) => finish_with(py, Ok(()), &result, &sr, &h.reply, &h.path),
+        Err(e) => finish_with(py, Err(e), &result, &sr, &h.reply, &h.path),
+    }
+}
+
+/// Leave a response whose client has not made room for its next chunk with its stream, to
+/// be resumed on the pool when there is room; the calling thread is free meanwhile.
+fn park(ctx: &AppContext, h: Handoff) {
+    let len = h.pending.as_ref().map_or(0, Bytes::len);
+    let (Some(stream), Some(resumer)) = (h.reply.stream().cloned(), ctx.resumer.get().cloned())
+    else {
+        // Unreachable (a chunk only waits on a stream, and the pool exists): the response
+        // is dropped, which cuts it off.
+        return;
+    };
+    let resume: Resume = Box::new(move || resumer.resume(h));
+    if let Err(resume) = stream.park(len, resume) {
+        // Room was made meanwhile: back on the queue at once.
+        resume();
+    }
 }
 
 /// Where an inline call's result is iterated.
@@ -205,8 +280,12 @@ fn flush_held(py: Python<'_>, sr: &Bound<'_, StartResponse>, reply: &Reply) -> P
         if !send(py, reply, Msg::Head(head, None)) {
             return Ok(());
         }
+        let Some(stream) = reply.stream() else {
+            return Ok(());
+        };
+        // Already produced, so already in memory: queued whatever the budget.
         for c in chunks.into_iter().filter(|c| !c.is_empty()) {
-            if !send(py, reply, Msg::Data(c)) {
+            if !stream.force(c) {
                 break;
             }
         }
@@ -324,14 +403,84 @@ fn send_first(
     Ok(send(py, reply, msg))
 }
 
-/// Iterate the result and send the response. Ok(()) also when the client went away.
-fn drive(
+/// A chunk that found no room, and the iterator to resume after it.
+type Parked<'py> = (Bytes, Bound<'py, pyo3::types::PyIterator>);
+
+/// Iterate the result and send the response, starting with `pending` (a chunk left over when
+/// the iteration was parked). Ok(None) when done, also when the client went away;
+/// Ok(Some(..)) when the client has not made room for the next chunk yet: the caller parks
+/// the iteration (see `spool.rs`).
+fn drive<'py>(
+    py: Python<'py>,
+    result: &Bound<'py, PyAny>,
+    iterator: Option<Bound<'py, PyAny>>,
+    pending: Option<Bytes>,
+    sr: &Bound<'py, StartResponse>,
+    reply: &Reply,
+) -> PyResult<Option<Parked<'py>>> {
+    if pending.is_none() && drive_whole(py, result, sr, reply)? {
+        return Ok(None);
+    }
+    let mut it = match iterator {
+        Some(it) => it.try_iter()?,
+        None => result.try_iter()?,
+    };
+    // A list or tuple is in memory already: its chunks are queued whatever the budget, and
+    // never park (this may be an inline call, which must not leave its thread's work).
+    let sized = is_sized_iterator(py, it.as_any());
+    let mut next = pending;
+    loop {
+        let chunk = match next.take() {
+            Some(c) => c,
+            None => match it.next() {
+                None => break,
+                Some(item) => chunk_bytes(&item?)?,
+            },
+        };
+        if chunk.is_empty() {
+            continue;
+        }
+        if !sr.borrow().sent() {
+            let last = sized && remaining_hint(py, it.as_any()) == Some(0);
+            let ok = send_first(py, sr, reply, chunk, last)?;
+            if last || !ok {
+                return Ok(None);
+            }
+            continue;
+        }
+        let offered = if sized {
+            match reply.stream() {
+                Some(stream) if stream.force(chunk) => Offer::Taken,
+                _ => Offer::Gone,
+            }
+        } else {
+            reply.offer(py, Msg::Data(chunk))
+        };
+        match offered {
+            Offer::Taken => {}
+            // The client is gone: stop producing; close() is still called by the caller.
+            Offer::Gone => return Ok(None),
+            Offer::Full(Msg::Data(chunk)) => return Ok(Some((chunk, it))),
+            Offer::Full(_) => return Ok(None),
+        }
+    }
+    if sr.borrow().sent() {
+        let _ = send(py, reply, Msg::End);
+    } else {
+        send_first(py, sr, reply, Bytes::new(), true)?;
+    }
+    Ok(None)
+}
+
+/// The responses sent whole, without iterating: a regular file (`wsgi.file_wrapper`), and a
+/// list or tuple of few or small chunks (joined into one body with a Content-Length).
+/// True when sent (or the client is gone), false when the result must be iterated.
+fn drive_whole(
     py: Python<'_>,
     result: &Bound<'_, PyAny>,
-    iterator: Option<Bound<'_, PyAny>>,
     sr: &Bound<'_, StartResponse>,
     reply: &Reply,
-) -> PyResult<()> {
+) -> PyResult<bool> {
     if let Ok(wrapper) = result.cast::<FileWrapper>() {
         if let Some(slice) = file_slice(py, &wrapper.borrow().filelike.bind(py).clone(), sr)? {
             if !sr.borrow().sent() && !sr.borrow().has_head() {
@@ -341,12 +490,12 @@ fn drive(
             }
             sr.borrow_mut().declare_length(slice.len);
             if !sr.borrow().sent() && !send_first(py, sr, reply, Bytes::new(), false)? {
-                return Ok(());
+                return Ok(true);
             }
             if send(py, reply, Msg::File(slice)) {
                 let _ = send(py, reply, Msg::End);
             }
-            return Ok(());
+            return Ok(true);
         }
     }
     // A list or tuple: every chunk is known now, so small bodies go out whole with a
@@ -372,41 +521,11 @@ fn drive(
                     buf.freeze()
                 };
                 send_first(py, sr, reply, body, true)?;
-                return Ok(());
+                return Ok(true);
             }
         }
     }
-    let it = match iterator {
-        Some(it) => it.try_iter()?,
-        None => result.try_iter()?,
-    };
-    for chunk in it.clone() {
-        let chunk = chunk_bytes(&chunk?)?;
-        if chunk.is_empty() {
-            continue;
-        }
-        let delivered = if sr.borrow().sent() {
-            send(py, reply, Msg::Data(chunk))
-        } else {
-            let last =
-                is_sized_iterator(py, it.as_any()) && remaining_hint(py, it.as_any()) == Some(0);
-            let ok = send_first(py, sr, reply, chunk, last)?;
-            if last {
-                return Ok(());
-            }
-            ok
-        };
-        if !delivered {
-            // The client is gone: stop producing; close() is still called by the caller.
-            return Ok(());
-        }
-    }
-    if sr.borrow().sent() {
-        let _ = send(py, reply, Msg::End);
-    } else {
-        send_first(py, sr, reply, Bytes::new(), true)?;
-    }
-    Ok(())
+    Ok(false)
 }
 
 /// The fast path for `wsgi.file_wrapper`: a regular file with a descriptor is sent by Rust
@@ -445,9 +564,10 @@ fn file_slice(
     // Our own descriptor: the application closes its file object as soon as we return.
     let owned: OwnedFd = borrowed.try_clone_to_owned()?;
     Ok(Some(FileSlice {
-        fd: owned,
+        fd: Arc::new(std::fs::File::from(owned)),
         offset,
         len,
+        spooled: false,
     }))
 }
 

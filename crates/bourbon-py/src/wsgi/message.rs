@@ -1,10 +1,11 @@
 //! What crosses between a Python thread and the connection's task for one request.
 //!
 //! This module owns the request job (everything the Python side needs, owned and `Send`) and the
-//! response messages (head, chunks, file, end, abort). Both directions are bounded channels, so
-//! a slow client or a fast app can never grow memory without limit.
+//! response messages (head, chunks, file, end, abort). The request body comes through a bounded
+//! channel; a streamed response through its [`Stream`](super::spool::Stream), whose memory is
+//! bounded and whose overflow waits in a temporary file (see `spool.rs`), so a slow client or a
+//! fast app can never grow memory without limit.
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use bourbon_server::request::HeaderBlock;
@@ -14,9 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, Notify};
 
-/// How many response messages may wait between the Python thread and the socket before the
-/// Python thread blocks (with the GIL released).
-pub(crate) const RESPONSE_QUEUE: usize = 16;
+use super::spool::{Offer, Stream, StreamReader};
+
 /// How many request-body chunks the reader may fetch ahead of the application.
 pub(crate) const BODY_QUEUE: usize = 4;
 
@@ -99,34 +99,51 @@ pub(crate) struct Head {
     pub(crate) content_length: Option<u64>,
     /// The application asked for `Connection: close`.
     pub(crate) close: bool,
+    /// What the application's `X-Accel-Buffering` said (nginx's convention; the field is
+    /// not sent on): `Some(false)` for `no`, `Some(true)` for `yes`.
+    pub(crate) buffering: Option<bool>,
+    /// The body is a server-sent event stream (`Content-Type: text/event-stream`).
+    pub(crate) event_stream: bool,
 }
 
-/// A file to send as (part of) the body, from `wsgi.file_wrapper`.
+impl Head {
+    /// Whether body bytes may wait for a slow client (see `spool.rs`): not for event streams
+    /// and long polls, which must reach the client as they are produced, unless the
+    /// application says otherwise.
+    pub(crate) fn buffered(&self) -> bool {
+        self.buffering.unwrap_or(!self.event_stream)
+    }
+}
+
+/// A file region to send as (part of) the body: from `wsgi.file_wrapper`, or a region of a
+/// response's temporary file.
 pub(crate) struct FileSlice {
-    pub(crate) fd: OwnedFd,
+    pub(crate) fd: Arc<std::fs::File>,
     pub(crate) offset: u64,
     pub(crate) len: u64,
+    /// A region of the temporary file, whose space is given back once it is sent.
+    pub(crate) spooled: bool,
 }
 
 /// The first answer about a response, which is all most responses need.
 pub(crate) enum First {
     /// The head with the whole body.
     Full(Head, Bytes),
-    /// The head and first chunk; the rest follows on the receiver.
-    Stream(Head, Option<Bytes>, mpsc::Receiver<Msg>),
+    /// The head and first chunk; the rest follows on the stream.
+    Stream(Head, Option<Bytes>, StreamReader),
     /// The application failed before a head: answer 500 (or the guard's status).
     Error,
 }
 
 /// The sending side of one response. The first answer goes through a oneshot; only a
-/// streamed response gets a (bounded) channel, created when its head is sent. Most
-/// responses are one message, and a channel costs an allocation of several kilobytes.
+/// streamed response gets a [`Stream`], created when its head is sent. Most responses are
+/// one message.
 #[derive(Clone)]
 pub(crate) struct Reply(Arc<ReplyState>);
 
 struct ReplyState {
     first: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<First>>>,
-    stream: std::sync::OnceLock<mpsc::Sender<Msg>>,
+    stream: std::sync::OnceLock<Arc<Stream>>,
     /// The application's result, when its `close()` is left for after the response is
     /// written (inline calls; see `wsgi/body.rs`).
     closer: std::sync::Mutex<Option<Closer>>,
@@ -171,35 +188,39 @@ impl Reply {
         tx.is_some_and(|tx| tx.send(first).is_ok())
     }
 
-    /// Route `msg`: head messages go first, the rest follow on the stream.
-    pub(crate) fn try_send(&self, msg: Msg) -> Sent {
+    /// Route `msg`: head messages go first, the rest follow on the stream (see
+    /// [`Stream::offer`]).
+    pub(crate) fn offer(&self, py: pyo3::Python<'_>, msg: Msg) -> Offer {
+        let done = |delivered| if delivered { Offer::Taken } else { Offer::Gone };
         match msg {
-            Msg::Full(head, body) => Sent::Done(self.send_first(First::Full(head, body))),
-            Msg::Error => Sent::Done(self.send_first(First::Error)),
+            Msg::Full(head, body) => done(self.send_first(First::Full(head, body))),
+            Msg::Error => done(self.send_first(First::Error)),
             Msg::Head(head, first) => {
-                let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
-                let _ = self.0.stream.set(tx);
-                Sent::Done(self.send_first(First::Stream(head, first, rx)))
+                let stream = Stream::new(head.buffered());
+                let reader = StreamReader(stream.clone());
+                let _ = self.0.stream.set(stream);
+                done(self.send_first(First::Stream(head, first, reader)))
             }
             other => match self.0.stream.get() {
-                None => Sent::Done(false),
-                Some(tx) => match tx.try_send(other) {
-                    Ok(()) => Sent::Done(true),
-                    Err(mpsc::error::TrySendError::Closed(_)) => Sent::Done(false),
-                    Err(mpsc::error::TrySendError::Full(msg)) => Sent::Full(tx.clone(), msg),
-                },
+                None => Offer::Gone,
+                Some(stream) => stream.offer(py, other),
             },
         }
     }
+
+    /// The response's stream, once its head is sent.
+    pub(crate) fn stream(&self) -> Option<&Arc<Stream>> {
+        self.0.stream.get()
+    }
 }
 
-/// What happened to a message given to [`Reply::try_send`].
-pub(crate) enum Sent {
-    /// Delivered (true) or the client is gone (false).
-    Done(bool),
-    /// The stream is full: the message comes back with its channel, so the caller can wait
-    /// for room without the GIL.
-    Full(mpsc::Sender<Msg>, Msg),
+impl Drop for ReplyState {
+    fn drop(&mut self) {
+        // Every sender is gone: a stream that was not ended is cut off.
+        if let Some(stream) = self.stream.get() {
+            stream.producer_done();
+        }
+    }
 }
 
 /// A message from the Python thread about the response.

@@ -9,5 +9,6 @@ pub(crate) mod handler;
 pub(crate) mod input;
 pub(crate) mod lent;
 pub(crate) mod message;
+pub(crate) mod spool;
 pub(crate) mod start_response;
 pub(crate) mod streams;

@@ -15,7 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 
 use super::input::ClientDisconnected;
-use super::message::{Head, Msg, Reply, Sent};
+use super::message::{Head, Msg, Reply};
+use super::spool::Offer;
 
 /// The callable passed to the application.
 #[pyclass(module = "bourbon._bourbon", name = "StartResponse")]
@@ -87,12 +88,26 @@ impl StartResponse {
     }
 }
 
-/// Send a message, waiting with the GIL released if the queue is full. False when the
-/// client is gone.
-pub(crate) fn send(py: Python<'_>, reply: &Reply, msg: Msg) -> bool {
-    match reply.try_send(msg) {
-        Sent::Done(delivered) => delivered,
-        Sent::Full(tx, msg) => py.detach(|| tx.blocking_send(msg).is_ok()),
+/// Send a message, waiting with the GIL released while the response has no room for it
+/// (only the legacy `write()` and the end of a response wait; iteration parks instead, see
+/// `spool.rs`). False when the client is gone.
+pub(crate) fn send(py: Python<'_>, reply: &Reply, mut msg: Msg) -> bool {
+    loop {
+        match reply.offer(py, msg) {
+            Offer::Taken => return true,
+            Offer::Gone => return false,
+            Offer::Full(back) => {
+                let len = match &back {
+                    Msg::Data(b) => b.len(),
+                    _ => 0,
+                };
+                let Some(stream) = reply.stream() else {
+                    return false;
+                };
+                stream.wait_room(py, len);
+                msg = back;
+            }
+        }
     }
 }
 
@@ -266,6 +281,8 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     let mut block = HeaderBlock::with_capacity(32 + 48 * list.len());
     let mut content_length = None;
     let mut close = false;
+    let mut buffering = None;
+    let mut event_stream = false;
     for item in list.iter() {
         let pair = item.cast::<PyTuple>().map_err(|_| {
             PyTypeError::new_err("each response header must be a (name, value) tuple")
@@ -289,6 +306,23 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
                 "hop-by-hop header {:?} is not allowed in a WSGI response (PEP 3333)",
                 String::from_utf8_lossy(&name)
             )));
+        }
+        if name.eq_ignore_ascii_case(b"x-accel-buffering") {
+            // nginx's convention for "send this as it is produced" (or, with `yes`, "buffer
+            // it after all"); it is for the server, so it is not sent on.
+            let v = value.trim_ascii();
+            if v.eq_ignore_ascii_case(b"no") {
+                buffering = Some(false);
+            } else if v.eq_ignore_ascii_case(b"yes") {
+                buffering = Some(true);
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"content-type") {
+            let media = value.split(|&c| c == b';').next().unwrap_or_default();
+            event_stream = media
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"text/event-stream");
         }
         if name.eq_ignore_ascii_case(b"content-length") {
             let text = std::str::from_utf8(&value).unwrap_or("");
@@ -323,5 +357,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         headers: block,
         content_length,
         close,
+        buffering,
+        event_stream,
     })
 }
