@@ -623,7 +623,7 @@ class ApacheStack(ProxyStack):
         (tmp / "www").mkdir()
         (tmp / "www" / "index.html").write_text("default page\n")
         if os.geteuid() == 0:
-            # Apache's children run as nobody: let them reach the files and the socket.
+            # Apache's children run as nobody: let them into the directory.
             tmp.chmod(0o755)
         self.port = free_port()
         site = substitute(
@@ -646,9 +646,8 @@ class ApacheStack(ProxyStack):
             raise
 
     def start_bourbon(self) -> None:
+        # With bourbon's default --umask 0 the socket is writable by Apache's user too.
         self.bourbon = documented_bourbon("apache.md", self.sock, self.site_dir)
-        if os.geteuid() == 0:
-            self.sock.chmod(0o666)
 
     def apache_log(self) -> str:
         logs = [self.apache.log]
