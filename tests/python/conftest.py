@@ -25,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "tests" / "apps"
 EXAMPLE = ROOT / "examples" / "mysite"
-CORPUS = ROOT.parent / "shared" / "corpora" / "gunicorn-requests"
+CORPUS = ROOT / "tests" / "corpus" / "gunicorn-requests"
 LISTEN_RE = re.compile(r"Listening at: (\S+) \(")
 
 

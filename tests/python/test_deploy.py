@@ -1,15 +1,15 @@
 """The deployment recipes in docs/deploy/ run for real.
 
 Each configuration block a page marks with ``<!-- tested: NAME -->`` is extracted and run
-with only its paths and ports replaced: the nginx server block in front of the example Django
-site on a Unix socket (the distribution's ``nginx``), the systemd units through
-``systemd-socket-activate`` (which hands over a listening socket as systemd does), and the
-Dockerfile's ``CMD`` on loopback, including the SIGTERM drain that ``docker stop`` and
-Kubernetes rely on. A replacement whose original text is missing from the page fails the
-test, so the pages cannot drift from what is tested.
+with only its paths and ports replaced: the nginx server block and the Apache virtual hosts in
+front of the example Django site on a Unix socket (the distribution's ``nginx`` and
+``apache2``), the systemd units through ``systemd-socket-activate`` (which hands over a
+listening socket as systemd does), and the Dockerfile's ``CMD`` on loopback, including the
+SIGTERM drain that ``docker stop`` and Kubernetes rely on. A replacement whose original text
+is missing from the page fails the test, so the pages cannot drift from what is tested.
 
-nginx and systemd-socket-activate are installed by ``.ci/run``; without them the tests that
-need them are skipped with a message naming the missing program.
+nginx, apache2 and systemd-socket-activate are installed by ``.ci/run``; without them the
+tests that need them are skipped with a message naming the missing program.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import hashlib
 import http.client
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
@@ -227,7 +228,36 @@ def nginx_main_config(site: str, tmp: Path, nginx: str) -> str:
     )
 
 
-class Stack:
+def documented_bourbon(page: str, sock: Path, site_dir: Path) -> Server:
+    """The ``bourbon-command`` block of ``docs/deploy/PAGE`` on ``sock`` for ``site_dir``, with
+    an access log added to see what reaches bourbon."""
+    command = shell_words(doc_block(page, "bourbon-command"))
+    assert command[0] == "bourbon", command
+    command = [
+        a.replace(f"unix:{DOC_SOCKET}", f"unix:{sock}").replace(DOC_SITE, str(site_dir))
+        for a in command[1:]
+    ]
+    assert f"unix:{sock}" in command and str(site_dir) in command, command
+    return Server([bourbon_exe(), *command, "--access-logfile", "-"], ROOT, base_env(), 60.0)
+
+
+class ProxyStack:
+    """A proxy in front of bourbon on a Unix socket; subclasses start the proxy."""
+
+    port: int
+    bourbon: Server | None
+
+    def request(self, method: str, path: str, body=None, headers=None, host=SERVER_NAME):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
+            resp = conn.getresponse()
+            return resp, resp.read()
+        finally:
+            conn.close()
+
+
+class Stack(ProxyStack):
     """nginx (documented site block) → bourbon (documented command) → the example site."""
 
     def __init__(self, tmp: Path, site_dir: Path):
@@ -255,18 +285,7 @@ class Stack:
         self.nginx = Program(argv, tmp / "nginx.out")
         try:
             wait_connectable(self.port, self.nginx.proc, "nginx", self.nginx_log)
-            command = shell_words(doc_block("nginx.md", "bourbon-command"))
-            assert command[0] == "bourbon", command
-            command = [bourbon_exe(), *command[1:]]
-            command = [
-                a.replace(f"unix:{DOC_SOCKET}", f"unix:{self.sock}").replace(
-                    DOC_SITE, str(site_dir)
-                )
-                for a in command
-            ]
-            assert f"unix:{self.sock}" in command and str(site_dir) in command, command
-            # The documented command, plus an access log to see what reaches bourbon.
-            self.bourbon = Server([*command, "--access-logfile", "-"], ROOT, base_env(), 60.0)
+            self.bourbon = documented_bourbon("nginx.md", self.sock, site_dir)
         except BaseException:
             self.close()
             raise
@@ -282,15 +301,6 @@ class Stack:
         if self.bourbon is not None:
             self.bourbon.stop()
         self.nginx.stop(signal.SIGTERM)
-
-    def request(self, method: str, path: str, body=None, headers=None, host=SERVER_NAME):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            conn.request(method, path, body=body, headers={"Host": host, **(headers or {})})
-            resp = conn.getresponse()
-            return resp, resp.read()
-        finally:
-            conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -330,6 +340,11 @@ def test_nginx_serves_static_files_from_the_alias(stack):
 
 
 def test_nginx_csrf_form_post(stack):
+    check_csrf_form_post(stack)
+
+
+def check_csrf_form_post(stack: ProxyStack) -> None:
+    """The example site's vote form through the proxy: a CSRF-protected POST body."""
     cookies: dict[str, str] = {}
 
     def call(method, path, body=None, headers=None):
@@ -358,7 +373,8 @@ def test_nginx_csrf_form_post(stack):
         headers=form,
     )
     assert resp.status == 302
-    # proxy_redirect off: Django's Location arrives as Django wrote it.
+    # nginx's proxy_redirect off, Apache without ProxyPassReverse: Django's Location
+    # arrives as Django wrote it.
     assert urlsplit(resp.getheader("Location", "")).path == f"/{qid}/results/"
     # The same post without the token is refused by Django's CSRF check.
     cookies.clear()
@@ -418,6 +434,11 @@ def test_nginx_404_from_django(stack):
 
 def test_nginx_streams_events_unbuffered(stack):
     # /events sets X-Accel-Buffering: no, so nginx passes each event on as it comes.
+    check_events_arrive_as_sent(stack)
+
+
+def check_events_arrive_as_sent(stack: ProxyStack) -> None:
+    """/events (five events 0.2 s apart) through the proxy: each arrives when it is sent."""
     with socket.create_connection(("127.0.0.1", stack.port), timeout=TIMEOUT) as s:
         t0 = time.monotonic()
         s.sendall(b"GET /events HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
@@ -517,6 +538,251 @@ def test_nginx_reload_of_bourbon_keeps_serving(django_site):
             # before they left; a new one needs the socket path.
             assert s.sock.is_socket(), f"{s.sock} is gone:\n{s.bourbon.log}"
             assert unix_get(s.sock, "/plain") == 200
+        finally:
+            s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Apache in front of bourbon (docs/deploy/apache.md)
+
+APACHE_MODULES = Path("/usr/lib/apache2/modules")
+# What the documented site needs (mod_unixd and mod_log_config are built into Debian's apache2).
+APACHE_LOAD = [
+    ("mpm_event_module", "mod_mpm_event.so"),
+    ("authz_core_module", "mod_authz_core.so"),
+    ("alias_module", "mod_alias.so"),
+    ("mime_module", "mod_mime.so"),
+    ("headers_module", "mod_headers.so"),
+    ("proxy_module", "mod_proxy.so"),
+    ("proxy_http_module", "mod_proxy_http.so"),
+]
+
+
+def apache_main_config(site: str, tmp: Path, port: int) -> str:
+    """A main configuration of the test's own (in place of Debian's apache2.conf) around the
+    documented virtual hosts: everything Apache writes goes to ``tmp``."""
+    mime = Path("/etc/mime.types")
+    types = f'TypesConfig "{mime}"' if mime.exists() else "AddType text/css .css"
+    # As root, Apache's children must switch to another user (it refuses to serve as root).
+    user = []
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        user = [f"User {nobody.pw_name}", f"Group #{nobody.pw_gid}"]
+    return "\n".join(
+        [
+            f'ServerRoot "{tmp}"',
+            "ServerName localhost",
+            f"Listen 127.0.0.1:{port}",
+            f'PidFile "{tmp}/apache2.pid"',
+            f'DefaultRuntimeDir "{tmp}"',
+            f"Mutex file:{tmp} default",
+            f'ErrorLog "{tmp}/error.log"',
+            "LogLevel info",
+            *(f"LoadModule {name} {APACHE_MODULES / so}" for name, so in APACHE_LOAD),
+            *user,
+            "StartServers 1",
+            "ServerLimit 1",
+            "ThreadLimit 16",
+            "ThreadsPerChild 16",
+            "MaxRequestWorkers 16",
+            "MinSpareThreads 1",
+            "MaxSpareThreads 16",
+            types,
+            # Stands in for Debian's default page: apache2.conf grants /var/www/, and the
+            # compiled-in DocumentRoot is /var/www/html.
+            f'DocumentRoot "{tmp}/www"',
+            f'<Directory "{tmp}/www/">',
+            "    Require all granted",
+            "</Directory>",
+            f'CustomLog "{tmp}/access.log" "%{{Host}}i \\"%r\\" %>s"',
+            # As Debian's apache2.conf: no directory is served unless a block allows it.
+            "<Directory />",
+            "    AllowOverride None",
+            "    Require all denied",
+            "</Directory>",
+            site,
+            "",
+        ]
+    )
+
+
+class ApacheStack(ProxyStack):
+    """Apache (documented virtual hosts) → bourbon (documented command) → the example site."""
+
+    def __init__(self, tmp: Path, site_dir: Path):
+        self.tmp = tmp
+        self.site_dir = site_dir
+        apache = require_program("apache2", "/usr/sbin/apache2")
+        if not APACHE_MODULES.is_dir():
+            pytest.skip(f"apache2 is installed without {APACHE_MODULES}")
+        self.sock = tmp / "bourbon.sock"
+        self.static = tmp / "static"
+        shutil.copytree(site_dir / "staticfiles", self.static)
+        # Only Apache can serve this file: it is not in the site's STATIC_ROOT.
+        (self.static / "apache-only.txt").write_text("served by apache\n")
+        (tmp / "www").mkdir()
+        (tmp / "www" / "index.html").write_text("default page\n")
+        if os.geteuid() == 0:
+            # Apache's children run as nobody: let them into the directory.
+            tmp.chmod(0o755)
+        self.port = free_port()
+        site = substitute(
+            doc_block("apache.md", "apache-site"),
+            {
+                "<VirtualHost *:80>": f"<VirtualHost 127.0.0.1:{self.port}>",
+                f"unix:{DOC_SOCKET}|": f"unix:{self.sock}|",
+                f'"{DOC_STATIC}"': f'"{self.static}/"',
+            },
+        )
+        conf = tmp / "apache2.conf"
+        conf.write_text(apache_main_config(site, tmp, self.port))
+        self.bourbon: Server | None = None
+        self.apache = Program([apache, "-f", str(conf), "-DFOREGROUND"], tmp / "apache.out")
+        try:
+            wait_connectable(self.port, self.apache.proc, "apache2", self.apache_log)
+            self.start_bourbon()
+        except BaseException:
+            self.close()
+            raise
+
+    def start_bourbon(self) -> None:
+        # With bourbon's default --umask 0 the socket is writable by Apache's user too.
+        self.bourbon = documented_bourbon("apache.md", self.sock, self.site_dir)
+
+    def apache_log(self) -> str:
+        logs = [self.apache.log]
+        err = self.tmp / "error.log"
+        if err.exists():
+            logs.append(err.read_text(errors="replace")[-4000:])
+        return "\n".join(logs)
+
+    def close(self) -> None:
+        if self.bourbon is not None:
+            self.bourbon.stop()
+        self.apache.stop(signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def apache(django_site) -> Iterator[ApacheStack]:
+    with tempfile.TemporaryDirectory(prefix="bb-apache-", dir="/tmp") as tmp:
+        s = ApacheStack(Path(tmp), django_site)
+        try:
+            yield s
+        finally:
+            s.close()
+
+
+def test_apache_and_nginx_recipes_run_the_same_bourbon():
+    assert doc_block("apache.md", "bourbon-command") == doc_block("nginx.md", "bourbon-command")
+
+
+def test_apache_django_page(apache):
+    resp, body = apache.request("GET", "/")
+    assert resp.status == 200, (body[:500], apache.apache_log())
+    assert resp.getheader("Content-Type", "").startswith("text/html")
+    assert b"<h1>Latest polls</h1>" in body
+
+
+def test_apache_serves_static_files_from_the_alias(apache):
+    _, page = apache.request("GET", "/")
+    m = re.search(rb'href="(/static/polls/style\.[0-9a-f]+\.css)"', page)
+    assert m, page[:1000]
+    url = m.group(1).decode()
+    resp, body = apache.request("GET", url)
+    assert resp.status == 200, apache.apache_log()
+    assert resp.getheader("Content-Type", "").startswith("text/css")
+    assert body == (apache.static / url[len("/static/") :]).read_bytes()
+    assert "immutable" in resp.getheader("Cache-Control", "")
+    resp, body = apache.request("GET", "/static/apache-only.txt")
+    assert (resp.status, body) == (200, b"served by apache\n")
+    # A request that does reach bourbon, so its access log is known to be up to date.
+    resp, _ = apache.request("GET", "/plain?static-check")
+    assert resp.status == 200
+    apache.bourbon.wait_for_log(r"GET /plain\?static-check ")
+    assert "/static/" not in apache.bourbon.log
+
+
+def test_apache_forwards_host_and_client_address(apache):
+    resp, body = apache.request(
+        "GET",
+        "/echo-meta?x=1",
+        # A client's own X-Forwarded-Proto must not reach the application.
+        headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
+        host="www.example.com:8443",
+    )
+    assert resp.status == 200, body[:500]
+    meta = json.loads(body)
+    # ProxyPreserveHost On: the client's Host, not the "localhost" of the ProxyPass URL.
+    assert meta["HTTP_HOST"] == "www.example.com:8443"
+    assert meta["SERVER_NAME"] == "www.example.com"
+    assert meta["HTTP_X_FORWARDED_FOR"] == "203.0.113.7, 127.0.0.1"
+    assert meta["HTTP_X_FORWARDED_PROTO"] == "http"
+    assert meta["HTTP_X_FORWARDED_HOST"] == "www.example.com:8443"
+    assert meta["QUERY_STRING"] == "x=1"
+    # On a Unix socket there is no peer address; the client's is in X-Forwarded-For.
+    assert meta["REMOTE_ADDR"] == ""
+    assert meta["wsgi.url_scheme"] == "http"
+
+
+def test_apache_refuses_unknown_hosts(apache):
+    resp, _ = apache.request("GET", "/plain?unknown-host", host="attacker.invalid")
+    assert resp.status == 403
+    # Not even the server's default page.
+    resp, _ = apache.request("GET", "/", host="attacker.invalid")
+    assert resp.status == 403
+    resp, _ = apache.request("GET", "/plain?known-host")
+    assert resp.status == 200
+    apache.bourbon.wait_for_log(r"GET /plain\?known-host ")
+    assert "unknown-host" not in apache.bourbon.log
+
+
+def test_apache_csrf_form_post(apache):
+    check_csrf_form_post(apache)
+
+
+def test_apache_large_upload_and_body_limit(apache):
+    data = os.urandom(5 * 1024 * 1024 + 3)
+    resp, out = apache.request(
+        "POST", "/upload/raw", body=data, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert resp.status == 200, out[:500]
+    assert json.loads(out) == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    # Above the documented 20 MiB: Apache answers 413 from the Content-Length alone.
+    with socket.create_connection(("127.0.0.1", apache.port), timeout=TIMEOUT) as s:
+        s.sendall(
+            b"POST /upload/raw HTTP/1.1\r\nHost: example.com\r\n"
+            b"Content-Type: application/octet-stream\r\n"
+            + f"Content-Length: {25 * 1024 * 1024}\r\n\r\n".encode()
+        )
+        status, _, _ = read_http_response(s)
+    assert status == 413
+
+
+def test_apache_streams_events(apache):
+    check_events_arrive_as_sent(apache)
+
+
+def test_apache_200_sequential_requests(apache):
+    for i in range(100):
+        resp, body = apache.request("GET", f"/plain?n={i}")
+        assert (resp.status, body) == (200, b"Hello from Django\n"), apache.apache_log()
+    assert "Traceback" not in apache.bourbon.log
+
+
+@pytest.mark.timeout(90)
+def test_apache_reaches_bourbon_again_as_soon_as_it_is_back(django_site):
+    """While bourbon is down Apache answers 503; the next request after bourbon is back
+    reaches it (a plain ProxyPass backend is not put on hold after a failure)."""
+    with tempfile.TemporaryDirectory(prefix="bb-apache-", dir="/tmp") as tmp:
+        s = ApacheStack(Path(tmp), django_site)
+        try:
+            assert s.request("GET", "/plain")[0].status == 200
+            assert s.bourbon.stop(signal.SIGTERM, timeout=20) == 0, s.bourbon.log
+            assert not s.sock.exists()
+            assert s.request("GET", "/plain")[0].status == 503
+            s.start_bourbon()
+            resp, body = s.request("GET", "/plain?back")
+            assert (resp.status, body) == (200, b"Hello from Django\n"), s.apache_log()
         finally:
             s.close()
 

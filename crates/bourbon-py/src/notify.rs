@@ -2,9 +2,8 @@
 //!
 //! This module owns the `NOTIFY_SOCKET` address: it is taken out of the environment at
 //! start (so neither the application nor anything it starts sees it or answers in our
-//! name) and datagrams such as `READY=1` are sent to it. Only the master, or the single
-//! process with `-w 1`, sends: workers never do. Without `NOTIFY_SOCKET` every call is a
-//! no-op.
+//! name) and datagrams such as `READY=1` are sent to it. Only the master (every run has
+//! one) sends: workers never do. Without `NOTIFY_SOCKET` every call is a no-op.
 
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;

@@ -2,7 +2,7 @@
 //!
 //! This module owns looking the accounts up (before anything is bound, so a typo fails
 //! fast with exit 2), handing the socket and log files to them, and the switch itself,
-//! which the master (or the single process) makes once the sockets are bound and the pid
+//! which the master makes once the sockets are bound and the pid
 //! file is written, before any worker exists: the application never runs as root.
 #![allow(unsafe_code)]
 

@@ -486,7 +486,8 @@ struct StopSignals {
     boot_checked: bool,
 }
 
-/// Tell systemd a stop began (only the single process's message counts; see `notify.rs`).
+/// Tell systemd a stop began. In a worker this sends nothing: `notify.rs` lets only the
+/// master speak, and the master announces the stop itself.
 fn stopping(stop: Stop) -> Stop {
     crate::notify::stopping();
     stop

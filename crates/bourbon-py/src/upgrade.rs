@@ -101,7 +101,7 @@ fn parent_alive() -> bool {
 }
 
 /// The new master's pid, while it runs. A new master that has exited is collected here
-/// (the single process has no reaping loop; the master's loop would collect it anyway).
+/// (the master's reaping loop would collect it too, through [`reaped`]).
 pub(crate) fn child() -> Option<libc::pid_t> {
     let pid = CHILD.load(Ordering::Relaxed);
     if pid <= 0 {

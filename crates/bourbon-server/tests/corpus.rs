@@ -1,5 +1,6 @@
-//! The request guard over gunicorn's request-parsing corpus (`shared/corpora/gunicorn-requests`,
-//! read in place, see its README). Each case's `expect` in `manifest.json` decides:
+//! The request guard over gunicorn's request-parsing corpus, vendored in
+//! `tests/corpus/gunicorn-requests` (its README says where it comes from). Each case's
+//! `expect` in `manifest.json` decides:
 //!
 //! - `accept`: no rejection, every byte released unchanged (or, after a message that closes
 //!   the connection, the rest left unread), one released head per listed request (at least
@@ -21,7 +22,7 @@ use serde_json::Value;
 fn corpus_dir() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpora/gunicorn-requests"
+        "/../../tests/corpus/gunicorn-requests"
     ))
 }
 
