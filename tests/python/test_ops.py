@@ -63,6 +63,10 @@ def status_field(pid: int, name: str) -> list[str]:
     raise AssertionError(f"no {name} in /proc/{pid}/status")
 
 
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
 def cmdline(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
 
@@ -86,6 +90,55 @@ def pids_with_marker(marker: str) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+class FileLogged:
+    """A bourbon whose error log goes to a file: readiness and lines are read from the file.
+    Started in its own process group, which ``stop`` (and ``kill``) signal."""
+
+    def __init__(self, args: list[str], errlog: Path, cwd: Path = APPS):
+        self.errlog = errlog
+        self.proc = subprocess.Popen(
+            [bourbon_exe(), *args, "--error-logfile", str(errlog)],
+            cwd=str(cwd),
+            env=base_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            self.wait_for("Using worker")
+        except BaseException:
+            self.kill()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def text(self) -> str:
+        return self.errlog.read_text() if self.errlog.exists() else ""
+
+    def wait_for(self, needle: str, count: int = 1) -> str:
+        return wait_until(
+            lambda: (t := self.text()).count(needle) >= count and t, what=f"{needle!r} in the log"
+        )
+
+    def url(self) -> str:
+        line = next(ln for ln in self.text().splitlines() if "Listening at: http://" in ln)
+        return line.split("Listening at: ")[1].split(" ")[0]
+
+    def stop(self) -> int:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        return self.proc.wait(TIMEOUT)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(TIMEOUT)
 
 
 # ---- 1. --umask ------------------------------------------------------------------------
@@ -236,6 +289,37 @@ def test_usr1_in_a_single_process_reopens_the_error_log(tmp_path: Path):
         except ProcessLookupError:
             pass
         proc.wait(TIMEOUT)
+
+
+def test_usr1_moves_the_stack_dump_of_a_timed_out_worker_to_the_new_file(tmp_path: Path):
+    # faulthandler writes a timed-out worker's stacks to the error log's descriptor from a
+    # signal handler; after logrotate and USR1 they must land in the new file.
+    errlog = tmp_path / "error.log"
+    rotated = tmp_path / "error.log.1"
+    srv = FileLogged(
+        ["supervision_app:app", "-w", "1", "--timeout", "2", "-b", "127.0.0.1:0"], errlog
+    )
+    try:
+        url = srv.url()
+        (worker,) = wait_until(lambda: (k := children(srv.pid)) and len(k) == 1 and k, what="w")
+        srv.wait_for(f"Booting worker with pid: {worker}")
+        errlog.rename(rotated)
+        os.kill(srv.pid, signal.SIGUSR1)
+        # The master's line and the worker's, in the new file.
+        wait_until(
+            lambda: f"[{worker}] [INFO] Handling signal: usr1; log files reopened" in srv.text(),
+            what="the worker's reopen line in the new file",
+        )
+        with pytest.raises(OSError):  # the worker is killed: no response
+            urllib.request.urlopen(url + "/sleep", timeout=TIMEOUT)
+        text = srv.wait_for("in sleep_forever")
+        assert f"WORKER TIMEOUT (pid:{worker})" in text
+        assert "most recent call first" in text
+        old = rotated.read_text()
+        assert "sleep_forever" not in old and "most recent call first" not in old
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
 
 
 # ---- 5. systemd: sd_notify, LISTEN_FDNAMES ---------------------------------------------

@@ -923,8 +923,10 @@ Larger bodies are streamed to the application as they arrive. Accepts `K`, `M`, 
         default: Some("-"),
         example: "-",
         help: "where to write the error log ('-' = stderr)",
-        doc: "File the error log is appended to. `-` means standard error. \
-`--log-file` is accepted as an alias.",
+        doc: "File the error log is appended to. `-` means standard error. A file that does \
+not exist is created with mode 0640 whatever the umask; an existing one keeps its mode. \
+SIGUSR1 reopens it (after logrotate moved it), also for the stack dumps of timed-out \
+workers. `--log-file` is accepted as an alias.",
         show: |c| Shown::Str(c.error_logfile.to_string()),
     },
     Setting {
@@ -946,8 +948,9 @@ Larger bodies are streamed to the application as they arrive. Accepts `K`, `M`, 
         default: Some(""),
         example: "-",
         help: "where to write the access log ('-' = stdout; default: none)",
-        doc: "File the access log is appended to. `-` means standard output. Empty \
-(the default) means no access log.",
+        doc: "File the access log is appended to. `-` means standard output. A file that \
+does not exist is created with mode 0640 whatever the umask; an existing one keeps its mode. \
+SIGUSR1 reopens it. Empty (the default) means no access log.",
         show: |c| {
             Shown::Str(
                 c.access_logfile

@@ -15,7 +15,6 @@
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
-use std::os::fd::IntoRawFd;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -69,17 +68,12 @@ pub(crate) fn enter_worker(py: Python<'_>, slot: Slot, cfg: &Config) {
     }
 }
 
-/// A descriptor of the error log for faulthandler, which writes with write(2) from a signal
-/// handler: stderr, or the log file opened once more for appending (kept for the process's
-/// life, as faulthandler holds on to it).
+/// The descriptor faulthandler writes the stacks to (with write(2), from a signal handler):
+/// the error log's own descriptor. Its number never changes: SIGUSR1 opens the new file onto
+/// it (`log::reopen`), so after logrotate the stacks go to the new file like every other line.
 fn error_log_fd(cfg: &Config) -> i32 {
     match &cfg.error_logfile {
-        LogTarget::File(path) => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map(IntoRawFd::into_raw_fd)
-            .unwrap_or(libc::STDERR_FILENO),
+        LogTarget::File(_) => log::file_fd().unwrap_or(libc::STDERR_FILENO),
         LogTarget::Stdout => libc::STDOUT_FILENO,
         LogTarget::Stderr => libc::STDERR_FILENO,
     }
