@@ -653,7 +653,9 @@ is still starting counts from its fork), the master logs `WORKER TIMEOUT (pid:N)
 critical level with the request line and how long it ran, has the worker write the \
 Python stack of every thread to the error log, kills it (SIGKILL) and starts a \
 replacement. Other requests in flight on that worker are lost with it. The check runs \
-about twice a second. Iterating a streamed response is not limited (server-sent events \
+about twice a second, and never kills a call that has run less than this: a call made on \
+the event loop's own thread (`threads = 1`) is judged by its own age, not as the loop's \
+silence. Iterating a streamed response is not limited (server-sent events \
 may stream for hours); `write_timeout` guards the client side. `--harakiri` (uWSGI's \
 name) is accepted too. `0` disables the check.",
         show: |c| Shown::Num(format_duration(c.timeout)),
