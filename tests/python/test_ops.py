@@ -158,6 +158,47 @@ def test_umask_sets_the_unix_socket_mode(tmp_path: Path, start_server, args, mod
     assert unix_get(sock)["umask"] == (0 if not args else mode ^ 0o777)
 
 
+@pytest.mark.parametrize("umask", ["0", "0o077"])
+def test_pid_and_log_files_have_safe_modes_whatever_the_umask(tmp_path: Path, umask):
+    # The umask decides the unix socket's mode (gunicorn's semantics: nginx must reach it),
+    # never the modes of the pid file (0644) and of log files (0640): with the default umask
+    # 0 they used to be created world-writable. The pid file is relative and --chdir moves
+    # the server away: it is written where it was asked and still removed at exit.
+    sock = tmp_path / "s.sock"
+    errlog = tmp_path / "error.log"
+    access = tmp_path / "access.log"
+    kept = tmp_path / "kept.log"
+    kept.write_text("")
+    kept.chmod(0o600)
+    srv = FileLogged(
+        ["ops_app:app", "--umask", umask, "--chdir", str(APPS), "--pid", "bourbon.pid"]
+        + ["--access-logfile", str(access), "-b", f"unix:{sock}"],
+        errlog,
+        cwd=tmp_path,
+    )
+    try:
+        pidfile = tmp_path / "bourbon.pid"
+        assert pidfile.read_text().strip() == str(srv.pid)
+        assert mode(pidfile) == 0o644
+        assert mode(errlog) == 0o640
+        assert mode(access) == 0o640
+        assert mode(sock) == 0o777 & ~int(umask, 8)
+        assert stat.S_ISSOCK(os.stat(sock).st_mode)
+        # An existing log file keeps the mode it has (logrotate's `create`, an operator).
+        access.rename(tmp_path / "access.log.1")
+        kept.rename(access)
+        os.kill(srv.pid, signal.SIGUSR1)
+        srv.wait_for("usr1; log files reopened", count=2)
+        unix_get(sock, "/after")
+        wait_until(lambda: b"/after" in access.read_bytes(), what="a line in the kept file")
+        assert mode(access) == 0o600
+        assert srv.stop() == 0
+        assert not pidfile.exists()
+        assert not sock.exists()
+    finally:
+        srv.kill()
+
+
 # ---- 2. --user / --group ---------------------------------------------------------------
 
 
@@ -215,6 +256,52 @@ def check_privilege_drop(start_server, tmp: Path, nobody, nogroup) -> None:
     assert srv.stop() == 0
     assert not sock.exists()
     assert not pidfile.exists()
+
+
+def keepers(pgid: int) -> list[int]:
+    """The pid file keepers in process group ``pgid``, found by their title."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                title = (d / "cmdline").read_bytes()
+                if title.startswith(b"bourbon: keeper") and os.getpgid(int(d.name)) == pgid:
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_user_pid_file_in_a_root_owned_directory_is_removed_at_exit(start_server):
+    # Like /run: root's, writable by root only. The master runs as nobody once the file is
+    # written, so a root keeper removes it when the master is gone.
+    with tempfile.TemporaryDirectory(prefix="bourbon-run-") as d:
+        run = Path(d)
+        run.chmod(0o755)
+        pidfile = run / "bourbon.pid"
+        srv = start_server(
+            "ops_app:app", "-w", "2", "--user", "nobody", "--pid", str(pidfile), "--umask", "0"
+        )
+        workers = wait_until(lambda: (k := children(srv.pid)) and len(k) == 2 and k, what="workers")
+        st = os.stat(pidfile)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
+        assert pidfile.read_text().strip() == str(srv.pid)
+        # The application never runs as root; the master neither.
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert get_json(srv.url + "/")["euid"] == nobody
+        for pid in [srv.pid, *workers]:
+            assert status_field(pid, "Uid") == [str(nobody)] * 4
+        # The keeper: root, not a child of the master, holding one descriptor (its pipe).
+        (keeper,) = wait_until(lambda: keepers(srv.pid), what="the keeper")
+        assert keeper not in children(srv.pid)
+        assert status_field(keeper, "Uid") == ["0"] * 4
+        fds = list(Path(f"/proc/{keeper}/fd").iterdir())
+        assert len(fds) == 1 and os.readlink(fds[0]).startswith("pipe:"), fds
+        # The stop signals the group gets leave the keeper alone; the master's exit does not.
+        assert srv.stop() == 0
+        wait_until(lambda: not pidfile.exists(), what="the pid file removed")
+        wait_until(lambda: not alive(keeper), what="the keeper gone")
 
 
 def test_a_worker_exiting_leaves_the_unix_socket_file(tmp_path: Path, start_server):

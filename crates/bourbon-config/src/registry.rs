@@ -129,7 +129,10 @@ means stay in the directory bourbon was started from. The directory must exist."
         example: "/run/mysite.pid",
         help: "write the master's process id to this file",
         doc: "Write the process id of the master (the process to send signals to) to this \
-file at start and remove it at a clean exit. Empty means no file.",
+file at start and remove it at exit. The file is written fresh (to a temporary file beside \
+it, renamed over the name) with mode 0644 whatever the umask, so only its owner can change \
+it. With `user`, a small process that stays root removes it once the master is gone, so it \
+may live in a root-owned directory such as `/run`. Empty means no file.",
         show: |c| show_opt_path(&c.pid),
     },
     Setting {
@@ -452,7 +455,10 @@ bound or written, and kept by the workers. A unix socket file gets mode `0777 & 
 with the default `0` it is `srwxrwxrwx` (anyone who can reach the directory may connect), \
 `0o007` limits it to the owner and group, `0o077` to the owner. Accepts octal as `0o007` or \
 `007` (a leading zero means octal, as in gunicorn), hexadecimal as `0x1f`, or decimal. \
-Files the application creates get the same mask.",
+Files the application creates get the same mask. It replaces the umask bourbon was started \
+with (systemd's `UMask=` included). The files bourbon writes for itself do not follow it: \
+the pid file is always 0644 and a log file it creates 0640 (an existing log file keeps its \
+mode).",
         show: |c| Shown::Str(format!("0o{:03o}", c.umask)),
     },
     Setting {
@@ -476,9 +482,11 @@ and the application never run as root): it takes the user's supplementary groups
 (initgroups), then the group (`--group`, or the user's primary group), then the user. Unix \
 socket files and log files are first given to that user and group, so they can be removed \
 and reopened later. Starting as root is needed to switch to another user. Unlike gunicorn, whose master \
-stays root, the master itself switches: files it creates later (a log reopened on SIGUSR1, \
-the pid file removed at exit) need a directory that user may write. Empty (the default) \
-means stay the user bourbon was started as. An unknown user is an error at start (exit 2).",
+stays root, the master itself switches, so the application never runs as root, also with \
+`preload`: a log file created anew on SIGUSR1 needs a directory that user may write (as does \
+the pid file's move to `.oldbin` on SIGUSR2); the pid file is removed at exit by a small \
+process that stays root and does nothing else. Empty (the default) means stay the user \
+bourbon was started as. An unknown user is an error at start (exit 2).",
         show: |c| Shown::Str(c.user.clone().unwrap_or_default()),
     },
     Setting {
