@@ -389,7 +389,8 @@ def test_usr1_moves_the_stack_dump_of_a_timed_out_worker_to_the_new_file(tmp_pat
     try:
         url = srv.url()
         (worker,) = wait_until(lambda: (k := children(srv.pid)) and len(k) == 1 and k, what="w")
-        srv.wait_for(f"Booting worker with pid: {worker}")
+        with urllib.request.urlopen(url + "/", timeout=TIMEOUT) as resp:
+            assert int(resp.read()) == worker  # it serves: its USR1 handler is in place
         errlog.rename(rotated)
         os.kill(srv.pid, signal.SIGUSR1)
         # The master's line and the worker's, in the new file.
@@ -404,6 +405,33 @@ def test_usr1_moves_the_stack_dump_of_a_timed_out_worker_to_the_new_file(tmp_pat
         assert "most recent call first" in text
         old = rotated.read_text()
         assert "sleep_forever" not in old and "most recent call first" not in old
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
+
+
+def test_usr1_while_a_worker_boots_reopens_its_logs_once_it_serves(tmp_path: Path):
+    # The worker holds the files the master had when it forked it; a rotation while it still
+    # imports the application (1.5 s here) must not leave it writing to the rotated file.
+    errlog = tmp_path / "error.log"
+    rotated = tmp_path / "error.log.1"
+    srv = FileLogged(["slow_boot_app:app", "-w", "1", "-b", "127.0.0.1:0"], errlog)
+    try:
+        url = srv.url()
+        (worker,) = wait_until(lambda: (k := children(srv.pid)) and len(k) == 1 and k, what="w")
+        srv.wait_for(f"Booting worker with pid: {worker}")
+        errlog.rename(rotated)
+        signalled = time.monotonic()
+        os.kill(srv.pid, signal.SIGUSR1)
+        wait_until(
+            lambda: f"[{worker}] [INFO] Handling signal: usr1; log files reopened" in srv.text(),
+            what="the worker's reopen line in the new file",
+        )
+        # Acted upon once the import was over, not when the signal came.
+        assert time.monotonic() - signalled > 0.5
+        with urllib.request.urlopen(url + "/", timeout=TIMEOUT) as resp:
+            assert resp.read() == b"booted\n"
+        assert f"[{worker}] [INFO] Handling signal: usr1" not in rotated.read_text()
         assert srv.stop() == 0
     finally:
         srv.kill()

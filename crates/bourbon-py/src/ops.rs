@@ -259,13 +259,19 @@ pub(crate) fn fds(listeners: &[Listener]) -> Vec<RawFd> {
 
 /// In a freshly forked worker: set its title, let go of the pid file keeper's pipe, and make
 /// sure the signals the master relays do not kill the worker while it boots (their default
-/// action is to terminate); the worker's runtime takes USR1 over once it runs.
+/// action is to terminate). A USR1 that arrives meanwhile is noted, and the logs reopened as
+/// soon as the worker's runtime, which takes USR1 over, runs.
 #[allow(unsafe_code)]
 pub(crate) fn worker_after_fork(cfg: &Config) {
     crate::proctitle::set(&crate::proctitle::title("worker", &app_name(cfg)));
     // Only the master's exit may tell the pid file keeper to act.
     crate::pidfile::forget_keeper();
-    for sig in [libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH] {
+    let mut ignored = vec![libc::SIGUSR2, libc::SIGWINCH];
+    if let Err(e) = log::watch_reopen_signal() {
+        log::warn(format_args!("cannot watch SIGUSR1 while booting: {e}"));
+        ignored.push(libc::SIGUSR1);
+    }
+    for sig in ignored {
         // SAFETY: setting a signal's disposition to "ignore" in this process.
         unsafe {
             libc::signal(sig, libc::SIG_IGN);

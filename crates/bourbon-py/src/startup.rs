@@ -510,6 +510,11 @@ impl StopSignals {
         // Later stops come through the streams (the flag is set by them too).
         if !self.boot_checked {
             self.boot_checked = true;
+            // Likewise a USR1 (log rotation) that came while the application loaded: the
+            // worker still holds the files the master had when it forked.
+            if log::take_reopen_request() {
+                crate::ops::reopen_logs(self.access_log.as_deref());
+            }
             if bourbon_server::serve::stop_signal_seen() {
                 return stopping(Stop::Graceful);
             }

@@ -17,6 +17,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// The mode of a log file bourbon creates (error log, access log): the owner writes, the
@@ -165,6 +166,30 @@ pub fn reopen() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Set by SIGUSR1 once [`watch_reopen_signal`] was called.
+static REOPEN_ASKED: AtomicBool = AtomicBool::new(false);
+
+/// Note SIGUSR1 as it arrives (alongside whatever else handles it), for a process that cannot
+/// act on it yet: a worker still loading the application, which must reopen its log files as
+/// soon as it serves ([`take_reopen_request`]) rather than write to the rotated file until
+/// the next rotation. From then on USR1 no longer ends the process by its default action.
+#[allow(unsafe_code)]
+pub fn watch_reopen_signal() -> io::Result<()> {
+    // SAFETY: the action only stores to an atomic, which is async-signal-safe; the registry
+    // chains it with the runtime's own handler for the same signal.
+    unsafe {
+        signal_hook_registry::register(libc::SIGUSR1, || {
+            REOPEN_ASKED.store(true, Ordering::Relaxed);
+        })
+    }?;
+    Ok(())
+}
+
+/// Whether SIGUSR1 arrived since [`watch_reopen_signal`] (or since the last call); clears it.
+pub fn take_reopen_request() -> bool {
+    REOPEN_ASKED.swap(false, Ordering::Relaxed)
 }
 
 /// Make descriptor `to` refer to the file `from` is open on (`dup2`), closing what `to` was.
