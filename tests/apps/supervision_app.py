@@ -1,5 +1,7 @@
 """The application behind the supervision tests: every path answers with the pid of the
-worker that served it; some paths get stuck, are slow, or grow the worker's memory."""
+worker that served it; some paths get stuck, are slow, grow the worker's memory, or end the
+worker process with an exit code (``/exit?code=4``, as an application calling
+``os._exit(4)`` would)."""
 
 import os
 import time
@@ -32,6 +34,8 @@ def app(environ, start_response):
         if "say" in query:
             print("slow request started", file=environ["wsgi.errors"], flush=True)
         time.sleep(float(query.get("t", ["1"])[0]))
+    elif path == "/exit":
+        os._exit(int(query.get("code", ["4"])[0]))
     elif path == "/grow":
         # Written byte by byte (not calloc'ed), so every page is resident.
         _held.append(b"x" * (int(query.get("mib", ["100"])[0]) * 1024 * 1024))

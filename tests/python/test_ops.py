@@ -63,6 +63,10 @@ def status_field(pid: int, name: str) -> list[str]:
     raise AssertionError(f"no {name} in /proc/{pid}/status")
 
 
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
 def cmdline(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
 
@@ -88,6 +92,55 @@ def pids_with_marker(marker: str) -> list[int]:
     return found
 
 
+class FileLogged:
+    """A bourbon whose error log goes to a file: readiness and lines are read from the file.
+    Started in its own process group, which ``stop`` (and ``kill``) signal."""
+
+    def __init__(self, args: list[str], errlog: Path, cwd: Path = APPS):
+        self.errlog = errlog
+        self.proc = subprocess.Popen(
+            [bourbon_exe(), *args, "--error-logfile", str(errlog)],
+            cwd=str(cwd),
+            env=base_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            self.wait_for("Using worker")
+        except BaseException:
+            self.kill()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def text(self) -> str:
+        return self.errlog.read_text() if self.errlog.exists() else ""
+
+    def wait_for(self, needle: str, count: int = 1) -> str:
+        return wait_until(
+            lambda: (t := self.text()).count(needle) >= count and t, what=f"{needle!r} in the log"
+        )
+
+    def url(self) -> str:
+        line = next(ln for ln in self.text().splitlines() if "Listening at: http://" in ln)
+        return line.split("Listening at: ")[1].split(" ")[0]
+
+    def stop(self) -> int:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        return self.proc.wait(TIMEOUT)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(TIMEOUT)
+
+
 # ---- 1. --umask ------------------------------------------------------------------------
 
 
@@ -103,6 +156,47 @@ def test_umask_sets_the_unix_socket_mode(tmp_path: Path, start_server, args, mod
     assert stat.S_IMODE(st.st_mode) == mode
     # The application runs with the same mask.
     assert unix_get(sock)["umask"] == (0 if not args else mode ^ 0o777)
+
+
+@pytest.mark.parametrize("umask", ["0", "0o077"])
+def test_pid_and_log_files_have_safe_modes_whatever_the_umask(tmp_path: Path, umask):
+    # The umask decides the unix socket's mode (gunicorn's semantics: nginx must reach it),
+    # never the modes of the pid file (0644) and of log files (0640): with the default umask
+    # 0 they used to be created world-writable. The pid file is relative and --chdir moves
+    # the server away: it is written where it was asked and still removed at exit.
+    sock = tmp_path / "s.sock"
+    errlog = tmp_path / "error.log"
+    access = tmp_path / "access.log"
+    kept = tmp_path / "kept.log"
+    kept.write_text("")
+    kept.chmod(0o600)
+    srv = FileLogged(
+        ["ops_app:app", "--umask", umask, "--chdir", str(APPS), "--pid", "bourbon.pid"]
+        + ["--access-logfile", str(access), "-b", f"unix:{sock}"],
+        errlog,
+        cwd=tmp_path,
+    )
+    try:
+        pidfile = tmp_path / "bourbon.pid"
+        assert pidfile.read_text().strip() == str(srv.pid)
+        assert mode(pidfile) == 0o644
+        assert mode(errlog) == 0o640
+        assert mode(access) == 0o640
+        assert mode(sock) == 0o777 & ~int(umask, 8)
+        assert stat.S_ISSOCK(os.stat(sock).st_mode)
+        # An existing log file keeps the mode it has (logrotate's `create`, an operator).
+        access.rename(tmp_path / "access.log.1")
+        kept.rename(access)
+        os.kill(srv.pid, signal.SIGUSR1)
+        srv.wait_for("usr1; log files reopened", count=2)
+        unix_get(sock, "/after")
+        wait_until(lambda: b"/after" in access.read_bytes(), what="a line in the kept file")
+        assert mode(access) == 0o600
+        assert srv.stop() == 0
+        assert not pidfile.exists()
+        assert not sock.exists()
+    finally:
+        srv.kill()
 
 
 # ---- 2. --user / --group ---------------------------------------------------------------
@@ -162,6 +256,52 @@ def check_privilege_drop(start_server, tmp: Path, nobody, nogroup) -> None:
     assert srv.stop() == 0
     assert not sock.exists()
     assert not pidfile.exists()
+
+
+def keepers(pgid: int) -> list[int]:
+    """The pid file keepers in process group ``pgid``, found by their title."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                title = (d / "cmdline").read_bytes()
+                if title.startswith(b"bourbon: keeper") and os.getpgid(int(d.name)) == pgid:
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_user_pid_file_in_a_root_owned_directory_is_removed_at_exit(start_server):
+    # Like /run: root's, writable by root only. The master runs as nobody once the file is
+    # written, so a root keeper removes it when the master is gone.
+    with tempfile.TemporaryDirectory(prefix="bourbon-run-") as d:
+        run = Path(d)
+        run.chmod(0o755)
+        pidfile = run / "bourbon.pid"
+        srv = start_server(
+            "ops_app:app", "-w", "2", "--user", "nobody", "--pid", str(pidfile), "--umask", "0"
+        )
+        workers = wait_until(lambda: (k := children(srv.pid)) and len(k) == 2 and k, what="workers")
+        st = os.stat(pidfile)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
+        assert pidfile.read_text().strip() == str(srv.pid)
+        # The application never runs as root; the master neither.
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert get_json(srv.url + "/")["euid"] == nobody
+        for pid in [srv.pid, *workers]:
+            assert status_field(pid, "Uid") == [str(nobody)] * 4
+        # The keeper: root, not a child of the master, holding one descriptor (its pipe).
+        (keeper,) = wait_until(lambda: keepers(srv.pid), what="the keeper")
+        assert keeper not in children(srv.pid)
+        assert status_field(keeper, "Uid") == ["0"] * 4
+        fds = list(Path(f"/proc/{keeper}/fd").iterdir())
+        assert len(fds) == 1 and os.readlink(fds[0]).startswith("pipe:"), fds
+        # The stop signals the group gets leave the keeper alone; the master's exit does not.
+        assert srv.stop() == 0
+        wait_until(lambda: not pidfile.exists(), what="the pid file removed")
+        wait_until(lambda: not alive(keeper), what="the keeper gone")
 
 
 def test_a_worker_exiting_leaves_the_unix_socket_file(tmp_path: Path, start_server):
@@ -236,6 +376,65 @@ def test_usr1_in_a_single_process_reopens_the_error_log(tmp_path: Path):
         except ProcessLookupError:
             pass
         proc.wait(TIMEOUT)
+
+
+def test_usr1_moves_the_stack_dump_of_a_timed_out_worker_to_the_new_file(tmp_path: Path):
+    # faulthandler writes a timed-out worker's stacks to the error log's descriptor from a
+    # signal handler; after logrotate and USR1 they must land in the new file.
+    errlog = tmp_path / "error.log"
+    rotated = tmp_path / "error.log.1"
+    srv = FileLogged(
+        ["supervision_app:app", "-w", "1", "--timeout", "2", "-b", "127.0.0.1:0"], errlog
+    )
+    try:
+        url = srv.url()
+        (worker,) = wait_until(lambda: (k := children(srv.pid)) and len(k) == 1 and k, what="w")
+        with urllib.request.urlopen(url + "/", timeout=TIMEOUT) as resp:
+            assert int(resp.read()) == worker  # it serves: its USR1 handler is in place
+        errlog.rename(rotated)
+        os.kill(srv.pid, signal.SIGUSR1)
+        # The master's line and the worker's, in the new file.
+        wait_until(
+            lambda: f"[{worker}] [INFO] Handling signal: usr1; log files reopened" in srv.text(),
+            what="the worker's reopen line in the new file",
+        )
+        with pytest.raises(OSError):  # the worker is killed: no response
+            urllib.request.urlopen(url + "/sleep", timeout=TIMEOUT)
+        text = srv.wait_for("in sleep_forever")
+        assert f"WORKER TIMEOUT (pid:{worker})" in text
+        assert "most recent call first" in text
+        old = rotated.read_text()
+        assert "sleep_forever" not in old and "most recent call first" not in old
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
+
+
+def test_usr1_while_a_worker_boots_reopens_its_logs_once_it_serves(tmp_path: Path):
+    # The worker holds the files the master had when it forked it; a rotation while it still
+    # imports the application (1.5 s here) must not leave it writing to the rotated file.
+    errlog = tmp_path / "error.log"
+    rotated = tmp_path / "error.log.1"
+    srv = FileLogged(["slow_boot_app:app", "-w", "1", "-b", "127.0.0.1:0"], errlog)
+    try:
+        url = srv.url()
+        (worker,) = wait_until(lambda: (k := children(srv.pid)) and len(k) == 1 and k, what="w")
+        srv.wait_for(f"Booting worker with pid: {worker}")
+        errlog.rename(rotated)
+        signalled = time.monotonic()
+        os.kill(srv.pid, signal.SIGUSR1)
+        wait_until(
+            lambda: f"[{worker}] [INFO] Handling signal: usr1; log files reopened" in srv.text(),
+            what="the worker's reopen line in the new file",
+        )
+        # Acted upon once the import was over, not when the signal came.
+        assert time.monotonic() - signalled > 0.5
+        with urllib.request.urlopen(url + "/", timeout=TIMEOUT) as resp:
+            assert resp.read() == b"booted\n"
+        assert f"[{worker}] [INFO] Handling signal: usr1" not in rotated.read_text()
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
 
 
 # ---- 5. systemd: sd_notify, LISTEN_FDNAMES ---------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import run_bourbon
 from procs import children, wait_children
+from rawhttp import Reader
 
 APP = "supervision_app:app"
 TIMEOUT = 15.0
@@ -29,8 +30,9 @@ def get_pid(srv, path: str = "/") -> int:
 def stuck_request(srv, path: str) -> bytes:
     """Send a request that never finishes; return what came back before the connection
     closed (nothing, when the worker was killed)."""
+    sep = "&" if "?" in path else "?"
     with srv.connect(timeout=TIMEOUT) as s:
-        s.sendall(f"GET {path}?from=test HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        s.sendall(f"GET {path}{sep}from=test HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         data = b""
         try:
             while chunk := s.recv(65536):
@@ -231,3 +233,55 @@ def test_stuck_request_in_a_retiring_worker_is_still_timed_out(start_server):
             assert not s.recv(100).startswith(b"HTTP/1.1 200")
         except ConnectionResetError:
             pass
+
+
+@pytest.mark.parametrize("code", [3, 4])
+def test_exit_3_or_4_after_boot_is_a_crash_and_the_worker_is_replaced(start_server, code):
+    # gunicorn's boot codes mean "stop the server" only while a worker boots: from an app
+    # that already serves (os._exit(4), a C extension's exit(3)) they are a crash.
+    srv = start_server(APP, "-w", "1")
+    (victim,) = wait_children(srv.pid, lambda k: len(k) == 1)
+    assert get_pid(srv) == victim
+    assert stuck_request(srv, f"/exit?code={code}") == b""
+    line = srv.wait_for_log(rf"Worker \(pid:{victim}\) exited with code {code} after it booted")
+    assert "[ERROR]" in line
+    new = wait_children(srv.pid, lambda k: len(k) == 1 and victim not in k)
+    assert get_pid(srv) in new
+    assert srv.proc.poll() is None
+    assert "failed to boot" not in srv.log
+    assert srv.stop() == 0
+
+
+def test_exit_3_while_booting_stops_the_master_with_3():
+    proc = run_bourbon("exit_on_import:app", "-w", "2", "-b", "127.0.0.1:0", timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert "failed to boot (exit code 3); stopping" in proc.stderr
+
+
+def test_an_inline_call_shorter_than_the_timeout_is_never_killed(start_server):
+    # With --threads 1 the application runs on the event loop's thread, whose heartbeat
+    # cannot be stamped during the call. Two requests pipelined on one connection run back
+    # to back there (1.0 s, then 1.7 s); since the loop last beat before the first, it is
+    # silent for more than 2.7 s, but each call is shorter than --timeout 2 and neither may
+    # be killed for it. The loop was alive when each call started and ended.
+    srv = start_server(APP, "-w", "1", "--threads", "1", "--timeout", "2")
+    (worker,) = wait_children(srv.pid, lambda k: len(k) == 1)
+    with srv.connect(timeout=TIMEOUT) as s:
+        s.sendall(
+            b"GET /slow?t=1.0 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /slow?t=1.7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        reader = Reader(s)
+        for _ in range(2):
+            resp = reader.response()
+            assert resp.status == 200
+            assert int(resp.body) == worker
+    assert "WORKER TIMEOUT" not in srv.log
+    assert get_pid(srv) == worker
+    # A call well past the timeout is still killed, by its own age.
+    started = time.monotonic()
+    assert not stuck_request(srv, "/slow?t=30").startswith(b"HTTP/1.1 200")
+    elapsed = time.monotonic() - started
+    line = srv.wait_for_log(rf"WORKER TIMEOUT \(pid:{worker}\)")
+    assert '"GET /slow?t=30&from=test HTTP/1.1" running for 2.' in line, line
+    assert 2.0 <= elapsed < 10, elapsed

@@ -129,7 +129,10 @@ means stay in the directory bourbon was started from. The directory must exist."
         example: "/run/mysite.pid",
         help: "write the master's process id to this file",
         doc: "Write the process id of the master (the process to send signals to) to this \
-file at start and remove it at a clean exit. Empty means no file.",
+file at start and remove it at exit. The file is written fresh (to a temporary file beside \
+it, renamed over the name) with mode 0644 whatever the umask, so only its owner can change \
+it. With `user`, a small process that stays root removes it once the master is gone, so it \
+may live in a root-owned directory such as `/run`. Empty means no file.",
         show: |c| show_opt_path(&c.pid),
     },
     Setting {
@@ -452,7 +455,10 @@ bound or written, and kept by the workers. A unix socket file gets mode `0777 & 
 with the default `0` it is `srwxrwxrwx` (anyone who can reach the directory may connect), \
 `0o007` limits it to the owner and group, `0o077` to the owner. Accepts octal as `0o007` or \
 `007` (a leading zero means octal, as in gunicorn), hexadecimal as `0x1f`, or decimal. \
-Files the application creates get the same mask.",
+Files the application creates get the same mask. It replaces the umask bourbon was started \
+with (systemd's `UMask=` included). The files bourbon writes for itself do not follow it: \
+the pid file is always 0644 and a log file it creates 0640 (an existing log file keeps its \
+mode).",
         show: |c| Shown::Str(format!("0o{:03o}", c.umask)),
     },
     Setting {
@@ -476,9 +482,11 @@ and the application never run as root): it takes the user's supplementary groups
 (initgroups), then the group (`--group`, or the user's primary group), then the user. Unix \
 socket files and log files are first given to that user and group, so they can be removed \
 and reopened later. Starting as root is needed to switch to another user. Unlike gunicorn, whose master \
-stays root, the master itself switches: files it creates later (a log reopened on SIGUSR1, \
-the pid file removed at exit) need a directory that user may write. Empty (the default) \
-means stay the user bourbon was started as. An unknown user is an error at start (exit 2).",
+stays root, the master itself switches, so the application never runs as root, also with \
+`preload`: a log file created anew on SIGUSR1 needs a directory that user may write (as does \
+the pid file's move to `.oldbin` on SIGUSR2); the pid file is removed at exit by a small \
+process that stays root and does nothing else. Empty (the default) means stay the user \
+bourbon was started as. An unknown user is an error at start (exit 2).",
         show: |c| Shown::Str(c.user.clone().unwrap_or_default()),
     },
     Setting {
@@ -653,7 +661,9 @@ is still starting counts from its fork), the master logs `WORKER TIMEOUT (pid:N)
 critical level with the request line and how long it ran, has the worker write the \
 Python stack of every thread to the error log, kills it (SIGKILL) and starts a \
 replacement. Other requests in flight on that worker are lost with it. The check runs \
-about twice a second. Iterating a streamed response is not limited (server-sent events \
+about twice a second, and never kills a call that has run less than this: a call made on \
+the event loop's own thread (`threads = 1`) is judged by its own age, not as the loop's \
+silence. Iterating a streamed response is not limited (server-sent events \
 may stream for hours); `write_timeout` guards the client side. `--harakiri` (uWSGI's \
 name) is accepted too. `0` disables the check.",
         show: |c| Shown::Num(format_duration(c.timeout)),
@@ -999,8 +1009,10 @@ file system rather than a memory-backed `tmpfs` if responses are large.",
         default: Some("-"),
         example: "-",
         help: "where to write the error log ('-' = stderr)",
-        doc: "File the error log is appended to. `-` means standard error. \
-`--log-file` is accepted as an alias.",
+        doc: "File the error log is appended to. `-` means standard error. A file that does \
+not exist is created with mode 0640 whatever the umask; an existing one keeps its mode. \
+SIGUSR1 reopens it (after logrotate moved it), also for the stack dumps of timed-out \
+workers. `--log-file` is accepted as an alias.",
         show: |c| Shown::Str(c.error_logfile.to_string()),
     },
     Setting {
@@ -1022,8 +1034,9 @@ file system rather than a memory-backed `tmpfs` if responses are large.",
         default: Some(""),
         example: "-",
         help: "where to write the access log ('-' = stdout; default: none)",
-        doc: "File the access log is appended to. `-` means standard output. Empty \
-(the default) means no access log.",
+        doc: "File the access log is appended to. `-` means standard output. A file that \
+does not exist is created with mode 0640 whatever the umask; an existing one keeps its mode. \
+SIGUSR1 reopens it. Empty (the default) means no access log.",
         show: |c| {
             Shown::Str(
                 c.access_logfile

@@ -350,7 +350,6 @@ impl Master<'_> {
         if pid < 0 {
             let err = std::io::Error::last_os_error();
             unblock_signals(&blocked);
-            slot.unmap();
             return Err(err);
         }
         if pid > 0 {
@@ -390,7 +389,8 @@ impl Master<'_> {
     }
 
     /// Collect exited workers. Returns an exit code when one failed in a way that must stop
-    /// the master rather than be retried (cannot load the app, cannot boot).
+    /// the master rather than be retried: it exited 4 (cannot load the app) or 3 (cannot
+    /// boot) before it told its slot it serves. The same codes later are a crash.
     fn reap(&mut self) -> Option<i32> {
         let mut halt = None;
         loop {
@@ -406,22 +406,33 @@ impl Master<'_> {
             let Some(child) = self.children.remove(&pid) else {
                 continue;
             };
-            child.slot.unmap();
+            // Read before the slot goes (its mapping is dropped with `child`).
+            let booted = child.slot.booted();
             let expected = self.stopping || child.phase != Phase::Serving;
             if libc::WIFEXITED(status) {
                 let code = libc::WEXITSTATUS(status);
-                if code == EXIT_APP_LOAD && self.cfg.reload && !self.stopping {
+                let boot_failure = !booted && (code == EXIT_APP_LOAD || code == EXIT_BOOT);
+                if boot_failure && code == EXIT_APP_LOAD && self.cfg.reload && !self.stopping {
                     // Development: a typo must not stop the server; the fix reloads.
                     log::error(format_args!(
                         "Worker (pid:{pid}) cannot load the application; \
                          waiting for a file change to try again (--reload)"
                     ));
                     self.broken = true;
-                } else if code == EXIT_APP_LOAD || code == EXIT_BOOT {
+                } else if boot_failure {
+                    // gunicorn's meaning of 3 and 4: forking again would fail the same way.
                     log::error(format_args!(
                         "Worker (pid:{pid}) failed to boot (exit code {code}); stopping"
                     ));
                     halt = Some(code);
+                } else if code == EXIT_APP_LOAD || code == EXIT_BOOT {
+                    // The same codes from a worker that served (an application calling
+                    // os._exit(4), a C extension's exit(3)) are a crash like any other: only
+                    // this worker is lost, and it is replaced.
+                    log::error(format_args!(
+                        "Worker (pid:{pid}) exited with code {code} after it booted \
+                         (a crash, not a boot failure); replacing it"
+                    ));
                 } else if code != 0 || !expected {
                     log::warn(format_args!("Worker (pid:{pid}) exited with code {code}"));
                 }
@@ -645,9 +656,7 @@ impl Master<'_> {
             if pid <= 0 {
                 break;
             }
-            if let Some(child) = self.children.remove(&pid) {
-                child.slot.unmap();
-            }
+            self.children.remove(&pid);
         }
         log::info(format_args!("Shutting down: Master"));
         0

@@ -80,11 +80,9 @@ pub(crate) fn reopen_stderr(error_log: Option<&Path>) -> io::Result<()> {
     Ok(())
 }
 
+/// The error log file, opened (or created) as the log itself opens it, with its mode.
 fn open_append(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    bourbon_server::log::open_log_file(path)
 }
 
 fn dup_onto(from: libc::c_int, to: libc::c_int) -> io::Result<()> {

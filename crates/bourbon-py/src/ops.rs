@@ -14,7 +14,8 @@
 //!    or bound (`--reuse-port` applies here). A bind failure exits 1 in the foreground.
 //! 3. Unix socket files are given to `--user`/`--group`.
 //! 4. `--daemon` detaches (so the pid file gets the daemon's pid).
-//! 5. The pid file is written; the log files are given to the user.
+//! 5. The pid file is written (with `--user`, the root keeper that removes it at exit is
+//!    forked, see [`crate::pidfile`]); the log files are given to the user.
 //! 6. The user is switched; the master's title is set.
 
 use std::os::fd::RawFd;
@@ -165,6 +166,16 @@ pub(crate) fn after_bind(
             return Err(EXIT_CONFIG);
         }
     };
+    if pidfile.is_some() && accounts.gives_up_root() {
+        // The master cannot remove the file once it is not root any more: a root process
+        // that holds nothing else does it when the master is gone.
+        let title = crate::proctitle::title("keeper", &app_name(cfg));
+        if let Err(e) = crate::pidfile::start_keeper(&title) {
+            log::warn(format_args!(
+                "--pid: {e}; the pid file may stay behind at exit"
+            ));
+        }
+    }
     let logs = [log::file_path(), access_log.and_then(AccessLog::path)];
     for path in logs.into_iter().flatten() {
         if let Err(e) = accounts.chown(path) {
@@ -246,13 +257,21 @@ pub(crate) fn fds(listeners: &[Listener]) -> Vec<RawFd> {
     listeners.iter().map(Listener::raw_fd).collect()
 }
 
-/// In a freshly forked worker: set its title, and make sure the signals the master relays
-/// do not kill the worker while it boots (their default action is to terminate); the
-/// worker's runtime takes USR1 over once it runs.
+/// In a freshly forked worker: set its title, let go of the pid file keeper's pipe, and make
+/// sure the signals the master relays do not kill the worker while it boots (their default
+/// action is to terminate). A USR1 that arrives meanwhile is noted, and the logs reopened as
+/// soon as the worker's runtime, which takes USR1 over, runs.
 #[allow(unsafe_code)]
 pub(crate) fn worker_after_fork(cfg: &Config) {
     crate::proctitle::set(&crate::proctitle::title("worker", &app_name(cfg)));
-    for sig in [libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH] {
+    // Only the master's exit may tell the pid file keeper to act.
+    crate::pidfile::forget_keeper();
+    let mut ignored = vec![libc::SIGUSR2, libc::SIGWINCH];
+    if let Err(e) = log::watch_reopen_signal() {
+        log::warn(format_args!("cannot watch SIGUSR1 while booting: {e}"));
+        ignored.push(libc::SIGUSR1);
+    }
+    for sig in ignored {
         // SAFETY: setting a signal's disposition to "ignore" in this process.
         unsafe {
             libc::signal(sig, libc::SIG_IGN);

@@ -124,6 +124,14 @@ impl Accounts {
         Ok(())
     }
 
+    /// Whether the switch takes this process from root to another user: it then loses the
+    /// right to remove files from root-owned directories (the pid file in `/run`).
+    pub(crate) fn gives_up_root(&self) -> bool {
+        // SAFETY: geteuid only reads a process credential.
+        let euid = unsafe { libc::geteuid() };
+        euid == 0 && self.user.as_ref().is_some_and(|(uid, _)| *uid != 0)
+    }
+
     /// A short description for the log: `uid=65534 gid=65534`.
     pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();

@@ -9,6 +9,8 @@
 //! - the number of application calls the worker has finished;
 //! - one record per thread that may call the application: the start time of the call in
 //!   progress (0 when there is none) and its request line, truncated to [`LINE_MAX`] bytes;
+//! - a flag the worker raises once it has loaded the application and serves (so the master
+//!   can tell a worker that failed to boot from one that crashed later);
 //! - a flag the worker raises once it has written its Python stacks.
 //!
 //! A record is written like a seqlock: the start time is stored last (release) and cleared
@@ -34,6 +36,8 @@ struct Header {
     records: AtomicU32,
     /// Raised by the worker's signal handler after the Python stacks were written.
     dumped: AtomicU32,
+    /// Raised by the worker once the application is loaded and it serves.
+    booted: AtomicU32,
 }
 
 #[repr(C)]
@@ -47,10 +51,9 @@ struct Record {
 /// Records start at this offset, which keeps them 8-byte aligned and off the header's line.
 const RECORDS_AT: usize = 64;
 
-/// One worker's shared region. A plain handle: copies refer to the same mapping, which lives
-/// until [`Slot::unmap`] (the master calls it once the worker is reaped; a worker never
-/// unmaps its own).
-#[derive(Clone, Copy)]
+/// One worker's shared region, owned: dropping it unmaps the region in this process. Each
+/// process has its own view after the fork: the master drops its view once the worker is
+/// reaped; the worker keeps its own for its whole life (in a static, see `supervise.rs`).
 pub(crate) struct Slot {
     base: NonNull<u8>,
     len: usize,
@@ -114,18 +117,9 @@ impl Slot {
         Ok(slot)
     }
 
-    /// Release the mapping (master only, after the worker is gone). Copies become dangling.
-    pub(crate) fn unmap(self) {
-        // SAFETY: `base`/`len` are exactly what mmap returned; the caller holds no other
-        // reference into the region.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
-    }
-
     fn header(&self) -> &Header {
         // SAFETY: the mapping starts with a `Header` (zeroed atomics are valid), is page
-        // aligned, and outlives `self` by the contract of `unmap`.
+        // aligned, and lives as long as `self` (only `Drop` unmaps it).
         unsafe { &*self.base.as_ptr().cast::<Header>() }
     }
 
@@ -152,11 +146,36 @@ impl Slot {
         self.header().heartbeat.store(now, Ordering::Relaxed);
     }
 
+    /// The application is loaded and the worker serves: from now on an exit is a crash, not
+    /// a failure to boot.
+    pub(crate) fn mark_booted(&self) {
+        self.header().booted.store(1, Ordering::Release);
+    }
+
     /// Give the calling thread a record of its own, if any are left.
     pub(crate) fn claim(&self) -> Option<usize> {
         let i = self.header().claimed.fetch_add(1, Ordering::Relaxed);
         let i = usize::try_from(i).ok()?;
         self.record(i).map(|_| i)
+    }
+
+    /// A call starts on the event loop's own thread (an inline call, `--threads 1`), on
+    /// record `i` if the thread has one. The loop is alive at this moment, so the heartbeat
+    /// is stamped too: from here the loop's silence is the call's own age, which `--timeout`
+    /// judges, and never the age of a beat from before the call (which would kill a call
+    /// that has run less than the timeout).
+    pub(crate) fn begin_on_loop(&self, i: Option<usize>, now: u64, parts: [&[u8]; 3]) {
+        self.beat(now);
+        if let Some(i) = i {
+            self.begin(i, now, parts);
+        }
+    }
+
+    /// The call started by [`Slot::begin_on_loop`] ended at `now`: count it, and stamp the
+    /// heartbeat, since the loop is running again.
+    pub(crate) fn end_on_loop(&self, i: Option<usize>, now: u64) {
+        self.end(i);
+        self.beat(now);
     }
 
     /// A call starts on record `i`: store its request line (`parts` joined by spaces,
@@ -218,6 +237,11 @@ impl Slot {
         self.header().requests.load(Ordering::Relaxed)
     }
 
+    /// Whether the worker loaded the application and began serving.
+    pub(crate) fn booted(&self) -> bool {
+        self.header().booted.load(Ordering::Acquire) != 0
+    }
+
     /// Whether the worker has written its stacks since it was asked.
     pub(crate) fn dumped(&self) -> bool {
         self.header().dumped.load(Ordering::Acquire) != 0
@@ -257,6 +281,16 @@ impl Slot {
     }
 }
 
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly what mmap returned, and every reference into the
+        // region borrows `self`, so none outlives this call.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -287,6 +321,24 @@ mod tests {
         assert!(!slot.dumped());
         slot.mark_dumped();
         assert!(slot.dumped());
-        slot.unmap();
+        assert!(!slot.booted());
+        slot.mark_booted();
+        assert!(slot.booted());
+    }
+
+    #[test]
+    fn calls_on_the_loop_thread_stamp_the_heartbeat() {
+        let slot = Slot::new(1, 5).unwrap();
+        let i = slot.claim();
+        slot.begin_on_loop(i, 100, [b"GET", b"/", b"HTTP/1.1"]);
+        assert_eq!(slot.heartbeat(), 100);
+        assert_eq!(slot.oldest_call().unwrap().started, 100);
+        slot.end_on_loop(i, 250);
+        assert_eq!(slot.heartbeat(), 250);
+        assert!(slot.oldest_call().is_none());
+        assert_eq!(slot.requests(), 1);
+        // A pool thread's call says nothing about the loop.
+        slot.begin(0, 300, [b"GET", b"/", b"HTTP/1.1"]);
+        assert_eq!(slot.heartbeat(), 250);
     }
 }

@@ -203,7 +203,8 @@ pub(crate) fn serve_here(
         log::warn(format_args!("cannot watch stop signals: {e}"));
     }
     // A worker that fails before serving exits with 3 (boot) or 4 (app), which stops the
-    // master instead of making it respawn in a loop.
+    // master instead of making it respawn in a loop (once it serves, see `booted`, the same
+    // codes are a crash and the worker is replaced).
     let app = match preloaded {
         Some(app) => app.bind(py).clone(),
         None => match load_app(py, cfg) {
@@ -402,6 +403,10 @@ impl Worker {
                 return 1;
             }
         };
+        // Booted: the application is loaded and everything the worker needs exists. An exit
+        // with 3 or 4 from here on (an application calling os._exit(4)) is a crash the
+        // master replaces, not a failure to boot that stops it.
+        crate::supervise::booted();
         let local = tokio::task::LocalSet::new();
         let code = local.block_on(&runtime, async move {
             let (stop_tx, stop_rx) = watch::channel(false);
@@ -518,6 +523,11 @@ impl StopSignals {
         // Later stops come through the streams (the flag is set by them too).
         if !self.boot_checked {
             self.boot_checked = true;
+            // Likewise a USR1 (log rotation) that came while the application loaded: the
+            // worker still holds the files the master had when it forked.
+            if log::take_reopen_request() {
+                crate::ops::reopen_logs(self.access_log.as_deref());
+            }
             if bourbon_server::serve::stop_signal_seen() {
                 return stopping(Stop::Graceful);
             }

@@ -5,8 +5,13 @@
 //!   guard whose drop ends the call, so the start time and the request line are in the slot
 //!   exactly while the application runs, even when it raises. Its cost is a clock read and a
 //!   copy of at most [`crate::scoreboard::LINE_MAX`] bytes; there is no allocation.
+//!   A call made on the event loop's own thread (an inline call) also stamps the heartbeat
+//!   when it starts and when it ends (one more clock read): the loop is alive at both
+//!   moments, and its silence in between is the call's, judged by the call's own age.
 //! - [`heartbeat`] is a task on the worker's event loop that stamps the slot while the loop
 //!   runs.
+//! - [`booted`] tells the master the worker serves: an exit with 3 or 4 after that is a
+//!   crash, not a failure to boot.
 //! - [`enter_worker`], right after the fork, has CPython's `faulthandler` write every
 //!   thread's Python stack to the error log on [`DUMP_SIGNAL`]. faulthandler does it inside
 //!   its C signal handler, so it works while a thread spins in pure Python holding the GIL or
@@ -15,7 +20,6 @@
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
-use std::os::fd::IntoRawFd;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -69,19 +73,22 @@ pub(crate) fn enter_worker(py: Python<'_>, slot: Slot, cfg: &Config) {
     }
 }
 
-/// A descriptor of the error log for faulthandler, which writes with write(2) from a signal
-/// handler: stderr, or the log file opened once more for appending (kept for the process's
-/// life, as faulthandler holds on to it).
+/// The descriptor faulthandler writes the stacks to (with write(2), from a signal handler):
+/// the error log's own descriptor. Its number never changes: SIGUSR1 opens the new file onto
+/// it (`log::reopen`), so after logrotate the stacks go to the new file like every other line.
 fn error_log_fd(cfg: &Config) -> i32 {
     match &cfg.error_logfile {
-        LogTarget::File(path) => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map(IntoRawFd::into_raw_fd)
-            .unwrap_or(libc::STDERR_FILENO),
+        LogTarget::File(_) => log::file_fd().unwrap_or(libc::STDERR_FILENO),
         LogTarget::Stdout => libc::STDOUT_FILENO,
         LogTarget::Stderr => libc::STDERR_FILENO,
+    }
+}
+
+/// The application is loaded and this worker is about to serve: from now on an exit with
+/// 3 or 4 is a crash to replace, not a failure to boot that stops the master.
+pub(crate) fn booted() {
+    if let Some(slot) = SLOT.get() {
+        slot.mark_booted();
     }
 }
 
@@ -95,22 +102,34 @@ extern "C" fn on_dumped(_sig: libc::c_int) {
 pub(crate) struct CallGuard {
     slot: Option<&'static Slot>,
     record: Option<usize>,
+    /// Made on the event loop's thread (inline): its end stamps the heartbeat too.
+    on_loop: bool,
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
-            slot.end(self.record);
+            if self.on_loop {
+                slot.end_on_loop(self.record, now_ns());
+            } else {
+                slot.end(self.record);
+            }
         }
     }
 }
 
 /// An application call for this request begins; it ends when the guard is dropped.
-pub(crate) fn call_started(head: &bourbon_server::request::RequestHead) -> CallGuard {
+/// `on_loop`: the call runs on the event loop's thread (an inline call), which is then
+/// known to be alive at its start and at its end.
+pub(crate) fn call_started(
+    head: &bourbon_server::request::RequestHead,
+    on_loop: bool,
+) -> CallGuard {
     let Some(slot) = SLOT.get() else {
         return CallGuard {
             slot: None,
             record: None,
+            on_loop,
         };
     };
     let record = RECORD.with(|r| {
@@ -120,16 +139,16 @@ pub(crate) fn call_started(head: &bourbon_server::request::RequestHead) -> CallG
             claimed
         })
     });
-    if let Some(i) = record {
-        slot.begin(
-            i,
-            now_ns(),
-            [head.method(), head.target(), head.version_str().as_bytes()],
-        );
+    let parts = [head.method(), head.target(), head.version_str().as_bytes()];
+    if on_loop {
+        slot.begin_on_loop(record, now_ns(), parts);
+    } else if let Some(i) = record {
+        slot.begin(i, now_ns(), parts);
     }
     CallGuard {
         slot: Some(slot),
         record,
+        on_loop,
     }
 }
 

@@ -37,6 +37,14 @@ fn secs_between(earlier: u64, now: u64) -> f64 {
 
 /// Whether the worker behind `slot` is stuck at monotonic time `now`. A worker that is
 /// finishing up (retiring) is only judged by its calls: its event loop may already be gone.
+///
+/// Two clocks, each counted from the last moment its subject was known to be alive:
+/// - an application call, from its start;
+/// - the event loop, from its last heartbeat. A call on the loop's own thread (inline)
+///   stamps the heartbeat when it starts and ends (`Slot::begin_on_loop`), so while it runs
+///   the loop's silence is exactly the call's age and the call is judged by its own clock;
+///   a heartbeat from before the call is never held against it. A call on a Python thread
+///   stamps nothing: it says nothing about the loop.
 pub(crate) fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> Option<Stuck> {
     if timeout.is_zero() {
         return None;
@@ -52,14 +60,6 @@ pub(crate) fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> 
     }
     let beat = slot.heartbeat();
     if serving && now.saturating_sub(beat) > limit {
-        // A call on the event loop's thread silences the heartbeat from a moment before the
-        // call began, so the silence passes the limit first: name the call all the same.
-        if let Some(call) = slot.oldest_call() {
-            return Some(Stuck::Call {
-                line: call.line,
-                secs: secs_between(call.started, now),
-            });
-        }
         return Some(Stuck::Silent {
             secs: secs_between(beat, now),
         });
@@ -170,7 +170,56 @@ mod tests {
             s.to_string(),
             "request \"GET /loop HTTP/1.1\" running for 3.0 s"
         );
-        slot.unmap();
+    }
+
+    /// Milliseconds on the monotonic clock, as the slot stores them (nanoseconds).
+    fn ms(n: u64) -> u64 {
+        n * 1_000_000
+    }
+
+    #[test]
+    fn an_inline_call_is_judged_by_its_own_age_not_by_an_older_heartbeat() {
+        let t = Duration::from_secs(2);
+        let slot = Slot::new(2, ms(1)).unwrap();
+        let line = [&b"GET"[..], b"/slow", b"HTTP/1.1"];
+        // The loop's last periodic beat, then an inline call 0.5 s later (the beat period
+        // at --timeout 2): the call runs 1.9 s, the loop has then been silent 2.4 s since
+        // that beat, and neither is held against the worker.
+        slot.beat(ms(1000));
+        let i = slot.claim();
+        slot.begin_on_loop(i, ms(1500), line);
+        assert!(stuck(&slot, ms(3400), t, true).is_none());
+        // The call ends; the loop is alive then, and is judged from there.
+        slot.end_on_loop(i, ms(3450));
+        assert!(stuck(&slot, ms(5400), t, true).is_none());
+        assert!(matches!(
+            stuck(&slot, ms(5500), t, true),
+            Some(Stuck::Silent { .. })
+        ));
+        // A call past the timeout is still caught, by its own clock, and named.
+        slot.begin_on_loop(i, ms(6000), line);
+        assert!(stuck(&slot, ms(8000), t, true).is_none());
+        let s = stuck(&slot, ms(8100), t, true).unwrap();
+        assert_eq!(
+            s.to_string(),
+            "request \"GET /slow HTTP/1.1\" running for 2.1 s"
+        );
+    }
+
+    #[test]
+    fn a_call_on_a_python_thread_says_nothing_about_the_loop() {
+        let t = Duration::from_secs(2);
+        let slot = Slot::new(2, ms(1)).unwrap();
+        slot.beat(ms(1000));
+        let i = slot.claim().unwrap();
+        slot.begin(i, ms(2500), [b"GET", b"/", b"HTTP/1.1"]);
+        // The call is young, but the loop has not beaten for 2.1 s: it is stuck elsewhere.
+        assert!(matches!(
+            stuck(&slot, ms(3100), t, true),
+            Some(Stuck::Silent { .. })
+        ));
+        // A retiring worker's loop may be gone: only its calls count.
+        assert!(stuck(&slot, ms(3100), t, false).is_none());
     }
 
     #[test]

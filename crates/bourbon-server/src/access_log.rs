@@ -17,7 +17,7 @@
 //! - `{var}e` reads the process environment once, when the format is compiled;
 //! - a header sent more than once is printed with its values joined by `,`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -550,8 +550,10 @@ enum Sink {
     File(File),
 }
 
+/// Append mode, so workers sharing the file never overwrite each other; created with
+/// [`crate::log::LOG_FILE_MODE`], an existing file left as it is.
 fn open_append(path: &std::path::Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    crate::log::open_log_file(path)
 }
 
 /// A compiled format plus the place its lines are written.

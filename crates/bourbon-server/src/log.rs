@@ -1,15 +1,29 @@
 //! The error log: one process-wide sink (stderr or a file) with gunicorn's line format,
 //! `[2026-11-25 12:00:00 +0000] [pid] [LEVEL] message`.
 //!
-//! This module owns where diagnostic lines go and which levels pass. It is deliberately tiny and
-//! lock-based: it is off the request hot path (nothing is logged per successful request here;
-//! the access log is a separate concern).
+//! This module owns where diagnostic lines go and which levels pass, and how bourbon opens a
+//! log file ([`open_log_file`], also used for the access log): created with mode
+//! [`LOG_FILE_MODE`] whatever the umask, an existing file left as it is. It is deliberately
+//! tiny and lock-based: it is off the request hot path (nothing is logged per successful
+//! request here; the access log is a separate concern).
+//!
+//! The error log file keeps one descriptor number for the life of the process: [`reopen`]
+//! opens the new file onto it (`dup2`), so whoever else writes to that number (faulthandler's
+//! stack dumps, registered with [`file_fd`]) follows the rotation too.
 
 use std::fmt::Arguments;
-use std::fs::OpenOptions;
-use std::io::Write;
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
+
+/// The mode of a log file bourbon creates (error log, access log): the owner writes, the
+/// group (`--group` when set) reads, others nothing. Logs hold request lines with their
+/// query strings, client addresses and tracebacks, which are not for every local user.
+pub const LOG_FILE_MODE: u32 = 0o640;
 
 /// Log levels, in gunicorn's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,32 +52,88 @@ impl Level {
     }
 }
 
+/// Where lines go.
+enum Sink {
+    Stderr,
+    File(File),
+}
+
+impl Sink {
+    fn write_all(&mut self, bytes: &[u8]) {
+        match self {
+            Sink::Stderr => {
+                let _ = io::stderr().lock().write_all(bytes);
+            }
+            // Unbuffered: one write(2) per line, nothing held back.
+            Sink::File(f) => {
+                let _ = f.write_all(bytes);
+            }
+        }
+    }
+}
+
 struct Logger {
     level: Level,
-    sink: Mutex<Box<dyn Write + Send>>,
+    sink: Mutex<Sink>,
     /// The file behind `sink`, if it is one: what [`reopen`] opens again.
     path: Option<PathBuf>,
+    /// The descriptor of that file, which [`reopen`] keeps.
+    fd: Option<RawFd>,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 /// Set the level and the destination (`-` or `None` = stderr). Only the first call counts.
-pub fn init(level: Level, file: Option<&Path>) -> std::io::Result<()> {
+pub fn init(level: Level, file: Option<&Path>) -> io::Result<()> {
     let path = file.filter(|p| p.as_os_str() != "-");
-    let sink: Box<dyn Write + Send> = match path {
-        Some(p) => Box::new(open_append(p)?),
-        None => Box::new(std::io::stderr()),
+    let (sink, fd) = match path {
+        Some(p) => {
+            let f = open_log_file(p)?;
+            let fd = f.as_raw_fd();
+            (Sink::File(f), Some(fd))
+        }
+        None => (Sink::Stderr, None),
     };
     let _ = LOGGER.set(Logger {
         level,
         sink: Mutex::new(sink),
         path: path.map(Path::to_path_buf),
+        fd,
     });
     Ok(())
 }
 
-fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    OpenOptions::new().create(true).append(true).open(path)
+/// Open a log file for appending. A file that does not exist is created with mode
+/// [`LOG_FILE_MODE`] exactly: the mode is set again after creation (`fchmod`), because the
+/// process umask (`--umask`, 0 by default as in gunicorn) is meant for the unix socket and
+/// must neither widen nor narrow a log file. An existing file is opened as it is, its mode
+/// and owner untouched: an operator (or logrotate's `create`) who chose them keeps them, and
+/// nothing here ever makes a file more permissive.
+pub fn open_log_file(path: &Path) -> io::Result<File> {
+    // A file removed between the two opens (a rotation at that very moment) is created on
+    // the next round; three rounds are plenty.
+    let mut last = io::Error::from(io::ErrorKind::NotFound);
+    for _ in 0..3 {
+        match OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(LOG_FILE_MODE)
+            .open(path)
+        {
+            Ok(f) => {
+                f.set_permissions(Permissions::from_mode(LOG_FILE_MODE))?;
+                return Ok(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        match OpenOptions::new().append(true).open(path) {
+            Ok(f) => return Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
 }
 
 /// The error log file, when the log goes to a file (not stderr).
@@ -71,16 +141,66 @@ pub fn file_path() -> Option<&'static Path> {
     logger().path.as_deref()
 }
 
+/// The descriptor of the error log file, when the log goes to a file. It stays the same
+/// across [`reopen`], which makes it fit for a writer that holds the number (faulthandler).
+pub fn file_fd() -> Option<RawFd> {
+    logger().fd
+}
+
 /// Open the error log file again (SIGUSR1, after logrotate moved it away): lines written
-/// from now on go to a file at the configured path. With stderr this does nothing. On
-/// failure the old file is kept.
-pub fn reopen() -> std::io::Result<()> {
+/// from now on go to a file at the configured path. The new file is opened onto the
+/// descriptor already in use, so every holder of that number writes to the new file. With
+/// stderr this does nothing. On failure the old file is kept.
+pub fn reopen() -> io::Result<()> {
     let l = logger();
     if let Some(path) = &l.path {
-        let file = open_append(path)?;
-        if let Ok(mut sink) = l.sink.lock() {
-            *sink = Box::new(file);
+        let file = open_log_file(path)?;
+        // The lock keeps our own lines off the descriptor while it changes; a stack dump
+        // written from a signal handler meanwhile goes whole to the old or the new file.
+        let sink = l
+            .sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Sink::File(current) = &*sink {
+            dup_onto(&file, current.as_raw_fd())?;
         }
+    }
+    Ok(())
+}
+
+/// Set by SIGUSR1 once [`watch_reopen_signal`] was called.
+static REOPEN_ASKED: AtomicBool = AtomicBool::new(false);
+
+/// Note SIGUSR1 as it arrives (alongside whatever else handles it), for a process that cannot
+/// act on it yet: a worker still loading the application, which must reopen its log files as
+/// soon as it serves ([`take_reopen_request`]) rather than write to the rotated file until
+/// the next rotation. From then on USR1 no longer ends the process by its default action.
+#[allow(unsafe_code)]
+pub fn watch_reopen_signal() -> io::Result<()> {
+    // SAFETY: the action only stores to an atomic, which is async-signal-safe; the registry
+    // chains it with the runtime's own handler for the same signal.
+    unsafe {
+        signal_hook_registry::register(libc::SIGUSR1, || {
+            REOPEN_ASKED.store(true, Ordering::Relaxed);
+        })
+    }?;
+    Ok(())
+}
+
+/// Whether SIGUSR1 arrived since [`watch_reopen_signal`] (or since the last call); clears it.
+pub fn take_reopen_request() -> bool {
+    REOPEN_ASKED.swap(false, Ordering::Relaxed)
+}
+
+/// Make descriptor `to` refer to the file `from` is open on (`dup2`), closing what `to` was.
+/// Used for the error log's own descriptor and for stderr redirected to it (`--daemon`).
+#[allow(unsafe_code)]
+pub fn dup_onto(from: &File, to: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on a descriptor `from` owns and a descriptor number the caller owns and
+    // means to replace; dup2 closes the old one atomically, and no Rust object is invalidated
+    // (the `File` owning `to`, if any, now owns a descriptor for the new file).
+    if unsafe { libc::dup2(from.as_raw_fd(), to) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -88,8 +208,9 @@ pub fn reopen() -> std::io::Result<()> {
 fn logger() -> &'static Logger {
     LOGGER.get_or_init(|| Logger {
         level: Level::Info,
-        sink: Mutex::new(Box::new(std::io::stderr())),
+        sink: Mutex::new(Sink::Stderr),
         path: None,
+        fd: None,
     })
 }
 
@@ -118,8 +239,7 @@ pub fn log(level: Level, args: Arguments<'_>) {
 pub fn write_raw(bytes: &[u8]) {
     let l = logger();
     if let Ok(mut sink) = l.sink.lock() {
-        let _ = sink.write_all(bytes);
-        let _ = sink.flush();
+        sink.write_all(bytes);
     }
 }
 
@@ -172,7 +292,40 @@ pub(crate) fn civil_from_unix(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::civil_from_unix;
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn umask(mask: libc::mode_t) -> libc::mode_t {
+        // SAFETY: umask(2) only swaps a per-process value and cannot fail.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::umask(mask)
+        }
+    }
+
+    #[test]
+    fn log_files_are_created_with_their_own_mode_and_existing_ones_keep_theirs() {
+        let dir = std::env::temp_dir().join(format!("bourbon-log-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let new = dir.join("new.log");
+        let old = dir.join("old.log");
+        let _ = std::fs::remove_file(&new);
+        std::fs::write(&old, b"kept\n").unwrap();
+        std::fs::set_permissions(&old, Permissions::from_mode(0o600)).unwrap();
+        // A umask that would narrow the mode: it is set back all the same. (umask 0, the
+        // default, cannot widen it: the file is opened with 0640, not 0666.)
+        let saved = umask(0o077);
+        let created = open_log_file(&new);
+        let existing = open_log_file(&old);
+        umask(saved);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        created.unwrap().write_all(b"line\n").unwrap();
+        existing.unwrap().write_all(b"more\n").unwrap();
+        assert_eq!(mode(&new), LOG_FILE_MODE);
+        assert_eq!(mode(&old), 0o600);
+        assert_eq!(std::fs::read(&old).unwrap(), b"kept\nmore\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn civil_dates() {

@@ -106,7 +106,7 @@ pub(crate) fn handle(
         Ok(s) => s,
         Err(e) => return fail_before_head(py, &e, &reply, &path),
     };
-    let call = crate::supervise::call_started(&job.head);
+    let call = crate::supervise::call_started(&job.head, inline);
     let called = ctx.app.bind(py).call1((environ, start_response.clone()));
     drop(call);
     let result = match called {
