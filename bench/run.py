@@ -1261,7 +1261,7 @@ def main(argv=None) -> int:
                                     f" cpu {res['cpu_us_per_req']:7.1f} us/req{err}",
                                     flush=True,
                                 )
-                        if group == "micro" and rep == 0 and extras:
+                        if group == "micro" and rep == 0 and extras and "file-1m" in wl_names:
                             r = big_file_rss(run)
                             results["file_1g"][sname] = r
                             print(f"  1 GiB file: {sname}: {r}", flush=True)
