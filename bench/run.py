@@ -4,6 +4,7 @@ Run it with the bench virtualenv's Python (``make bench`` / ``make bench-quick``
 
     bench/.venv/bin/python bench/run.py --quick
     bench/.venv/bin/python bench/run.py --bar     # only the bar's cells, 5 x 5 s (make bench-bar)
+    bench/.venv/bin/python bench/run.py --slow-readers-only --servers bourbon,granian
     bench/.venv/bin/python bench/run.py --servers bourbon,bjoern --workloads hello --repeat 5
 
 Method (see docs/performance.md): each server runs as ONE worker process pinned to CPU 0
@@ -14,10 +15,12 @@ site), checked, warmed up, measured cell by cell, then killed by process group. 
 (workload, connections, keep-alive or ``Connection: close``) run for a fixed duration.
 Per cell we keep the median over repetitions of requests/s and p50/p99 latency, the summed
 errors, the peak RSS of the server's whole process tree (sampled every 50 ms) and the server
-CPU time (user+system of the tree) per request. Every ratio compares bourbon with a peer
-measured in the same run, and each bar line also counts the repetitions that pass on their
-own, so a verdict that moves with this machine's noise shows as such. This is not a test: it
-never fails on a missed bar.
+CPU time (user+system of the tree) per request. Extras (not with --quick or --no-extras):
+the 1 GiB file_wrapper download, the slow readers (``slow_readers``: what /hello gets while
+50 clients hold a streamed 8 MiB body without reading it) and callgrind counts. Every ratio
+compares bourbon with a peer measured in the same run, and each bar line also counts the
+repetitions that pass on their own, so a verdict that moves with this machine's noise shows
+as such. This is not a test: it never fails on a missed bar.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import os
 import platform
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -335,9 +339,11 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
-def run_wrk(port: int, w: Workload, conns: int, mode: str, duration: float) -> dict:
+def run_wrk(
+    port: int, w: Workload, conns: int, mode: str, duration: float, timeout: str = "5s"
+) -> dict:
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t", "1", "-c", str(conns)]
-    cmd += ["-d", f"{duration:g}s", "--timeout", "5s", "--latency"]
+    cmd += ["-d", f"{duration:g}s", "--timeout", timeout, "--latency"]
     if w.post:
         cmd += ["-s", str(POST_LUA)]
     if mode == "close":
@@ -428,6 +434,279 @@ def big_file_rss(run: Running, timeout: float = 120) -> dict:
         "peak_rss_mib": sampler.peak / MIB,
         "growth_mib": (sampler.peak - base) / MIB,
     }
+
+
+# --------------------------------------------------------------------------- slow readers
+
+SLOW_CLIENTS = 50
+SLOW_PATH = "/stream-8m"  # bench/apps/micro.py: 128 chunks of 64 KiB from a generator
+SLOW_BODY = 8 * MIB
+SLOW_RCVBUF = 4096  # set before connect (the kernel doubles it): a window of a few KiB
+SLOW_WRK_CONNS = 16
+# wrk counts a response later than this as a timeout (an error, not a latency). It always
+# stops at its duration, answered or not; the subprocess timeout bounds it beyond that.
+SLOW_WRK_TIMEOUT = "2s"
+SLOW_PROBE_S = 2.0  # how long a new client waits for /hello during the hold
+SLOW_CONNECT_S = 10.0  # at most this long to connect them all and send their requests
+SLOW_SETTLE_S = 3.0  # at most this long for the slow responses to begin before wrk starts
+SLOW_DRAIN_S = 60.0  # at most this long to read the 50 bodies afterwards
+SLOW_HEAD_MAX = 64 * 1024
+
+
+class SlowBody:
+    """The response one slow client reads, fed as it arrives: counts the body bytes through
+    the framing (Content-Length, chunked, or up to EOF: the request says ``Connection:
+    close``) and says whether the body ended where its framing says it ends."""
+
+    def __init__(self) -> None:
+        self.head = b""
+        self.status = 0
+        self.framing = ""  # "" until the head is parsed; then "length", "chunked" or "eof"
+        self.left = 0  # bytes left of the Content-Length body, or of the current chunk
+        self.skip = 0  # bytes of the CRLF after a chunk's data still to skip
+        self.pending = b""  # an incomplete chunk-size or trailer line
+        self.trailers = False  # the last chunk has been seen
+        self.ended = False  # the framing says the body is complete
+        self.eof = False
+        self.body = 0
+        self.error = ""
+
+    @property
+    def complete(self) -> bool:
+        ended = self.eof if self.framing == "eof" else self.ended
+        return not self.error and self.status == 200 and ended and self.body == SLOW_BODY
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more to read: the framing ended, the peer closed, or the bytes are bad."""
+        return self.ended or self.eof or bool(self.error)
+
+    def feed(self, data: bytes) -> None:
+        if not self.framing:
+            self.head += data
+            if b"\r\n\r\n" not in self.head:
+                if len(self.head) > SLOW_HEAD_MAX:
+                    self.error = "head too large"
+                return
+            head, _, data = self.head.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            parts = lines[0].split()
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            fields = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                fields[name.strip().lower()] = value.strip().lower()
+            if "chunked" in fields.get("transfer-encoding", ""):
+                self.framing = "chunked"
+            elif fields.get("content-length", "").isdigit():
+                self.framing, self.left = "length", int(fields["content-length"])
+                self.ended = self.left == 0
+            else:
+                self.framing = "eof"
+        if self.framing == "chunked":
+            self._chunked(data)
+        elif self.framing == "length":
+            take = min(self.left, len(data))
+            self.body, self.left = self.body + take, self.left - take
+            self.ended = self.left == 0
+        else:
+            self.body += len(data)
+
+    def _chunked(self, data: bytes) -> None:
+        buf, i = self.pending + data, 0
+        while i < len(buf) and not self.ended:
+            if self.left:  # inside a chunk's data
+                take = min(self.left, len(buf) - i)
+                self.body, self.left, i = self.body + take, self.left - take, i + take
+                self.skip = 0 if self.left else 2
+            elif self.skip:  # the CRLF that closes a chunk's data
+                take = min(self.skip, len(buf) - i)
+                self.skip, i = self.skip - take, i + take
+            else:
+                j = buf.find(b"\r\n", i)
+                if j < 0:
+                    break
+                line, i = buf[i:j], j + 2
+                if self.trailers:
+                    self.ended = not line  # the empty line after the (absent) trailers
+                    continue
+                try:
+                    size = int(line.split(b";")[0], 16)
+                except ValueError:
+                    self.error = f"bad chunk size {line[:20]!r}"
+                    return
+                self.trailers, self.left = size == 0, size
+        self.pending = buf[i:]
+        if len(self.pending) > SLOW_HEAD_MAX:
+            self.error = "chunk-size line too long"
+
+
+def open_slow_clients(port: int, socks: list[socket.socket]) -> None:
+    """Open SLOW_CLIENTS connections (appended to ``socks``, which the caller closes), each
+    with a small receive buffer, and send each one request; nothing is read."""
+    req = f"GET {SLOW_PATH} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
+    deadline = time.monotonic() + SLOW_CONNECT_S
+    for i in range(SLOW_CLIENTS):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{i} of {SLOW_CLIENTS} slow clients connected in time")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        socks.append(sock)
+        # Before connect, so the window the client offers (and its scale) stays small.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+        sock.settimeout(left)
+        sock.connect((HOST, port))
+        sock.sendall(req)
+
+
+def wait_begun(socks: list[socket.socket], timeout: float) -> int:
+    """How many of ``socks`` became readable (the response began, or the server closed)
+    within ``timeout`` seconds; nothing is read."""
+    begun = 0
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        for sock in socks:
+            sel.register(sock, selectors.EVENT_READ)
+        while begun < len(socks) and (left := deadline - time.monotonic()) > 0:
+            for key, _ in sel.select(left):
+                sel.unregister(key.fileobj)
+                begun += 1
+    return begun
+
+
+def drain(socks: list[socket.socket], timeout: float) -> list[SlowBody]:
+    """Read every response on ``socks`` to its end, all at once, for at most ``timeout`` s;
+    each socket is closed as soon as its response is over."""
+    bodies = [SlowBody() for _ in socks]
+    buf = bytearray(1 << 20)
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        for sock, body in zip(socks, bodies, strict=True):
+            # Now a fast reader: a larger buffer (the window stays within the scale the
+            # small buffer fixed at connect, 64 KiB at most).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setblocking(False)
+            sel.register(sock, selectors.EVENT_READ, body)
+        while sel.get_map() and (left := deadline - time.monotonic()) > 0:
+            for key, _ in sel.select(min(left, 1.0)):
+                body = key.data
+                try:
+                    n = key.fileobj.recv_into(buf)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    body.error, n = repr(exc), 0
+                if n:
+                    body.feed(bytes(buf[:n]))
+                else:
+                    body.eof = True
+                if body.finished:
+                    sel.unregister(key.fileobj)
+                    # Close at once, as a client of a `Connection: close` response does:
+                    # gunicorn, for one, lingers up to 2 s for the client's FIN before it
+                    # takes the next connection.
+                    key.fileobj.close()
+    return bodies
+
+
+def probe_ms(port: int, timeout: float) -> float | None:
+    """Milliseconds a new connection waits for /hello, or None: no 200 within ``timeout``.
+
+    wrk cannot say this when nothing is answered: it reports 0 requests and, with
+    connections that are never answered, no timeouts either (it counts a timeout only for
+    responses that do arrive late)."""
+    t0 = time.monotonic()
+    try:
+        status, _ = request(port, "/hello", timeout=timeout)
+    except (OSError, http.client.HTTPException):
+        return None
+    ms = (time.monotonic() - t0) * 1000
+    return ms if status == 200 and ms <= timeout * 1000 else None
+
+
+def slow_readers(server: Server, env: dict, log_dir: Path, duration: float) -> dict:
+    """What other clients get while SLOW_CLIENTS clients read a streamed 8 MiB body slowly.
+
+    A fresh server (so its RSS is not that of earlier cells) is checked with one fast
+    download of /stream-8m, then wrk measures /hello at c=16 alone; then the slow clients
+    connect, each sends one request and reads nothing, and once their responses have begun
+    (at most SLOW_SETTLE_S s) wrk measures /hello again while they hold on, and one new
+    client asks for /hello once more (``probe_ms``); then all of them read their bodies to
+    the end (bounded by SLOW_DRAIN_S s). RSS of the tree is sampled from
+    before the slow clients connect until they are done. Every socket is closed and the
+    server stopped by process group, whatever happens.
+    """
+    hello = WORKLOADS["hello"]
+    run = Running(server, "micro", log_dir, env)
+    socks: list[socket.socket] = []
+    try:
+        run.wait_ready(60)
+        status, got = request(run.port, SLOW_PATH, timeout=30)
+        if status != 200 or len(got) != SLOW_BODY:
+            return {"error": f"fast client got status {status}, {len(got)} bytes"}
+        run_wrk(run.port, hello, SLOW_WRK_CONNS, "ka", 1)  # warm-up
+        alone = run_wrk(run.port, hello, SLOW_WRK_CONNS, "ka", duration, SLOW_WRK_TIMEOUT)
+        base = tree_rss(run.proc)
+        with RssSampler(run.proc) as sampler:
+            t0 = time.monotonic()
+            open_slow_clients(run.port, socks)
+            begun = wait_begun(socks, SLOW_SETTLE_S)
+            settle_s = time.monotonic() - t0
+            held = run_wrk(run.port, hello, SLOW_WRK_CONNS, "ka", duration, SLOW_WRK_TIMEOUT)
+            probe = probe_ms(run.port, SLOW_PROBE_S)
+            hold_peak = sampler.peak
+            t1 = time.monotonic()
+            bodies = drain(socks, SLOW_DRAIN_S)
+            drain_s = time.monotonic() - t1
+        complete = sum(b.complete for b in bodies)
+        incomplete = [b for b in bodies if not b.complete]
+        for res in (alone, held):
+            if not res["requests"]:  # wrk prints 0.00us percentiles when nothing completed
+                res["p50_ms"] = res["p99_ms"] = float("nan")
+        return {
+            "clients": SLOW_CLIENTS,
+            "begun": begun,
+            "settle_s": round(settle_s, 2),
+            "alone": alone,
+            "held": held,
+            "probe_ms": probe,
+            "base_rss_mib": base / MIB,
+            "hold_peak_rss_mib": hold_peak / MIB,
+            "peak_rss_mib": sampler.peak / MIB,
+            "complete": complete,
+            "drain_s": round(drain_s, 2),
+            "incomplete": {
+                "no body bytes": sum(b.body == 0 for b in incomplete),
+                "partial": sum(0 < b.body < SLOW_BODY for b in incomplete),
+                "errors": sorted({b.error for b in incomplete if b.error})[:3],
+                "framing": sorted({b.framing or "no head" for b in incomplete}),
+            }
+            if incomplete
+            else {},
+        }
+    except Exception as exc:  # noqa: BLE001 - a peer failing is a result
+        return {"error": f"{exc!r}; log: {run.log_tail(3)}"}
+    finally:
+        for sock in socks:
+            sock.close()
+        run.stop()
+
+
+def slow_summary(r: dict) -> str:
+    """One line for the console."""
+    if "error" in r:
+        return f"error: {r['error']}"
+    a, h = r["alone"], r["held"]
+    return (
+        f"hello alone {a['rps']:,.0f} req/s; with {r['clients']} slow readers"
+        f" {h['rps']:,.0f} req/s p99 {h['p99_ms']:.2f} ms errors {h['errors']}"
+        f" {h.get('error_detail') or ''}; new client /hello {r['probe_ms']} ms;"
+        f" begun {r['begun']}/{r['clients']} in"
+        f" {r['settle_s']} s; RSS {r['base_rss_mib']:.1f} -> {r['peak_rss_mib']:.1f} MiB"
+        f" (hold {r['hold_peak_rss_mib']:.1f}); bodies complete {r['complete']}/{r['clients']}"
+        f" in {r['drain_s']} s {r['incomplete'] or ''}"
+    )
 
 
 def make_files(tmp: Path, big: bool) -> None:
@@ -703,26 +982,35 @@ def environment() -> dict:
 def render_markdown(results: dict) -> str:
     env = results["environment"]
     cfg = results["config"]
+    if cfg["mode"] == "slow-readers":
+        what = f"slow readers only: {cfg['slow_duration']:g} s wrk runs"
+    else:
+        what = (
+            f"{cfg['mode']}: {cfg['duration']:g} s cells, {cfg['repeat']} repetition(s),"
+            f" {cfg['warmup']:g} s warm-up per workload"
+        )
     lines = [
-        f"Run {results['started']} ({cfg['mode']}: {cfg['duration']:g} s cells, "
-        f"{cfg['repeat']} repetition(s), {cfg['warmup']:g} s warm-up per workload; "
-        f"{results['elapsed_s'] / 60:.1f} min in all). bourbon {env['bourbon_commit']}, "
-        f"CPython {env['python']}, Linux {env['kernel']}, {env['cpu']} ({env['cpus']} CPUs).",
+        f"Run {results['started']} ({what}; {results['elapsed_s'] / 60:.1f} min in all)."
+        f" bourbon {env['bourbon_commit']}, CPython {env['python']}, Linux {env['kernel']},"
+        f" {env['cpu']} ({env['cpus']} CPUs).",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(env["versions"].items())) + ".",
         "",
         "Server configurations: "
         + "; ".join(f"{s} `{SERVERS[s].note}`" for s in cfg["servers"])
         + ".",
-        "",
-        "### Bar",
-        "",
-        "| bar | verdict | detail | repetitions passing |",
-        "| --- | --- | --- | --- |",
     ]
-    lines += [f"| {b} | {v} | {d} | {n} |" for b, v, d, n in results["bars"]]
-    lines += ["", "### Per cell (medians over repetitions)", ""]
-    lines += table(results, cfg["servers"])
+    if any(cell["servers"] for cell in results["cells"].values()):
+        lines += [
+            "",
+            "### Bar",
+            "",
+            "| bar | verdict | detail | repetitions passing |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [f"| {b} | {v} | {d} | {n} |" for b, v, d, n in results["bars"]]
+        lines += ["", "### Per cell (medians over repetitions)", ""]
+        lines += table(results, cfg["servers"])
     for key, title in (
         ("idle_rss_mib", "Idle RSS of the worker (MiB, the largest process, after one request)"),
         ("idle_tree_rss_mib", "Idle RSS of the whole process tree (MiB, masters included)"),
@@ -749,6 +1037,7 @@ def render_markdown(results: dict) -> str:
                 )
             else:
                 lines.append(f"| {s} | error: {r.get('error')} | | | | |")
+    lines += slow_readers_table(results)
     fw = results.get("file_wrapper", {})
     if fw:
         lines += ["", "wsgi.file_wrapper offered: "]
@@ -766,6 +1055,49 @@ def render_markdown(results: dict) -> str:
         lines += ["", "### Problems seen during the run", ""]
         lines += [f"- {p}" for p in probs]
     return "\n".join(lines) + "\n"
+
+
+def slow_readers_table(results: dict) -> list[str]:
+    slow = results.get("slow_readers", {})
+    if not slow:
+        return []
+    n = SLOW_CLIENTS
+    lines = [
+        "",
+        f"### {n} slow readers of an 8 MiB stream; /hello at c={SLOW_WRK_CONNS} meanwhile",
+        "",
+        f"wrk `-c {SLOW_WRK_CONNS} --timeout {SLOW_WRK_TIMEOUT}` on /hello, first alone, then"
+        f" while {n} clients that read nothing hold `GET {SLOW_PATH}` (a generator of 64 KiB"
+        " chunks, no Content-Length); then those clients read their bodies to the end.",
+        "",
+        "| server | req/s alone | req/s with slow readers | bourbon ÷ this | p99 ms | wrk errors"
+        " | new client's /hello | slow responses begun | RSS MiB before → peak"
+        " | slow bodies complete |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    mine = slow.get("bourbon", {}).get("held", {}).get("rps")
+    for s, r in slow.items():
+        name = f"**{s}**" if s == "bourbon" else s
+        if "error" in r:
+            lines.append(f"| {name} | error: {r['error'][:120]} | | | | | | | | |")
+            continue
+        held = r["held"]
+        ratio = "—"
+        if s != "bourbon" and mine is not None:
+            ratio = f"{mine / held['rps']:.2f}×" if held["rps"] else "peer served 0"
+        errors = str(held["errors"])
+        if held.get("error_detail"):
+            errors += " (" + ", ".join(f"{k} {v}" for k, v in held["error_detail"].items()) + ")"
+        p99 = fmt(held["p99_ms"], 2) if held["requests"] else "none answered"
+        probe = r["probe_ms"]
+        probe = f"{probe:.1f} ms" if probe is not None else f"none in {SLOW_PROBE_S:g} s"
+        lines.append(
+            f"| {name} | {fmt(r['alone']['rps'])} | {fmt(held['rps'])} | {ratio}"
+            f" | {p99} | {errors} | {probe} | {r['begun']} of {r['clients']}"
+            f" | {r['base_rss_mib']:.1f} → {r['peak_rss_mib']:.1f}"
+            f" | {r['complete']} of {r['clients']} |"
+        )
+    return lines
 
 
 def update_doc(markdown: str, mode: str) -> None:
@@ -792,17 +1124,24 @@ def main(argv=None) -> int:
     ap.add_argument("--matrix", choices=["standard", "all"], default="standard",
                     help="all: Connection: close at every concurrency")  # fmt: skip
     ap.add_argument("--no-extras", action="store_true",
-                    help="skip the 1 GiB file_wrapper download and callgrind counts")  # fmt: skip
+                    help="skip the 1 GiB file_wrapper download, the slow readers and the"
+                    " callgrind counts")  # fmt: skip
     ap.add_argument("--icount-requests", type=int, default=2000)
     ap.add_argument("--icount-servers", default="bourbon,bjoern")
     ap.add_argument("--icount-only", action="store_true",
                     help="only the callgrind counts (hello, dj-plain), ~2 min")  # fmt: skip
+    ap.add_argument("--slow-readers-only", action="store_true",
+                    help=f"only the slow readers ({SLOW_CLIENTS} clients holding an 8 MiB"
+                    " stream while wrk measures /hello), ~20 s per server")  # fmt: skip
     ap.add_argument("--update-docs", action="store_true", help="rewrite docs/performance.md")
     args = ap.parse_args(argv)
 
-    quick, bar = args.quick, args.bar
+    quick, bar, slow_only = args.quick, args.bar, args.slow_readers_only
     if quick and bar:
         ap.error("--quick and --bar are different runs: pick one")
+    if slow_only and (quick or bar or args.icount_only or args.no_extras):
+        ap.error("--slow-readers-only is a run of its own: drop --quick/--bar/--icount-only/"
+                 "--no-extras")  # fmt: skip
     default_servers = QUICK_SERVERS if quick else BAR_SERVERS if bar else [*SERVERS]
     servers = args.servers.split(",") if args.servers else default_servers
     default_wl = QUICK_WORKLOADS if quick else BAR_WORKLOADS if bar else [*WORKLOADS]
@@ -817,6 +1156,9 @@ def main(argv=None) -> int:
     repeat = args.repeat or (1 if quick else 5 if bar else 3)
     warmup = args.warmup if args.warmup is not None else 1.0
     extras = not (quick or args.no_extras)
+    # The slow-reader cell's wrk runs: --duration when given, else 5 s; the hold (settle +
+    # wrk) stays well under the servers' 30 s write/worker timeouts.
+    slow_duration = args.duration or 5.0
     workloads = [WORKLOADS[w] for w in wl_names]
     groups = [g for g in ("micro", "django") if any(w.group == g for w in workloads)]
 
@@ -841,12 +1183,13 @@ def main(argv=None) -> int:
     results: dict = {
         "started": started,
         "config": {
-            "mode": "quick" if quick else "bar" if bar else "full",
+            "mode": "quick" if quick else "bar" if bar else "slow-readers" if slow_only else "full",
             "servers": servers,
             "workloads": wl_names,
             "duration": duration,
             "repeat": repeat,
             "warmup": warmup,
+            "slow_duration": slow_duration,
             "matrix": args.matrix,
             "server_cpu": SERVER_CPU,
             "client_cpu": CLIENT_CPU,
@@ -856,23 +1199,24 @@ def main(argv=None) -> int:
         "idle_rss_mib": {},
         "file_1g": {},
         "file_wrapper": {},
+        "slow_readers": {},
         "problems": [],
     }
     raw_idle: dict = {}
     idle_by_rep: dict = {}  # group -> server -> {rep: MiB}, to compare within a repetition
     raw_idle_tree: dict = {}
     plan = {w.name: cells_for(w, args.matrix, quick, bar) for w in workloads}
+    if args.icount_only or slow_only:
+        repeat, extras = 0, True
     n_cells = sum(len(c) for c in plan.values()) * len(servers) * repeat
     print(
         f"bourbon bench: {len(servers)} servers x {len(workloads)} workloads, {n_cells} cells of"
         f" {duration:g} s ({repeat} rep); logs in {log_dir.relative_to(REPO)}",
         flush=True,
     )
-    if args.icount_only:
-        repeat, extras = 0, True
     try:
-        make_files(tmp, big=extras and "file-1m" in wl_names and not args.icount_only)
-        if "django" in groups:
+        make_files(tmp, big=extras and "file-1m" in wl_names and repeat > 0)
+        if "django" in groups and not slow_only:
             prepare_django(env)
         done = 0
         for rep in range(repeat):
@@ -917,7 +1261,7 @@ def main(argv=None) -> int:
                                     f" cpu {res['cpu_us_per_req']:7.1f} us/req{err}",
                                     flush=True,
                                 )
-                        if group == "micro" and rep == 0 and extras:
+                        if group == "micro" and rep == 0 and extras and "file-1m" in wl_names:
                             r = big_file_rss(run)
                             results["file_1g"][sname] = r
                             print(f"  1 GiB file: {sname}: {r}", flush=True)
@@ -927,7 +1271,14 @@ def main(argv=None) -> int:
                         print(f"  ! {msg}", flush=True)
                     finally:
                         run.stop()
-        if extras:
+        if slow_only or (extras and "micro" in groups and not args.icount_only):
+            for sname in servers:
+                r = slow_readers(SERVERS[sname], env, log_dir, slow_duration)
+                results["slow_readers"][sname] = r
+                if "error" in r:
+                    results["problems"].append(f"{sname} slow readers: {r['error']}")
+                print(f"  slow readers: {sname}: {slow_summary(r)}", flush=True)
+        if extras and not slow_only:
             results["icount"] = {}
             for sname in args.icount_servers.split(","):
                 if sname not in servers:
@@ -966,7 +1317,9 @@ def main(argv=None) -> int:
             }
     results["bars"] = bars(results)
 
-    suffix = {"quick": "-quick", "bar": "-bar"}.get(results["config"]["mode"], "")
+    suffix = {"quick": "-quick", "bar": "-bar", "slow-readers": "-slow"}.get(
+        results["config"]["mode"], ""
+    )
     out = RESULTS / f"{stamp}{suffix}.json"
     out.write_text(json.dumps(results, indent=1, default=str))
     markdown = render_markdown(results)
@@ -974,7 +1327,9 @@ def main(argv=None) -> int:
     print()
     print(markdown)
     print(f"results: {out.relative_to(REPO)} (+ .md)")
-    if args.update_docs and not quick:
+    if args.update_docs and (slow_only or args.icount_only):
+        print("not updating the docs: a partial run does not replace the full results")
+    elif args.update_docs and not quick:
         update_doc(markdown, "bar" if bar else "full")
         print(f"updated {DOC.relative_to(REPO)}")
     return 0

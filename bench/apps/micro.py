@@ -15,6 +15,8 @@ BODY_10K = b"x" * (10 * 1024)
 BODY_1M = b"x" * (1024 * 1024)
 STREAM_CHUNK = b"y" * 100
 STREAM_CHUNKS = 100
+BIG_STREAM_CHUNK = b"z" * (64 * 1024)
+BIG_STREAM_CHUNKS = 128  # 8 MiB
 FILE_DIR = os.environ.get("BENCH_FILE_DIR", "")
 READ_SIZE = 64 * 1024
 
@@ -57,6 +59,17 @@ def stream_100(environ, start_response):
     def chunks():
         for _ in range(STREAM_CHUNKS):
             yield STREAM_CHUNK
+
+    return chunks()
+
+
+def stream_8m(environ, start_response):
+    """8 MiB in 64 KiB chunks from a generator, no Content-Length: the slow-readers extra."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+    def chunks():
+        for _ in range(BIG_STREAM_CHUNKS):
+            yield BIG_STREAM_CHUNK
 
     return chunks()
 
@@ -117,6 +130,7 @@ ROUTES = {
     "/1m": body_1m,
     "/post": post_read,
     "/stream": stream_100,
+    "/stream-8m": stream_8m,
     "/file-1m": file_1m,
     "/file-1g": file_1g,
     "/probe": probe,
