@@ -62,7 +62,7 @@ fn suggestion(spec: &AppSpec) -> String {
         let module = parent.map_or_else(|| "wsgi".to_owned(), |p| format!("{p}.wsgi"));
         format!("e.g. `bourbon {module}:application` (Django's wsgi.py beside asgi.py)")
     } else {
-        "e.g. `bourbon mysite.wsgi:application` for Django, or a Flask app's `app`".to_owned()
+        "e.g. `bourbon mysite.wsgi:application` (Django) or `bourbon app:app` (Flask)".to_owned()
     }
 }
 
