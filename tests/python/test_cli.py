@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import rawhttp
-from conftest import APPS, ROOT, base_env, bourbon_exe, run_bourbon
+from conftest import APPS, EXAMPLE, ROOT, base_env, bourbon_exe, run_bourbon
 
 SOCK_TIMEOUT = 10.0
 
@@ -598,6 +598,131 @@ def test_app_import_failure(spec, expected, traceback_file):
     # As gunicorn: the master announces the sockets, the worker fails to load the app, and
     # the master stops with the worker's code rather than restarting it.
     assert "failed to boot (exit code 4)" in out
+
+
+# --------------------------------------------------------------------------------------------
+# 7b. an ASGI application is named as such
+
+ASGI_MODULES = {
+    # ASGI 3: a coroutine function (scope, receive, send)
+    "function": ("async def app(scope, receive, send):\n    pass\n", "app"),
+    # ASGI 3: an object whose __call__ is a coroutine function (Starlette, Django's handler)
+    "instance": (
+        "class App:\n"
+        "    async def __call__(self, scope, receive, send):\n"
+        "        pass\n\n\n"
+        "app = App()\n",
+        "app",
+    ),
+    # ... made by a factory, as FastAPI projects often do
+    "factory": (
+        "class App:\n"
+        "    async def __call__(self, scope, receive, send):\n"
+        "        pass\n\n\n"
+        "def create_app():\n"
+        "    return App()\n",
+        "create_app()",
+    ),
+    # ASGI 2: a class called with the scope, whose instances are awaited with (receive, send)
+    "asgi2-class": (
+        "class app:\n"
+        "    def __init__(self, scope):\n"
+        "        self.scope = scope\n\n"
+        "    async def __call__(self, receive, send):\n"
+        "        pass\n",
+        "app",
+    ),
+}
+
+
+def asgi_lines(out: str) -> list[str]:
+    return [ln for ln in out.splitlines() if "ASGI application" in ln]
+
+
+def assert_one_asgi_line(proc: subprocess.CompletedProcess, spec: str) -> str:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, (proc.returncode, out)
+    lines = asgi_lines(out)
+    assert len(lines) == 1, f"expected one line naming the ASGI application:\n{out}"
+    assert f"{spec} is an ASGI application" in lines[0], lines[0]
+    assert "WSGI" in lines[0], lines[0]
+    assert "Traceback" not in out, out
+    assert "configuration and application OK" not in out, out
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", list(ASGI_MODULES))
+@pytest.mark.parametrize("mode", ["workers", "check-config", "preload"])
+def test_asgi_app_is_named_and_refused(tmp_path, kind, mode):
+    source, attr = ASGI_MODULES[kind]
+    (tmp_path / "asgi_probe.py").write_text(source)
+    spec = f"asgi_probe:{attr}"
+    extra = {
+        "workers": ["-w", "3"],
+        "check-config": ["--check-config"],
+        "preload": ["--preload", "-w", "3"],
+    }[mode]
+    proc = run_bourbon(
+        spec, "--chdir", str(tmp_path), "-b", "127.0.0.1:0", *extra, cwd=tmp_path, timeout=60
+    )
+    assert_one_asgi_line(proc, spec)
+    if mode == "preload":
+        # The master found it before forking anything.
+        assert "Booting worker" not in proc.stdout + proc.stderr
+
+
+def test_django_asgi_module_is_named_with_its_wsgi_sibling():
+    # Four workers import it and each finds an ASGI application; the line is written once.
+    spec = "mysite.asgi:application"
+    proc = run_bourbon(spec, "-b", "127.0.0.1:0", "-w", "4", cwd=EXAMPLE, timeout=120)
+    line = assert_one_asgi_line(proc, spec)
+    assert "mysite.wsgi:application" in line, line
+    assert (proc.stdout + proc.stderr).count("Booting worker") == 4
+
+
+WSGI_MODULES = {
+    # a callable object with an ordinary __call__ (Flask, Django's WSGIHandler)
+    "instance": (
+        "class App:\n"
+        "    def __call__(self, environ, start_response):\n"
+        "        start_response('200 OK', [('Content-Length', '2')])\n"
+        "        return [b'ok']\n\n\n"
+        "app = App()\n"
+    ),
+    # a generator function: its call returns an iterable (PEP 3333 allows it)
+    "generator": (
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Length', '2')])\n"
+        "    yield b'ok'\n"
+    ),
+    # a class whose instances are the response iterables (PEP 3333's class example)
+    "class": (
+        "class app:\n"
+        "    def __init__(self, environ, start_response):\n"
+        "        start_response('200 OK', [('Content-Length', '2')])\n\n"
+        "    def __iter__(self):\n"
+        "        yield b'ok'\n"
+    ),
+    # an object that also has coroutine methods, but not as __call__
+    "async-helpers": (
+        "class App:\n"
+        "    async def lifespan(self):\n"
+        "        pass\n\n"
+        "    def __call__(self, environ, start_response):\n"
+        "        start_response('200 OK', [('Content-Length', '2')])\n"
+        "        return [b'ok']\n\n\n"
+        "app = App()\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(WSGI_MODULES))
+def test_wsgi_apps_are_not_taken_for_asgi(start_server, tmp_path, kind):
+    (tmp_path / "wsgi_probe.py").write_text(WSGI_MODULES[kind])
+    srv = start_server("wsgi_probe:app", "--chdir", str(tmp_path), cwd=tmp_path)
+    resp = http_get(srv.connect())
+    assert (resp.status, resp.body) == (200, b"ok")
+    assert not asgi_lines(srv.log), srv.log
 
 
 # --------------------------------------------------------------------------------------------

@@ -600,6 +600,13 @@ BAD_REQUESTS = {
     "http-2-version": (_head("GET / HTTP/2.0", "Host: a"), 505),
     "lower-case-method": (_head("get / HTTP/1.1", "Host: a"), 400),
     "duplicate-host": (_head("GET / HTTP/1.1", "Host: a", "Host: b"), 400),
+    # RFC 9112 §3.2: HTTP/1.1 without Host, or with an invalid Host, is a 400
+    "missing-host": (_head("GET / HTTP/1.1", "X-Host: a"), 400),
+    "missing-host-absolute-form": (_head("GET http://a/ HTTP/1.1"), 400),
+    "host-with-path": (_head("GET / HTTP/1.1", "Host: a/b"), 400),
+    "host-with-userinfo": (_head("GET / HTTP/1.1", "Host: user@a"), 400),
+    "host-with-space": (_head("GET / HTTP/1.1", "Host: a b"), 400),
+    "host-bad-port": (_head("GET / HTTP/1.1", "Host: a:8x"), 400),
     "space-before-colon": (_head("GET / HTTP/1.1", "Host: a", "X-Sp : v"), 400),
     # RFC 9112 §6.3: chunked not final -> 400; a coding we do not decode -> 501
     "te-not-chunked": (_head("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: gzip") + b"x", 400),
@@ -627,6 +634,47 @@ def test_bad_request_rejected_and_connection_closed(start_server, name):
         assert r.at_eof(TIMEOUT), f"more bytes after the rejection: {r.buf[:200]!r}"
     assert app_calls(srv) == before, "the app was called for a bad request"
     assert "/good-after-bad" not in srv.log
+
+
+def test_host_rules(start_server):
+    """RFC 9112 §3.2: HTTP/1.1 needs exactly one valid Host; HTTP/1.0 may omit it."""
+    srv = start_server(APP)
+    with closing(srv.connect(timeout=TIMEOUT)) as s:
+        s.sendall(_head("GET /no-host HTTP/1.1"))
+        resp = Reader(s).response()
+        assert resp.status == 400
+        assert resp.body == b"Bad Request: missing Host\n"
+    with closing(srv.connect(timeout=TIMEOUT)) as s:
+        s.sendall(_head("GET / HTTP/1.1", "Host: a b"))
+        assert Reader(s).response().body == b"Bad Request: invalid Host\n"
+    for head in (
+        _head("GET /old HTTP/1.0"),
+        _head("GET /empty-host HTTP/1.1", "Host:", "Connection: close"),
+        _head("GET /v6 HTTP/1.1", "Host: [::1]:8000", "Connection: close"),
+        _head("GET /name HTTP/1.1", "host: Example.COM.:80", "Connection: close"),
+    ):
+        with closing(srv.connect(timeout=TIMEOUT)) as s:
+            s.sendall(head)
+            assert echo_json(Reader(s).response())["method"] == "GET", head
+
+
+def test_asterisk_form_and_connect(start_server):
+    """OPTIONS * reaches the app as PATH_INFO "*" (RFC 9112 §3.2.4); CONNECT asks for a
+    tunnel, which is refused with 501 without calling the app (RFC 9110 §9.3.6)."""
+    srv = start_server(APP)
+    with closing(srv.connect(timeout=TIMEOUT)) as s:
+        s.sendall(_head("OPTIONS * HTTP/1.1", "Host: a", "Connection: close"))
+        data = echo_json(Reader(s).response())
+    assert (data["method"], data["raw_uri"], data["path_info"]) == ("OPTIONS", "*", "*")
+    assert data["query_string"] == ""
+    before = app_calls(srv)
+    with closing(srv.connect(timeout=TIMEOUT)) as s:
+        s.sendall(_head("CONNECT example.com:443 HTTP/1.1", "Host: example.com:443"))
+        r = Reader(s)
+        resp = r.response()
+        assert (resp.status, resp.body) == (501, b"Not Implemented: CONNECT is not supported\n")
+        assert r.at_eof(TIMEOUT)
+    assert app_calls(srv) == before
 
 
 def test_limits_boundaries_are_accepted(start_server):

@@ -125,6 +125,9 @@ struct Master<'a> {
     /// With `--reload`, a worker could not import the application: no worker is forked
     /// until the next change (instead of stopping the server, or forking in a loop).
     broken: bool,
+    /// A worker found an ASGI application and the line saying so was written: the other
+    /// workers that find it too add nothing.
+    asgi_reported: bool,
 }
 
 /// Run the master until it is stopped; returns the exit code (in a forked worker: the
@@ -182,6 +185,7 @@ pub(crate) fn run(
         app,
         reloader,
         broken: false,
+        asgi_reported: false,
     };
     master.run(py)
 }
@@ -412,7 +416,29 @@ impl Master<'_> {
             if libc::WIFEXITED(status) {
                 let code = libc::WEXITSTATUS(status);
                 let boot_failure = !booted && (code == EXIT_APP_LOAD || code == EXIT_BOOT);
-                if boot_failure && code == EXIT_APP_LOAD && self.cfg.reload && !self.stopping {
+                if !booted && code == crate::appkind::EXIT_WORKER_ASGI {
+                    // An ASGI application: the worker wrote nothing, the line is written here,
+                    // once for all the workers that find it, and it says everything. (After
+                    // boot the code means nothing special: a crash like any other, below.)
+                    let first = !self.asgi_reported;
+                    if first {
+                        if let Some(spec) = &self.cfg.app {
+                            crate::appkind::report(spec);
+                        }
+                        self.asgi_reported = true;
+                    }
+                    if self.cfg.reload && !self.stopping {
+                        if first {
+                            log::error(format_args!(
+                                "waiting for a file change to try again (--reload)"
+                            ));
+                        }
+                        self.broken = true;
+                    } else if !self.stopping {
+                        halt = Some(EXIT_APP_LOAD);
+                    }
+                } else if boot_failure && code == EXIT_APP_LOAD && self.cfg.reload && !self.stopping
+                {
                     // Development: a typo must not stop the server; the fix reloads.
                     log::error(format_args!(
                         "Worker (pid:{pid}) cannot load the application; \
@@ -572,6 +598,7 @@ impl Master<'_> {
             ));
         }
         self.broken = false;
+        self.asgi_reported = false;
         let old: Vec<libc::pid_t> = self
             .children
             .iter()

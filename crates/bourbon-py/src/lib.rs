@@ -2,12 +2,14 @@
 //!
 //! This file only registers the module's functions and classes; the WSGI adapter lives in
 //! [`wsgi`], starting a server from the command line in [`run`] (`startup.rs`), the master
-//! in `arbiter.rs`, and worker supervision in `scoreboard.rs` (memory shared with each
+//! in `arbiter.rs` (an ASGI application is recognised and refused in `appkind.rs`), and
+//! worker supervision in `scoreboard.rs` (memory shared with each
 //! worker), `supervise.rs` (the worker's side) and `watchdog.rs` (the master's judgement);
 //! operations plumbing (privileges, daemon, process titles, sd_notify, binary upgrade) in
 //! `ops.rs` and the modules it calls; `--preload` in `preload.rs`, `--reload` in
 //! `reloader.rs`.
 
+mod appkind;
 mod arbiter;
 mod daemon;
 mod notify;

@@ -114,18 +114,47 @@ fn prepare_python(py: Python<'_>, cfg: &Config) -> Result<(), i32> {
     })
 }
 
-/// Import the application; on failure print the traceback and a one-line summary.
+/// Why an application could not be loaded.
+pub(crate) enum LoadError {
+    /// Already reported (traceback and summary, or a usage error); exit with this code.
+    Reported(i32),
+    /// It is an ASGI application; not reported yet (see `appkind`).
+    Asgi,
+}
+
+/// Import the application; on failure print the traceback and a one-line summary, and for an
+/// ASGI application the line that says so.
 pub(crate) fn load_app<'py>(py: Python<'py>, cfg: &Config) -> Result<Bound<'py, PyAny>, i32> {
+    load_wsgi_app(py, cfg).map_err(|e| match e {
+        LoadError::Reported(code) => code,
+        LoadError::Asgi => {
+            if let Some(spec) = &cfg.app {
+                crate::appkind::report(spec);
+            }
+            EXIT_APP_LOAD
+        }
+    })
+}
+
+/// [`load_app`], leaving an ASGI application to the caller to report.
+pub(crate) fn load_wsgi_app<'py>(
+    py: Python<'py>,
+    cfg: &Config,
+) -> Result<Bound<'py, PyAny>, LoadError> {
     let Some(spec) = cfg.app.as_ref() else {
         eprintln!("error: no application given: pass APP as module:callable, e.g. bourbon mysite.wsgi:application");
-        return Err(2);
+        return Err(LoadError::Reported(2));
     };
-    import_app(py, spec).map_err(|e| {
+    let app = import_app(py, spec).map_err(|e| {
         log_exception(py, &e, &format!("Cannot load application {spec}"));
         let summary = e.to_string();
         eprintln!("error: cannot load application {spec}: {summary}");
-        EXIT_APP_LOAD
-    })
+        LoadError::Reported(EXIT_APP_LOAD)
+    })?;
+    if crate::appkind::is_asgi(py, &app) {
+        return Err(LoadError::Asgi);
+    }
+    Ok(app)
 }
 
 fn import_app<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, PyAny>> {
@@ -204,12 +233,14 @@ pub(crate) fn serve_here(
     }
     // A worker that fails before serving exits with 3 (boot) or 4 (app), which stops the
     // master instead of making it respawn in a loop (once it serves, see `booted`, the same
-    // codes are a crash and the worker is replaced).
+    // codes are a crash and the worker is replaced); an ASGI application is left to the
+    // master to report, once for all the workers.
     let app = match preloaded {
         Some(app) => app.bind(py).clone(),
-        None => match load_app(py, cfg) {
+        None => match load_wsgi_app(py, cfg) {
             Ok(a) => a,
-            Err(code) => return code,
+            Err(LoadError::Reported(code)) => return code,
+            Err(LoadError::Asgi) => return crate::appkind::EXIT_WORKER_ASGI,
         },
     };
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);

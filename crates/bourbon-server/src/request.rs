@@ -56,6 +56,13 @@ impl RequestHead {
         }
     }
 
+    /// The host (and port) the request is for: the authority of an absolute-form target,
+    /// which wins over `Host` (RFC 9112 §3.2.2), else the `Host` value. `None` only for an
+    /// HTTP/1.0 request without either (the guard refuses HTTP/1.1 without Host).
+    pub fn host(&self) -> Option<&[u8]> {
+        self.info.host.map(|span| self.slice(span))
+    }
+
     /// True for HTTP/1.0, false for HTTP/1.1.
     pub fn http10(&self) -> bool {
         self.info.http10

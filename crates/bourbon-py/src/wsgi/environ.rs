@@ -4,6 +4,18 @@
 //! request) and the per-request keys: CGI variables from the request line, the Host header and
 //! the socket; `HTTP_*` from the headers with repeats joined; `wsgi.input`. Keys are interned
 //! Python strings. Nothing from `os.environ` is ever copied in.
+//!
+//! Where the values come from (`docs/architecture.md`, "The WSGI environ"):
+//!
+//! - `HTTP_HOST` is the host the request is for: the authority of an absolute-form target,
+//!   which wins over the Host field (RFC 9112 §3.2.2), else the Host field.
+//! - `SERVER_NAME` and `SERVER_PORT` say where the connection arrived (PEP 3333, RFC 3875
+//!   §4.1.14–15): on a TCP listener its address and port, never guessed from Host (an IPv6
+//!   address in brackets, so that `SERVER_NAME:SERVER_PORT` is a URL authority). A unix
+//!   socket has no port: there, as gunicorn does, they come from the request's host (its
+//!   port, else 80, the scheme's default), or, without one, the socket path and "".
+//! - Repeated fields are joined in one pass over the fields (a hash of their names beyond a
+//!   few fields), so a head with thousands of fields costs time in proportion to their number.
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -156,28 +168,113 @@ fn header_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>>
     Some(PyString::new(py, &key))
 }
 
-/// SERVER_NAME and SERVER_PORT from the Host header, else from the listener.
+/// SERVER_NAME and SERVER_PORT: the TCP listener's address and port; on a unix socket the
+/// request's host (validated by the guard: `uri-host [":" port]`) with its port or 80, else
+/// the socket path and no port (see the module docs).
 fn server_name_port(host: Option<&[u8]>, local: &Local) -> (String, String) {
-    if let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) {
-        let host = host.trim();
-        if let Some(rest) = host.strip_prefix('[') {
-            // An IPv6 literal: "[::1]:8000".
-            if let Some((addr, tail)) = rest.split_once(']') {
-                let port = tail
-                    .strip_prefix(':')
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or("80");
-                return (format!("[{addr}]"), port.to_owned());
+    let path = match local {
+        Local::Tcp(addr) => {
+            let name = match addr.ip() {
+                // RFC 3875 §4.1.14: server-name = hostname | ipv4-address | "[" ipv6-address "]"
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                std::net::IpAddr::V4(ip) => ip.to_string(),
+            };
+            return (name, addr.port().to_string());
+        }
+        Local::Unix(path) => path,
+    };
+    let host = host
+        .filter(|h| !h.is_empty())
+        .and_then(|h| std::str::from_utf8(h).ok());
+    let Some(host) = host else {
+        return (path.to_string(), String::new());
+    };
+    // The port follows the last colon after an IPv6 literal's closing bracket.
+    let name_end = host.rfind(']').map_or(0, |i| i + 1);
+    match host[name_end..].rfind(':').map(|i| name_end + i) {
+        Some(colon) if colon + 1 < host.len() => {
+            (host[..colon].to_owned(), host[colon + 1..].to_owned())
+        }
+        Some(colon) => (host[..colon].to_owned(), "80".to_owned()),
+        None => (host.to_owned(), "80".to_owned()),
+    }
+}
+
+/// The end of a chain in [`link_repeats`].
+const NO_NEXT: u32 = 0x7fff_ffff;
+/// Set in a link when the field is not the first of its name.
+const REPEAT: u32 = 0x8000_0000;
+/// Up to this many fields, repeats are found by comparing names pairwise (at most a few
+/// hundred length comparisons, cheaper than hashing); beyond it, by a hash of the names.
+const PAIRWISE_MAX: usize = 32;
+
+/// Link each header field to the next one with the same name (ASCII case-insensitive), so
+/// that repeats can be joined in one pass: `links[i] & !REPEAT` is the index of the next field
+/// named like field `i` (or `NO_NEXT`), and `links[i] & REPEAT` says an earlier field has that
+/// name. `name(i)` is field `i`'s name; it is asked for O(links.len()) times in all, however
+/// the names repeat (field counts are bounded by the guard, far below 2^31).
+fn link_repeats<'a>(links: &mut [u32], name: impl Fn(usize) -> &'a [u8]) {
+    links.fill(NO_NEXT);
+    let n = links.len();
+    let link = |links: &mut [u32], from: usize, to: usize| {
+        links[from] = (links[from] & REPEAT) | to as u32;
+        links[to] |= REPEAT;
+    };
+    if n <= PAIRWISE_MAX {
+        for i in 0..n {
+            if links[i] & REPEAT != 0 {
+                continue;
             }
-        } else if let Some((name, port)) = host.rsplit_once(':') {
-            return (name.to_owned(), port.to_owned());
-        } else if !host.is_empty() {
-            return (host.to_owned(), "80".to_owned());
+            let first = name(i);
+            let mut last = i;
+            for j in i + 1..n {
+                let other = name(j);
+                if other.len() == first.len() && other.eq_ignore_ascii_case(first) {
+                    link(links, last, j);
+                    last = j;
+                }
+            }
+        }
+        return;
+    }
+    // The names come from the client: std's hasher is keyed per process, so they cannot be
+    // chosen to collide.
+    let mut last: std::collections::HashMap<FieldName<'a>, usize> =
+        std::collections::HashMap::with_capacity(n);
+    for i in 0..n {
+        match last.entry(FieldName(name(i))) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                link(links, *e.get(), i);
+                e.insert(i);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(i);
+            }
         }
     }
-    match local {
-        Local::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
-        Local::Unix(path) => (path.to_string(), String::new()),
+}
+
+/// A field name compared and hashed ASCII case-insensitively (RFC 9110 §5.1).
+struct FieldName<'a>(&'a [u8]);
+
+impl PartialEq for FieldName<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(other.0)
+    }
+}
+
+impl Eq for FieldName<'_> {}
+
+impl std::hash::Hash for FieldName<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut lower = [0u8; 64];
+        for chunk in self.0.chunks(lower.len()) {
+            let lower = &mut lower[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            state.write(lower);
+        }
+        state.write_usize(self.0.len());
     }
 }
 
@@ -204,9 +301,9 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// The Python strings a connection's requests share: the client's address, and what its
-/// Host header gives (SERVER_NAME, SERVER_PORT, HTTP_HOST), remade only when a request
-/// carries another Host than the one before.
+/// The Python strings a connection's requests share: the client's address, and what the
+/// listener and the request's host give (SERVER_NAME, SERVER_PORT, HTTP_HOST), remade only
+/// when a request is for another host than the one before.
 struct ConnStrings {
     ip: Py<PyString>,
     port: Py<PyString>,
@@ -264,7 +361,7 @@ pub(crate) fn request_environ<'py>(
     set_uri_keys(py, &env, head.target(), root_path)?;
 
     // The address and Host strings are made once per connection (see `ConnStrings`).
-    let host = head.header(b"host");
+    let host = head.host();
     let (remote_ip, remote_port, server_name, server_port, host_value) = job.remote.cache.with(
         || ConnStrings::new(py, &job.remote),
         |c| {
@@ -283,35 +380,39 @@ pub(crate) fn request_environ<'py>(
     env.set_item(intern!(py, "REMOTE_ADDR"), remote_ip)?;
     env.set_item(intern!(py, "REMOTE_PORT"), remote_port)?;
     env.set_item(intern!(py, "wsgi.input"), input)?;
-    let mut host_value = host_value;
+    // HTTP_HOST is the request's host, which for an absolute-form target is not the Host
+    // field (the guard allows one Host field at most, so there is nothing to join).
+    if let Some(host) = host_value {
+        env.set_item(intern!(py, "HTTP_HOST"), host)?;
+    }
 
     let count = head.field_count();
+    let mut small = [0u32; PAIRWISE_MAX];
+    let mut large = Vec::new();
+    let links: &mut [u32] = if count <= PAIRWISE_MAX {
+        &mut small[..count]
+    } else {
+        large.resize(count, 0);
+        &mut large
+    };
+    link_repeats(links, |i| head.field(i).map_or(&b""[..], |(n, _)| n));
     for i in 0..count {
+        // A repeated field was joined when the first of its name was met.
+        if links[i] & REPEAT != 0 {
+            continue;
+        }
         let Some((name, value)) = head.field(i) else {
             continue;
         };
-        let same = |j: usize| {
-            head.field(j)
-                .is_some_and(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
-        };
-        // A repeated field was joined when its first occurrence was met.
-        if (0..i).any(same) {
+        if name.len() == 4 && name.eq_ignore_ascii_case(b"host") {
             continue;
         }
         let Some(key) = header_key(py, name) else {
             continue;
         };
-        let mut repeats = (i + 1..count).filter(|&j| same(j)).peekable();
-        if repeats.peek().is_none() {
-            let cached = if name.eq_ignore_ascii_case(b"host") {
-                host_value.take()
-            } else {
-                None
-            };
-            match cached {
-                Some(v) => env.set_item(key, v)?,
-                None => env.set_item(key, latin1_str(py, value))?,
-            }
+        let mut next = links[i] & !REPEAT;
+        if next == NO_NEXT {
+            env.set_item(key, latin1_str(py, value))?;
             continue;
         }
         // Repeated fields are joined as one list (RFC 9110 §5.3); cookies with "; " because
@@ -322,11 +423,13 @@ pub(crate) fn request_environ<'py>(
             b", "
         };
         let mut joined = value.to_vec();
-        for j in repeats {
+        while next != NO_NEXT {
+            let j = next as usize;
             if let Some((_, v)) = head.field(j) {
                 joined.extend_from_slice(sep);
                 joined.extend_from_slice(v);
             }
+            next = links.get(j).map_or(NO_NEXT, |l| l & !REPEAT);
         }
         env.set_item(key, latin1_str(py, &joined))?;
     }
@@ -360,7 +463,123 @@ fn set_uri_keys(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{percent_decode, split_target};
+    use std::cell::Cell;
+
+    use super::{
+        link_repeats, percent_decode, server_name_port, split_target, Local, NO_NEXT, PAIRWISE_MAX,
+        REPEAT,
+    };
+
+    /// The groups `link_repeats` finds, as lists of field indices in order, and how many
+    /// times it asked for a name.
+    fn groups(names: &[Vec<u8>]) -> (Vec<Vec<usize>>, usize) {
+        let asked = Cell::new(0);
+        let mut links = vec![0; names.len()];
+        link_repeats(&mut links, |i| {
+            asked.set(asked.get() + 1);
+            &names[i][..]
+        });
+        let mut out = Vec::new();
+        for i in 0..names.len() {
+            if links[i] & REPEAT != 0 {
+                continue;
+            }
+            let mut group = vec![i];
+            let mut next = links[i] & !REPEAT;
+            while next != NO_NEXT {
+                group.push(next as usize);
+                next = links[next as usize] & !REPEAT;
+            }
+            out.push(group);
+        }
+        (out, asked.get())
+    }
+
+    fn names(list: &[&str]) -> Vec<Vec<u8>> {
+        list.iter().map(|n| n.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn repeats_are_linked_case_insensitively_in_order() {
+        let few = names(&["Host", "X-A", "Cookie", "x-a", "X-B", "cookie", "X-A"]);
+        let expected = vec![vec![0], vec![1, 3, 6], vec![2, 5], vec![4]];
+        assert_eq!(groups(&few).0, expected);
+        // The same above the pairwise threshold (the hashed path).
+        let mut many = few.clone();
+        many.extend((0..PAIRWISE_MAX).map(|i| format!("Y-{i}").into_bytes()));
+        many.push(b"COOKIE".to_vec());
+        let (found, _) = groups(&many);
+        assert_eq!(
+            found[..4],
+            [vec![0], vec![1, 3, 6], vec![2, 5, many.len() - 1], vec![4]]
+        );
+        assert_eq!(found.len(), 4 + PAIRWISE_MAX);
+        // Names that differ only past the first 64 bytes, or by length, are different.
+        let long_a = format!("{}a", "x".repeat(100));
+        let long_b = format!("{}b", "X".repeat(100));
+        let mut mixed = names(&[&long_a, &long_b, &long_a.to_uppercase(), "x", "xx"]);
+        mixed.extend((0..PAIRWISE_MAX).map(|i| format!("Z-{i}").into_bytes()));
+        assert_eq!(
+            groups(&mixed).0[..4],
+            [vec![0, 2], vec![1], vec![3], vec![4]]
+        );
+        assert_eq!(groups(&[]).0, Vec::<Vec<usize>>::new());
+    }
+
+    #[test]
+    fn linking_is_linear_in_the_number_of_fields() {
+        // 32,768 fields (the largest --limit-request-fields): the pairwise scan this replaced
+        // compared names about n^2/2 = 537 million times (4 s of CPU holding the GIL). Each
+        // name must now be asked for a bounded number of times, however they repeat.
+        let n = 32_768;
+        let distinct: Vec<Vec<u8>> = (0..n).map(|i| format!("X-F{i}").into_bytes()).collect();
+        let same: Vec<Vec<u8>> = (0..n).map(|_| b"X-Same".to_vec()).collect();
+        let halves: Vec<Vec<u8>> = (0..n)
+            .map(|i| format!("X-{}", i % 2).into_bytes())
+            .collect();
+        for (what, list, groups_expected) in [
+            ("distinct", &distinct, n),
+            ("all the same", &same, 1),
+            ("two names", &halves, 2),
+        ] {
+            let (found, asked) = groups(list);
+            assert_eq!(found.len(), groups_expected, "{what}");
+            assert_eq!(found.iter().map(Vec::len).sum::<usize>(), n, "{what}");
+            assert!(
+                asked <= 2 * n,
+                "{what}: {asked} name lookups for {n} fields"
+            );
+        }
+    }
+
+    #[test]
+    fn server_name_and_port_say_where_the_connection_arrived() {
+        let tcp4 = Local::Tcp("127.0.0.1:8000".parse().unwrap());
+        let tcp6 = Local::Tcp("[::1]:8001".parse().unwrap());
+        let unix = Local::Unix("/run/app.sock".into());
+        let sp =
+            |host: Option<&str>, local: &Local| server_name_port(host.map(str::as_bytes), local);
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        // TCP: the listener, whatever Host says (PEP 3333, RFC 3875 §4.1.15).
+        assert_eq!(sp(Some("localhost"), &tcp4), pair("127.0.0.1", "8000"));
+        assert_eq!(
+            sp(Some("example.com:8080"), &tcp4),
+            pair("127.0.0.1", "8000")
+        );
+        assert_eq!(sp(None, &tcp4), pair("127.0.0.1", "8000"));
+        assert_eq!(sp(Some("[::1]:9"), &tcp6), pair("[::1]", "8001"));
+        // A unix socket has no port: the request's host, as gunicorn.
+        assert_eq!(
+            sp(Some("example.com:8443"), &unix),
+            pair("example.com", "8443")
+        );
+        assert_eq!(sp(Some("example.com"), &unix), pair("example.com", "80"));
+        assert_eq!(sp(Some("example.com:"), &unix), pair("example.com", "80"));
+        assert_eq!(sp(Some("[::1]:8080"), &unix), pair("[::1]", "8080"));
+        assert_eq!(sp(Some("[::1]"), &unix), pair("[::1]", "80"));
+        assert_eq!(sp(Some(""), &unix), pair("/run/app.sock", ""));
+        assert_eq!(sp(None, &unix), pair("/run/app.sock", ""));
+    }
 
     #[test]
     fn splits_every_target_form() {

@@ -143,7 +143,7 @@ fn head_is_held_until_complete() {
 #[test]
 fn bytes_after_head_wait_for_next_call() {
     let mut g = Guard::new(Limits::default());
-    let input = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+    let input = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
     assert_eq!(g.scan(input), Ok(input.len() - 3));
     assert_eq!(g.phase(), Phase::Body);
     assert_eq!(g.scan(b"ab"), Ok(2));
@@ -216,12 +216,12 @@ fn request_line_limit() {
         ..Limits::default()
     };
     // "GET /aaaaaaaa HTTP/1.1" is 22 bytes.
-    let ok = b"GET /aaaaaa HTTP/1.1\r\n\r\n"; // 20 bytes
+    let ok = b"GET /aaaaaa HTTP/1.1\r\nHost: a\r\n\r\n"; // 20 bytes
     let o = feed_all_ways(limits, ok);
     assert_eq!(o.err, None);
     assert_eq!(o.heads, 1);
     assert_eq!(
-        rejected_with(limits, b"GET /aaaaaaa HTTP/1.1\r\n\r\n"),
+        rejected_with(limits, b"GET /aaaaaaa HTTP/1.1\r\nHost: a\r\n\r\n"),
         Reject::LINE_TOO_LONG
     );
     // Detected before any line end arrives.
@@ -233,46 +233,67 @@ fn request_line_limit() {
         request_line: 0,
         ..Limits::default()
     };
-    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(10_000));
+    let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(10_000));
     assert_eq!(feed_with(limits, long.as_bytes(), &[usize::MAX]).heads, 1);
 }
 
 #[test]
 fn methods() {
-    accepted(b"PATCH / HTTP/1.1\r\n\r\n");
-    accepted(b"-BLARGH /foo HTTP/1.1\r\n\r\n");
-    accepted(b"M-SEARCH / HTTP/1.1\r\n\r\n");
-    assert_eq!(rejected(b"get / HTTP/1.1\r\n\r\n"), Reject::BAD_METHOD);
-    assert_eq!(rejected(b"-bl /foo HTTP/1.1\r\n\r\n"), Reject::BAD_METHOD);
-    assert_eq!(rejected(b"GET: / HTTP/1.1\r\n\r\n"), Reject::BAD_METHOD);
-    assert_eq!(rejected(b"GE\x00T / HTTP/1.1\r\n\r\n"), Reject::BAD_METHOD);
+    accepted(b"PATCH / HTTP/1.1\r\nHost: a\r\n\r\n");
+    accepted(b"-BLARGH /foo HTTP/1.1\r\nHost: a\r\n\r\n");
+    accepted(b"M-SEARCH / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(
-        rejected(b"G\xc3\x9fT / HTTP/1.1\r\n\r\n"),
+        rejected(b"get / HTTP/1.1\r\nHost: a\r\n\r\n"),
         Reject::BAD_METHOD
     );
-    assert_eq!(rejected(b"GET\t/ HTTP/1.1\r\n\r\n"), Reject::BAD_METHOD);
+    assert_eq!(
+        rejected(b"-bl /foo HTTP/1.1\r\nHost: a\r\n\r\n"),
+        Reject::BAD_METHOD
+    );
+    assert_eq!(
+        rejected(b"GET: / HTTP/1.1\r\nHost: a\r\n\r\n"),
+        Reject::BAD_METHOD
+    );
+    assert_eq!(
+        rejected(b"GE\x00T / HTTP/1.1\r\nHost: a\r\n\r\n"),
+        Reject::BAD_METHOD
+    );
+    assert_eq!(
+        rejected(b"G\xc3\x9fT / HTTP/1.1\r\nHost: a\r\n\r\n"),
+        Reject::BAD_METHOD
+    );
+    assert_eq!(
+        rejected(b"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+        Reject::BAD_METHOD
+    );
 }
 
 #[test]
 fn request_line_shape() {
     assert_eq!(
-        rejected(b"GET  / HTTP/1.1\r\n\r\n"),
+        rejected(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
         Reject::BAD_REQUEST_LINE
     );
     assert_eq!(
-        rejected(b" GET / HTTP/1.1\r\n\r\n"),
+        rejected(b" GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
         Reject::BAD_REQUEST_LINE
     );
-    assert_eq!(rejected(b"GET HTTP/1.1\r\n\r\n"), Reject::BAD_REQUEST_LINE);
+    assert_eq!(
+        rejected(b"GET HTTP/1.1\r\nHost: a\r\n\r\n"),
+        Reject::BAD_REQUEST_LINE
+    );
     assert_eq!(rejected(b"GET\r\n\r\n"), Reject::BAD_REQUEST_LINE);
-    assert_eq!(rejected(b"GET /  HTTP/1.1\r\n\r\n"), Reject::BAD_VERSION);
+    assert_eq!(
+        rejected(b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n"),
+        Reject::BAD_VERSION
+    );
     assert_eq!(rejected(b"GET / HTTP/1.1 \r\n\r\n"), Reject::BAD_VERSION);
 }
 
 #[test]
 fn versions() {
     accepted(b"GET / HTTP/1.0\r\n\r\n");
-    accepted(b"GET / HTTP/1.1\r\n\r\n");
+    accepted(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(
         rejected(b"GET / HTTP/2.0\r\n\r\n"),
         Reject::UNSUPPORTED_VERSION
@@ -301,16 +322,16 @@ fn versions() {
 
 #[test]
 fn request_targets() {
-    accepted(b"GET /a/b?c=d&e=%20 HTTP/1.1\r\n\r\n");
-    accepted(b"GET ///x HTTP/1.1\r\n\r\n");
+    accepted(b"GET /a/b?c=d&e=%20 HTTP/1.1\r\nHost: a\r\n\r\n");
+    accepted(b"GET ///x HTTP/1.1\r\nHost: a\r\n\r\n");
     accepted(b"GET http://example.com/foo?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
-    accepted(b"GET http://[::1]:8080/foo HTTP/1.1\r\n\r\n");
-    accepted(b"GET https://example.com HTTP/1.1\r\n\r\n");
-    accepted(b"OPTIONS * HTTP/1.1\r\n\r\n");
+    accepted(b"GET http://[::1]:8080/foo HTTP/1.1\r\nHost: a\r\n\r\n");
+    accepted(b"GET https://example.com HTTP/1.1\r\nHost: a\r\n\r\n");
+    accepted(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
     // A well-formed CONNECT is refused as unsupported (501), not as malformed (400).
     for ok_form in [
-        &b"CONNECT example.com:443 HTTP/1.1\r\n\r\n"[..],
-        b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n",
+        &b"CONNECT example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"CONNECT [::1]:443 HTTP/1.1\r\nHost: a\r\n\r\n",
     ] {
         let o = feed_all_ways(Limits::default(), ok_form);
         assert_eq!(o.err, Some(Reject::CONNECT_UNSUPPORTED));
@@ -341,15 +362,15 @@ fn request_targets() {
 
 #[test]
 fn leading_empty_lines() {
-    let o = accepted(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+    let o = accepted(b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(o.heads, 1);
     let many = format!(
-        "{}GET / HTTP/1.1\r\n\r\n",
+        "{}GET / HTTP/1.1\r\nHost: a\r\n\r\n",
         "\r\n".repeat(MAX_EMPTY_LINES + 1)
     );
     assert_eq!(rejected(many.as_bytes()), Reject::BAD_REQUEST_LINE);
     assert_eq!(
-        rejected(b"\nGET / HTTP/1.1\r\n\r\n"),
+        rejected(b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
         Reject::BAD_LINE_ENDING
     );
     // Stray CRLF after a body, then EOF: an empty head is dropped.
@@ -374,7 +395,7 @@ fn bare_lf_and_cr() {
         Reject::BAD_LINE_ENDING
     );
     assert_eq!(
-        rejected(b"GET\n/\nHTTP/1.1\r\n\r\n"),
+        rejected(b"GET\n/\nHTTP/1.1\r\nHost: a\r\n\r\n"),
         Reject::BAD_LINE_ENDING
     );
     assert_eq!(rejected(&get_with("X: a\rb")), Reject::BAD_LINE_ENDING);
@@ -426,9 +447,9 @@ fn field_count_limit() {
         fields: 2,
         ..Limits::default()
     };
-    let two = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n";
+    let two = b"GET / HTTP/1.1\r\nHost: a\r\nB: 2\r\n\r\n";
     assert_eq!(feed_all_ways(limits, two).err, None);
-    let three = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+    let three = b"GET / HTTP/1.1\r\nHost: a\r\nB: 2\r\nC: 3\r\n\r\n";
     assert_eq!(rejected_with(limits, three), Reject::TOO_MANY_FIELDS);
     let many: String = (0..101).map(|i| format!("H{i}: {i}\r\n")).collect();
     let input = format!("GET / HTTP/1.1\r\n{many}\r\n");
@@ -491,10 +512,10 @@ fn head_total_limit() {
 #[test]
 fn header_search_is_incremental() {
     // A big head fed byte by byte must not be rescanned from the start on every call.
-    let many: String = (0..100)
+    let many: String = (0..99)
         .map(|i| format!("H{i}: {}\r\n", "v".repeat(8000)))
         .collect();
-    let input = format!("GET / HTTP/1.1\r\n{many}\r\n");
+    let input = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
     let start = std::time::Instant::now();
     let o = feed_with(Limits::default(), input.as_bytes(), &[1]);
     assert_eq!(o.err, None);
@@ -502,14 +523,129 @@ fn header_search_is_incremental() {
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
 }
 
+/// The host a released head is for, as text.
+fn host_of(input: &[u8]) -> Option<String> {
+    let mut g = Guard::new(Limits::default());
+    assert_eq!(
+        g.scan(input),
+        Ok(input.len()),
+        "{:?}",
+        String::from_utf8_lossy(input)
+    );
+    let info = g.take_head().unwrap();
+    info.host
+        .map(|(s, e)| String::from_utf8(input[s as usize..e as usize].to_vec()).unwrap())
+}
+
 #[test]
 fn host_fields() {
-    accepted(b"GET / HTTP/1.1\r\n\r\n"); // missing Host: the app decides
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400; HTTP/1.0 predates Host.
+    assert_eq!(rejected(b"GET / HTTP/1.1\r\n\r\n"), Reject::MISSING_HOST);
+    assert_eq!(
+        rejected(b"GET / HTTP/1.1\r\nX-Host: a\r\n\r\n"),
+        Reject::MISSING_HOST
+    );
+    assert_eq!(
+        rejected(b"GET http://a/ HTTP/1.1\r\n\r\n"),
+        Reject::MISSING_HOST
+    );
+    assert_eq!(
+        rejected(b"OPTIONS * HTTP/1.1\r\n\r\n"),
+        Reject::MISSING_HOST
+    );
+    accepted(b"GET / HTTP/1.0\r\n\r\n");
+    accepted(b"GET / HTTP/1.1\r\nhOsT: a\r\n\r\n");
+    // Pipelined: the request without Host is refused, the one before it is released.
+    let first = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+    let o = feed_all_ways(
+        Limits::default(),
+        &[&first[..], b"GET /b HTTP/1.1\r\n\r\n"].concat(),
+    );
+    assert_eq!(o.err, Some(Reject::MISSING_HOST));
+    assert_eq!((o.heads, &o.released[..]), (1, &first[..]));
+    // ... and so are more than one Host, whatever their values.
     assert_eq!(
         rejected(&get_with("Host: evil.example.com")),
         Reject::DUP_HOST
     );
     assert_eq!(rejected(&get_with("host: a")), Reject::DUP_HOST);
+    // A Host value is `uri-host [":" port]` (RFC 9110 §7.2); empty is allowed (a target
+    // without an authority).
+    for ok in [
+        "",
+        "a",
+        "example.com",
+        "example.com:8080",
+        "EXAMPLE.com.:80",
+        "127.0.0.1:8000",
+        "[::1]",
+        "[::1]:8000",
+        "my_host-1.example~x",
+        "xn--bcher-kva.example",
+        "a:",
+    ] {
+        accepted(format!("GET / HTTP/1.1\r\nHost: {ok}\r\n\r\n").as_bytes());
+    }
+    for bad in [
+        "a b",
+        "a/b",
+        "a?b",
+        "a#b",
+        "user@a",
+        "a:80:90",
+        "a:8x",
+        ":80",
+        "[::1",
+        "[]",
+        "::1",
+        "caf\u{e9}.example",
+        "a\"b",
+    ] {
+        let input = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+        assert_eq!(rejected(input.as_bytes()), Reject::BAD_HOST, "{bad:?}");
+    }
+    // Also in HTTP/1.0, where Host is optional but must be valid when sent.
+    assert_eq!(
+        rejected(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n"),
+        Reject::BAD_HOST
+    );
+}
+
+#[test]
+fn host_of_the_request() {
+    // Origin-form: the Host value, trimmed.
+    assert_eq!(
+        host_of(b"GET /x HTTP/1.1\r\nA: 1\r\nHost:  example.com:8080 \r\n\r\n").as_deref(),
+        Some("example.com:8080")
+    );
+    assert_eq!(
+        host_of(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").as_deref(),
+        Some("")
+    );
+    assert_eq!(host_of(b"GET / HTTP/1.0\r\n\r\n"), None);
+    // Absolute-form: the target's authority wins over Host (RFC 9112 §3.2.2), without
+    // userinfo, with its port if it has one.
+    assert_eq!(
+        host_of(b"GET http://example.com:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n").as_deref(),
+        Some("example.com:8080")
+    );
+    assert_eq!(
+        host_of(b"GET https://u:pw@example.com HTTP/1.1\r\nHost: other\r\n\r\n").as_deref(),
+        Some("example.com")
+    );
+    assert_eq!(
+        host_of(b"GET http://[::1]:81?q HTTP/1.1\r\nHost: other\r\n\r\n").as_deref(),
+        Some("[::1]:81")
+    );
+    assert_eq!(
+        host_of(b"GET http://a.example/x HTTP/1.0\r\n\r\n").as_deref(),
+        Some("a.example")
+    );
+    // Asterisk-form: Host.
+    assert_eq!(
+        host_of(b"OPTIONS * HTTP/1.1\r\nHost: h:1\r\n\r\n").as_deref(),
+        Some("h:1")
+    );
 }
 
 // ---------------------------------------------------------------- framing
@@ -782,7 +918,7 @@ fn trailer_rules() {
         field_size: 30,
         ..Limits::default()
     };
-    let head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
     let ok = format!("{head}0\r\nA: 1\r\nB: 2\r\n\r\n");
     assert_eq!(feed_all_ways(limits, ok.as_bytes()).err, None);
     let many = format!("{head}0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n");
@@ -815,12 +951,15 @@ fn valid_prefix_released_before_rejection() {
 fn closing_messages_end_the_stream() {
     for first in [
         &b"GET /first HTTP/1.0\r\n\r\n"[..],
-        b"GET /first HTTP/1.1\r\nConnection: Close\r\n\r\n",
-        b"GET /first HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n",
+        b"GET /first HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n",
+        b"GET /first HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n",
         b"POST /first HTTP/1.0\r\nContent-Length: 2\r\n\r\nab",
     ] {
         // Whatever follows (a request, or garbage) is neither released nor judged.
-        for rest in [&b"GET /second HTTP/1.1\r\n\r\n"[..], b"\x00garbage\n"] {
+        for rest in [
+            &b"GET /second HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"\x00garbage\n",
+        ] {
             let input = [first, rest].concat();
             let o = feed_all_ways(Limits::default(), &input);
             assert_eq!(o.err, None);
@@ -830,7 +969,7 @@ fn closing_messages_end_the_stream() {
         }
     }
     let mut g = Guard::new(Limits::default());
-    let first = b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+    let first = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     assert_eq!(g.scan(first), Ok(first.len()));
     assert!(g.is_closed());
     assert_eq!(g.scan(b"junk"), Ok(0));
@@ -840,7 +979,7 @@ fn closing_messages_end_the_stream() {
 #[test]
 fn http10_keep_alive_continues() {
     let input =
-        b"GET /first HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nGET /second HTTP/1.1\r\n\r\n";
+        b"GET /first HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n";
     let o = accepted(input);
     assert_eq!(o.heads, 2);
 }
