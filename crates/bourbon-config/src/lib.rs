@@ -262,9 +262,11 @@ pub fn load_with(
         Some((path, FileKind::Ini)) => sources::apply_ini(&mut cfg, &path, env, &mut notes)?,
         Some((path, FileKind::Python)) => match python {
             Some(py) => hooks = sources::apply_python(&mut cfg, py, &mut notes)?,
-            None => return Err(ConfigError::new(format_args!(
+            None => {
+                return Err(ConfigError::new(format_args!(
                 "{path}: a Python config file is read by the bourbon command, not by this loader"
-            ))),
+            )))
+            }
         },
         None => {
             if std::path::Path::new("gunicorn.conf.py").is_file() {
