@@ -131,9 +131,7 @@ class Request:
         self.method = environ.get("REQUEST_METHOD", "")
         self.path = environ.get("PATH_INFO", "")
         self.query = environ.get("QUERY_STRING", "")
-        self.uri = environ.get("RAW_URI") or (
-            self.path + ("?" + self.query if self.query else "")
-        )
+        self.uri = environ.get("RAW_URI") or (self.path + ("?" + self.query if self.query else ""))
         self.version = tuple(
             int(p) for p in environ.get("SERVER_PROTOCOL", "HTTP/1.1")[5:].split(".")
         )

@@ -157,14 +157,16 @@ enum Parsed {
         gunicorn_env: Vec<cli::Occurrence>,
         notes: Vec<Note>,
     },
-    Done(Action),
+    Done(Box<Action>),
 }
 
 fn parse_sources(args: &[String], env: &HashMap<String, String>) -> Result<Parsed, ConfigError> {
     let (cli, mut notes) = match cli::parse_args(args)? {
-        cli::Parsed::Help => return Ok(Parsed::Done(Action::Help(help_text()))),
+        cli::Parsed::Help => return Ok(Parsed::Done(Box::new(Action::Help(help_text())))),
         cli::Parsed::Version => {
-            return Ok(Parsed::Done(Action::Version(format!("bourbon {VERSION}"))))
+            return Ok(Parsed::Done(Box::new(Action::Version(format!(
+                "bourbon {VERSION}"
+            )))))
         }
         cli::Parsed::Settings(o, n) => (o, n),
     };
@@ -239,7 +241,7 @@ pub fn load_with(
     let (occurrences, gunicorn_env, mut notes) = match parse_sources(args, env)? {
         Parsed::Done(action) => {
             return Ok(Loaded {
-                action,
+                action: *action,
                 notes: Vec::new(),
                 hooks: Vec::new(),
             })

@@ -84,12 +84,16 @@ attribute a Python identifier. Required unless only printing the config.",
         from_file: false,
         default: None,
         example: "bourbon.toml",
-        help: "load settings from this TOML file",
+        help: "load settings from this file (TOML; gunicorn .py; uWSGI .ini)",
         doc: "A TOML file of settings, keyed by the setting names on this page \
-(underscores or dashes). Values in it override defaults and are overridden by \
-environment variables and command-line options. Only accepted on the command \
-line or as `BOURBON_CONFIG`; a missing file is an error. `bourbon --print-config` \
-writes a file in this format.",
+(underscores or dashes; gunicorn's names such as `accesslog` are accepted too). Values in \
+it override defaults and are overridden by `GUNICORN_CMD_ARGS`, environment variables and \
+command-line options. Only accepted on the command line, in `GUNICORN_CMD_ARGS` or as \
+`BOURBON_CONFIG`; a missing file is an error. `bourbon --print-config` writes a file in \
+this format. A file ending in `.py`, or `python:MODULE` / `file:PATH`, is a gunicorn \
+config file, executed as gunicorn does, with its server hooks; a file ending in `.ini` \
+(or any file given with `--ini`) is read for its `[uwsgi]` section. See \
+[migrating.md](migrating.md).",
         show: |_| Shown::Unset,
     },
     Setting {

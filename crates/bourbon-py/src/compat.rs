@@ -187,6 +187,8 @@ fn cfg_object(py: Python<'_>, shim: &Bound<'_, PyModule>, cfg: &Config) -> PyRes
     let d = PyDict::new(py);
     for (name, v) in bourbon_config::setting_values(cfg) {
         match v {
+            // gunicorn's unset paths and names are None, not "".
+            SettingValue::Text(t) if t.is_empty() => d.set_item(name, py.None())?,
             SettingValue::Text(t) => d.set_item(name, t)?,
             SettingValue::Int(i) => d.set_item(name, i)?,
             SettingValue::Float(f) => d.set_item(name, f)?,
