@@ -26,8 +26,12 @@ def read_config(location: str) -> dict[str, Any]:
 
     ``python:pkg.mod`` imports a module; ``file:PATH`` or a plain path executes that file
     as a fresh module named ``__config__`` (with ``__file__`` set), from the current
-    directory.
+    directory, which is first put on ``sys.path`` (gunicorn's chdir step does that before
+    it reads the file), so the file may import the project's modules.
     """
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
     if location.startswith("python:"):
         return vars(importlib.import_module(location[len("python:") :]))
     path = location[len("file:") :] if location.startswith("file:") else location

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from conftest import APPS, bourbon_exe, run_bourbon
-from procs import wait_children, wait_until
+from procs import alive, wait_children, wait_until
 
 TIMEOUT = 15.0
 
@@ -201,8 +201,9 @@ not_a_setting = "ignored, as gunicorn ignores it"
 
 
 def test_hooks_that_raise(tmp_path):
-    """on_starting raising stops the start (exit 1, as gunicorn); post_fork raising fails
-    the worker's boot (exit 3, which stops the master); both tracebacks are logged."""
+    """on_starting or when_ready raising stops the start (exit 1, as gunicorn); post_fork
+    raising fails the worker's boot (exit 3, which stops the master); tracebacks are
+    logged."""
     conf = write(
         tmp_path / "g1.py",
         """
@@ -215,6 +216,23 @@ def test_hooks_that_raise(tmp_path):
     assert "Exception in on_starting hook" in r.stderr
     assert "RuntimeError: no start today" in r.stderr
     assert "Listening at" not in r.stderr
+
+    conf = write(
+        tmp_path / "g1b.py",
+        """
+        def when_ready(server):
+            raise RuntimeError("not ready")
+
+
+        def pre_fork(server, worker):
+            raise AssertionError("no worker may be forked")
+        """,
+    )
+    r = run_bourbon("-c", str(conf), "hello_app:app", "-b", "127.0.0.1:0")
+    assert r.returncode == 1, r.stderr
+    assert "Exception in when_ready hook" in r.stderr
+    assert "Listening at" in r.stderr and "Booting worker" not in r.stderr
+    assert "no worker may be forked" not in r.stderr
 
     conf = write(
         tmp_path / "g2.py",
@@ -408,3 +426,41 @@ def test_warnings_are_logged_and_the_server_serves(start_server, tmp_path):
     srv.wait_for_log(r"worker_connections: has no effect in bourbon")
     assert "spew" not in srv.log
     assert get(srv.url + "/") == (200, b"Hello, world!")
+
+
+def test_python_module_config_from_the_current_directory(tmp_path):
+    """``-c python:MODULE`` imports a module found from the directory bourbon runs in."""
+    write(tmp_path / "gconf.py", "workers = 5\nkeepalive = 7\n")
+    r = run_bourbon("-c", "python:gconf", "--print-config", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "\nworkers = 5\n" in r.stdout and "\nkeep_alive = 7\n" in r.stdout
+
+
+def test_pre_exec_on_usr2(start_server, tmp_path):
+    """pre_exec runs in the master on USR2, before the new master starts."""
+    marks_file = tmp_path / "marks"
+    conf = write(
+        tmp_path / "gunicorn.conf.py",
+        """
+        import os
+
+
+        def pre_exec(server):
+            with open(os.environ["MARKS"], "a") as f:
+                f.write(f"pre_exec {server.pid} {os.getpid()}\\n")
+        """,
+    )
+    srv = start_server("hello_app:app", "-c", str(conf), env={"MARKS": str(marks_file)})
+    old = srv.pid
+    new = None
+    try:
+        os.kill(old, signal.SIGUSR2)
+        line = srv.wait_for_log(r"usr2; started a new master \(pid:\d+\)")
+        new = int(line.split("(pid:")[1].split(")")[0])
+        assert marks(marks_file)[0] == ["pre_exec", str(old), str(old)]
+        srv.wait_for_log(rf"\[{new}\] \[INFO\] Arbiter booted")
+        os.kill(new, signal.SIGTERM)
+        wait_until(lambda: not alive(new), TIMEOUT, "the new master stopped")
+    finally:
+        if new is not None and alive(new):
+            os.kill(new, signal.SIGKILL)
