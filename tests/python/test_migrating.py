@@ -464,3 +464,11 @@ def test_pre_exec_on_usr2(start_server, tmp_path):
     finally:
         if new is not None and alive(new):
             os.kill(new, signal.SIGKILL)
+
+
+def test_gunicorn_conf_py_in_the_directory_is_not_read_unless_named(tmp_path):
+    """gunicorn reads ./gunicorn.conf.py by default; bourbon says it does not."""
+    write(tmp_path / "gunicorn.conf.py", "workers = 7\n")
+    r = run_bourbon("--check-config", "--pythonpath", str(APPS), "hello_app:app", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "./gunicorn.conf.py is not read unless named: pass -c gunicorn.conf.py" in r.stderr

@@ -9,6 +9,8 @@ use crate::types::Config;
 
 /// Where the generated reference lives, relative to the repository root.
 const DOCS_PATH: &str = "docs/settings.md";
+/// Where the page for gunicorn and uWSGI users lives.
+const MIGRATING_PATH: &str = "docs/migrating.md";
 
 fn in_section(sec: Section) -> impl Iterator<Item = &'static Setting> {
     SETTINGS.iter().filter(move |s| s.section == sec)
@@ -68,8 +70,9 @@ pub fn help_text() -> String {
         out,
         "Every option can also be set as an environment variable BOURBON_<NAME>\n\
          (e.g. BOURBON_WORKERS=4) or in the --config TOML file (e.g. workers = 4).\n\
-         Precedence: defaults < config file < environment < command line.\n\
-         Full reference: {DOCS_PATH}"
+         Precedence: defaults < config file < GUNICORN_CMD_ARGS < environment < command line.\n\
+         Full reference: {DOCS_PATH}\n\
+         gunicorn's and uWSGI's settings, files and flags: {MIGRATING_PATH}"
     );
     out
 }
@@ -169,12 +172,14 @@ pub fn settings_markdown() -> String {
     let _ = writeln!(out, "# bourbon settings\n");
     let _ = writeln!(
         out,
-        "Every setting can be given in up to four places. Later ones win:\n\n\
+        "Every setting can be given in up to five places. Later ones win:\n\n\
          1. the built-in default;\n\
          2. the TOML config file named by `-c/--config` (or `BOURBON_CONFIG`), with \
-         keys as written below (dashes are accepted in place of underscores);\n\
-         3. an environment variable `BOURBON_<NAME>`;\n\
-         4. the command line.\n\n\
+         keys as written below (dashes are accepted in place of underscores), or a \
+         gunicorn Python config file, or a uWSGI ini file (see [migrating.md](migrating.md));\n\
+         3. `GUNICORN_CMD_ARGS`, read as more command-line arguments;\n\
+         4. an environment variable `BOURBON_<NAME>`;\n\
+         5. the command line.\n\n\
          List settings (`bind`, `env`, `pythonpath`) are replaced, not merged, by a \
          later source; repeating the option within the command line adds entries. In \
          environment variables, list entries are separated by commas. Booleans accept \

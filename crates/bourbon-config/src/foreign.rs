@@ -983,7 +983,7 @@ pub(crate) fn uwsgi(name: &str) -> Option<&'static Word> {
         .find(|w| w.dialect == Dialect::Uwsgi && w.name == name)
 }
 
-/// Is every gunicorn setting name, hooks included, for the Python config loader.
+/// Every gunicorn setting name, hooks included: what a Python config file is read for.
 pub(crate) fn gunicorn_names() -> impl Iterator<Item = &'static str> {
     WORDS
         .iter()
@@ -1135,6 +1135,11 @@ pub(crate) fn translate(
             let Some(setting) = target(word) else {
                 return Ok(());
             };
+            if items.len() > 1 && !matches!(setting.kind, crate::registry::Kind::List(_)) {
+                return Err(ConfigError::new(format_args!(
+                    "{label}: expected a single value, not a list"
+                )));
+            }
             for v in items {
                 let v = match word.becomes {
                     Becomes::UwsgiAddr => uwsgi_addr(&v),

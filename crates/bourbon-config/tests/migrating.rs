@@ -379,6 +379,12 @@ fn toml_accepts_gunicorns_names() {
         e.contains("line 1: worker_class gevent: bourbon has one worker type"),
         "{e}"
     );
+    let f = temp_file("keepalive = [1, 2]\n");
+    let e = err(&["-c", f.to_str().unwrap()]);
+    assert!(
+        e.contains("line 1: keepalive: expected a single value, not a list"),
+        "{e}"
+    );
     let f = temp_file("on_starting = \"x\"\n");
     let e = err(&["-c", f.to_str().unwrap()]);
     assert!(e.contains("is a gunicorn server hook"), "{e}");
