@@ -113,12 +113,12 @@ class Server:
 
 class Worker:
     """The ``worker`` argument: made in the master before the fork (``pid`` is then
-    ``None``), given its pid on both sides of it."""
+    ``"[booting]"``, as in gunicorn), given its pid on both sides of it."""
 
     def __init__(self, age: int, ppid: int, cfg: Config):
         self.age = age
         self.ppid = ppid
-        self.pid: int | None = None
+        self.pid: int | str = "[booting]"
         self.cfg = cfg
         self.log = Log()
         self.alive = True

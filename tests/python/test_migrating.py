@@ -147,7 +147,7 @@ not_a_setting = "ignored, as gunicorn ignores it"
     assert ms[1][1:] == [str(master), "2", "-"]
     assert ms[2][1:] == [str(master)]
     pre = [m for m in ms if m[0] == "pre_fork"]
-    assert [m[1:] for m in pre] == [["1", "None"], ["2", "None"]]
+    assert [m[1:] for m in pre] == [["1", "[booting]"], ["2", "[booting]"]]
     workers = wait_children(master, lambda k: len(k) == 2, "two workers")
     for m in (m for m in ms if m[0] == "post_fork"):
         # pid set in the worker, and it is the worker's own; ppid is the master.
