@@ -5,9 +5,12 @@
 //! later, in precedence order, through the registry's parsers.
 //!
 //! Accepted forms: `--name VALUE`, `--name=VALUE`, `-x VALUE`, `-xVALUE`,
-//! `--switch`, `--switch=BOOL`, and the positional `APP`; `--` ends options.
+//! `--switch`, `--switch=BOOL`, `--opt[=VALUE]`, and the positional `APP`; `--` ends
+//! options. A flag the registry does not know may be gunicorn's or uWSGI's
+//! (`foreign.rs`): it is translated onto a registry setting, or answered with one line.
 
 use crate::error::{example, ConfigError, Origin};
+use crate::foreign::{self, AppParts, Arity, Note};
 use crate::registry::{by_long, by_short, did_you_mean, Kind, Setting, SETTINGS};
 
 /// The input one source gave for one setting.
@@ -18,17 +21,35 @@ pub(crate) struct Occurrence {
     /// The values, in order. A list setting's repeats are gathered here so
     /// they accumulate within the source.
     pub(crate) items: Vec<String>,
+    /// Spelled in another server's words (the label then names the place in full).
+    pub(crate) foreign: bool,
+}
+
+impl Occurrence {
+    /// How an error about this occurrence names its place.
+    pub(crate) fn origin(&self) -> Origin<'_> {
+        if self.foreign {
+            Origin::Foreign(&self.label)
+        } else {
+            Origin::Cli(&self.label)
+        }
+    }
 }
 
 /// Result of reading argv.
 pub(crate) enum Parsed {
     Help,
     Version,
-    Settings(Vec<Occurrence>),
+    Settings(Vec<Occurrence>, Vec<Note>),
 }
 
 fn unknown(flag: &str) -> ConfigError {
-    let longs = SETTINGS.iter().flat_map(|s| s.long.iter().copied());
+    // Other servers' flags are candidates too: `--proceses` is close to uWSGI's word.
+    let longs = SETTINGS
+        .iter()
+        .flat_map(|s| s.long.iter().copied())
+        .chain(foreign::WORDS.iter().flat_map(|w| w.flags.iter().copied()))
+        .filter(|f| f.starts_with("--"));
     let suggestion = if flag.starts_with("--") {
         did_you_mean(flag, longs)
     } else {
@@ -50,7 +71,13 @@ fn missing_value(s: &Setting, label: &str) -> ConfigError {
 }
 
 /// Record one value, merging list repeats into their first occurrence.
-fn push(out: &mut Vec<Occurrence>, setting: &'static Setting, label: &str, value: String) {
+pub(crate) fn push(
+    out: &mut Vec<Occurrence>,
+    setting: &'static Setting,
+    label: &str,
+    value: String,
+    foreign: bool,
+) {
     if matches!(setting.kind, Kind::List(_)) {
         if let Some(o) = out.iter_mut().find(|o| std::ptr::eq(o.setting, setting)) {
             o.items.push(value);
@@ -61,12 +88,38 @@ fn push(out: &mut Vec<Occurrence>, setting: &'static Setting, label: &str, value
         setting,
         label: label.to_string(),
         items: vec![value],
+        foreign,
     });
+}
+
+/// A flag of another server's: its value taken as its arity says, then translated.
+fn foreign_flag(
+    word: &'static foreign::Word,
+    label: &str,
+    inline: Option<String>,
+    rest: &mut std::slice::Iter<'_, String>,
+    parts: (&mut Vec<Occurrence>, &mut AppParts, &mut Vec<Note>),
+) -> Result<(), ConfigError> {
+    let value = match (word.arity, inline) {
+        (_, Some(v)) => v,
+        (Arity::Switch | Arity::OptValue, None) => "true".to_string(),
+        (Arity::Value, None) => match rest.as_slice().first() {
+            Some(next) if !(next.starts_with("--") && next.len() > 2) => {
+                rest.next();
+                next.clone()
+            }
+            _ => return Err(ConfigError::new(format_args!("{label}: missing value"))),
+        },
+    };
+    let (out, app, notes) = parts;
+    foreign::translate(word, label, vec![value], out, app, notes)
 }
 
 /// Parse argv (without argv\[0]).
 pub(crate) fn parse_args(args: &[String]) -> Result<Parsed, ConfigError> {
     let mut out = Vec::new();
+    let mut notes = Vec::new();
+    let mut app_parts = AppParts::default();
     let mut app: Option<String> = None;
     let mut positional = |arg: &str, out: &mut Vec<Occurrence>| -> Result<(), ConfigError> {
         if let Some(prev) = &app {
@@ -79,7 +132,7 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Parsed, ConfigError> {
             .iter()
             .find(|s| matches!(s.kind, Kind::Positional(_)))
         {
-            push(out, s, s.metavar, arg.to_string());
+            push(out, s, s.metavar, arg.to_string(), false);
         }
         app = Some(arg.to_string());
         Ok(())
@@ -99,17 +152,31 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Parsed, ConfigError> {
                 None => (body, None),
             };
             let flag = format!("--{name}");
-            let s = by_long(&flag).ok_or_else(|| unknown(&flag))?;
-            (s, flag, inline)
+            match by_long(&flag) {
+                Some(s) => (s, flag, inline),
+                None => {
+                    let word = foreign::by_flag(&flag).ok_or_else(|| unknown(&flag))?;
+                    let parts = (&mut out, &mut app_parts, &mut notes);
+                    foreign_flag(word, &flag, inline, &mut rest, parts)?;
+                    continue;
+                }
+            }
         } else if arg.len() > 1 && arg.starts_with('-') {
             let mut chars = arg[1..].chars();
             let c = chars.next().unwrap_or('-');
             let flag = format!("-{c}");
-            let s = by_short(c).ok_or_else(|| unknown(&flag))?;
             let attached = chars.as_str();
             let attached = attached.strip_prefix('=').unwrap_or(attached);
             let inline = (!attached.is_empty()).then(|| attached.to_string());
-            (s, flag, inline)
+            match by_short(c) {
+                Some(s) => (s, flag, inline),
+                None => {
+                    let word = foreign::by_flag(&flag).ok_or_else(|| unknown(&flag))?;
+                    let parts = (&mut out, &mut app_parts, &mut notes);
+                    foreign_flag(word, &flag, inline, &mut rest, parts)?;
+                    continue;
+                }
+            }
         } else {
             positional(arg, &mut out)?;
             continue;
@@ -128,7 +195,15 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Parsed, ConfigError> {
                     setting,
                     &label,
                     inline.unwrap_or_else(|| "true".into()),
+                    false,
                 );
+            }
+            Kind::OptValue(_) => {
+                if inline.is_some() && !label.starts_with("--") {
+                    return Err(unknown(arg));
+                }
+                let value = inline.unwrap_or_else(|| "true".into());
+                push(&mut out, setting, &label, value, false);
             }
             Kind::Value(_) | Kind::List(_) | Kind::Positional(_) => {
                 let value = match inline {
@@ -143,11 +218,12 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Parsed, ConfigError> {
                         _ => return Err(missing_value(setting, &label)),
                     },
                 };
-                push(&mut out, setting, &label, value);
+                push(&mut out, setting, &label, value, false);
             }
         }
     }
-    Ok(Parsed::Settings(out))
+    app_parts.finish(&mut out, &mut notes)?;
+    Ok(Parsed::Settings(out, notes))
 }
 
 #[cfg(test)]
@@ -158,7 +234,7 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Vec<(String, Vec<String>)>, String> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         match parse_args(&args).map_err(|e| e.to_string())? {
-            Parsed::Settings(o) => Ok(o
+            Parsed::Settings(o, _) => Ok(o
                 .into_iter()
                 .map(|o| (o.setting.name.to_string(), o.items))
                 .collect()),

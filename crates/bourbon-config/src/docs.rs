@@ -3,11 +3,14 @@
 
 use std::fmt::Write as _;
 
+use crate::foreign::{self, AppPart, Arity, Becomes, Dialect, Word, WORDS};
 use crate::registry::{Kind, Section, Setting, Shown, SETTINGS};
 use crate::types::Config;
 
 /// Where the generated reference lives, relative to the repository root.
 const DOCS_PATH: &str = "docs/settings.md";
+/// Where the page for gunicorn and uWSGI users lives.
+const MIGRATING_PATH: &str = "docs/migrating.md";
 
 fn in_section(sec: Section) -> impl Iterator<Item = &'static Setting> {
     SETTINGS.iter().filter(move |s| s.section == sec)
@@ -24,6 +27,8 @@ fn usage_of(s: &Setting) -> String {
     };
     let value = if s.takes_value() {
         format!(" {}", s.metavar)
+    } else if matches!(s.kind, Kind::OptValue(_)) {
+        format!("[={}]", s.metavar)
     } else {
         String::new()
     };
@@ -65,8 +70,9 @@ pub fn help_text() -> String {
         out,
         "Every option can also be set as an environment variable BOURBON_<NAME>\n\
          (e.g. BOURBON_WORKERS=4) or in the --config TOML file (e.g. workers = 4).\n\
-         Precedence: defaults < config file < environment < command line.\n\
-         Full reference: {DOCS_PATH}"
+         Precedence: defaults < config file < GUNICORN_CMD_ARGS < environment < command line.\n\
+         Full reference: {DOCS_PATH}\n\
+         gunicorn's and uWSGI's settings, files and flags: {MIGRATING_PATH}"
     );
     out
 }
@@ -127,6 +133,8 @@ fn md_cli(s: &Setting) -> String {
     }
     let value = if s.takes_value() {
         format!(" {}", s.metavar)
+    } else if matches!(s.kind, Kind::OptValue(_)) {
+        format!("[={}]", s.metavar)
     } else {
         String::new()
     };
@@ -164,12 +172,14 @@ pub fn settings_markdown() -> String {
     let _ = writeln!(out, "# bourbon settings\n");
     let _ = writeln!(
         out,
-        "Every setting can be given in up to four places. Later ones win:\n\n\
+        "Every setting can be given in up to five places. Later ones win:\n\n\
          1. the built-in default;\n\
          2. the TOML config file named by `-c/--config` (or `BOURBON_CONFIG`), with \
-         keys as written below (dashes are accepted in place of underscores);\n\
-         3. an environment variable `BOURBON_<NAME>`;\n\
-         4. the command line.\n\n\
+         keys as written below (dashes are accepted in place of underscores), or a \
+         gunicorn Python config file, or a uWSGI ini file (see [migrating.md](migrating.md));\n\
+         3. `GUNICORN_CMD_ARGS`, read as more command-line arguments;\n\
+         4. an environment variable `BOURBON_<NAME>`;\n\
+         5. the command line.\n\n\
          List settings (`bind`, `env`, `pythonpath`) are replaced, not merged, by a \
          later source; repeating the option within the command line adds entries. In \
          environment variables, list entries are separated by commas. Booleans accept \
@@ -191,6 +201,9 @@ pub fn settings_markdown() -> String {
             };
             let _ = writeln!(out, "| Environment | {env} |");
             let _ = writeln!(out, "| Config file (example) | {} |", md_file(s));
+            if let Some(also) = md_aliases(s) {
+                let _ = writeln!(out, "| Also accepted | {also} |");
+            }
             if !matches!(s.kind, Kind::Help | Kind::Version) {
                 let _ = writeln!(out, "| Default | {} |", md_default(s).replace('|', "\\|"));
             }
@@ -198,6 +211,129 @@ pub fn settings_markdown() -> String {
         }
     }
     // One trailing newline, as editors save files.
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}
+
+/// Other servers' spellings of `s` that differ from bourbon's own (`docs/migrating.md`
+/// has the rest).
+fn md_aliases(s: &Setting) -> Option<String> {
+    let mut parts = Vec::new();
+    for dialect in [Dialect::Gunicorn, Dialect::Uwsgi] {
+        let mut forms: Vec<String> = Vec::new();
+        for w in WORDS.iter().filter(|w| w.dialect == dialect) {
+            if !foreign::target(w).is_some_and(|t| std::ptr::eq(t, s)) {
+                continue;
+            }
+            let in_file = match dialect {
+                Dialect::Gunicorn => "config file",
+                Dialect::Uwsgi => "ini",
+            };
+            if w.name.replace('-', "_") != s.name {
+                forms.push(format!("`{}` ({in_file})", w.name));
+            }
+            for f in w.flags.iter().filter(|f| !s.long.contains(f)) {
+                if s.short.is_some_and(|c| **f == format!("-{c}")) {
+                    continue;
+                }
+                let form = format!("`{f}`");
+                if !forms.contains(&form) {
+                    forms.push(form);
+                }
+            }
+        }
+        if !forms.is_empty() {
+            parts.push(format!("{}: {}", dialect.title(), forms.join(", ")));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// The start and end markers of the generated part of `docs/migrating.md`.
+pub const MIGRATING_BEGIN: &str = "<!-- BEGIN GENERATED: the tables below come from crates/bourbon-config/src/foreign.rs; regenerate with BOURBON_BLESS=1 cargo test -p bourbon-config --test docs -->";
+/// See [`MIGRATING_BEGIN`].
+pub const MIGRATING_END: &str = "<!-- END GENERATED -->";
+
+fn word_forms(w: &Word) -> String {
+    let mut forms = Vec::new();
+    if w.dialect == Dialect::Gunicorn || w.flags.is_empty() {
+        forms.push(format!("`{}`", w.name));
+    }
+    let value = match w.arity {
+        Arity::Switch => "",
+        Arity::Value => " …",
+        Arity::OptValue => "[=…]",
+    };
+    forms.extend(w.flags.iter().map(|f| format!("`{f}{value}`")));
+    forms.join(", ")
+}
+
+fn word_meaning(w: &Word) -> String {
+    let setting = |name: &str| match crate::registry::by_name(name) {
+        Some(s) if matches!(s.kind, Kind::Positional(_)) => "`APP`".to_string(),
+        Some(s) => format!("[`{}`](settings.md#{}) (`{}`)", s.name, s.name, s.flag()),
+        None => format!("`{name}`"),
+    };
+    let mut text = match w.becomes {
+        Becomes::Setting(name) if w.name.replace('-', "_") == name => {
+            format!("same: {}", setting(name))
+        }
+        Becomes::Setting(name) => setting(name),
+        Becomes::UwsgiAddr => setting("bind"),
+        Becomes::App(AppPart::Module) => "`APP` (`module:callable`)".to_string(),
+        Becomes::App(AppPart::File) => "`APP`: the file's module, with `callable`".to_string(),
+        Becomes::App(AppPart::Callable) => "`APP`'s callable (default `application`)".to_string(),
+        Becomes::Hook => "called at gunicorn's moment (see Server hooks above)".to_string(),
+        Becomes::DeadHook(why) => format!("never called (warning): {why}"),
+        Becomes::Only(values, why) => format!(
+            "accepted as {}; any other value is refused (exit 2): {why}",
+            values
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Becomes::Already(why) => format!("accepted, nothing to do: {why}"),
+        Becomes::Ignored(why) => format!("no effect (a warning): {why}"),
+        Becomes::Refused(why) => format!("refused (exit 2): {why}"),
+    };
+    if !w.note.is_empty() {
+        text.push_str("; ");
+        text.push_str(w.note);
+    }
+    text.replace('|', "\\|")
+}
+
+/// The generated tables of `docs/migrating.md`: every gunicorn setting and the uWSGI
+/// options bourbon knows, grouped, with what each becomes.
+pub fn migrating_markdown() -> String {
+    let mut out = String::new();
+    for dialect in [Dialect::Gunicorn, Dialect::Uwsgi] {
+        let _ = writeln!(out, "## {}'s settings, one by one\n", dialect.title());
+        let mut groups: Vec<&str> = Vec::new();
+        for w in WORDS.iter().filter(|w| w.dialect == dialect) {
+            if !groups.contains(&w.group) {
+                groups.push(w.group);
+            }
+        }
+        for g in groups {
+            let _ = writeln!(out, "### {} ({g})\n", dialect.title());
+            let head = match dialect {
+                Dialect::Gunicorn => "| gunicorn (config file, flags) | in bourbon |",
+                Dialect::Uwsgi => "| uWSGI (flags; the same name in the ini file) | in bourbon |",
+            };
+            let _ = writeln!(out, "{head}\n|---|---|");
+            for w in WORDS
+                .iter()
+                .filter(|w| w.dialect == dialect && w.group == g)
+            {
+                let _ = writeln!(out, "| {} | {} |", word_forms(w), word_meaning(w));
+            }
+            out.push('\n');
+        }
+    }
     while out.ends_with("\n\n") {
         out.pop();
     }

@@ -28,6 +28,11 @@ impl ConfigError {
             msg: format!("error: {msg}"),
         }
     }
+
+    /// The text without the `error: ` prefix, to wrap in another place's name.
+    pub(crate) fn message(&self) -> &str {
+        self.msg.strip_prefix("error: ").unwrap_or(&self.msg)
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -50,6 +55,9 @@ pub(crate) enum Origin<'a> {
     File(&'a str, usize),
     /// A well-known variable that supplies a default (`PORT`, ...).
     Derived(&'a str),
+    /// Another server's word (gunicorn's, uWSGI's), named in full by the label: the flag,
+    /// or `FILE: line N: key`.
+    Foreign(&'a str),
 }
 
 fn quote_shell(v: &str) -> String {
@@ -77,6 +85,7 @@ pub(crate) fn example(s: &Setting, origin: Origin<'_>) -> Option<String> {
         Origin::Cli(_) => match s.kind {
             Kind::Positional(_) => format!("bourbon {ex}"),
             Kind::Switch(_) => s.flag().to_string(),
+            Kind::OptValue(_) => format!("{}={}", s.flag(), quote_shell(ex)),
             _ => format!("{} {}", s.flag(), quote_shell(ex)),
         },
         Origin::Env => format!("{}={}", s.env_var(), quote_shell(ex)),
@@ -90,7 +99,7 @@ pub(crate) fn example(s: &Setting, origin: Origin<'_>) -> Option<String> {
             }
             _ => format!("{} = {}", s.name, toml_literal(ex)),
         },
-        Origin::Derived(_) => return None,
+        Origin::Derived(_) | Origin::Foreign(_) => return None,
     })
 }
 
@@ -100,7 +109,7 @@ pub(crate) fn bad_value(s: &Setting, origin: Origin<'_>, bad: Bad) -> ConfigErro
         Origin::Cli(label) => label.to_string(),
         Origin::Env => s.env_var(),
         Origin::File(path, line) => format!("{path}: line {line}: {}", s.name),
-        Origin::Derived(var) => var.to_string(),
+        Origin::Derived(var) | Origin::Foreign(var) => var.to_string(),
     };
     let hint = if bad.hint {
         example(s, origin)

@@ -16,7 +16,8 @@ pub(crate) use crate::setting::{
 use crate::types::{
     format_duration, parse_account, parse_app, parse_bind, parse_bool, parse_duration,
     parse_env_pair, parse_log_format, parse_log_level, parse_positive_u32, parse_root_path,
-    parse_size, parse_umask, parse_usize_in, parse_whole, parse_workers, Bad, LogTarget,
+    parse_size, parse_socket_mode, parse_umask, parse_usize_in, parse_whole, parse_workers, Bad,
+    LogTarget,
 };
 
 fn opt_path(s: &str) -> Option<PathBuf> {
@@ -83,12 +84,16 @@ attribute a Python identifier. Required unless only printing the config.",
         from_file: false,
         default: None,
         example: "bourbon.toml",
-        help: "load settings from this TOML file",
+        help: "load settings from this file (TOML; gunicorn .py; uWSGI .ini)",
         doc: "A TOML file of settings, keyed by the setting names on this page \
-(underscores or dashes). Values in it override defaults and are overridden by \
-environment variables and command-line options. Only accepted on the command \
-line or as `BOURBON_CONFIG`; a missing file is an error. `bourbon --print-config` \
-writes a file in this format.",
+(underscores or dashes; gunicorn's names such as `accesslog` are accepted too). Values in \
+it override defaults and are overridden by `GUNICORN_CMD_ARGS`, environment variables and \
+command-line options. Only accepted on the command line, in `GUNICORN_CMD_ARGS` or as \
+`BOURBON_CONFIG`; a missing file is an error. `bourbon --print-config` writes a file in \
+this format. A file ending in `.py`, or `python:MODULE` / `file:PATH`, is a gunicorn \
+config file, executed as gunicorn does, with its server hooks; a file ending in `.ini` \
+(or any file given with `--ini`) is read for its `[uwsgi]` section. See \
+[migrating.md](migrating.md).",
         show: |_| Shown::Unset,
     },
     Setting {
@@ -573,6 +578,29 @@ several independent servers (each started with this option) can listen on the sa
 and port; the kernel spreads new connections between them. Without it a second server on a \
 port in use fails to start (exit 1).",
         show: |c| Shown::Num(c.reuse_port.to_string()),
+    },
+    Setting {
+        name: "chmod_socket",
+        long: &["--chmod-socket"],
+        short: None,
+        metavar: "MODE",
+        section: Section::Mechanics,
+        kind: Kind::OptValue(|c, s| {
+            c.chmod_socket = parse_socket_mode(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "660",
+        help: "give unix socket files this mode (octal; the flag alone: 666)",
+        doc: "Once a unix socket (`--bind unix:PATH`) is bound, and before it listens, its \
+file is given this mode, in octal digits as uWSGI takes them: `660` lets the owner and \
+the group connect (a proxy running in the socket's group), `666` anyone. The flag alone \
+(`--chmod-socket`, uWSGI's spelling) means `666`; a value is attached to it \
+(`--chmod-socket=660`). Empty (the default) leaves the mode the umask gave it \
+(`0777 & ~umask`). Sockets inherited from systemd or an old master keep theirs.",
+        show: |c| Shown::Str(c.chmod_socket.map(|m| format!("{m:03o}")).unwrap_or_default()),
     },
     Setting {
         name: "reload",

@@ -18,6 +18,9 @@ pub(crate) enum Kind {
     Switch(ApplyOne),
     /// Takes exactly one value.
     Value(ApplyOne),
+    /// `--flag` alone means `true` (the parser picks the value that stands for); a value
+    /// is only taken attached, as `--flag=VALUE`, so the next argument is never eaten.
+    OptValue(ApplyOne),
     /// Repeatable on the CLI, comma-separated in env, string or array in TOML.
     List(ApplyMany),
     /// The bare positional argument (APP).
@@ -134,10 +137,12 @@ impl Setting {
 pub(crate) fn apply(s: &Setting, cfg: &mut Config, items: &[String]) -> Result<(), Bad> {
     match s.kind {
         Kind::List(f) => f(cfg, items),
-        Kind::Switch(f) | Kind::Value(f) | Kind::Positional(f) => match items.last() {
-            Some(v) => f(cfg, v),
-            None => Ok(()),
-        },
+        Kind::Switch(f) | Kind::Value(f) | Kind::OptValue(f) | Kind::Positional(f) => {
+            match items.last() {
+                Some(v) => f(cfg, v),
+                None => Ok(()),
+            }
+        }
         Kind::Help | Kind::Version => Ok(()),
     }
 }
@@ -186,16 +191,28 @@ pub(crate) fn by_short(c: char) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.short == Some(c))
 }
 
-/// The closest candidate to `word` if it is plausibly a typo of it.
+/// The closest candidate to `word` if it is plausibly a typo of it: the edit distance must
+/// be small against the length of the word (one edit up to 5 letters, two up to 11, three
+/// beyond), not counting the dashes of a flag or the `BOURBON_` of a variable, which every
+/// candidate shares. So `--wrokers` suggests `--workers`, but `--ws` suggests nothing. Ties
+/// go to the earlier candidate.
 pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let limit = if word.len() >= 10 { 3 } else { 2 };
+    let core = word.trim_start_matches('-');
+    let core = core.strip_prefix("BOURBON_").unwrap_or(core);
+    let limit = match core.chars().count() {
+        0..=2 => 0,
+        3..=5 => 1,
+        6..=11 => 2,
+        _ => 3,
+    };
+    let lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
+        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), c))
+        .filter(|(d, _)| *d <= limit && *d > 0)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -274,5 +291,34 @@ mod tests {
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(did_you_mean("bnd", ["bind", "workers"]), Some("bind"));
         assert_eq!(did_you_mean("zzzzzz", ["bind", "workers"]), None);
+    }
+
+    #[test]
+    fn suggestions_are_only_for_close_words() {
+        let flags = [
+            "--bind",
+            "--workers",
+            "--threads",
+            "--timeout",
+            "--max-requests",
+        ];
+        assert_eq!(did_you_mean("--wrokers", flags), Some("--workers"));
+        assert_eq!(did_you_mean("--thread", flags), Some("--threads"));
+        assert_eq!(did_you_mean("--max-request", flags), Some("--max-requests"));
+        // Short words: the shared dashes do not make them close to anything.
+        assert_eq!(did_you_mean("--ws", flags), None);
+        assert_eq!(did_you_mean("--x", flags), None);
+        // Two edits in a four-letter word is another word, not a typo.
+        assert_eq!(did_you_mean("--bond", flags), Some("--bind"));
+        assert_eq!(did_you_mean("--band2", flags), None);
+        assert_eq!(did_you_mean("--tinemout", flags), Some("--timeout"));
+        assert_eq!(
+            did_you_mean("BOURBON_WROKERS", ["BOURBON_WORKERS"]),
+            Some("BOURBON_WORKERS")
+        );
+        assert_eq!(
+            did_you_mean("BOURBON_FOO", ["BOURBON_PID", "BOURBON_BIND"]),
+            None
+        );
     }
 }

@@ -1,15 +1,34 @@
 //! The non-CLI sources: derived defaults (`PORT`, `WEB_CONCURRENCY`),
-//! `BOURBON_*` environment variables, and the TOML config file.
+//! `BOURBON_*` environment variables, and the config file: TOML, a uWSGI ini file's
+//! `[uwsgi]` section, or the settings a gunicorn Python config file defined (executed by
+//! the caller, which links Python; this crate only receives the values).
 //!
 //! Each source is turned into the same per-setting lists of strings the CLI
 //! produces and pushed through the registry's parsers, so a value means the
-//! same thing wherever it is written.
+//! same thing wherever it is written. Other servers' names go through `foreign.rs` first.
+
+use std::collections::HashMap;
 
 use toml::de::{DeTable, DeValue};
 
+use crate::cli::Occurrence;
 use crate::error::{bad_value, ConfigError, Origin};
+use crate::foreign::{self, AppParts, Becomes, Note};
 use crate::registry::{apply, by_name, did_you_mean, split_list, Kind, Setting, SETTINGS};
 use crate::types::{parse_whole, Bad, Config};
+use crate::{PyValue, PythonConfig};
+
+/// `BOURBON_*` variables that are not settings but bourbon's own plumbing (the sockets a
+/// binary upgrade hands over; the docs test's switch): never warned about.
+const INTERNAL_VARS: &[&str] = &["BOURBON_FDS", "BOURBON_BLESS"];
+
+/// Apply the occurrences of one source, in order.
+pub(crate) fn apply_occurrences(cfg: &mut Config, occ: &[Occurrence]) -> Result<(), ConfigError> {
+    for o in occ {
+        apply(o.setting, cfg, &o.items).map_err(|b| bad_value(o.setting, o.origin(), b))?;
+    }
+    Ok(())
+}
 
 fn set_env(env: &std::collections::HashMap<String, String>, key: &str) -> Option<String> {
     env.get(key)
@@ -46,13 +65,33 @@ pub(crate) fn apply_derived_defaults(
     Ok(())
 }
 
-/// Apply every `BOURBON_<NAME>` variable that names a setting. Unknown
-/// `BOURBON_*` variables are ignored: the prefix is shared with tooling
-/// (e.g. test switches) that is not configuration.
+/// Apply every `BOURBON_<NAME>` variable that names a setting. An unknown `BOURBON_*`
+/// variable close to a setting's (a typo) gets a warning naming that setting's variable;
+/// others are left alone, as the prefix is shared with tooling (test switches, the
+/// sockets a binary upgrade hands over) that is not configuration.
 pub(crate) fn apply_env(
     cfg: &mut Config,
-    env: &std::collections::HashMap<String, String>,
+    env: &HashMap<String, String>,
+    notes: &mut Vec<Note>,
 ) -> Result<(), ConfigError> {
+    let known: Vec<String> = SETTINGS
+        .iter()
+        .filter(|s| s.from_env)
+        .map(|s| s.env_var())
+        .collect();
+    let mut unknown: Vec<&String> = env
+        .keys()
+        .filter(|k| k.starts_with("BOURBON_") && !known.contains(k))
+        .filter(|k| !INTERNAL_VARS.contains(&k.as_str()) && !k.starts_with("BOURBON_TEST_"))
+        .collect();
+    unknown.sort();
+    for k in unknown {
+        if let Some(m) = did_you_mean(k, known.iter().map(String::as_str)) {
+            notes.push(Note::warn(format!(
+                "{k} is not a bourbon setting and is ignored (did you mean {m}?)"
+            )));
+        }
+    }
     for s in SETTINGS.iter().filter(|s| s.from_env) {
         let Some(v) = env.get(&s.env_var()) else {
             continue;
@@ -99,8 +138,13 @@ fn items_of(s: &Setting, v: &DeValue<'_>) -> Result<Vec<String>, Bad> {
     }
 }
 
-/// Read the TOML config file at `path` and apply its settings.
-pub(crate) fn apply_file(cfg: &mut Config, path: &str) -> Result<(), ConfigError> {
+/// Read the TOML config file at `path` and apply its settings. gunicorn's names
+/// (`accesslog`, `preload_app`, `raw_env`, ...) are accepted beside bourbon's.
+pub(crate) fn apply_file(
+    cfg: &mut Config,
+    path: &str,
+    notes: &mut Vec<Note>,
+) -> Result<(), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(format_args!(
             "{path}: cannot read config file: {e} (check the --config / BOURBON_CONFIG path)"
@@ -118,6 +162,36 @@ pub(crate) fn apply_file(cfg: &mut Config, path: &str) -> Result<(), ConfigError
     for (key, value) in entries {
         let line = line_of(&text, key.span().start);
         let name = key.get_ref().as_ref();
+        if by_name(name).is_none() {
+            if let Some(word) = foreign::gunicorn(name) {
+                let label = format!("{path}: line {line}: {name}");
+                let items = match value.get_ref() {
+                    DeValue::Array(a) => a.iter().map(|x| scalar(x.get_ref())).collect(),
+                    v => scalar(v).map(|x| vec![x]),
+                }
+                .map_err(|b| ConfigError::new(format_args!("{label}: {}", b.msg)))?;
+                if let Some(t) = foreign::target(word) {
+                    if seen.contains(&t.name) {
+                        return Err(ConfigError::new(format_args!(
+                            "{label}: '{}' is set twice (as '{name}' and '{}')",
+                            t.name, t.name
+                        )));
+                    }
+                    seen.push(t.name);
+                }
+                let mut occ = Vec::new();
+                foreign::translate(
+                    word,
+                    &label,
+                    items,
+                    &mut occ,
+                    &mut AppParts::default(),
+                    notes,
+                )?;
+                apply_occurrences(cfg, &occ)?;
+                continue;
+            }
+        }
         let s = match by_name(name) {
             Some(s) if s.from_file => s,
             Some(s) => {
@@ -137,7 +211,11 @@ pub(crate) fn apply_file(cfg: &mut Config, path: &str) -> Result<(), ConfigError
                 )));
             }
             None => {
-                let known = SETTINGS.iter().filter(|s| s.from_file).map(|s| s.name);
+                let known = SETTINGS
+                    .iter()
+                    .filter(|s| s.from_file)
+                    .map(|s| s.name)
+                    .chain(foreign::gunicorn_names());
                 let normalized = name.replace('-', "_");
                 let hint = did_you_mean(&normalized, known)
                     .map(|m| format!(" (did you mean '{m}'?)"))
@@ -160,4 +238,109 @@ pub(crate) fn apply_file(cfg: &mut Config, path: &str) -> Result<(), ConfigError
         apply(s, cfg, &items).map_err(|b| bad_value(s, origin, b))?;
     }
     Ok(())
+}
+
+/// Read the `[uwsgi]` section of the ini file at `path` and apply the options bourbon
+/// knows; repeated keys accumulate for list settings (`env`, `http-socket`), the last wins
+/// for the others. An option bourbon does not know is warned about and skipped: uWSGI has
+/// hundreds, and an ini file written for it should not stop a migration.
+pub(crate) fn apply_ini(
+    cfg: &mut Config,
+    path: &str,
+    env: &HashMap<String, String>,
+    notes: &mut Vec<Note>,
+) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(format_args!(
+            "{path}: cannot read ini file: {e} (check the --ini / --config path)"
+        ))
+    })?;
+    let entries = foreign::parse_ini(&text, std::path::Path::new(path), env);
+    if entries.is_empty() {
+        return Err(ConfigError::new(format_args!(
+            "{path}: no [uwsgi] section with settings (bourbon reads the [uwsgi] section of an ini file)"
+        )));
+    }
+    let mut occ: Vec<Occurrence> = Vec::new();
+    let mut app = AppParts::default();
+    for e in entries {
+        let label = format!("{path}: line {}: {}", e.line, e.key);
+        if e.key == "ini" {
+            return Err(ConfigError::new(format_args!(
+                "{label}: bourbon reads one ini file; copy the included file's [uwsgi] lines into this one"
+            )));
+        }
+        match foreign::uwsgi(&e.key) {
+            Some(word) => {
+                foreign::translate(word, &label, vec![e.value], &mut occ, &mut app, notes)?;
+            }
+            None => {
+                let names = foreign::WORDS
+                    .iter()
+                    .filter(|w| w.dialect == foreign::Dialect::Uwsgi)
+                    .map(|w| w.name);
+                let hint = did_you_mean(&e.key.replace('_', "-"), names)
+                    .map(|m| format!(" (did you mean '{m}'?)"))
+                    .unwrap_or_default();
+                // Custom placeholders (`base = /srv/app`, used as `%(base)`) are keys
+                // uWSGI does not know either; they are not worth a line.
+                if !hint.is_empty() || !text.contains(&format!("%({})", e.key)) {
+                    notes.push(Note::warn(format!(
+                        "{label}: not a setting bourbon knows; ignored{hint}"
+                    )));
+                }
+            }
+        }
+    }
+    app.finish(&mut occ, notes)?;
+    apply_occurrences(cfg, &occ)
+}
+
+/// Apply the gunicorn settings a Python config file defined; returns the names of the
+/// server hooks it defined, for the caller to call.
+pub(crate) fn apply_python(
+    cfg: &mut Config,
+    py: &PythonConfig,
+    notes: &mut Vec<Note>,
+) -> Result<Vec<&'static str>, ConfigError> {
+    let mut hooks = Vec::new();
+    let mut occ: Vec<Occurrence> = Vec::new();
+    let mut app = AppParts::default();
+    for (name, value) in &py.values {
+        let Some(word) = foreign::gunicorn(name) else {
+            continue;
+        };
+        let label = format!("{}: {name}", py.location);
+        match (word.becomes, value) {
+            (_, PyValue::Unset) => {}
+            (Becomes::Hook, PyValue::Callable) => hooks.push(word.name),
+            (Becomes::DeadHook(why), PyValue::Callable) => {
+                notes.push(Note::warn(format!("{label}: never called: {why}")));
+            }
+            (Becomes::Hook | Becomes::DeadHook(_), _) => {
+                return Err(ConfigError::new(format_args!(
+                    "{label}: a server hook must be a function, e.g. def {name}(server): ..."
+                )));
+            }
+            (_, PyValue::Callable) => {
+                return Err(ConfigError::new(format_args!(
+                    "{label}: expected a value, not a function"
+                )));
+            }
+            (_, PyValue::Text(t)) => {
+                foreign::translate(word, &label, vec![t.clone()], &mut occ, &mut app, notes)?;
+            }
+            (_, PyValue::List(items)) => {
+                if foreign::target(word).is_some_and(|t| !matches!(t.kind, Kind::List(_))) {
+                    return Err(ConfigError::new(format_args!(
+                        "{label}: expected a single value, not a list"
+                    )));
+                }
+                foreign::translate(word, &label, items.clone(), &mut occ, &mut app, notes)?;
+            }
+        }
+    }
+    app.finish(&mut occ, notes)?;
+    apply_occurrences(cfg, &occ)?;
+    Ok(hooks)
 }

@@ -113,6 +113,9 @@ pub struct Config {
     pub proc_name: Option<String>,
     /// Set `SO_REUSEPORT` on TCP listeners.
     pub reuse_port: bool,
+    /// The mode unix socket files get once bound (`--chmod-socket`); `None` leaves the
+    /// umask's.
+    pub chmod_socket: Option<u32>,
     /// Validate the configuration and exit instead of serving.
     pub check_config: bool,
     /// Print the effective configuration as TOML and exit.
@@ -167,6 +170,7 @@ impl Config {
             daemon: false,
             proc_name: None,
             reuse_port: false,
+            chmod_socket: None,
             check_config: false,
             print_config: false,
         }
@@ -345,6 +349,29 @@ pub(crate) fn parse_umask(s: &str) -> Result<u32, Bad> {
         return Err(Bad::range(format!("'{}' is larger than 0o777", t)));
     }
     Ok(v)
+}
+
+/// Parse a socket file mode for `chmod_socket`: octal digits as uWSGI takes them (`660`,
+/// `0660`, `0o660`); `true` (the flag alone) means uWSGI's default, 666; `false` or empty
+/// means leave the mode alone.
+pub(crate) fn parse_socket_mode(s: &str) -> Result<Option<u32>, Bad> {
+    let t = s.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "" | "false" | "no" | "off" => return Ok(None),
+        "true" | "yes" | "on" => return Ok(Some(0o666)),
+        _ => {}
+    }
+    let digits = t.strip_prefix("0o").unwrap_or(&t);
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(Bad::form(format!(
+            "'{s}' is not a file mode (octal digits, e.g. 660)"
+        )));
+    }
+    let v = u32::from_str_radix(digits, 8).map_err(|_| Bad::form(format!("'{s}' is too large")))?;
+    if v > 0o777 {
+        return Err(Bad::range(format!("'{s}' is larger than 777")));
+    }
+    Ok(Some(v))
 }
 
 /// Parse a user or group: a name, or a numeric id. Whether it exists is checked when the

@@ -27,6 +27,7 @@ use bourbon_server::listener::Listener;
 use bourbon_server::log;
 use pyo3::prelude::*;
 
+use crate::compat::{self, Arg, Outcome};
 use crate::reloader::Reloader;
 use crate::scoreboard::{now_ns, Slot};
 use crate::startup::{announce, serve_here, EXIT_BOOT};
@@ -47,6 +48,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(500);
 const DUMP_WAIT: Duration = Duration::from_secs(1);
 /// How often to look for the "stacks written" flag while a dump is pending.
 const DUMP_POLL: Duration = Duration::from_millis(10);
+/// How long a timed-out worker may run gunicorn's `worker_abort` hook before it is killed.
+const ABORT_WAIT: Duration = Duration::from_secs(1);
 /// The signals the master acts on.
 const SIGNALS: [libc::c_int; 10] = [
     libc::SIGTERM,
@@ -92,6 +95,8 @@ enum Phase {
     Retiring { deadline: Instant },
     /// Timed out and asked to write its stacks; killed once it has, or at `deadline`.
     Dumping { deadline: Instant },
+    /// Timed out, stacks written, running the `worker_abort` hook; killed at `deadline`.
+    Aborting { deadline: Instant },
     /// Sent SIGKILL; waiting to be reaped.
     Killed,
 }
@@ -103,6 +108,8 @@ struct Child {
     /// Its `--max-requests` with its jitter; 0 = no limit.
     request_limit: u64,
     phase: Phase,
+    /// The `worker` object passed to gunicorn's hooks, when hooks are defined.
+    hook_worker: Option<Py<PyAny>>,
 }
 
 struct Master<'a> {
@@ -128,6 +135,8 @@ struct Master<'a> {
     /// A worker found an ASGI application and the line saying so was written: the other
     /// workers that find it too add nothing.
     asgi_reported: bool,
+    /// Workers forked so far (gunicorn's `worker.age` of the last one).
+    age: u64,
 }
 
 /// Run the master until it is stopped; returns the exit code (in a forked worker: the
@@ -167,6 +176,15 @@ pub(crate) fn run(
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
     announce(listeners, threads);
     log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
+    let target = usize::try_from(cfg.workers).unwrap_or(1);
+    // gunicorn's moment: listening, before the first worker. A failure stops the server
+    // before it serves, as there.
+    compat::server_state(py, target, &crate::ops::app_name(cfg));
+    if compat::call(py, "when_ready", vec![Arg::Server]) == Outcome::Raised {
+        log::error(format_args!("when_ready hook failed; stopping"));
+        return 1;
+    }
+    let master_pid = std::process::id();
     let reloader = if cfg.reload {
         Reloader::start(py, cfg)
     } else {
@@ -180,14 +198,20 @@ pub(crate) fn run(
         read_fd,
         write_fd,
         children: HashMap::new(),
-        target: usize::try_from(cfg.workers).unwrap_or(1),
+        target,
         stopping: false,
         app,
         reloader,
         broken: false,
         asgi_reported: false,
+        age: 0,
     };
-    master.run(py)
+    let code = master.run(py);
+    // Forked workers return through here too; the hook is the master's.
+    if std::process::id() == master_pid {
+        compat::call(py, "on_exit", vec![Arg::Server]);
+    }
+    code
 }
 
 fn signal(pid: libc::pid_t, sig: libc::c_int) {
@@ -231,7 +255,7 @@ impl Master<'_> {
                     self.reloader = None;
                 }
             }
-            if let Some(code) = self.reap() {
+            if let Some(code) = self.reap(py) {
                 return self.halt(py, code);
             }
             for sig in signals {
@@ -253,8 +277,10 @@ impl Master<'_> {
                             "Handling signal: ttin; {} workers",
                             self.target
                         ));
+                        self.workers_changed(py, self.target - 1);
                     }
                     libc::SIGTTOU => {
+                        let old = self.target;
                         if self.target > 1 {
                             self.target -= 1;
                         }
@@ -262,6 +288,9 @@ impl Master<'_> {
                             "Handling signal: ttou; {} workers",
                             self.target
                         ));
+                        if old != self.target {
+                            self.workers_changed(py, old);
+                        }
                         self.retire_extra();
                     }
                     libc::SIGHUP => {
@@ -276,7 +305,10 @@ impl Master<'_> {
                         self.access_log.as_deref(),
                         self.children.keys().copied(),
                     ),
-                    libc::SIGUSR2 => crate::upgrade::reexec(&crate::ops::fds(self.listeners)),
+                    libc::SIGUSR2 => {
+                        compat::call(py, "pre_exec", vec![Arg::Server]);
+                        crate::upgrade::reexec(&crate::ops::fds(self.listeners));
+                    }
                     libc::SIGWINCH if crate::upgrade::winch_is_an_order() => {
                         log::info(format_args!("Handling signal: winch; stopping workers"));
                         self.target = 0;
@@ -298,10 +330,31 @@ impl Master<'_> {
         }
     }
 
+    /// gunicorn's `nworkers_changed(server, new, old)`.
+    fn workers_changed(&self, py: Python<'_>, old: usize) {
+        compat::server_state(py, self.target, &crate::ops::app_name(&self.cfg));
+        let new = i64::try_from(self.target).unwrap_or(i64::MAX);
+        let old = i64::try_from(old).unwrap_or(i64::MAX);
+        compat::call(
+            py,
+            "nworkers_changed",
+            vec![Arg::Server, Arg::Int(new), Arg::Int(old)],
+        );
+    }
+
     /// Fork workers until `target` of them serve. In a child, returns its exit code.
     fn spawn_missing(&mut self, py: Python<'_>) -> Option<i32> {
         while !self.broken && self.serving() < self.target {
-            match self.fork_worker(py) {
+            self.age += 1;
+            let hook_worker = compat::new_worker(py, self.age);
+            if let Some(w) = &hook_worker {
+                compat::call(
+                    py,
+                    "pre_fork",
+                    vec![Arg::Server, Arg::Worker(Some(w.clone_ref(py)))],
+                );
+            }
+            match self.fork_worker(py, hook_worker.as_ref()) {
                 Ok(Forked::Parent(pid, slot)) => {
                     let request_limit = watchdog::request_limit(
                         self.cfg.max_requests,
@@ -314,6 +367,7 @@ impl Master<'_> {
                             slot,
                             request_limit,
                             phase: Phase::Serving,
+                            hook_worker,
                         },
                     );
                 }
@@ -327,7 +381,11 @@ impl Master<'_> {
         None
     }
 
-    fn fork_worker(&self, py: Python<'_>) -> std::io::Result<Forked> {
+    fn fork_worker(
+        &self,
+        py: Python<'_>,
+        hook_worker: Option<&Py<PyAny>>,
+    ) -> std::io::Result<Forked> {
         // The slot exists before the fork so both processes share it. One record per thread
         // that may call the application: the Python threads and the connection thread.
         let threads = usize::try_from(self.cfg.threads.max(1)).unwrap_or(1);
@@ -358,6 +416,9 @@ impl Master<'_> {
         }
         if pid > 0 {
             unblock_signals(&blocked);
+            if let Some(w) = hook_worker {
+                compat::worker_forked(py, w, u32::try_from(pid).unwrap_or(0), false);
+            }
             return Ok(Forked::Parent(pid, slot));
         }
         // The child: give the signals back to their defaults (the worker installs its own),
@@ -382,6 +443,18 @@ impl Master<'_> {
             std::process::id()
         ));
         crate::supervise::enter_worker(py, slot, &self.cfg);
+        if let Some(w) = hook_worker {
+            compat::worker_forked(py, w, std::process::id(), true);
+            // A failing post_fork is a failed boot, as in gunicorn.
+            if compat::call(py, "post_fork", vec![Arg::Server, Arg::Worker(None)])
+                == Outcome::Raised
+            {
+                return Ok(Forked::Child(EXIT_BOOT));
+            }
+            if compat::defined("worker_abort") {
+                crate::supervise::arm_abort_hook();
+            }
+        }
         let code = serve_here(
             py,
             &self.cfg,
@@ -389,13 +462,17 @@ impl Master<'_> {
             self.access_log.clone(),
             self.app.as_ref(),
         );
+        if hook_worker.is_some() {
+            log::info(format_args!("Worker exiting (pid: {})", std::process::id()));
+            compat::call(py, "worker_exit", vec![Arg::Server, Arg::Worker(None)]);
+        }
         Ok(Forked::Child(code))
     }
 
     /// Collect exited workers. Returns an exit code when one failed in a way that must stop
     /// the master rather than be retried: it exited 4 (cannot load the app) or 3 (cannot
     /// boot) before it told its slot it serves. The same codes later are a crash.
-    fn reap(&mut self) -> Option<i32> {
+    fn reap(&mut self, py: Python<'_>) -> Option<i32> {
         let mut halt = None;
         loop {
             let mut status: libc::c_int = 0;
@@ -412,6 +489,13 @@ impl Master<'_> {
             };
             // Read before the slot goes (its mapping is dropped with `child`).
             let booted = child.slot.booted();
+            if let Some(w) = child.hook_worker.as_ref() {
+                compat::call(
+                    py,
+                    "child_exit",
+                    vec![Arg::Server, Arg::Worker(Some(w.clone_ref(py)))],
+                );
+            }
             let expected = self.stopping || child.phase != Phase::Serving;
             if libc::WIFEXITED(status) {
                 let code = libc::WEXITSTATUS(status);
@@ -484,6 +568,7 @@ impl Master<'_> {
         let now = Instant::now();
         let mono = now_ns();
         let graceful = self.cfg.graceful_timeout + EXIT_MARGIN;
+        let abort_hook = compat::defined("worker_abort");
         for (&pid, child) in &mut self.children {
             match child.phase {
                 Phase::Serving | Phase::Retiring { .. } => {
@@ -534,7 +619,18 @@ impl Master<'_> {
                     }
                 }
                 Phase::Dumping { deadline } => {
-                    if child.slot.dumped() || now >= deadline {
+                    if child.slot.dumped() && abort_hook {
+                        // The worker calls worker_abort and exits; killed if it lingers.
+                        child.phase = Phase::Aborting {
+                            deadline: now + ABORT_WAIT,
+                        };
+                    } else if child.slot.dumped() || now >= deadline {
+                        signal(pid, libc::SIGKILL);
+                        child.phase = Phase::Killed;
+                    }
+                }
+                Phase::Aborting { deadline } => {
+                    if now >= deadline {
                         signal(pid, libc::SIGKILL);
                         child.phase = Phase::Killed;
                     }
@@ -561,7 +657,11 @@ impl Master<'_> {
     /// same on a file change. In a forked child, returns its exit code.
     fn reload(&mut self, py: Python<'_>) -> Option<i32> {
         let env: HashMap<String, String> = std::env::vars().collect();
-        match bourbon_config::load(self.argv, &env) {
+        let old_target = self.target;
+        match compat::load(py, self.argv, &env, true).map(|l| {
+            compat::log_notes(&l);
+            l.action
+        }) {
             Ok(bourbon_config::Action::Run(cfg)) => {
                 if cfg.preload && self.app.is_none() {
                     // Turned on since the start: preload now, or keep everything as it is.
@@ -587,10 +687,14 @@ impl Master<'_> {
             }
             Ok(_) => {}
             Err(e) => {
+                let e = e.strip_prefix("error: ").unwrap_or(&e);
                 log::error(format_args!("reload: {e}; keeping the current settings"));
                 return None;
             }
         }
+        // gunicorn's order: the new settings are in, the new workers are not forked yet.
+        self.workers_changed(py, old_target);
+        compat::call(py, "on_reload", vec![Arg::Server]);
         if self.app.is_some() {
             log::info(format_args!(
                 "reload: the application was preloaded, so its code is not reloaded \
@@ -665,7 +769,7 @@ impl Master<'_> {
         let read_fd = self.read_fd;
         while !self.children.is_empty() && Instant::now() < deadline {
             let _ = py.detach(|| wait_signals(read_fd, None, Duration::from_millis(100)));
-            let _ = self.reap();
+            let _ = self.reap(py);
         }
         for (&pid, child) in &mut self.children {
             if child.phase != Phase::Killed {
@@ -683,7 +787,15 @@ impl Master<'_> {
             if pid <= 0 {
                 break;
             }
-            self.children.remove(&pid);
+            if let Some(child) = self.children.remove(&pid) {
+                if let Some(w) = child.hook_worker.as_ref() {
+                    compat::call(
+                        py,
+                        "child_exit",
+                        vec![Arg::Server, Arg::Worker(Some(w.clone_ref(py)))],
+                    );
+                }
+            }
         }
         log::info(format_args!("Shutting down: Master"));
         0

@@ -11,6 +11,7 @@
 
 mod appkind;
 mod arbiter;
+mod compat;
 mod daemon;
 mod notify;
 mod ops;
@@ -42,9 +43,30 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
     startup::run(py, &argv)
 }
 
+/// Write to bourbon's error log, for the `log` object of gunicorn's server hooks:
+/// `level` is `debug`, `info`, `warning`, `error` or `critical`, or `raw` for text written
+/// as it is (a traceback).
+#[pyfunction]
+fn _log(level: &str, message: &str) {
+    use bourbon_server::log;
+    let level = match level {
+        "debug" => log::Level::Debug,
+        "info" => log::Level::Info,
+        "warning" => log::Level::Warning,
+        "error" => log::Level::Error,
+        "critical" => log::Level::Critical,
+        _ => {
+            log::write_raw(message.as_bytes());
+            return;
+        }
+    };
+    log::log(level, format_args!("{message}"));
+}
+
 #[pymodule]
 fn _bourbon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(_log, m)?)?;
     m.add_class::<wsgi::input::InputStream>()?;
     m.add_class::<wsgi::start_response::StartResponse>()?;
     m.add_class::<wsgi::streams::ErrorsStream>()?;

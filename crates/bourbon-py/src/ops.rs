@@ -99,6 +99,7 @@ pub(crate) fn open_listeners(py: Python<'_>, cfg: &Config) -> Result<(Vec<Listen
             let opts = BindOptions {
                 backlog: cfg.backlog,
                 reuse_port: cfg.reuse_port,
+                unix_mode: cfg.chmod_socket,
             };
             listener::bind_all_with(&cfg.bind, opts)
                 .map(|l| (l, Origin::Bound))

@@ -33,14 +33,16 @@ const EXIT_APP_LOAD: i32 = 4;
 
 pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let action = match bourbon_config::load(argv, &env) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return e.exit_code();
+    // Executes a gunicorn Python config file when `-c` names one.
+    let loaded = match crate::compat::load(py, argv, &env, false) {
+        Ok(l) => l,
+        Err(line) => {
+            eprintln!("{line}");
+            return 2;
         }
     };
-    match action {
+    let notes = loaded.clone();
+    match loaded.action {
         Action::Help(text) | Action::Version(text) | Action::PrintConfig(text) => {
             print!("{text}");
             if !text.ends_with('\n') {
@@ -50,6 +52,7 @@ pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
         }
         Action::CheckConfig(cfg) => {
             init_log(&cfg);
+            crate::compat::log_notes(&notes);
             if let Err(code) = prepare_python(py, &cfg) {
                 return code;
             }
@@ -61,7 +64,11 @@ pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
                 Err(code) => code,
             }
         }
-        Action::Run(cfg) => serve_forever(py, &cfg, argv),
+        Action::Run(cfg) => {
+            init_log(&cfg);
+            crate::compat::log_notes(&notes);
+            serve_forever(py, &cfg, argv)
+        }
     }
 }
 
@@ -176,7 +183,6 @@ fn import_app<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, PyAny
 }
 
 fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
-    init_log(cfg);
     // A panic is a bug, but one that must cost only the connection it happened on (tokio
     // isolates tasks) and must be told in the error log, not on a stderr nobody reads.
     std::panic::set_hook(Box::new(|info| {
@@ -188,6 +194,23 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
+    // gunicorn's order: the number of workers is set (nworkers_changed with no old value),
+    // then on_starting, before the sockets. A failing on_starting stops the start.
+    {
+        use crate::compat::{call, server_state, Arg, Outcome};
+        let workers = usize::try_from(cfg.workers).unwrap_or(1);
+        server_state(py, workers, &crate::ops::app_name(cfg));
+        let new = i64::from(cfg.workers);
+        call(
+            py,
+            "nworkers_changed",
+            vec![Arg::Server, Arg::Int(new), Arg::None],
+        );
+        if call(py, "on_starting", vec![Arg::Server]) == Outcome::Raised {
+            log::error(format_args!("on_starting hook failed; not starting"));
+            return 1;
+        }
+    }
     let access_log = match open_access_log(cfg) {
         Ok(a) => a,
         Err(code) => return code,
@@ -242,6 +265,28 @@ pub(crate) fn serve_here(
             Err(LoadError::Reported(code)) => return code,
             Err(LoadError::Asgi) => return crate::appkind::EXIT_WORKER_ASGI,
         },
+    };
+    // gunicorn's hooks: after the load (a failure is a failed boot, as there), and around
+    // each request when pre_request/post_request are defined (otherwise the application is
+    // served as it is).
+    let app = if crate::compat::hooks().is_some() {
+        use crate::compat::{call, wrap_app, Arg, Outcome};
+        if call(py, "post_worker_init", vec![Arg::Worker(None)]) == Outcome::Raised {
+            return EXIT_BOOT;
+        }
+        match wrap_app(py, app) {
+            Ok(a) => a,
+            Err(e) => {
+                log_exception(
+                    py,
+                    &e,
+                    "Cannot wrap the application for pre_request/post_request",
+                );
+                return EXIT_BOOT;
+            }
+        }
+    } else {
+        app
     };
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
     let ctx = match build_context(py, cfg, app, threads) {
@@ -482,6 +527,15 @@ impl Worker {
                 }
                 Stop::Fast => {
                     log::info(format_args!("Handling signal: int/quit; stopping now"));
+                    if crate::compat::defined("worker_int") {
+                        Python::attach(|py| {
+                            crate::compat::call(
+                                py,
+                                "worker_int",
+                                vec![crate::compat::Arg::Worker(None)],
+                            )
+                        });
+                    }
                     0
                 }
             };

@@ -92,9 +92,61 @@ pub(crate) fn booted() {
     }
 }
 
+/// The write end of the pipe the `worker_abort` thread waits on; -1 when that hook is not
+/// defined.
+static ABORT_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 extern "C" fn on_dumped(_sig: libc::c_int) {
     if let Some(slot) = SLOT.get() {
         slot.mark_dumped();
+    }
+    let fd = ABORT_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = 1u8;
+        // SAFETY: write(2) is async-signal-safe; the buffer is a local byte.
+        unsafe {
+            libc::write(fd, std::ptr::from_ref(&byte).cast(), 1);
+        }
+    }
+}
+
+/// With gunicorn's `worker_abort` hook defined: a thread that waits until this worker's
+/// stacks were written for a timeout, then calls the hook (and `worker_exit`, as gunicorn's
+/// abort is an exit) and exits with 1, before the master's kill. Its own thread, because
+/// the stuck call may be holding the connection thread; it gets the GIL in the stuck
+/// thread's next switch interval (a call stuck in C holding the GIL is killed unheard).
+pub(crate) fn arm_abort_hook() {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into our array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        log::warn(format_args!(
+            "worker_abort: cannot create its pipe: {}",
+            std::io::Error::last_os_error()
+        ));
+        return;
+    }
+    let (read_fd, write_fd) = (fds[0], fds[1]);
+    let spawned = std::thread::Builder::new()
+        .name("worker_abort".into())
+        .spawn(move || {
+            let mut byte = 0u8;
+            // SAFETY: a blocking read of one byte into our local from our own pipe.
+            let n = unsafe { libc::read(read_fd, std::ptr::from_mut(&mut byte).cast(), 1) };
+            if n != 1 {
+                return;
+            }
+            Python::attach(|py| {
+                use crate::compat::{call, Arg};
+                call(py, "worker_abort", vec![Arg::Worker(None)]);
+                log::info(format_args!("Worker exiting (pid: {})", std::process::id()));
+                call(py, "worker_exit", vec![Arg::Server, Arg::Worker(None)]);
+            });
+            // SAFETY: ending this process now is the point: its stuck call never returns.
+            unsafe { libc::_exit(1) };
+        });
+    match spawned {
+        Ok(_) => ABORT_PIPE.store(write_fd, std::sync::atomic::Ordering::Relaxed),
+        Err(e) => log::warn(format_args!("worker_abort: cannot start its thread: {e}")),
     }
 }
 

@@ -126,6 +126,7 @@ pub fn bind_all(binds: &[Bind], backlog: u32) -> Result<Vec<Listener>, BindError
         BindOptions {
             backlog,
             reuse_port: false,
+            unix_mode: None,
         },
     )
 }
@@ -137,6 +138,9 @@ pub struct BindOptions {
     pub backlog: u32,
     /// Set `SO_REUSEPORT` on TCP sockets before binding (`--reuse-port`).
     pub reuse_port: bool,
+    /// Give unix socket files this mode once bound (`--chmod-socket`); `None` leaves the
+    /// mode the umask gave them.
+    pub unix_mode: Option<u32>,
 }
 
 /// [`bind_all`] with every option.
@@ -182,6 +186,7 @@ pub fn bind(spec: &Bind, backlog: u32) -> io::Result<Listener> {
         BindOptions {
             backlog,
             reuse_port: false,
+            unix_mode: None,
         },
     )
 }
@@ -189,7 +194,7 @@ pub fn bind(spec: &Bind, backlog: u32) -> io::Result<Listener> {
 fn bind_with(spec: &Bind, opts: BindOptions) -> io::Result<Listener> {
     match spec {
         Bind::Tcp { host, port } => bind_tcp(host, *port, opts),
-        Bind::Unix(path) => bind_unix(path, opts.backlog),
+        Bind::Unix(path) => bind_unix(path, opts),
         Bind::Fd(fd) => from_fd(*fd),
     }
 }
@@ -227,11 +232,17 @@ fn bind_tcp_addr(addr: SocketAddr, opts: BindOptions) -> io::Result<std::net::Tc
     Ok(socket.into())
 }
 
-fn bind_unix(path: &Path, backlog: u32) -> io::Result<Listener> {
+fn bind_unix(path: &Path, opts: BindOptions) -> io::Result<Listener> {
     remove_stale_socket(path)?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.bind(&socket2::SockAddr::unix(path)?)?;
-    socket.listen(backlog_i32(backlog))?;
+    if let Some(mode) = opts.unix_mode {
+        // Before listen(2): no client can connect while the file still has the umask's
+        // mode. Connecting needs write permission on the socket file (unix(7)).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    socket.listen(backlog_i32(opts.backlog))?;
     socket.set_nonblocking(true)?;
     let fd: OwnedFd = socket.into();
     SOCKET_OWNER.store(std::process::id(), Ordering::Relaxed);
@@ -463,6 +474,7 @@ mod tests {
         let opts = BindOptions {
             backlog: 16,
             reuse_port: true,
+            unix_mode: None,
         };
         let tcp = |port| Bind::Tcp {
             host: "127.0.0.1".into(),
@@ -496,6 +508,24 @@ mod tests {
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists());
         let _l = bind(&Bind::Unix(path.clone()), 16).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn unix_socket_mode_is_set_when_asked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("bourbon-m-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.sock");
+        let opts = BindOptions {
+            backlog: 16,
+            reuse_port: false,
+            unix_mode: Some(0o660),
+        };
+        let l = bind_with(&Bind::Unix(path.clone()), opts).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o660);
+        drop(l);
         std::fs::remove_dir_all(&dir).ok();
     }
 
