@@ -25,7 +25,7 @@ use crate::wsgi::call::{continue_handoff, handle, run_deferred_close, AppContext
 use crate::wsgi::message::{Closer, Job};
 
 /// What a Python thread is asked to do.
-// Both variants travel through a bounded channel of a few slots; boxing the larger one would
+// Requests travel through a bounded channel of a few slots; boxing the largest variant would
 // cost an allocation per request to save a few hundred bytes of queue.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Work {
