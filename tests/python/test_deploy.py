@@ -245,7 +245,22 @@ class ProxyStack:
     """A proxy in front of bourbon on a Unix socket; subclasses start the proxy."""
 
     port: int
+    tmp: Path
+    proxy: Program
     bourbon: Server | None
+
+    def proxy_log(self) -> str:
+        """The proxy's output and the tail of its error log."""
+        logs = [self.proxy.log]
+        err = self.tmp / "error.log"
+        if err.exists():
+            logs.append(err.read_text(errors="replace")[-4000:])
+        return "\n".join(logs)
+
+    def close(self) -> None:
+        if self.bourbon is not None:
+            self.bourbon.stop()
+        self.proxy.stop(signal.SIGTERM)
 
     def request(self, method: str, path: str, body=None, headers=None, host=SERVER_NAME):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
@@ -282,25 +297,13 @@ class Stack(ProxyStack):
         conf.write_text(nginx_main_config(site, tmp, nginx))
         argv = [nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
         self.bourbon: Server | None = None
-        self.nginx = Program(argv, tmp / "nginx.out")
+        self.proxy = Program(argv, tmp / "nginx.out")
         try:
-            wait_connectable(self.port, self.nginx.proc, "nginx", self.nginx_log)
+            wait_connectable(self.port, self.proxy.proc, "nginx", self.proxy_log)
             self.bourbon = documented_bourbon("nginx.md", self.sock, site_dir)
         except BaseException:
             self.close()
             raise
-
-    def nginx_log(self) -> str:
-        logs = [self.nginx.log]
-        err = self.tmp / "error.log"
-        if err.exists():
-            logs.append(err.read_text(errors="replace")[-4000:])
-        return "\n".join(logs)
-
-    def close(self) -> None:
-        if self.bourbon is not None:
-            self.bourbon.stop()
-        self.nginx.stop(signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
@@ -532,7 +535,7 @@ def test_nginx_reload_of_bourbon_keeps_serving(django_site):
             failed = [i for i, st in enumerate(statuses) if st != 200]
             assert not failed, (
                 f"{len(failed)} of {len(statuses)} requests failed, first at #{failed[0]}: "
-                f"{sorted(set(statuses))}\n{s.nginx_log()[-1500:]}"
+                f"{sorted(set(statuses))}\n{s.proxy_log()[-1500:]}"
             )
             # The old workers are gone. nginx may still be reusing a connection it opened
             # before they left; a new one needs the socket path.
@@ -637,9 +640,9 @@ class ApacheStack(ProxyStack):
         conf = tmp / "apache2.conf"
         conf.write_text(apache_main_config(site, tmp, self.port))
         self.bourbon: Server | None = None
-        self.apache = Program([apache, "-f", str(conf), "-DFOREGROUND"], tmp / "apache.out")
+        self.proxy = Program([apache, "-f", str(conf), "-DFOREGROUND"], tmp / "apache.out")
         try:
-            wait_connectable(self.port, self.apache.proc, "apache2", self.apache_log)
+            wait_connectable(self.port, self.proxy.proc, "apache2", self.proxy_log)
             self.start_bourbon()
         except BaseException:
             self.close()
@@ -648,18 +651,6 @@ class ApacheStack(ProxyStack):
     def start_bourbon(self) -> None:
         # With bourbon's default --umask 0 the socket is writable by Apache's user too.
         self.bourbon = documented_bourbon("apache.md", self.sock, self.site_dir)
-
-    def apache_log(self) -> str:
-        logs = [self.apache.log]
-        err = self.tmp / "error.log"
-        if err.exists():
-            logs.append(err.read_text(errors="replace")[-4000:])
-        return "\n".join(logs)
-
-    def close(self) -> None:
-        if self.bourbon is not None:
-            self.bourbon.stop()
-        self.apache.stop(signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
@@ -678,7 +669,7 @@ def test_apache_and_nginx_recipes_run_the_same_bourbon():
 
 def test_apache_django_page(apache):
     resp, body = apache.request("GET", "/")
-    assert resp.status == 200, (body[:500], apache.apache_log())
+    assert resp.status == 200, (body[:500], apache.proxy_log())
     assert resp.getheader("Content-Type", "").startswith("text/html")
     assert b"<h1>Latest polls</h1>" in body
 
@@ -689,7 +680,7 @@ def test_apache_serves_static_files_from_the_alias(apache):
     assert m, page[:1000]
     url = m.group(1).decode()
     resp, body = apache.request("GET", url)
-    assert resp.status == 200, apache.apache_log()
+    assert resp.status == 200, apache.proxy_log()
     assert resp.getheader("Content-Type", "").startswith("text/css")
     assert body == (apache.static / url[len("/static/") :]).read_bytes()
     assert "immutable" in resp.getheader("Cache-Control", "")
@@ -765,7 +756,7 @@ def test_apache_streams_events(apache):
 def test_apache_200_sequential_requests(apache):
     for i in range(100):
         resp, body = apache.request("GET", f"/plain?n={i}")
-        assert (resp.status, body) == (200, b"Hello from Django\n"), apache.apache_log()
+        assert (resp.status, body) == (200, b"Hello from Django\n"), apache.proxy_log()
     assert "Traceback" not in apache.bourbon.log
 
 
@@ -782,7 +773,7 @@ def test_apache_reaches_bourbon_again_as_soon_as_it_is_back(django_site):
             assert s.request("GET", "/plain")[0].status == 503
             s.start_bourbon()
             resp, body = s.request("GET", "/plain?back")
-            assert (resp.status, body) == (200, b"Hello from Django\n"), s.apache_log()
+            assert (resp.status, body) == (200, b"Hello from Django\n"), s.proxy_log()
         finally:
             s.close()
 
