@@ -32,8 +32,6 @@ use pyo3::prelude::*;
 
 /// `SERVER_SOFTWARE` in the environ.
 pub(crate) const SERVER_SOFTWARE: &str = concat!("bourbon/", env!("CARGO_PKG_VERSION"));
-/// The `Server` response header (no version: it only helps attackers).
-pub(crate) const SERVER_HEADER: &str = "bourbon";
 
 /// Run the server with command-line arguments (without the program name); returns the exit
 /// code: 0 on a clean stop, 1 when a socket cannot be bound, 2 for a bad setting, 4 when the

@@ -374,7 +374,7 @@ fn build_context(
 
 /// The plain values the worker needs, copied out of the config so the closure run without
 /// the GIL owns them.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Settings {
     serve: ServeConfig,
     handler: HandlerConfig,
@@ -402,6 +402,7 @@ impl From<&Config> for Settings {
                 limits,
                 timeouts,
                 graceful_timeout: cfg.graceful_timeout,
+                access_log: None,
             },
             handler: HandlerConfig {
                 post_buffering: cfg.post_buffering,
@@ -449,9 +450,10 @@ impl Worker {
             runtime,
             mut signals,
             threads,
-            settings: s,
+            settings: mut s,
             access_log,
         } = self;
+        s.serve.access_log = access_log;
         // A bounded queue: when every Python thread is busy, connections wait here (and stop
         // reading more requests) instead of piling up work.
         let (work_tx, work_rx) = mpsc::channel(threads * 2);
@@ -495,7 +497,6 @@ impl Worker {
                     busy,
                 }),
                 config: s.handler,
-                access_log,
             });
             // Signals are awaited in their own task: the future below is polled on every
             // tick of the runtime, and polling three signal streams per request adds up.

@@ -6,17 +6,17 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bourbon_config::Bind;
+use bourbon_server::body::Full;
 use bourbon_server::guard::Limits;
 use bourbon_server::io::Timeouts;
 use bourbon_server::request::{Request, Response};
 use bourbon_server::serve::{serve, ConnInfo, Handler, HandlerFuture, ServeConfig};
 use bytes::Bytes;
-use http_body_util::Full;
 
 struct Hello;
 
 impl Handler for Hello {
-    type Body = Full<Bytes>;
+    type Body = Full;
 
     fn call(&self, _req: Request, _conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body> {
         Box::pin(async {
@@ -52,6 +52,7 @@ fn main() -> std::io::Result<()> {
             write: Duration::from_secs(30),
         },
         graceful_timeout: Duration::from_secs(1),
+        access_log: None,
     };
     local.block_on(&rt, serve(&listeners, Rc::new(Hello), cfg, stop_rx))
 }

@@ -28,6 +28,7 @@ use http::header::{AUTHORIZATION, REFERER, USER_AGENT};
 use http::{HeaderMap, HeaderName};
 
 use crate::log::civil_from_unix;
+use crate::request::{RequestHead, Response};
 
 /// gunicorn's default access log format (the combined log format).
 pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
@@ -520,6 +521,68 @@ fn format_time(out: &mut Vec<u8>, secs: u64) {
         .unwrap_or(&"???");
     // Writing into a Vec cannot fail.
     let _ = write!(out, "[{d:02}/{month}/{y:04}:{h:02}:{mi:02}:{s:02} +0000]");
+}
+
+/// A request being answered, as the access log will need it: taken from the head before the
+/// handler owns it, completed with the response's status (and headers, when the format names
+/// some), and written by the connection driver once the body has ended — for every handler
+/// alike.
+pub(crate) struct Pending {
+    head: RequestHead,
+    started: SystemTime,
+    clock: std::time::Instant,
+}
+
+/// A [`Pending`] request that has its response.
+pub(crate) struct Responded {
+    pending: Pending,
+    status: u16,
+    response_headers: Option<HeaderMap>,
+}
+
+impl Pending {
+    pub(crate) fn new(head: &RequestHead) -> Self {
+        Pending {
+            head: head.clone(),
+            started: SystemTime::now(),
+            clock: std::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn responded<B>(self, log: &AccessLog, resp: &Response<B>) -> Responded {
+        Responded {
+            status: resp.status,
+            response_headers: log
+                .format()
+                .needs_response_headers()
+                .then(|| resp.headers.to_header_map()),
+            pending: self,
+        }
+    }
+}
+
+impl Responded {
+    /// Write the line: `remote` is the client's address, `sent` the body bytes sent.
+    pub(crate) fn write(self, log: &AccessLog, remote: &str, sent: u64) {
+        let head = &self.pending.head;
+        let request_headers = if log.format().needs_request_headers() {
+            head.header_map()
+        } else {
+            HeaderMap::new()
+        };
+        log.write(&Entry {
+            remote,
+            method: &String::from_utf8_lossy(head.method()),
+            target: &String::from_utf8_lossy(head.target()),
+            version: head.version_str(),
+            status: self.status,
+            response_bytes: Some(sent),
+            request_headers: &request_headers,
+            response_headers: self.response_headers.as_ref(),
+            started: self.pending.started,
+            duration: self.pending.clock.elapsed(),
+        });
+    }
 }
 
 /// Where access log lines go.

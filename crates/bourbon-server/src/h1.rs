@@ -25,13 +25,14 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http_body::Body;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use crate::access_log::Pending;
+use crate::body::{Body, Chunk, FileRegion};
 use crate::cork;
 use crate::guard::{Guard, Phase, Reject};
-use crate::io::{is_placeholder, ConnShared, Socket, Timeouts};
+use crate::io::{ConnShared, Socket, Timeouts};
 use crate::request::{BodyError, BodySource, Request, RequestBody, RequestHead, Response};
 use crate::serve::{stop_signalled, ConnInfo, Handler, Peer, ServeConfig};
 
@@ -87,6 +88,8 @@ struct Conn<S> {
     /// The last response waited for the client to take bytes: its end is read from the clock
     /// rather than taken from the end of the application call.
     write_waited: Cell<bool>,
+    /// Body bytes of the current response handed to the socket so far.
+    body_sent: Cell<u64>,
 }
 
 /// The stop signal as a connection waits for it between requests: one registration kept for
@@ -248,6 +251,7 @@ pub(crate) async fn drive<S, H>(
         copy_files: matches!(info.peer, Peer::Tcp(addr) if addr.ip().to_canonical().is_loopback()),
         deadline: RefCell::new(None),
         write_waited: Cell::new(false),
+        body_sent: Cell::new(0),
     });
     let keep_alive = !cfg.timeouts.keep_alive.is_zero();
     let mut wbuf: Vec<u8> = Vec::with_capacity(512);
@@ -274,14 +278,26 @@ pub(crate) async fn drive<S, H>(
         };
         let wants_close = head.wants_close();
         let body = conn.start_request(&head);
+        // The access log's view of the request, taken before the handler owns the head.
+        let pending = cfg.access_log.as_ref().map(|_| Pending::new(&head));
+        info.shared.request_started();
         let started = cork::before_call();
         let resp = handler.call(Request { head, body }, &info).await;
         let done = cork::call_done(started);
         let close = wants_close || !keep_alive || stop_signalled(&stop);
-        match conn
+        let logged = match (&cfg.access_log, pending) {
+            (Some(log), Some(pending)) => Some((log, pending.responded(log, &resp))),
+            _ => None,
+        };
+        conn.body_sent.set(0);
+        let written = conn
             .write_response(&conn, resp, facts, close, &mut wbuf, done)
-            .await
-        {
+            .await;
+        info.shared.request_finished();
+        if let Some((log, record)) = logged {
+            record.write(log, &info.remote.ip, conn.body_sent.get());
+        }
+        match written {
             Ok(true) => {}
             Ok(false) | Err(_) => break,
         }
@@ -652,7 +668,7 @@ impl<S: Socket> Conn<S> {
         now: std::time::Instant,
     ) -> io::Result<bool>
     where
-        B: Body<Data = Bytes>,
+        B: Body,
     {
         let Response {
             status,
@@ -665,7 +681,7 @@ impl<S: Socket> Conn<S> {
         let mut close = close || close_wanted;
         let no_content = status == 204 || status == 304 || status < 200;
         let declared = headers.content_length();
-        let exact = body.size_hint().exact();
+        let exact = body.exact_len();
         let mut add_length = None;
         let framing = if req.is_head || no_content {
             // A HEAD response may tell the length a GET would have had (RFC 9110 §9.3.2).
@@ -708,6 +724,9 @@ impl<S: Socket> Conn<S> {
         } else if req.http10 {
             wbuf.extend_from_slice(b"connection: keep-alive\r\n");
         }
+        if !headers.has_server() {
+            wbuf.extend_from_slice(b"Server: bourbon\r\n");
+        }
         if !headers.has_date() {
             wbuf.extend_from_slice(b"date: ");
             push_date(wbuf, now);
@@ -725,72 +744,85 @@ impl<S: Socket> Conn<S> {
             }
             return Ok(!close);
         }
-        let mut written: u64 = 0;
         let chunked = framing == Framing::Chunked;
-        // A frame polled while gathering that could not join the batch (a file placeholder,
-        // the end, an error): it is handled first in the next round.
+        // What the declared Content-Length still allows: a longer body is cut (PEP 3333 lets
+        // the server truncate, and the framing stays right), a shorter one closes the
+        // connection (RFC 9112 §6.3: the client would wait for bytes that never come).
+        let mut owed = match framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        };
+        // A chunk polled while gathering that could not join the batch (a file region, the
+        // end, an error): it is handled first in the next round.
         let mut next = None;
         loop {
-            let frame = match next.take() {
-                Some(frame) => frame,
-                None => poll_fn(|cx| body.as_mut().poll_frame(cx)).await,
+            let polled = match next.take() {
+                Some(polled) => polled,
+                None => poll_fn(|cx| body.as_mut().poll_chunk(cx)).await,
             };
-            let data = match frame {
+            let chunk = match polled {
                 None => break,
                 Some(Err(_)) => {
-                    // The body failed (app error mid-response, short body): send what we
-                    // have and close, so the client sees the response cut off.
+                    // The body failed (app error mid-response): send what we have and close,
+                    // so the client sees the response cut off.
                     let _ = self.write_all(&mut [IoSlice::new(wbuf)]).await;
                     return Ok(false);
                 }
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if !data.is_empty() => data,
-                    _ => continue,
+                Some(Ok(chunk)) => match limit(chunk, &mut owed) {
+                    Some(chunk) => chunk,
+                    None if owed == Some(0) => break,
+                    None => continue,
                 },
             };
-            written += data.len() as u64;
+            let data = match chunk {
+                Chunk::File(region) => {
+                    if chunked {
+                        push_chunk_size(wbuf, usize::try_from(region.len).unwrap_or(usize::MAX));
+                    }
+                    self.write_all(&mut [IoSlice::new(wbuf)]).await?;
+                    wbuf.clear();
+                    self.send_region(&region).await?;
+                    self.add_sent(region.len);
+                    if chunked {
+                        wbuf.extend_from_slice(b"\r\n");
+                    }
+                    continue;
+                }
+                Chunk::Data(data) => data,
+            };
+            self.add_sent(data.len() as u64);
             if chunked {
                 push_chunk_size(wbuf, data.len());
             }
-            if is_placeholder(&data) {
-                self.write_all(&mut [IoSlice::new(wbuf)]).await?;
-                wbuf.clear();
-                self.send_file(data.len()).await?;
-                if chunked {
-                    wbuf.extend_from_slice(b"\r\n");
-                }
-                continue;
-            }
-            let mut end = body.is_end_stream();
+            let mut end = owed == Some(0) || body.is_end_stream();
             // Chunks the application has already produced go out together, in one writev:
             // PEP 3333 forbids holding a block back, not sending the ready ones at once.
             let mut more: Vec<Bytes> = Vec::new();
             let mut seps: Vec<u8> = Vec::new();
             let mut gathered = data.len();
             while !end && more.len() < MAX_GATHER && gathered < MAX_GATHER_BYTES {
-                let polled = poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await;
-                let frame = match polled {
+                let polled = poll_fn(|cx| Poll::Ready(body.as_mut().poll_chunk(cx))).await;
+                let polled = match polled {
                     Poll::Pending => break,
-                    Poll::Ready(frame) => frame,
+                    Poll::Ready(polled) => polled,
                 };
-                match frame {
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(d) if d.is_empty() => {}
-                        Ok(d) if is_placeholder(&d) => {
-                            next = Some(Some(Ok(http_body::Frame::data(d))));
+                match polled {
+                    Some(Ok(chunk)) => match limit(chunk, &mut owed) {
+                        None => end = owed == Some(0) || body.is_end_stream(),
+                        Some(chunk @ Chunk::File(_)) => {
+                            next = Some(Some(Ok(chunk)));
                             break;
                         }
-                        Ok(d) => {
-                            written += d.len() as u64;
+                        Some(Chunk::Data(d)) => {
+                            self.add_sent(d.len() as u64);
                             gathered += d.len();
                             if chunked {
                                 seps.extend_from_slice(b"\r\n");
                                 push_chunk_size(&mut seps, d.len());
                             }
                             more.push(d);
-                            end = body.is_end_stream();
+                            end = owed == Some(0) || body.is_end_stream();
                         }
-                        Err(_) => {}
                     },
                     None => end = true,
                     Some(Err(e)) => {
@@ -799,12 +831,13 @@ impl<S: Socket> Conn<S> {
                     }
                 }
             }
+            let short = end && length_short(owed);
             let tail: &[u8] = match (chunked, end) {
                 (true, true) => b"\r\n0\r\n\r\n",
                 (true, false) => b"\r\n",
                 (false, _) => b"",
             };
-            if more.is_empty() && end && !close && tail.is_empty() {
+            if more.is_empty() && end && !close && !short && tail.is_empty() {
                 // The whole response, and the connection stays: it may wait for company.
                 self.write_last(me, wbuf, data).await?;
             } else if more.is_empty() {
@@ -830,14 +863,14 @@ impl<S: Socket> Conn<S> {
             }
             wbuf.clear();
             if end {
-                return Ok(!close && length_ok(framing, written));
+                return Ok(!close && !short && framing != Framing::Eof);
             }
         }
         if chunked {
             wbuf.extend_from_slice(b"0\r\n\r\n");
         }
         self.write_all(&mut [IoSlice::new(wbuf)]).await?;
-        Ok(!close && length_ok(framing, written))
+        Ok(!close && !length_short(owed) && framing != Framing::Eof)
     }
 
     /// Write a whole response (`head`, then `body`) on a connection that stays open: held to
@@ -984,8 +1017,8 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// Send the `len` file bytes a placeholder stands for: with sendfile(2), or, to a client
-    /// on this machine over TCP, by copying them through a buffer.
+    /// Send a file region: with sendfile(2), or, to a client on this machine over TCP, by
+    /// copying it through a buffer.
     ///
     /// sendfile(2) queues references to page-cache pages, and a reader on the same machine
     /// then copies from 4 KiB fragments, which costs it far more than reading the large
@@ -994,21 +1027,16 @@ impl<S: Socket> Conn<S> {
     /// that reader, not this server, set the pace (1,760 against 3,130 responses/s). A local
     /// client is a proxy on the same host (nginx over TCP to 127.0.0.1) or a benchmark; a
     /// remote one is reached through a NIC, where sendfile(2) saves our copy.
-    async fn send_file(&self, len: usize) -> io::Result<()> {
-        let mut left = len;
+    async fn send_region(&self, region: &FileRegion) -> io::Result<()> {
+        let mut offset = region.offset;
+        let mut left = region.len;
         while left > 0 {
-            let job = {
-                let files = self.shared.files.borrow();
-                files.front().map(|j| (j.fd.clone(), j.offset, j.remaining))
-            };
-            let Some((fd, offset, remaining)) = job else {
-                return Err(io::Error::other("file placeholder without a queued file"));
-            };
-            let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(left);
+            let want = usize::try_from(left).unwrap_or(usize::MAX);
             let sent = if self.copy_files {
-                self.copy_file_once(&fd, offset, want)
+                self.copy_file_once(&region.file, offset, want)
             } else {
-                self.stream.try_sendfile(fd.as_raw_fd(), offset, want)
+                self.stream
+                    .try_sendfile(region.file.as_raw_fd(), offset, want)
             };
             match sent {
                 Ok(0) => {
@@ -1018,21 +1046,19 @@ impl<S: Socket> Conn<S> {
                     ))
                 }
                 Ok(n) => {
-                    left -= n.min(left);
-                    let mut files = self.shared.files.borrow_mut();
-                    if let Some(front) = files.front_mut() {
-                        front.offset += n as u64;
-                        front.remaining -= (n as u64).min(front.remaining);
-                        if front.remaining == 0 {
-                            files.pop_front();
-                        }
-                    }
+                    offset += n as u64;
+                    left -= (n as u64).min(left);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
                 Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+
+    /// Count body bytes handed to the socket (for the access log).
+    fn add_sent(&self, n: u64) {
+        self.body_sent.set(self.body_sent.get() + n);
     }
 
     /// Copy up to `want` bytes of `file` from `offset` to the socket, through a buffer shared
@@ -1114,13 +1140,47 @@ impl<S: Socket> BodySource for Conn<S> {
     }
 }
 
-/// A body written with a declared length must have had exactly that many bytes, or the
-/// connection's framing is lost.
-fn length_ok(framing: Framing, written: u64) -> bool {
-    match framing {
-        Framing::Length(n) => n == written,
-        Framing::Eof => false,
-        Framing::None | Framing::Chunked => true,
+/// Apply the declared length to a chunk: what goes beyond it is dropped (logged once per
+/// response, when the cut happens). `None` when nothing of the chunk is left to send.
+fn limit(chunk: Chunk, owed: &mut Option<u64>) -> Option<Chunk> {
+    let Some(left) = owed.as_mut() else {
+        return (!chunk.is_empty()).then_some(chunk);
+    };
+    let len = chunk.len();
+    let chunk = if len > *left {
+        if *left > 0 || len > 0 {
+            crate::log::warn(format_args!(
+                "response body longer than its Content-Length; extra bytes dropped"
+            ));
+        }
+        match chunk {
+            Chunk::Data(mut d) => {
+                d.truncate(usize::try_from(*left).unwrap_or(usize::MAX));
+                Chunk::Data(d)
+            }
+            Chunk::File(mut r) => {
+                r.len = *left;
+                Chunk::File(r)
+            }
+        }
+    } else {
+        chunk
+    };
+    *left -= chunk.len();
+    (!chunk.is_empty()).then_some(chunk)
+}
+
+/// Whether a body ended short of its declared length; logged, since the connection must then
+/// close (RFC 9112 §6.3).
+fn length_short(owed: Option<u64>) -> bool {
+    match owed {
+        Some(n) if n > 0 => {
+            crate::log::warn(format_args!(
+                "response body shorter than its Content-Length by {n} bytes; closing the connection"
+            ));
+            true
+        }
+        _ => false,
     }
 }
 

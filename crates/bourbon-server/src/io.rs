@@ -1,67 +1,19 @@
 //! Socket primitives for the connection driver: the `Socket` trait (readiness-based reads and
 //! writes through `&self`, so a request body and the response writer can share one socket),
-//! sendfile(2), the per-connection deadlines, the state shared between a connection and the
-//! handler answering on it, and the file placeholders.
-//!
-//! File bodies: a response body may carry *placeholder* bytes (see [`file_placeholder`]) that
-//! stand for a file region queued with [`ConnShared::queue_file`]; when the driver meets them
-//! it sends the file's bytes itself (sendfile(2), or a buffered copy to a client on this
-//! machine), while the response framing (Content-Length, chunked) stays as the body declared
-//! it.
+//! sendfile(2), the per-connection deadlines, and the state shared between a connection and
+//! the handler answering on it.
 //!
 //! It knows nothing about HTTP or Python.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::fs::File;
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use crate::guard::Reject;
-
-/// How many placeholder bytes one body frame may carry.
-pub const PLACEHOLDER_LEN: usize = 1 << 20;
-
-/// Zero bytes that are never sent: a slice of this region in a write means "the next bytes
-/// of the queued file"; the driver recognises the slice by its address and nothing reads it.
-///
-/// Allocated zeroed on first use (the allocator maps fresh pages, which cost no memory until
-/// touched) rather than kept as a zeroed static: an immutable static array is stored in the
-/// extension's `.rodata`, a megabyte of file partly mapped into every worker.
-static PLACEHOLDER: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
-
-fn placeholder_bytes() -> &'static [u8] {
-    PLACEHOLDER.get_or_init(|| Box::leak(vec![0u8; PLACEHOLDER_LEN].into_boxed_slice()))
-}
-
-/// A body frame standing for `len` (at most [`PLACEHOLDER_LEN`]) bytes of the queued file.
-pub fn file_placeholder(len: usize) -> Bytes {
-    Bytes::from_static(&placeholder_bytes()[..len.min(PLACEHOLDER_LEN)])
-}
-
-pub(crate) fn is_placeholder(slice: &[u8]) -> bool {
-    // Asked of every body frame: before any file was sent there is no region to be in, and
-    // none is made just to compare an address.
-    let Some(region) = PLACEHOLDER.get() else {
-        return false;
-    };
-    let start = region.as_ptr() as usize;
-    let p = slice.as_ptr() as usize;
-    !slice.is_empty() && p >= start && p < start + PLACEHOLDER_LEN
-}
-
-/// A file region waiting to be sent with sendfile(2).
-#[derive(Debug)]
-pub(crate) struct FileJob {
-    pub(crate) fd: Arc<File>,
-    pub(crate) offset: u64,
-    pub(crate) remaining: u64,
-}
 
 /// A client socket, used through `&self` so the request body and the response writer can
 /// both reach it. Reads and writes are readiness-based (`poll_*_ready`, then `try_*`).
@@ -150,7 +102,6 @@ pub struct Timeouts {
 pub struct ConnShared {
     inflight: Cell<u32>,
     pub(crate) reject: Cell<Option<Reject>>,
-    pub(crate) files: RefCell<VecDeque<FileJob>>,
 }
 
 impl std::fmt::Debug for ConnShared {
@@ -163,13 +114,13 @@ impl std::fmt::Debug for ConnShared {
 }
 
 impl ConnShared {
-    /// A request was handed to the application.
-    pub fn request_started(&self) {
+    /// A request was handed to the handler (counted by the driver).
+    pub(crate) fn request_started(&self) {
         self.inflight.set(self.inflight.get() + 1);
     }
 
     /// A response was completely written (or abandoned).
-    pub fn request_finished(&self) {
+    pub(crate) fn request_finished(&self) {
         self.inflight.set(self.inflight.get().saturating_sub(1));
     }
 
@@ -177,18 +128,6 @@ impl ConnShared {
     /// error, body over the limit) is answered with this status instead of a 500.
     pub fn reject(&self) -> Option<Reject> {
         self.reject.get()
-    }
-
-    /// Queue a file region; the placeholder bytes of the response body that follow stand for
-    /// it, in order.
-    pub fn queue_file(&self, fd: Arc<File>, offset: u64, len: u64) {
-        if len > 0 {
-            self.files.borrow_mut().push_back(FileJob {
-                fd,
-                offset,
-                remaining: len,
-            });
-        }
     }
 
     /// Requests handed to the application whose responses are not finished.

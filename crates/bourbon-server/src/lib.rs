@@ -9,6 +9,7 @@
 //! builds and is tested without an interpreter.
 
 pub mod access_log;
+pub mod body;
 pub mod cork;
 pub mod guard;
 mod h1;

@@ -14,9 +14,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
+use crate::access_log::AccessLog;
 use crate::guard::Limits;
 use crate::io::{ConnShared, Socket, Timeouts};
 use crate::listener::Listener;
@@ -152,7 +152,7 @@ pub type HandlerFuture<B> = Pin<Box<dyn Future<Output = Response<B>>>>;
 pub trait Handler: 'static {
     /// The response body type. A body error ends the connection (e.g. a body shorter than
     /// declared), so the client sees the response cut off.
-    type Body: http_body::Body<Data = Bytes> + 'static;
+    type Body: crate::body::Body + 'static;
     /// Answer one request.
     fn call(&self, req: Request, conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body>;
 
@@ -182,8 +182,8 @@ async fn wait_capacity<H: Handler>(handler: &H) {
     }
 }
 
-/// The settings of the serving loop.
-#[derive(Clone, Copy, Debug)]
+/// The settings of the serving loop, and the services every interface shares.
+#[derive(Clone, Debug)]
 pub struct ServeConfig {
     /// Request-head and body limits, enforced by the guard.
     pub limits: Limits,
@@ -191,6 +191,9 @@ pub struct ServeConfig {
     pub timeouts: Timeouts,
     /// How long a graceful stop waits for in-flight requests before returning anyway.
     pub graceful_timeout: Duration,
+    /// Where each finished response is logged, if anywhere: written by the driver once a
+    /// response's body has ended, whichever handler answered.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 /// Counts live connections so a drain knows when it is done.
@@ -236,6 +239,7 @@ pub async fn serve<H: Handler>(
                 let listener = TcpAccept::new(tokio::net::TcpListener::from_std(std.try_clone()?)?);
                 let local = Local::Tcp(listener.listener.local_addr()?);
                 let (handler, live, stop) = (handler.clone(), live.clone(), stop.clone());
+                let cfg = cfg.clone();
                 tokio::task::spawn_local(async move {
                     accept_loop(listener, local, handler, cfg, live, stop).await;
                 })
@@ -244,6 +248,7 @@ pub async fn serve<H: Handler>(
                 let listener = tokio::net::UnixListener::from_std(listener.try_clone()?)?;
                 let local = Local::Unix(Arc::from(path.to_string_lossy().as_ref()));
                 let (handler, live, stop) = (handler.clone(), live.clone(), stop.clone());
+                let cfg = cfg.clone();
                 tokio::task::spawn_local(async move {
                     accept_loop(listener, local, handler, cfg, live, stop).await;
                 })
@@ -369,7 +374,7 @@ async fn accept_loop<L: Accept, H: Handler>(
                     remote: Arc::new(remote),
                 };
                 let token = LiveToken::new(&live);
-                let (handler, stop) = (handler.clone(), stop.clone());
+                let (handler, stop, cfg) = (handler.clone(), stop.clone(), cfg.clone());
                 tokio::task::spawn_local(async move {
                     drive(stream, info, handler, cfg, stop).await;
                     drop(token);

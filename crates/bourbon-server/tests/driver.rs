@@ -1,6 +1,6 @@
 //! The connection driver with a dummy handler over real loopback sockets: pipelining, guard
 //! rejections answered after earlier responses, the header and keep-alive deadlines, and
-//! sendfile through placeholder frames; responses held and written together (`cork`), also
+//! sendfile of file-region chunks; responses held and written together (`cork`), also
 //! when the client's socket is full.
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -11,33 +11,35 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bourbon_config::Bind;
+use bourbon_server::body::{BodyAbort, Chunk, FileRegion};
 use bourbon_server::guard::Limits;
-use bourbon_server::io::{file_placeholder, Timeouts, PLACEHOLDER_LEN};
+use bourbon_server::io::Timeouts;
 use bourbon_server::listener::{bind, Listener};
 use bourbon_server::request::{Request, Response};
 use bourbon_server::serve::{serve, ConnInfo, Handler, HandlerFuture, ServeConfig};
 use bytes::Bytes;
-use http_body::Frame;
 
-/// A body of a few frames.
-struct Body(std::collections::VecDeque<Bytes>);
+/// A body of a few chunks.
+struct Body(std::collections::VecDeque<Chunk>);
 
-impl http_body::Body for Body {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-    fn poll_frame(
+impl bourbon_server::body::Body for Body {
+    fn poll_chunk(
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    ) -> std::task::Poll<Option<Result<Chunk, BodyAbort>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
     }
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    fn exact_len(&self) -> Option<u64> {
+        Some(self.0.iter().map(Chunk::len).sum())
     }
 }
 
-/// Answers with the request path; `/slow` waits 600 ms first; `/file` sends a file by
-/// sendfile placeholders; `/big/N` answers 60 KiB of the byte `N`.
+fn data(b: impl Into<Bytes>) -> Chunk {
+    Chunk::Data(b.into())
+}
+
+/// Answers with the request path; `/slow` waits 600 ms first; `/file` sends a file as a
+/// file region; `/big/N` answers 60 KiB of the byte `N`.
 struct Echo {
     file: Option<std::path::PathBuf>,
 }
@@ -50,7 +52,7 @@ impl Handler for Echo {
         let path =
             String::from_utf8_lossy(target.split(|&b| b == b'?').next().unwrap()).into_owned();
         let file = self.file.clone();
-        let shared = conn.shared.clone();
+        let _ = conn;
         let mut body = req.body;
         Box::pin(async move {
             // Drain the body so keep-alive can continue.
@@ -61,8 +63,12 @@ impl Handler for Echo {
             if path == "/file" {
                 let file = std::fs::File::open(file.unwrap()).unwrap();
                 let len = file.metadata().unwrap().len();
-                shared.queue_file(Arc::new(file), 0, len);
-                let mut resp = Response::new(200, Body(placeholders(len)));
+                let region = FileRegion {
+                    file: Arc::new(file),
+                    offset: 0,
+                    len,
+                };
+                let mut resp = Response::new(200, Body([Chunk::File(region)].into()));
                 resp.headers
                     .push(b"Content-Length", len.to_string().as_bytes())
                     .unwrap();
@@ -70,9 +76,9 @@ impl Handler for Echo {
             }
             if let Some(n) = path.strip_prefix("/big/") {
                 let byte = n.parse::<u8>().unwrap();
-                return Response::new(200, Body([Bytes::from(vec![byte; BIG])].into()));
+                return Response::new(200, Body([data(vec![byte; BIG])].into()));
             }
-            Response::new(200, Body([Bytes::from(path)].into()))
+            Response::new(200, Body([data(path)].into()))
         })
     }
 }
@@ -80,16 +86,6 @@ impl Handler for Echo {
 /// Under `cork::HOLD_MAX_BYTES`, so such a response may be held, and larger than what a
 /// loopback socket takes at once when the client does not read.
 const BIG: usize = 60 * 1024;
-
-fn placeholders(mut len: u64) -> std::collections::VecDeque<Bytes> {
-    let mut out = std::collections::VecDeque::new();
-    while len > 0 {
-        let n = len.min(PLACEHOLDER_LEN as u64);
-        out.push_back(file_placeholder(usize::try_from(n).unwrap()));
-        len -= n;
-    }
-    out
-}
 
 fn start(
     timeouts: Timeouts,
@@ -119,6 +115,7 @@ fn start(
                 limits: Limits::default(),
                 timeouts,
                 graceful_timeout: Duration::from_secs(2),
+                access_log: None,
             };
             serve(&listeners, Rc::new(Echo { file }), cfg, rx)
                 .await

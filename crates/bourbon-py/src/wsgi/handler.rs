@@ -10,8 +10,6 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bourbon_server::access_log::AccessLog;
-
 use crate::pool::{Busy, Work};
 use bourbon_server::io::ConnShared;
 use bourbon_server::request::{Request, RequestBody, RequestHead, Response};
@@ -22,7 +20,7 @@ use tokio::sync::mpsc;
 
 use pyo3::Python;
 
-use super::body::{AccessRecord, BodyKind, DeferredClose, InflightToken, ResponseBody};
+use super::body::{BodyKind, DeferredClose, ResponseBody};
 use super::call::{self, AppContext};
 use super::message::{BodyError, BodySource, Demand, First, Head, Job, Local, Reply, BODY_QUEUE};
 
@@ -37,7 +35,6 @@ pub(crate) struct HandlerConfig {
 pub(crate) struct WsgiHandler {
     pub(crate) pool: Rc<Pool>,
     pub(crate) config: HandlerConfig,
-    pub(crate) access_log: Option<Arc<AccessLog>>,
 }
 
 impl Handler for WsgiHandler {
@@ -55,7 +52,6 @@ impl Handler for WsgiHandler {
     }
 
     fn call(&self, req: Request, conn: &Rc<ConnInfo>) -> HandlerFuture<ResponseBody> {
-        let token = InflightToken::new(&conn.shared);
         // One (non-atomic) count for the pool rather than a clone of each atomic handle in it.
         let pool = self.pool.clone();
         let config = self.config;
@@ -65,39 +61,7 @@ impl Handler for WsgiHandler {
             ServerLocal::Unix(path) => Local::Unix(path.clone()),
         };
         let shared = conn.shared.clone();
-        let access = self.access_log.as_ref().map(|log| {
-            Box::new(AccessRecord {
-                log: log.clone(),
-                remote: remote.ip.to_string(),
-                method: String::from_utf8_lossy(req.head.method()).into_owned(),
-                target: String::from_utf8_lossy(req.head.target()).into_owned(),
-                version: req.head.version_str(),
-                request_headers: if log.format().needs_request_headers() {
-                    req.head.header_map()
-                } else {
-                    http::HeaderMap::new()
-                },
-                response_headers: None,
-                status: 0,
-                started: std::time::SystemTime::now(),
-                clock: std::time::Instant::now(),
-            })
-        });
-        Box::pin(async move {
-            let resp = respond(req, pool, config, remote, local, shared, token).await;
-            match access {
-                Some(mut record) => {
-                    let mut resp = resp;
-                    record.status = resp.status;
-                    if record.log.format().needs_response_headers() {
-                        record.response_headers = Some(resp.headers.to_header_map());
-                    }
-                    resp.body.access = Some(record);
-                    resp
-                }
-                None => resp,
-            }
-        })
+        Box::pin(respond(req, pool, config, remote, local, shared))
     }
 }
 
@@ -178,7 +142,6 @@ async fn respond(
     remote: Arc<bourbon_server::serve::Remote>,
     local: Local,
     shared: Rc<ConnShared>,
-    token: InflightToken,
 ) -> Response<ResponseBody> {
     let Request { head, body } = req;
     // Most requests have no body: the reading machinery (and its share of this future's
@@ -190,7 +153,7 @@ async fn respond(
     };
     let (body, reader) = match read {
         Ok(b) => b,
-        Err(err) => return error_response(status_for(err, &shared), token),
+        Err(err) => return error_response(status_for(err, &shared)),
     };
     let facts = RequestFacts {
         http10: head.http10(),
@@ -206,20 +169,18 @@ async fn respond(
         reply,
     };
     if !pool.dispatch(job).taken().await {
-        return error_response(503, token);
+        return error_response(503);
     }
     let first = first.await;
     let mut resp = match first {
-        Ok(First::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), token, facts),
-        Ok(First::Stream(head, chunk, rx)) => {
-            build(head, BodyKind::stream(rx, chunk), token, facts)
-        }
+        Ok(First::Full(head, bytes)) => build(head, BodyKind::Full(Some(bytes)), facts),
+        Ok(First::Stream(head, chunk, rx)) => build(head, BodyKind::stream(rx, chunk), facts),
         _ => {
             let status = match shared.reject() {
                 Some(r) => r.status,
                 None => 500,
             };
-            error_response(status, token)
+            error_response(status)
         }
     };
     // Whatever the response, a deferred close() goes with it and runs when it is written.
@@ -337,7 +298,7 @@ fn concat(parts: Vec<Bytes>, total: u64) -> Bytes {
     buf.freeze()
 }
 
-fn error_response(status: u16, token: InflightToken) -> Response<ResponseBody> {
+fn error_response(status: u16) -> Response<ResponseBody> {
     let reason = StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -345,25 +306,17 @@ fn error_response(status: u16, token: InflightToken) -> Response<ResponseBody> {
     let text = format!("{status} {reason}\n");
     let mut resp = Response::new(
         status,
-        ResponseBody::new(BodyKind::Full(Some(Bytes::from(text))), None, token),
+        ResponseBody::new(BodyKind::Full(Some(Bytes::from(text)))),
     );
     let _ = resp
         .headers
         .push(b"Content-Type", b"text/plain; charset=utf-8");
-    let _ = resp
-        .headers
-        .push(b"Server", crate::SERVER_HEADER.as_bytes());
     // After a rejected or broken body the connection's framing is unknown: close it.
     resp.close = (400..500).contains(&status) || status > 500;
     resp
 }
 
-fn build(
-    head: Head,
-    kind: BodyKind,
-    token: InflightToken,
-    facts: RequestFacts,
-) -> Response<ResponseBody> {
+fn build(head: Head, kind: BodyKind, facts: RequestFacts) -> Response<ResponseBody> {
     // Close after this response when the framing of what follows is unknown: the client may
     // still send a body nobody asked for (Expect: 100-continue never answered), or an
     // HTTP/1.0 body without a length can only end with the connection (RFC 9112 §6.3).
@@ -371,19 +324,12 @@ fn build(
     let close_delimited =
         facts.http10 && head.content_length.is_none() && !matches!(kind, BodyKind::Full(_));
     let close = head.close || unread_expect || close_delimited;
-    let mut body = ResponseBody::new(kind, head.content_length, token);
+    let mut body = ResponseBody::new(kind);
     body.reader = facts.reader;
-    // File regions go out with sendfile(2); the driver never polls the body of HEAD, 204
-    // and 304 responses, so nothing is queued that is not sent.
-    body.sendfile = Some(body._token.0.clone());
-    let mut headers = head.headers;
-    if !headers.has_server() {
-        let _ = headers.push(b"Server", crate::SERVER_HEADER.as_bytes());
-    }
     Response {
         status: head.status,
         reason: head.reason,
-        headers,
+        headers: head.headers,
         close,
         body,
     }
