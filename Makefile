@@ -7,7 +7,7 @@ PYTHONS ?= 3.11 3.13
 PYTHON_DEMO ?= 3.11
 pyexe = $(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1) 2>/dev/null))
 venv = .venv-$(1)
-DEV_PACKAGES := maturin pytest pytest-timeout ruff "django>=5.2,<7" whitenoise flask "tomli; python_version<'3.11'"
+DEV_PACKAGES := maturin pytest pytest-timeout ruff "django>=5.2,<7" flask "tomli; python_version<'3.11'"
 DEMO_BIND ?= 127.0.0.1:8000
 
 .PHONY: help
@@ -57,7 +57,8 @@ demo: $(call venv,$(PYTHON_DEMO))/.ok ## build, then serve the example Django si
 	PATH="$$PWD/.venv-$(PYTHON_DEMO)/bin:$$PATH" .venv-$(PYTHON_DEMO)/bin/pip install -q --no-build-isolation .
 	cd examples/mysite && ../../.venv-$(PYTHON_DEMO)/bin/python manage.py migrate --noinput
 	cd examples/mysite && ../../.venv-$(PYTHON_DEMO)/bin/python manage.py collectstatic --noinput -v 0
-	.venv-$(PYTHON_DEMO)/bin/bourbon mysite.wsgi:application --chdir examples/mysite -b $(DEMO_BIND) --threads 4
+	.venv-$(PYTHON_DEMO)/bin/bourbon compress --quiet examples/mysite/staticfiles
+	.venv-$(PYTHON_DEMO)/bin/bourbon mysite.wsgi:application --chdir examples/mysite -b $(DEMO_BIND) --threads 4 --static django
 
 .PHONY: docs
 docs: ## regenerate docs/settings.md from the settings registry

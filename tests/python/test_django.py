@@ -44,7 +44,8 @@ def django_site():
 
 @pytest.fixture
 def srv(start_server, django_site):
-    return start_server(APP, cwd=django_site)
+    # As `make demo` serves it: static files from Rust, mapped from Django's settings.
+    return start_server(APP, "--static", "django", cwd=django_site)
 
 
 class Client:
@@ -104,7 +105,7 @@ def test_index_template_page(srv):
     assert re.search(r'href="/\d+/"', text)
 
 
-def test_static_file_via_whitenoise(srv, django_site):
+def test_static_file_served_by_bourbon(srv, django_site):
     client = Client(srv)
     _, page = client.get("/")
     m = re.search(rb'<link rel="stylesheet" href="(/static/polls/style\.[0-9a-f]+\.css)">', page)
@@ -116,7 +117,12 @@ def test_static_file_via_whitenoise(srv, django_site):
     assert resp.getheader("Content-Type", "").startswith("text/css")
     assert resp.getheader("Content-Length") == str(len(expected))
     assert body == expected
-    assert "immutable" in resp.getheader("Cache-Control", "")
+    # A hashed name from the manifest: cached for good.
+    assert resp.getheader("Cache-Control") == "public, max-age=315360000, immutable"
+    # The unhashed name is served too, with the short default max-age.
+    resp, body = client.get("/static/polls/style.css")
+    assert resp.status == 200
+    assert resp.getheader("Cache-Control") == "public, max-age=60"
 
 
 def test_static_file_gzip_variant(srv, django_site):

@@ -132,8 +132,10 @@ const NO_METRICS: &str = "bourbon sends no metrics yet";
 const WSGI_ONLY: &str = "bourbon serves WSGI applications only";
 const NO_UWSGI_PROTOCOL: &str = "the uwsgi protocol is not served yet: speak HTTP to \
 bourbon (--http-socket ADDR or -b ADDR; nginx: proxy_pass instead of uwsgi_pass)";
-const NO_STATIC: &str = "static files are not served by bourbon yet: serve them from the \
-proxy, or from the application (e.g. WhiteNoise)";
+const STATIC_MAP2: &str = "bourbon maps a prefix onto a directory: for uWSGI's \
+--static-map2 /media=/var/www give --static /media/=/var/www/media";
+const CHECK_STATIC: &str = "bourbon serves a directory under a prefix: for uWSGI's \
+--check-static DIR give --static /=DIR (missing files still reach the application)";
 const NO_DIRTY: &str = "bourbon has no dirty arbiters; run such work in the application \
 or a task queue";
 const NO_PASTE: &str = "bourbon loads a WSGI callable: give APP as module:callable";
@@ -905,10 +907,10 @@ pub(crate) static WORDS: &[Word] = &[
         "static-map",
         &["--static-map"],
         Value,
-        Refused(NO_STATIC),
+        S("static"),
     ),
-    w(U, "Requests", "static-map2", &["--static-map2"], Value, Refused(NO_STATIC)),
-    w(U, "Requests", "check-static", &["--check-static"], Value, Refused(NO_STATIC)),
+    w(U, "Requests", "static-map2", &["--static-map2"], Value, Refused(STATIC_MAP2)),
+    w(U, "Requests", "check-static", &["--check-static"], Value, Refused(CHECK_STATIC)),
     w(
         U,
         "Requests",

@@ -16,8 +16,8 @@ pub(crate) use crate::setting::{
 use crate::types::{
     format_duration, parse_account, parse_app, parse_bind, parse_bool, parse_duration,
     parse_env_pair, parse_log_format, parse_log_level, parse_positive_u32, parse_root_path,
-    parse_size, parse_socket_mode, parse_umask, parse_usize_in, parse_whole, parse_workers, Bad,
-    LogTarget,
+    parse_size, parse_socket_mode, parse_static_mount, parse_umask, parse_usize_in, parse_whole,
+    parse_workers, Bad, LogTarget,
 };
 
 fn opt_path(s: &str) -> Option<PathBuf> {
@@ -997,6 +997,160 @@ they are made (`O_TMPFILE` where the file system has it), so they never appear i
 and never outlive their response; only the space they use shows, in `df`. Choose a disk \
 file system rather than a memory-backed `tmpfs` if responses are large.",
         show: |c| show_opt_path(&c.temp_path),
+    },
+    // ---- Static files ----
+    Setting {
+        name: "static",
+        long: &["--static"],
+        short: None,
+        metavar: "PREFIX=DIR",
+        section: Section::Static,
+        kind: Kind::List(|c, items| {
+            c.static_mounts = items
+                .iter()
+                .map(|i| parse_static_mount(i, true))
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: None,
+        example: "/static/=/srv/mysite/static",
+        help: "serve files under DIR at URL PREFIX from Rust (repeatable; `django` reads STATIC_URL/STATIC_ROOT)",
+        doc: "Serve the files under `DIR` at URLs starting with `PREFIX`, from Rust, on the same \
+listeners as the application and without entering Python: GET and HEAD, with \
+`Content-Type`, `Content-Length`, `Last-Modified`, a strong `ETag`, conditional requests \
+(304, 412), byte ranges (206, 416), pre-compressed `.br`/`.gz` variants (see `bourbon \
+compress`) and `Cache-Control`. The word `django` instead of `PREFIX=DIR` serves Django's \
+`STATIC_ROOT` at its `STATIC_URL`, read from the settings once the application is loaded; \
+names listed in the `staticfiles.json` manifest that `ManifestStaticFilesStorage` writes are \
+sent as immutable for a year. Repeat the option for several mounts; the longest prefix \
+wins. Requests outside every prefix go to the application, and so does a missing file \
+(see `static_missing`). Paths that would leave the directory, dotfiles and directory \
+listings are refused. uWSGI's `--static-map PREFIX=DIR` is the same option. See \
+[static-files.md](static-files.md).",
+        show: |c| Shown::List(c.static_mounts.iter().map(ToString::to_string).collect()),
+    },
+    Setting {
+        name: "static_max_age",
+        long: &["--static-max-age"],
+        short: None,
+        metavar: "SECONDS",
+        section: Section::Static,
+        kind: Kind::Value(|c, s| {
+            c.static_max_age = parse_whole(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("60"),
+        example: "3600",
+        help: "Cache-Control max-age for static files whose names are not hashed",
+        doc: "How long clients and caches may keep a static file whose name does not change \
+with its content: `Cache-Control: public, max-age=SECONDS`. Names known to be hashed (listed \
+in a `staticfiles.json` manifest) get `public, max-age=315360000, immutable` instead. `0` \
+sends `no-cache` (clients revalidate every time, cheaply, with the ETag).",
+        show: |c| num(c.static_max_age),
+    },
+    Setting {
+        name: "static_index",
+        long: &["--static-index"],
+        short: None,
+        metavar: "NAME",
+        section: Section::Static,
+        kind: Kind::Value(|c, s| {
+            let t = s.trim();
+            if t.contains('/') || t.starts_with('.') {
+                return Err(Bad::range(format!("'{t}' is not a file name (e.g. index.html)")));
+            }
+            c.static_index = t.to_owned();
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "index.html",
+        help: "file served for a static directory URL ending in / (empty: none)",
+        doc: "The file served for a URL that names a directory under a static prefix and ends \
+with `/`; the same URL without the `/` is redirected (301) to it. Empty means a directory \
+URL is treated as a missing file. Directory listings are never produced.",
+        show: |c| Shown::Str(c.static_index.clone()),
+    },
+    Setting {
+        name: "static_missing",
+        long: &["--static-missing"],
+        short: None,
+        metavar: "app|404",
+        section: Section::Static,
+        kind: Kind::Value(|c, s| {
+            c.static_missing_to_app = match s.trim() {
+                "app" => true,
+                "404" => false,
+                other => {
+                    return Err(Bad::form(format!("'{other}' is neither app nor 404")));
+                }
+            };
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("app"),
+        example: "404",
+        help: "a missing file under a static prefix goes to the app, or gets 404 at once",
+        doc: "What a request under a static prefix gets when no such file exists: `app` hands \
+it to the application unchanged (the prefix's URL space is shared, as with WhiteNoise); \
+`404` answers at once without entering Python (as nginx's `location` does). Refused paths \
+(traversal, dotfiles) are answered 404 either way and never reach the application.",
+        show: |c| Shown::Str(if c.static_missing_to_app { "app" } else { "404" }.into()),
+    },
+    Setting {
+        name: "static_follow_symlinks",
+        long: &["--static-follow-symlinks"],
+        short: None,
+        metavar: "",
+        section: Section::Static,
+        kind: Kind::Switch(|c, s| {
+            c.static_follow_symlinks = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("false"),
+        example: "true",
+        help: "follow symlinks that lead out of a static directory",
+        doc: "By default a path is resolved beneath its static directory (`openat2` with \
+`RESOLVE_BENEATH`): symlinks that stay inside it are followed, one that leads outside is \
+refused (404). Turn this on when the tree is made of links to elsewhere, such as \
+`collectstatic --link`.",
+        show: |c| Shown::Num(c.static_follow_symlinks.to_string()),
+    },
+    Setting {
+        name: "static_internal",
+        long: &["--static-internal"],
+        short: None,
+        metavar: "PREFIX=DIR",
+        section: Section::Static,
+        kind: Kind::List(|c, items| {
+            c.static_internal = items
+                .iter()
+                .map(|i| parse_static_mount(i, false))
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: None,
+        example: "/protected/=/srv/mysite/private",
+        help: "files the app may send with X-Accel-Redirect: PREFIX/... or X-Sendfile: DIR/... (repeatable)",
+        doc: "A location the application may hand files from, as nginx's `internal` locations \
+serve Django's protected media: when a response carries `X-Accel-Redirect: PREFIX/name` \
+(a URL path) or `X-Sendfile: DIR/name` (a file path), bourbon discards the application's \
+body and sends that file instead, with validators, conditional requests and ranges judged \
+against the original request, keeping the application's `Content-Type` (unless empty), \
+`Content-Disposition`, `Cache-Control`, `Expires` and `Set-Cookie`. A name outside every \
+such location gets a 500 and an error-log line, never the file. These locations are not \
+served to clients directly.",
+        show: |c| Shown::List(c.static_internal.iter().map(ToString::to_string).collect()),
     },
     // ---- Logging ----
     Setting {

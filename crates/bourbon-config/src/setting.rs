@@ -41,12 +41,13 @@ pub(crate) enum Section {
     Timeouts,
     Limits,
     Responses,
+    Static,
     Logging,
     Actions,
 }
 
 impl Section {
-    pub(crate) const ALL: [Section; 9] = [
+    pub(crate) const ALL: [Section; 10] = [
         Section::Application,
         Section::Socket,
         Section::Workers,
@@ -54,6 +55,7 @@ impl Section {
         Section::Timeouts,
         Section::Limits,
         Section::Responses,
+        Section::Static,
         Section::Logging,
         Section::Actions,
     ];
@@ -67,6 +69,7 @@ impl Section {
             Section::Timeouts => "Timeouts",
             Section::Limits => "Request limits",
             Section::Responses => "Response buffering",
+            Section::Static => "Static files",
             Section::Logging => "Logging",
             Section::Actions => "Actions",
         }
@@ -277,11 +280,35 @@ mod tests {
                 Kind::List(_) => split_list(s.example),
                 _ => vec![s.example.to_string()],
             };
-            if s.name == "chdir" {
-                continue; // depends on the filesystem
+            if matches!(s.name, "chdir" | "static" | "static_internal") {
+                continue; // depends on the filesystem (see `static_mounts_parse`)
             }
             assert!(apply(s, &mut cfg, &items).is_ok(), "example for {}", s.name);
         }
+    }
+
+    #[test]
+    fn static_mounts_parse() {
+        let dir = std::env::temp_dir();
+        let d = dir.display();
+        let mut cfg = defaults();
+        let items = vec![format!("/static={d}"), "django".into()];
+        assert!(apply(by_name("static").unwrap(), &mut cfg, &items).is_ok());
+        assert_eq!(cfg.static_mounts[0].to_string(), format!("/static/={d}"));
+        assert_eq!(cfg.static_mounts[1], crate::StaticMount::Django);
+        for bad in [
+            "nosep",
+            "static=/tmp",
+            "/s/=/does/not/exist",
+            "/a/../b=/tmp",
+        ] {
+            let res = apply(by_name("static").unwrap(), &mut cfg, &[bad.to_string()]);
+            assert!(res.is_err(), "{bad}");
+        }
+        // `django` names Django's settings only for public mounts.
+        let internal = by_name("static_internal").unwrap();
+        assert!(apply(internal, &mut cfg, &["django".to_string()]).is_err());
+        assert!(apply(internal, &mut cfg, &[format!("/protected/={d}")]).is_ok());
     }
 
     #[test]

@@ -89,6 +89,18 @@ pub struct Config {
     pub max_temp_file_size: u64,
     /// Where response temporary files are made (`None`: `$TMPDIR`, else `/tmp`).
     pub temp_path: Option<PathBuf>,
+    /// Directories served as static files, by URL prefix.
+    pub static_mounts: Vec<StaticMount>,
+    /// Locations the application may hand files from (`X-Accel-Redirect`, `X-Sendfile`).
+    pub static_internal: Vec<StaticMount>,
+    /// `max-age` for static files whose names are not hashed.
+    pub static_max_age: u64,
+    /// Follow symlinks out of a static root.
+    pub static_follow_symlinks: bool,
+    /// The file served for a directory URL ("" = none).
+    pub static_index: String,
+    /// A missing static file goes to the application (else 404).
+    pub static_missing_to_app: bool,
     /// `SCRIPT_NAME` prefix the application is mounted under ("" or
     /// `/path` without a trailing slash).
     pub root_path: String,
@@ -159,6 +171,12 @@ impl Config {
             response_buffer_size: 0,
             max_temp_file_size: 0,
             temp_path: None,
+            static_mounts: Vec::new(),
+            static_internal: Vec::new(),
+            static_max_age: 0,
+            static_follow_symlinks: false,
+            static_index: String::new(),
+            static_missing_to_app: true,
             root_path: String::new(),
             log_level: LogLevel::Info,
             error_logfile: LogTarget::Stderr,
@@ -308,6 +326,58 @@ impl Bad {
             hint: false,
         }
     }
+}
+
+/// A static-file mount: a directory served under a URL prefix, or Django's
+/// `STATIC_URL` → `STATIC_ROOT`, read from the application's settings once it is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StaticMount {
+    /// `PREFIX=DIR`.
+    Dir {
+        /// URL prefix, starting and ending with `/`.
+        prefix: String,
+        /// The directory.
+        root: PathBuf,
+    },
+    /// `django`.
+    Django,
+}
+
+impl fmt::Display for StaticMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StaticMount::Dir { prefix, root } => write!(f, "{prefix}={}", root.display()),
+            StaticMount::Django => f.write_str("django"),
+        }
+    }
+}
+
+/// Parse `PREFIX=DIR` (or `django`, when `django_ok`). The directory must exist.
+pub(crate) fn parse_static_mount(s: &str, django_ok: bool) -> Result<StaticMount, Bad> {
+    let t = s.trim();
+    if django_ok && t.eq_ignore_ascii_case("django") {
+        return Ok(StaticMount::Django);
+    }
+    let Some((prefix, dir)) = t.split_once('=') else {
+        return Err(Bad::form(format!("'{t}' is not PREFIX=DIR")));
+    };
+    let (prefix, dir) = (prefix.trim(), dir.trim());
+    if !prefix.starts_with('/') || prefix.contains(['?', '#', '\\']) || prefix.contains("..") {
+        return Err(Bad::form(format!(
+            "'{prefix}' is not a URL path prefix (it must start with '/')"
+        )));
+    }
+    if dir.is_empty() || !std::path::Path::new(dir).is_dir() {
+        return Err(Bad::range(format!(
+            "'{dir}' is not a directory (give the directory to serve, e.g. the STATIC_ROOT collectstatic filled)"
+        )));
+    }
+    let mut prefix = prefix.to_owned();
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    let root = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
+    Ok(StaticMount::Dir { prefix, root })
 }
 
 /// Parse a non-negative whole number.

@@ -23,6 +23,7 @@ mod proctitle;
 mod reloader;
 mod scoreboard;
 mod startup;
+mod statics;
 mod supervise;
 mod upgrade;
 mod watchdog;

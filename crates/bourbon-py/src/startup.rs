@@ -18,8 +18,10 @@ use bourbon_server::io::Timeouts;
 use bourbon_server::listener::{self, Listener};
 use bourbon_server::log;
 use bourbon_server::serve::{serve, ServeConfig};
+use bourbon_server::static_files::{StaticConfig, StaticFiles};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
+use std::rc::Rc;
 use tokio::sync::{mpsc, watch};
 
 use crate::pool;
@@ -288,6 +290,13 @@ pub(crate) fn serve_here(
     } else {
         app
     };
+    let statics = match crate::statics::config(py, cfg) {
+        Ok(s) => s,
+        Err(msg) => {
+            log::error(format_args!("{msg}"));
+            return EXIT_BOOT;
+        }
+    };
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
     let ctx = match build_context(py, cfg, app, threads) {
         Ok(c) => Arc::new(c),
@@ -322,6 +331,7 @@ pub(crate) fn serve_here(
         threads,
         settings,
         access_log,
+        statics,
     };
     py.detach(move || worker.run(listeners, ctx))
 }
@@ -442,6 +452,7 @@ struct Worker {
     threads: usize,
     settings: Settings,
     access_log: Option<Arc<AccessLog>>,
+    statics: Option<StaticConfig>,
 }
 
 impl Worker {
@@ -452,6 +463,7 @@ impl Worker {
             threads,
             settings: mut s,
             access_log,
+            statics,
         } = self;
         s.serve.access_log = access_log;
         // A bounded queue: when every Python thread is busy, connections wait here (and stop
@@ -490,14 +502,14 @@ impl Worker {
             let (stop_tx, stop_rx) = watch::channel(false);
             // Tells the master (through the shared slot) that this loop is alive.
             let heartbeat = tokio::task::spawn_local(crate::supervise::heartbeat(s.heartbeat));
-            let handler = std::rc::Rc::new(WsgiHandler {
+            let handler = WsgiHandler {
                 pool: std::rc::Rc::new(Pool {
                     work: work_tx,
                     inline,
                     busy,
                 }),
                 config: s.handler,
-            });
+            };
             // Signals are awaited in their own task: the future below is polled on every
             // tick of the runtime, and polling three signal streams per request adds up.
             let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
@@ -509,8 +521,20 @@ impl Worker {
                     }
                 }
             });
-            let server = serve(listeners, handler, s.serve, stop_rx);
-            let mut server = std::pin::pin!(server);
+            // Static files, when served, are a layer in front of the application; without
+            // them the application's handler is the whole of it (no extra step per request).
+            let server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>>>> =
+                match statics {
+                    Some(st) => match StaticFiles::new(handler, &st) {
+                        Ok(layer) => Box::pin(serve(listeners, Rc::new(layer), s.serve, stop_rx)),
+                        Err(e) => {
+                            log::error(format_args!("cannot serve static files: {e}"));
+                            return EXIT_BOOT;
+                        }
+                    },
+                    None => Box::pin(serve(listeners, Rc::new(handler), s.serve, stop_rx)),
+                };
+            let mut server = server;
             let first = tokio::select! {
                 res = &mut server => return exit_code(res),
                 stop = sig_rx.recv() => stop.unwrap_or(Stop::Fast),

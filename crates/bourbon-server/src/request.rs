@@ -260,6 +260,9 @@ pub struct HeaderBlock {
     content_length: Option<u64>,
     has_date: bool,
     has_server: bool,
+    /// An `X-Accel-Redirect` or `X-Sendfile` field was pushed: the application hands a
+    /// file to the server.
+    names_file: bool,
 }
 
 impl HeaderBlock {
@@ -282,19 +285,46 @@ impl HeaderBlock {
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"date") => self.has_date = true,
             6 if name.eq_ignore_ascii_case(b"server") => self.has_server = true,
+            10 if name.eq_ignore_ascii_case(b"x-sendfile") => self.names_file = true,
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 self.content_length = std::str::from_utf8(value)
                     .ok()
                     .and_then(|v| v.trim().parse().ok());
             }
+            16 if name.eq_ignore_ascii_case(b"x-accel-redirect") => self.names_file = true,
             _ => {}
         }
+        self.append(name, value);
+        Ok(())
+    }
+
+    /// Append a field the server itself made (a constant name, a value built from validated
+    /// parts), without checking it again. Noted like [`HeaderBlock::push`] except for the
+    /// fields the driver manages (`Content-Length`, `Date`, `Server`), which it must not be.
+    pub(crate) fn push_trusted(&mut self, name: &[u8], value: &[u8]) {
+        debug_assert!(self.clone().push(name, value).is_ok());
+        self.append(name, value);
+    }
+
+    fn append(&mut self, name: &[u8], value: &[u8]) {
         self.bytes.reserve(name.len() + value.len() + 4);
         self.bytes.extend_from_slice(name);
         self.bytes.extend_from_slice(b": ");
         self.bytes.extend_from_slice(value);
         self.bytes.extend_from_slice(b"\r\n");
-        Ok(())
+    }
+
+    /// The value of the first field named `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether the application named a file for the server to send instead of its body
+    /// (`X-Accel-Redirect`, `X-Sendfile`).
+    pub fn names_a_file(&self) -> bool {
+        self.names_file
     }
 
     /// The encoded fields.
@@ -367,6 +397,17 @@ pub struct Response<B> {
 }
 
 impl<B> Response<B> {
+    /// The same response with its body converted (a layer wrapping another's body type).
+    pub fn map_body<C>(self, f: impl FnOnce(B) -> C) -> Response<C> {
+        Response {
+            status: self.status,
+            reason: self.reason,
+            headers: self.headers,
+            close: self.close,
+            body: f(self.body),
+        }
+    }
+
     /// A response with no header fields yet.
     pub fn new(status: u16, body: B) -> Self {
         Response {

@@ -33,7 +33,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -83,14 +82,16 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# With DEBUG=False, static files are served by WhiteNoise from STATIC_ROOT, so
-# run `manage.py collectstatic --noinput` before serving the site.
+# Static files are served by bourbon itself (`bourbon ... --static django` maps STATIC_URL
+# to STATIC_ROOT), so run `manage.py collectstatic --noinput` before serving the site, and
+# optionally `bourbon compress staticfiles` for pre-compressed variants. The manifest
+# storage gives every file a hashed name, which bourbon sends as immutable.
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
     },
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage",
+        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage",
     },
 }
 
