@@ -226,6 +226,7 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, args, must_name):
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert len(lines) == 1, proc.stderr
     assert must_name in lines[0], lines[0]
+    assert "bourbon compress" in lines[0], lines[0]  # the subcommand's words, not the server's
     assert proc.stdout == ""
     assert_no_variants(tmp_path / "site.css")
 
