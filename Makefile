@@ -7,14 +7,15 @@ PYTHONS ?= 3.11 3.13
 PYTHON_DEMO ?= 3.11
 pyexe = $(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1) 2>/dev/null))
 venv = .venv-$(1)
-DEV_PACKAGES := maturin pytest pytest-timeout ruff "django>=5.2,<7" flask "tomli; python_version<'3.11'"
+DEV_PACKAGES := maturin pytest pytest-timeout ruff "django>=5.2,<7" flask brotli "tomli; python_version<'3.11'"
 DEMO_BIND ?= 127.0.0.1:8000
 
 .PHONY: help
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-.venv-%/.ok:
+# Redone when this Makefile changes, so an existing venv gets packages added to DEV_PACKAGES.
+.venv-%/.ok: Makefile
 	@py="$(call pyexe,$*)"; test -n "$$py" || { echo "error: no python$* found (pyenv install $*)" >&2; exit 1; }; \
 	"$$py" -m venv .venv-$* && .venv-$*/bin/pip install -q --upgrade pip && .venv-$*/bin/pip install -q $(DEV_PACKAGES)
 	@touch $@

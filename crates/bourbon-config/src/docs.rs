@@ -49,7 +49,12 @@ pub fn help_text() -> String {
         "bourbon {} — WSGI application server\n",
         crate::VERSION
     );
-    let _ = writeln!(out, "usage: bourbon [OPTIONS] APP\n");
+    let _ = writeln!(
+        out,
+        "usage: bourbon [OPTIONS] APP\n       \
+         bourbon compress DIR [DIR...]   write NAME.br / NAME.gz beside static files \
+         (bourbon compress --help)\n"
+    );
     for sec in Section::ALL {
         let _ = writeln!(out, "{}:", sec.title());
         for s in in_section(sec) {

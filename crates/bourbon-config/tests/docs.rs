@@ -49,6 +49,7 @@ fn help_mentions_every_flag() {
         "--print-config",
         "-v, --version",
         "-h, --help",
+        "bourbon compress DIR",
     ] {
         assert!(help.contains(flag), "{flag} missing from help:\n{help}");
     }

@@ -34,6 +34,11 @@ use crate::wsgi::streams::{ErrorsStream, FileWrapper};
 const EXIT_APP_LOAD: i32 = 4;
 
 pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
+    // `bourbon compress DIR` is a tool, not a server. Only the bare word: an application
+    // module named `compress` is still served as `bourbon compress:app`.
+    if argv.first().is_some_and(|a| a == "compress") {
+        return compress(py, &argv[1..]);
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     // Executes a gunicorn Python config file when `-c` names one.
     let loaded = match crate::compat::load(py, argv, &env, false) {
@@ -72,6 +77,22 @@ pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
             serve_forever(py, &cfg, argv)
         }
     }
+}
+
+/// Run `bourbon compress` with Ctrl-C stopping it at once: Python's own SIGINT handler
+/// would only set a flag that nobody checks until the whole tree is done. Its temporary
+/// files are dotfiles, which the static file server never serves.
+fn compress(py: Python<'_>, args: &[String]) -> i32 {
+    let restored = py.import("signal").and_then(|signal| {
+        signal.call_method1(
+            "signal",
+            (signal.getattr("SIGINT")?, signal.getattr("SIG_DFL")?),
+        )
+    });
+    if let Err(e) = restored {
+        eprintln!("warning: bourbon compress: Ctrl-C will not interrupt it: {e}");
+    }
+    bourbon_server::static_files::compress::main(args)
 }
 
 fn init_log(cfg: &Config) {

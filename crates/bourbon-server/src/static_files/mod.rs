@@ -12,7 +12,7 @@
 //! [`conditional`], [`range`], [`mime`], [`encoding`]; [`compress`] writes the variants.
 
 pub(crate) mod cache;
-
+pub mod compress;
 pub mod conditional;
 pub mod encoding;
 pub mod mime;
