@@ -17,3 +17,4 @@ pub mod listener;
 pub mod log;
 pub mod request;
 pub mod serve;
+pub mod static_files;
