@@ -4,4 +4,5 @@
 //! path ([`resolve`]), validators and preconditions ([`conditional`]), byte ranges
 //! ([`range`]), media types ([`mime`]) and `Accept-Encoding` negotiation ([`encoding`]).
 
+pub mod conditional;
 pub mod resolve;
