@@ -5,4 +5,5 @@
 //! ([`range`]), media types ([`mime`]) and `Accept-Encoding` negotiation ([`encoding`]).
 
 pub mod conditional;
+pub mod range;
 pub mod resolve;
