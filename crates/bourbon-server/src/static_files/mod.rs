@@ -5,5 +5,6 @@
 //! ([`range`]), media types ([`mime`]) and `Accept-Encoding` negotiation ([`encoding`]).
 
 pub mod conditional;
+pub mod mime;
 pub mod range;
 pub mod resolve;
