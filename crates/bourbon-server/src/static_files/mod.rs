@@ -5,6 +5,7 @@
 //! ([`range`]), media types ([`mime`]) and `Accept-Encoding` negotiation ([`encoding`]).
 
 pub mod conditional;
+pub mod encoding;
 pub mod mime;
 pub mod range;
 pub mod resolve;
