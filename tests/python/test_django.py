@@ -18,7 +18,7 @@ from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from conftest import EXAMPLE
+from conftest import EXAMPLE, bourbon_exe
 
 APP = "mysite.wsgi:application"
 SAMPLE = EXAMPLE / "polls" / "files" / "sample.txt"
@@ -39,6 +39,15 @@ def django_site():
             stdin=subprocess.DEVNULL,
         )
         assert proc.returncode == 0, (cmd, proc.stdout, proc.stderr)
+    # Pre-compressed variants, as `make demo` writes them.
+    proc = subprocess.run(
+        [bourbon_exe(), "compress", "--quiet", str(EXAMPLE / "staticfiles")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
     return EXAMPLE
 
 

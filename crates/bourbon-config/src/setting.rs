@@ -293,7 +293,7 @@ mod tests {
         let d = dir.display();
         let mut cfg = defaults();
         let items = vec![format!("/static={d}"), "django".into()];
-        assert!(apply(by_name("static").unwrap(), &mut cfg, &items).is_ok());
+        assert!(apply(by_name("static").expect("static"), &mut cfg, &items).is_ok());
         assert_eq!(cfg.static_mounts[0].to_string(), format!("/static/={d}"));
         assert_eq!(cfg.static_mounts[1], crate::StaticMount::Django);
         for bad in [
@@ -302,11 +302,11 @@ mod tests {
             "/s/=/does/not/exist",
             "/a/../b=/tmp",
         ] {
-            let res = apply(by_name("static").unwrap(), &mut cfg, &[bad.to_string()]);
+            let res = apply(by_name("static").expect("static"), &mut cfg, &[bad.to_string()]);
             assert!(res.is_err(), "{bad}");
         }
         // `django` names Django's settings only for public mounts.
-        let internal = by_name("static_internal").unwrap();
+        let internal = by_name("static_internal").expect("static_internal");
         assert!(apply(internal, &mut cfg, &["django".to_string()]).is_err());
         assert!(apply(internal, &mut cfg, &[format!("/protected/={d}")]).is_ok());
     }
