@@ -160,9 +160,13 @@ pub enum Precondition {
 /// absent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Conditions<'a> {
+    /// `If-Match` (RFC 9110 §13.1.1): `*` or a list of entity tags.
     pub if_match: Option<&'a [u8]>,
+    /// `If-None-Match` (§13.1.2): `*` or a list of entity tags.
     pub if_none_match: Option<&'a [u8]>,
+    /// `If-Modified-Since` (§13.1.3): an HTTP-date.
     pub if_modified_since: Option<&'a [u8]>,
+    /// `If-Unmodified-Since` (§13.1.4): an HTTP-date.
     pub if_unmodified_since: Option<&'a [u8]>,
 }
 
@@ -212,7 +216,8 @@ pub fn evaluate(c: &Conditions<'_>, get_or_head: bool, v: &Validators) -> Precon
 ///
 /// A time before 1970 is sent as the epoch, and one after the year 9999 as the last second
 /// of 9999: an HTTP-date cannot say either (`httpdate` would panic on them). Formatted here
-/// rather than by `httpdate`, at a quarter of the cost, since it runs for every response.
+/// with the error log's calendar routine into one 29-byte buffer: about a quarter fewer
+/// instructions than `httpdate::fmt_http_date`, which the tests check it agrees with.
 pub fn http_date(t: SystemTime) -> String {
     // 253402300800 is 10000-01-01T00:00:00Z.
     const LAST: u64 = 253_402_300_799;

@@ -7,9 +7,10 @@
 //!
 //! Textual types carry `; charset=utf-8` (`text/*`, JavaScript, JSON, XML, SVG, the web app
 //! manifest), since build tools write UTF-8 and browsers would otherwise guess. JavaScript
-//! is `text/javascript` (RFC 9239 §6 makes it the one to send; `application/javascript` is
-//! obsolete). The table is sorted by extension and searched by binary search over a
-//! lower-cased copy of the extension on the stack: no allocation per request.
+//! is `text/javascript` (RFC 9239 makes it the one to send; `application/javascript` is
+//! obsolete). The table is sorted by extension and searched by binary search, the
+//! extension lower-cased on the stack and packed into an integer key: no allocation, no
+//! string comparison per probe.
 
 use std::path::Path;
 
