@@ -143,14 +143,12 @@ pub fn preferred(accept_encoding: Option<&[u8]>) -> CodingPrefs {
         let Some((name, q)) = parse_member(member) else {
             continue;
         };
-        let slot = if name.eq_ignore_ascii_case(b"br") {
-            &mut br
-        } else if name.eq_ignore_ascii_case(b"gzip") || name.eq_ignore_ascii_case(b"x-gzip") {
-            &mut gzip
-        } else if name == b"*" {
-            &mut star
-        } else {
-            continue;
+        let slot = match name.len() {
+            1 if name == b"*" => &mut star,
+            2 if name.eq_ignore_ascii_case(b"br") => &mut br,
+            4 if name.eq_ignore_ascii_case(b"gzip") => &mut gzip,
+            6 if name.eq_ignore_ascii_case(b"x-gzip") => &mut gzip,
+            _ => continue,
         };
         if slot.is_none() {
             *slot = Some(q);
@@ -179,21 +177,23 @@ pub fn preferred(accept_encoding: Option<&[u8]>) -> CodingPrefs {
 /// member.
 fn parse_member(member: &[u8]) -> Option<(&[u8], u16)> {
     let member = trim_ows(member);
-    let (name, weight) = match memchr::memchr(b';', member) {
-        Some(i) => (trim_ows(&member[..i]), Some(trim_ows(&member[i + 1..]))),
-        None => (member, None),
-    };
-    if name.is_empty() || !(name == b"*" || name.iter().all(|&b| is_tchar(b))) {
+    let name_len = member
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(member.len());
+    let (name, rest) = member.split_at(name_len);
+    if name.is_empty() {
         return None;
     }
-    let q = match weight {
-        None => 1000,
-        Some(w) => {
-            let v = w.strip_prefix(b"q=").or_else(|| w.strip_prefix(b"Q="))?;
-            parse_qvalue(v)?
-        }
+    let rest = trim_ows(rest);
+    if rest.is_empty() {
+        return Some((name, 1000));
+    }
+    let weight = trim_ows(rest.strip_prefix(b";")?);
+    let [b'q' | b'Q', b'=', v @ ..] = weight else {
+        return None;
     };
-    Some((name, q))
+    Some((name, parse_qvalue(v)?))
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` (RFC 9110 §12.4.2), in
@@ -218,8 +218,28 @@ fn parse_qvalue(v: &[u8]) -> Option<u16> {
 
 /// RFC 9110 §5.6.2 `tchar`.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+/// A table: [`is_tchar`] runs on every byte of every coding name.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        // `i < 256`, so the cast is exact.
+        #[allow(clippy::cast_possible_truncation)]
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric();
+        i += 1;
+    }
+    let extra = b"!#$%&'*+-.^_`|~";
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+};
 
 fn trim_ows(s: &[u8]) -> &[u8] {
     super::conditional::trim_ows(s)
@@ -369,6 +389,14 @@ mod tests {
             b"1e0",
         ] {
             assert_eq!(parse_qvalue(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tchar_table() {
+        for b in 0..=255u8 {
+            let expect = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_tchar(b), expect, "{b:#x}");
         }
     }
 

@@ -7,9 +7,10 @@
 //!
 //! Textual types carry `; charset=utf-8` (`text/*`, JavaScript, JSON, XML, SVG, the web app
 //! manifest), since build tools write UTF-8 and browsers would otherwise guess. JavaScript
-//! is `text/javascript` (RFC 9239 §6 makes it the one to send; `application/javascript` is
-//! obsolete). The table is sorted by extension and searched by binary search over a
-//! lower-cased copy of the extension on the stack: no allocation per request.
+//! is `text/javascript` (RFC 9239 makes it the one to send; `application/javascript` is
+//! obsolete). The table is sorted by extension and searched by binary search, the
+//! extension lower-cased on the stack and packed into an integer key: no allocation, no
+//! string comparison per probe.
 
 use std::path::Path;
 
@@ -23,7 +24,7 @@ const OCTET_STREAM: &str = "application/octet-stream";
 /// `.br` has no row: there is no registered media type for a bare brotli stream, so such a
 /// file is opaque data. (A pre-compressed variant is sent with its original's type and
 /// `Content-Encoding: br`, which the serving layer decides, not this table.)
-static TYPES: &[(&str, &str)] = &[
+const TYPES: &[(&str, &str)] = &[
     ("apng", "image/apng"),
     ("avif", "image/avif"),
     ("bmp", "image/bmp"),
@@ -72,25 +73,68 @@ static TYPES: &[(&str, &str)] = &[
 ];
 
 /// Longer than any extension in [`TYPES`]; a longer extension is unknown without a look-up.
+/// 16 bytes fit one `u128` key.
 const MAX_EXT: usize = 16;
+
+/// The extensions of [`TYPES`] as integers, in the same order: a look-up compares integers
+/// instead of calling `memcmp` per probe.
+static KEYS: [u128; TYPES.len()] = {
+    let mut keys = [0; TYPES.len()];
+    let mut i = 0;
+    while i < TYPES.len() {
+        keys[i] = key(TYPES[i].0.as_bytes());
+        i += 1;
+    }
+    keys
+};
+
+/// Up to 16 bytes packed big-endian and zero-padded, so integer order is the bytes'
+/// lexicographic order (no extension holds a NUL byte: Unix file names cannot).
+const fn key(ext: &[u8]) -> u128 {
+    let mut k: u128 = 0;
+    let mut i = 0;
+    while i < MAX_EXT {
+        let b = if i < ext.len() { ext[i] } else { 0 };
+        k = k << 8 | b as u128;
+        i += 1;
+    }
+    k
+}
 
 /// The `Content-Type` value for a file, by its extension (ASCII case-insensitive), or
 /// `application/octet-stream` when the extension is unknown or absent.
 pub fn content_type(path: &Path) -> &'static str {
-    let Some(ext) = path.extension() else {
+    let Some(ext) = extension(path.as_os_str().as_encoded_bytes()) else {
         return OCTET_STREAM;
     };
-    let ext = ext.as_encoded_bytes();
     if ext.len() > MAX_EXT {
         return OCTET_STREAM;
     }
     let mut lower = [0u8; MAX_EXT];
-    let lower = &mut lower[..ext.len()];
-    lower.copy_from_slice(ext);
+    lower[..ext.len()].copy_from_slice(ext);
     lower.make_ascii_lowercase();
-    match TYPES.binary_search_by(|(e, _)| e.as_bytes().cmp(lower)) {
+    match KEYS.binary_search(&u128::from_be_bytes(lower)) {
         Ok(i) => TYPES[i].1,
         Err(_) => OCTET_STREAM,
+    }
+}
+
+/// What follows the last `.` of the last component, as `Path::extension` reads it for the
+/// paths [`super::resolve`] makes, without its component parsing (this runs per request):
+/// `None` for a name without a dot, or whose only dot leads it (`.env`).
+fn extension(path: &[u8]) -> Option<&[u8]> {
+    let path = match path.iter().rposition(|&b| b != b'/') {
+        Some(last) => &path[..=last],
+        None => return None,
+    };
+    let name = match memchr::memrchr(b'/', path) {
+        Some(slash) => &path[slash + 1..],
+        None => path,
+    };
+    match memchr::memrchr(b'.', name) {
+        _ if name == b".." => None,
+        Some(0) | None => None,
+        Some(dot) => Some(&name[dot + 1..]),
     }
 }
 
@@ -157,7 +201,11 @@ mod tests {
                 pair[1].0
             );
         }
+        for pair in KEYS.windows(2) {
+            assert!(pair[0] < pair[1]);
+        }
         for (ext, ty) in TYPES {
+            assert!(!ext.is_empty() && !ext.contains('\0'));
             assert_eq!(*ext, ext.to_ascii_lowercase());
             assert!(ext.len() <= MAX_EXT);
             assert!(ty.is_ascii() && ty.contains('/'));
@@ -247,6 +295,36 @@ mod tests {
         assert_eq!(content_type(odd), "image/png");
         let odd = Path::new(OsStr::from_bytes(b"a.\xffng"));
         assert_eq!(content_type(odd), OCTET_STREAM);
+    }
+
+    #[test]
+    fn extension_agrees_with_path_extension() {
+        for name in [
+            "a.css",
+            "a.b.c",
+            "dir/a.js",
+            "dir.d/a",
+            "dir.d/a.png",
+            ".env",
+            "a/.env",
+            "a.",
+            "a",
+            "",
+            "/",
+            "a/",
+            "a.css/",
+            "//a.css//",
+            "..",
+            "a/..",
+            "a..b",
+            "...",
+            ".a.b",
+            "/x/y.z",
+        ] {
+            let ours = extension(name.as_bytes());
+            let std = Path::new(name).extension().map(|e| e.as_encoded_bytes());
+            assert_eq!(ours, std, "{name:?}");
+        }
     }
 
     #[test]

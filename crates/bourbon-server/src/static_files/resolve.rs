@@ -30,8 +30,6 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
-use memchr::memchr2;
-
 /// Why a request path cannot name a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -61,21 +59,59 @@ pub struct Resolved {
 pub fn relative_path(rest: &[u8]) -> Result<Resolved, Refusal> {
     // Decoding never lengthens, so one allocation of the input's size is enough.
     let mut out: Vec<u8> = Vec::with_capacity(rest.len());
+    // A 404 reason does not stop the loop: a malformed byte later on still makes it a 400.
     let mut not_found = false;
-    for segment in rest.split(|&b| b == b'/') {
-        if segment.is_empty() {
+    // The next byte begins a segment (the output then needs a separator first).
+    let mut at_start = true;
+    let mut i = 0;
+    while let Some(&raw) = rest.get(i) {
+        if !at_start && PLAIN[usize::from(raw)] {
+            // The common case: a run of bytes that need no decoding or check, copied at once.
+            let run = rest[i..]
+                .iter()
+                .position(|&b| !PLAIN[usize::from(b)])
+                .unwrap_or(rest.len() - i);
+            out.extend_from_slice(&rest[i..i + run]);
+            i += run;
             continue;
         }
-        let start = out.len();
-        if start > 0 {
-            out.push(b'/');
+        let byte = match raw {
+            b'/' => {
+                at_start = true;
+                i += 1;
+                continue;
+            }
+            b'%' => {
+                let (Some(hi), Some(lo)) = (
+                    rest.get(i + 1).copied().and_then(hex_value),
+                    rest.get(i + 2).copied().and_then(hex_value),
+                ) else {
+                    return Err(Refusal::BadRequest);
+                };
+                i += 3;
+                let byte = hi << 4 | lo;
+                // An encoded `/` would be a separator nobody checked.
+                not_found |= byte == b'/';
+                byte
+            }
+            _ => {
+                i += 1;
+                raw
+            }
+        };
+        if is_control(byte) {
+            return Err(Refusal::BadRequest);
         }
-        let name_start = out.len();
-        decode_segment(segment, &mut out, &mut not_found)?;
-        if out.get(name_start) == Some(&b'.') {
-            // `.`, `..` and every dotfile; the loop goes on only to find a 400 later on.
-            not_found = true;
+        not_found |= byte == b'\\';
+        if at_start {
+            at_start = false;
+            if !out.is_empty() {
+                out.push(b'/');
+            }
+            // `.`, `..` and every dotfile.
+            not_found |= byte == b'.';
         }
+        out.push(byte);
     }
     if not_found {
         return Err(Refusal::NotFound);
@@ -86,54 +122,23 @@ pub fn relative_path(rest: &[u8]) -> Result<Resolved, Refusal> {
     })
 }
 
-/// Appends the percent-decoded bytes of one `/`-free segment to `out`. A 400 returns at
-/// once; a 404 reason sets `not_found` and decoding goes on, so that a later malformed byte
-/// still yields 400.
-fn decode_segment(segment: &[u8], out: &mut Vec<u8>, not_found: &mut bool) -> Result<(), Refusal> {
-    let mut rest = segment;
-    loop {
-        // Copy the run up to the next `%` or `\` in one go; checking its bytes is a table
-        // look-up each.
-        let Some(i) = memchr2(b'%', b'\\', rest) else {
-            push_checked(rest, out)?;
-            return Ok(());
-        };
-        push_checked(&rest[..i], out)?;
-        if rest[i] == b'\\' {
-            *not_found = true;
-            out.push(b'\\');
-            rest = &rest[i + 1..];
-            continue;
-        }
-        let (Some(&hi), Some(&lo)) = (rest.get(i + 1), rest.get(i + 2)) else {
-            return Err(Refusal::BadRequest);
-        };
-        let (Some(hi), Some(lo)) = (hex_value(hi), hex_value(lo)) else {
-            return Err(Refusal::BadRequest);
-        };
-        let byte = hi << 4 | lo;
-        if is_control(byte) {
-            return Err(Refusal::BadRequest);
-        }
-        if byte == b'/' || byte == b'\\' {
-            *not_found = true;
-        }
-        out.push(byte);
-        rest = &rest[i + 3..];
+/// Bytes copied as they are in the middle of a segment: not `/`, `%`, `\`, a control byte
+/// or DEL. (`.` is plain here; only a segment's first byte is checked for it.)
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        // `i < 256`, so the cast is exact.
+        #[allow(clippy::cast_possible_truncation)]
+        let b = i as u8;
+        t[i] = !(is_control(b) || b == b'/' || b == b'%' || b == b'\\');
+        i += 1;
     }
-}
-
-/// Appends raw (not encoded) bytes, refusing control bytes.
-fn push_checked(run: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
-    if run.iter().any(|&b| is_control(b)) {
-        return Err(Refusal::BadRequest);
-    }
-    out.extend_from_slice(run);
-    Ok(())
-}
+    t
+};
 
 /// C0 controls (NUL included) and DEL.
-fn is_control(b: u8) -> bool {
+const fn is_control(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 
