@@ -1011,9 +1011,13 @@ def static_files(
             order = names[rep % len(names) :] + names[: rep % len(names)] if names else []
             for name in order:
                 server = NGINX_SERVER if name == "nginx" else SERVERS[name]
-                run = Running(
-                    server, "static", log_dir, env, command=partial(static_command, name, site)
-                )
+                try:  # nothing runs when this fails (no executable, no prefix directory)
+                    command = partial(static_command, name, site)
+                    run = Running(server, "static", log_dir, env, command=command)
+                except OSError as exc:
+                    out["problems"].append(f"{name} (static, rep {rep}) did not start: {exc!r}")
+                    print(f"  ! {out['problems'][-1]}", flush=True)
+                    continue
                 if name not in out["commands"]:
                     out["commands"][name] = site.template(run.cmd, run.port)
                     if name == "nginx" and site.nginx_prefix is not None:
