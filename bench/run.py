@@ -5,6 +5,7 @@ Run it with the bench virtualenv's Python (``make bench`` / ``make bench-quick``
     bench/.venv/bin/python bench/run.py --quick
     bench/.venv/bin/python bench/run.py --bar     # only the bar's cells, 5 x 5 s (make bench-bar)
     bench/.venv/bin/python bench/run.py --slow-readers-only --servers bourbon,granian
+    bench/.venv/bin/python bench/run.py --static-only     # static files vs nginx, Granian, uWSGI
     bench/.venv/bin/python bench/run.py --servers bourbon,bjoern --workloads hello --repeat 5
 
 Method (see docs/performance.md): each server runs as ONE worker process pinned to CPU 0
@@ -17,7 +18,9 @@ Per cell we keep the median over repetitions of requests/s and p50/p99 latency, 
 errors, the peak RSS of the server's whole process tree (sampled every 50 ms) and the server
 CPU time (user+system of the tree) per request. Extras (not with --quick or --no-extras):
 the 1 GiB file_wrapper download, the slow readers (``slow_readers``: what /hello gets while
-50 clients hold a streamed 8 MiB body without reading it) and callgrind counts. Every ratio
+50 clients hold a streamed 8 MiB body without reading it), the static-file cells (a 16 KiB
+stylesheet at c=64 and a 3 MiB file at c=16, served by bourbon's ``--static``, nginx,
+Granian and uWSGI, with the RSS before and after each cell) and callgrind counts. Every ratio
 compares bourbon with a peer measured in the same run, and each bar line also counts the
 repetitions that pass on their own, so a verdict that moves with this machine's noise shows
 as such. This is not a test: it never fails on a missed bar.
@@ -32,8 +35,11 @@ import importlib.metadata
 import json
 import os
 import platform
+import pwd
+import random
 import re
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -43,7 +49,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cache, partial
 from pathlib import Path
 
 import psutil
@@ -163,9 +171,27 @@ WORKLOADS = {
         ),  # fmt: skip
     ]
 }
-GROUP_TARGET = {"micro": "apps.micro:app", "django": "mysite.wsgi:application"}
-GROUP_DIR = {"micro": BENCH, "django": MYSITE}
-GROUP_PROBE = {"micro": "/probe", "django": "/plain"}
+# The static-file cells: files generated at run time under a directory served at /static/
+# (bench/apps/micro.py is the app behind it for the servers that have one). Each one is
+# measured over keep-alive at one concurrency, after a warm-up.
+STATIC_PREFIX = "/static"
+STATIC_CELLS = [
+    Workload(
+        "static-16k", "static", f"{STATIC_PREFIX}/css/site.css", "16 KiB stylesheet",
+        expect_len=16 * 1024, conns=(64,),
+    ),
+    Workload(
+        "static-3m", "static", f"{STATIC_PREFIX}/media/blob-3m.bin", "3 MiB file",
+        expect_len=3 * MIB, conns=(16,),
+    ),
+]  # fmt: skip
+GROUP_TARGET = {
+    "micro": "apps.micro:app",
+    "django": "mysite.wsgi:application",
+    "static": "apps.micro:app",
+}
+GROUP_DIR = {"micro": BENCH, "django": MYSITE, "static": BENCH}
+GROUP_PROBE = {"micro": "/probe", "django": "/plain", "static": STATIC_CELLS[0].path}
 POST_BODY = b"b" * (64 * 1024)
 POST_LUA = BENCH / "wrk" / "post64k.lua"
 
@@ -258,15 +284,28 @@ class RssSampler:
 
 
 class Running:
-    """One server process group: started pinned to CPU 0, always killed by group at the end."""
+    """One server process group: started pinned to CPU 0, always killed by group at the end.
 
-    def __init__(self, server: Server, group: str, log_dir: Path, env: dict, wrap=None):
+    ``command`` (given the port) replaces the server's usual command line: the static cells
+    add their flags, and nginx has no WSGI command at all."""
+
+    def __init__(
+        self,
+        server: Server,
+        group: str,
+        log_dir: Path,
+        env: dict,
+        wrap=None,
+        command: Callable[[int], list[str]] | None = None,
+    ):
         self.server, self.group = server, group
         self.port = free_port()
-        target = GROUP_TARGET[group]
-        cmd = server.command(target, self.port)
-        if server.name == "uwsgi":
-            cmd += ["--chdir", str(GROUP_DIR[group])]
+        if command is not None:
+            cmd = command(self.port)
+        else:
+            cmd = server.command(GROUP_TARGET[group], self.port)
+            if server.name == "uwsgi":
+                cmd += ["--chdir", str(GROUP_DIR[group])]
         cmd = (wrap or []) + cmd
         self.cmd = ["taskset", "-c", SERVER_CPU, *cmd]
         self.log_path = log_dir / f"{server.name}-{group}.log"
@@ -288,10 +327,14 @@ class Running:
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.server.name} exited ({self.popen.returncode})")
+            status = 0
             with contextlib.suppress(OSError, http.client.HTTPException):
                 status, _ = request(self.port, probe, timeout=2)
-                if status == 200:
-                    return
+            if status == 200:
+                return
+            if status and self.group == "static":
+                # Up, but not serving the file: waiting longer will not change that.
+                raise RuntimeError(f"{self.server.name} answered {status} for {probe}")
             time.sleep(0.1)
         raise RuntimeError(f"{self.server.name} not ready after {timeout:.0f} s")
 
@@ -332,6 +375,7 @@ def request(port: int, path: str, post: bool = False, timeout: float = 10) -> tu
 # --------------------------------------------------------------------------- wrk
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+_BYTE_UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 
 
 def _ms(text: str) -> float:
@@ -355,6 +399,10 @@ def run_wrk(
         res["requests"] = int(m.group(1))
     if m := re.search(r"Requests/sec:\s+([\d.]+)", out):
         res["rps"] = float(m.group(1))
+    # wrk's Transfer/sec counts every byte it read (heads included), in units of 1024.
+    res["mib_s"] = float("nan")
+    if m := re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", out):
+        res["mib_s"] = float(m.group(1)) * _BYTE_UNITS[m.group(2)] / MIB
     for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
         if m := re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M):
             res[key] = _ms(m.group(1))
@@ -709,6 +757,334 @@ def slow_summary(r: dict) -> str:
     )
 
 
+# --------------------------------------------------------------------------- static files
+
+# Servers that serve a directory themselves; nginx is the reference, not a WSGI server.
+STATIC_SERVERS = ["bourbon", "nginx", "granian", "uwsgi"]
+STATIC_DURATION = 10.0  # seconds per measured cell, unless --duration
+STATIC_WARMUP = 2.0  # seconds of wrk before each measured cell, unless --warmup
+STATIC_REPEAT = 2  # unless --repeat
+STATIC_SETTLE_S = 0.5  # after a cell, before its "after" RSS: wrk's connections are closed
+STATIC_SEED = 12  # the 3 MiB file's bytes: the same on every run
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX_SERVER = Server(
+    "nginx",
+    "one worker, sendfile on, tcp_nopush on, access_log off, keep-alive, open_file_cache off",
+    "nginx",
+)
+
+
+def stylesheet(size: int) -> bytes:
+    """A stylesheet of exactly ``size`` bytes, the same on every run: numbered rules, then a
+    comment that pads it to the size."""
+    out = bytearray(b"/* bench/run.py static-16k: generated, deterministic */\n")
+    i = 0
+    while True:
+        colour = (i * 2654435761) & 0xFFFFFF
+        rule = f".c{i:04d} {{ color: #{colour:06x}; margin: {i % 17}px {i % 11}px; }}\n"
+        if len(out) + len(rule) > size - 5:  # room for the shortest pad, "/**/\n"
+            break
+        out += rule.encode()
+        i += 1
+    out += b"/*" + b"x" * (size - len(out) - 5) + b"*/\n"
+    return bytes(out)
+
+
+def unprivileged_ids() -> tuple[int, int] | None:
+    """(uid, gid) nginx runs as when the harness is root ("nobody"), else None."""
+    if os.geteuid() != 0:
+        return None
+    pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid
+
+
+@cache
+def nginx_temp_paths() -> tuple[str, ...]:
+    """The temp-path directives this nginx build knows (all pointed into its prefix, so a
+    non-root nginx never touches /var/lib/nginx)."""
+    try:
+        out = subprocess.run([NGINX, "-V"], capture_output=True, text=True, timeout=10).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    names = ["client_body", "proxy"]
+    names += [m for m in ("fastcgi", "uwsgi", "scgi") if f"--without-http_{m}_module" not in out]
+    return tuple(names)
+
+
+def nginx_config(prefix: Path, port: int, root: Path) -> str:
+    """nginx.conf for the static cells: one worker, sendfile, no access log, keep-alive."""
+    mime = Path("/etc/nginx/mime.types")
+    types = f"include {mime};" if mime.exists() else "types { text/css css; }"
+    temp = [f"    {n}_temp_path {prefix}/{n};" for n in nginx_temp_paths()]
+    return "\n".join(
+        [
+            "daemon off;",
+            "master_process on;",
+            "worker_processes 1;",
+            f"pid {prefix}/nginx.pid;",
+            f"error_log {prefix}/error.log warn;",
+            "events { worker_connections 1024; }",
+            "http {",
+            f"    {types}",
+            "    default_type application/octet-stream;",
+            "    access_log off;",
+            "    sendfile on;",
+            "    tcp_nopush on;",
+            "    keepalive_timeout 65;",
+            # nginx closes a keep-alive connection after 1,000 requests by default; wrk would
+            # reconnect every few hundred milliseconds. No other server here has such a cap.
+            "    keepalive_requests 1000000;",
+            *temp,
+            "    server {",
+            f"        listen {HOST}:{port};",
+            f"        location {STATIC_PREFIX}/ {{ alias {root}/; }}",
+            "    }",
+            "}",
+            "",
+        ]
+    )
+
+
+class StaticSite:
+    """The files the static cells serve, and a prefix directory per nginx start, in one
+    temporary directory. Everything is readable by all: as root, nginx runs as "nobody"."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="bourbon-bench-static-"))
+        self.tmp.chmod(0o755)
+        self.root = self.tmp / "root"
+        self.bodies = {
+            "static-16k": stylesheet(16 * 1024),
+            "static-3m": random.Random(STATIC_SEED).randbytes(3 * MIB),
+        }
+        for w in STATIC_CELLS:
+            path = self.root / w.path.removeprefix(f"{STATIC_PREFIX}/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.bodies[w.name])
+            path.chmod(0o644)
+            for d in path.relative_to(self.tmp).parents:
+                (self.tmp / d).chmod(0o755)
+        self.nginx_starts = 0
+        self.nginx_prefix: Path | None = None
+
+    def nginx_command(self, port: int) -> list[str]:
+        """Write a fresh prefix (config, pid and error log, temp paths) and return the command
+        that runs nginx in the foreground from it, as "nobody" when the harness is root."""
+        self.nginx_starts += 1
+        prefix = self.tmp / f"nginx-{self.nginx_starts}"
+        prefix.mkdir()
+        (prefix / "nginx.conf").write_text(nginx_config(prefix, port, self.root))
+        ids = unprivileged_ids()
+        drop: list[str] = []
+        if ids is not None:
+            os.chown(prefix, *ids)
+            drop = ["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups"]
+        self.nginx_prefix = prefix
+        conf, err = prefix / "nginx.conf", prefix / "error.log"
+        return [*drop, NGINX, "-p", f"{prefix}/", "-e", str(err), "-c", str(conf)]
+
+    def keep_nginx_log(self, log_dir: Path) -> None:
+        """Append the last nginx start's error log to the run's logs (the prefix goes)."""
+        if self.nginx_prefix is None:
+            return
+        with contextlib.suppress(OSError):
+            text = (self.nginx_prefix / "error.log").read_bytes()
+            with open(log_dir / "nginx-static-error.log", "ab") as f:
+                f.write(text)
+
+    def template(self, args: list[str], port: int) -> str:
+        """A command line with the run's own paths and port replaced by names."""
+        out = []
+        for arg in args:
+            if arg == str(port):
+                arg = "PORT"
+            arg = arg.replace(f"{HOST}:{port}", f"{HOST}:PORT")
+            if self.nginx_prefix is not None:
+                arg = arg.replace(str(self.nginx_prefix), "PREFIX")
+            out.append(arg.replace(str(self.root), "DIR"))
+        return shlex.join(out)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def static_command(name: str, site: StaticSite, port: int) -> list[str]:
+    """The command line of one server serving ``site.root`` at /static/ (and the micro app
+    elsewhere, for the servers that run one): the usual one-worker line plus the server's
+    own static flag."""
+    if name == "nginx":
+        return site.nginx_command(port)
+    cmd = SERVERS[name].command(GROUP_TARGET["static"], port)
+    root = str(site.root)
+    if name == "bourbon":
+        return [*cmd, "--static", f"{STATIC_PREFIX}/={root}"]
+    if name == "granian":  # its flags before the app, which is the last argument
+        flags = ["--static-path-route", STATIC_PREFIX, "--static-path-mount", root]
+        return [*cmd[:-1], *flags, cmd[-1]]
+    if name == "uwsgi":
+        return [
+            *cmd,
+            "--chdir",
+            str(GROUP_DIR["static"]),
+            "--static-map",
+            f"{STATIC_PREFIX}={root}",
+        ]
+    raise ValueError(f"{name} has no static-file mode here")
+
+
+def bourbon_static_missing() -> str | None:
+    """None when the installed bourbon has ``--static``; else why the cells skip it."""
+    exe = VENV_BIN / "bourbon"
+    try:
+        out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`bourbon --help` failed: {exc!r}"
+    if re.search(r"(?m)^\s*(?:-\w, )?--static(?:[\s=\[]|$)", out.stdout + out.stderr):
+        return None
+    return f"`{exe} --help` lists no --static (a build from before issue 12)"
+
+
+def static_check(run: Running, w: Workload, body: bytes) -> tuple[str, dict]:
+    """One GET with a client of our own: "ok" when the body is the file byte for byte, and
+    the response's header fields (what each server sends with a file)."""
+    conn = http.client.HTTPConnection(HOST, run.port, timeout=30)
+    try:
+        conn.request("GET", w.path)
+        resp = conn.getresponse()
+        got = resp.read()
+        headers = dict(resp.getheaders())
+    except (OSError, http.client.HTTPException) as exc:
+        return f"request failed: {exc!r}", {}
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return f"status {resp.status}", headers
+    if got != body:
+        return f"{len(got)} bytes that are not the file's {len(body)}", headers
+    return "ok", headers
+
+
+def static_cell(run: Running, w: Workload, duration: float, warmup: float) -> dict:
+    """Warm-up then one measured wrk run of a static cell; the tree's RSS before the warm-up,
+    at its peak (sampled through warm-up and cell) and STATIC_SETTLE_S after the cell."""
+    conns = w.conns[0]
+    before = tree_rss(run.proc)
+    with RssSampler(run.proc) as sampler:
+        if warmup:
+            run_wrk(run.port, w, conns, "ka", warmup)
+        cpu0 = tree_cpu(run.proc)
+        res = run_wrk(run.port, w, conns, "ka", duration)
+        cpu = tree_cpu(run.proc) - cpu0
+    time.sleep(STATIC_SETTLE_S)
+    res["conns"] = conns
+    res["rss_before_mib"] = before / MIB
+    res["peak_rss_mib"] = sampler.peak / MIB
+    res["rss_after_mib"] = tree_rss(run.proc) / MIB
+    res["cpu_s"] = cpu
+    res["cpu_us_per_req"] = cpu / res["requests"] * 1e6 if res["requests"] else float("nan")
+    return res
+
+
+def static_files(
+    names: list[str], env: dict, log_dir: Path, duration: float, warmup: float, repeat: int
+) -> dict:
+    """The static cells for ``names``, ``repeat`` times, servers in a rotated order per
+    repetition; each server is started once per repetition for both cells, checked (status
+    and the exact bytes of each file), measured, and stopped by process group whatever
+    happens. Returns the part of the results the report's static table reads."""
+    out: dict = {
+        "servers": names,
+        "duration": duration,
+        "warmup": warmup,
+        "repeat": repeat,
+        "cells": {w.name: {"path": w.path, "bytes": w.expect_len, "conns": w.conns[0]}
+                  for w in STATIC_CELLS},
+        "runs": {},
+        "idle_rss_mib": {},
+        "commands": {},
+        "headers": {},
+        "problems": [],
+    }  # fmt: skip
+    site = StaticSite()
+    try:
+        for rep in range(repeat):
+            order = names[rep % len(names) :] + names[: rep % len(names)] if names else []
+            for name in order:
+                server = NGINX_SERVER if name == "nginx" else SERVERS[name]
+                try:  # nothing runs when this fails (no executable, no prefix directory)
+                    command = partial(static_command, name, site)
+                    run = Running(server, "static", log_dir, env, command=command)
+                except OSError as exc:
+                    out["problems"].append(f"{name} (static, rep {rep}) did not start: {exc!r}")
+                    print(f"  ! {out['problems'][-1]}", flush=True)
+                    continue
+                if name not in out["commands"]:
+                    out["commands"][name] = site.template(run.cmd, run.port)
+                    if name == "nginx" and site.nginx_prefix is not None:
+                        conf = (site.nginx_prefix / "nginx.conf").read_text()
+                        out["nginx_conf"] = conf.replace(str(site.nginx_prefix), "PREFIX")
+                        out["nginx_conf"] = out["nginx_conf"].replace(str(site.root), "DIR")
+                        out["nginx_conf"] = out["nginx_conf"].replace(f":{run.port};", ":PORT;")
+                try:
+                    run.wait_ready(60)
+                    out["idle_rss_mib"].setdefault(name, []).append(tree_rss(run.proc) / MIB)
+                    for w in STATIC_CELLS:
+                        verdict, headers = static_check(run, w, site.bodies[w.name])
+                        out["headers"].setdefault(name, {})[w.name] = headers
+                        if verdict != "ok":
+                            msg = f"{name} {w.name}: {verdict}; not measured"
+                            if msg not in out["problems"]:
+                                out["problems"].append(msg)
+                            print(f"  ! {msg}", flush=True)
+                            continue
+                        res = static_cell(run, w, duration, warmup)
+                        res["rep"] = rep
+                        out["runs"].setdefault(w.name, {}).setdefault(name, []).append(res)
+                        err = f" errors={res['errors']}" if res["errors"] else ""
+                        print(
+                            f"  static rep{rep} {name:8} {w.name:10} c={res['conns']:<3}"
+                            f" {res['rps']:>9,.0f} req/s {res['mib_s']:>8,.1f} MiB/s"
+                            f" p99 {res['p99_ms']:7.2f} ms rss {res['rss_before_mib']:.1f}"
+                            f" -> {res['rss_after_mib']:.1f} MiB (peak {res['peak_rss_mib']:.1f})"
+                            f"{err}",
+                            flush=True,
+                        )
+                except Exception as exc:  # noqa: BLE001 - a peer failing is a result
+                    msg = f"{name} (static, rep {rep}): {exc!r}; log: {run.log_tail(3)}"
+                    out["problems"].append(msg)
+                    print(f"  ! {msg}", flush=True)
+                finally:
+                    run.stop()
+                    if name == "nginx":
+                        site.keep_nginx_log(log_dir)
+    finally:
+        site.cleanup()
+    return out
+
+
+def static_extra(
+    names: list[str], env: dict, log_dir: Path, duration: float, warmup: float, repeat: int
+) -> dict:
+    """The static cells for those of ``names`` that can run here: bourbon only when its
+    ``--help`` lists ``--static``, nginx only when installed; the others are listed as
+    skipped, with the reason."""
+    skipped = {}
+    if "bourbon" in names and (why := bourbon_static_missing()):
+        skipped["bourbon"] = why
+    if "nginx" in names:
+        if not Path(NGINX).exists():
+            skipped["nginx"] = "nginx not found: apt-get install -y nginx"
+        elif unprivileged_ids() is not None and shutil.which("setpriv") is None:
+            skipped["nginx"] = "setpriv (util-linux) not found: needed to run nginx as nobody"
+    for name, why in skipped.items():
+        print(f"  static: skipping {name}: {why}", flush=True)
+    out = static_files(
+        [n for n in names if n not in skipped], env, log_dir, duration, warmup, repeat
+    )
+    out["servers"], out["skipped"] = names, skipped
+    return out
+
+
 def make_files(tmp: Path, big: bool) -> None:
     (tmp / "file-1m.bin").write_bytes(os.urandom(MIB))
     if big:  # sparse: no disk space, the page cache serves zeros
@@ -954,6 +1330,10 @@ def environment() -> dict:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[pkg] = importlib.metadata.version(pkg)
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+    if Path(NGINX).exists():
+        out = subprocess.run([NGINX, "-v"], capture_output=True, text=True, timeout=10).stderr
+        if m := re.search(r"nginx/(\S+)", out):
+            versions["nginx"] = m.group(1)
     versions["wrk"] = wrk.split("[")[0].replace("wrk", "").strip()
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -984,6 +1364,11 @@ def render_markdown(results: dict) -> str:
     cfg = results["config"]
     if cfg["mode"] == "slow-readers":
         what = f"slow readers only: {cfg['slow_duration']:g} s wrk runs"
+    elif cfg["mode"] == "static":
+        what = (
+            f"static files only: {cfg['static_duration']:g} s cells after"
+            f" {cfg['static_warmup']:g} s of warm-up, {cfg['static_repeat']} repetition(s)"
+        )
     else:
         what = (
             f"{cfg['mode']}: {cfg['duration']:g} s cells, {cfg['repeat']} repetition(s),"
@@ -995,11 +1380,14 @@ def render_markdown(results: dict) -> str:
         f" {env['cpu']} ({env['cpus']} CPUs).",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(env["versions"].items())) + ".",
-        "",
-        "Server configurations: "
-        + "; ".join(f"{s} `{SERVERS[s].note}`" for s in cfg["servers"])
-        + ".",
     ]
+    if cfg["mode"] != "static":
+        lines += [
+            "",
+            "Server configurations: "
+            + "; ".join(f"{s} `{SERVERS[s].note}`" for s in cfg["servers"])
+            + ".",
+        ]
     if any(cell["servers"] for cell in results["cells"].values()):
         lines += [
             "",
@@ -1038,6 +1426,7 @@ def render_markdown(results: dict) -> str:
             else:
                 lines.append(f"| {s} | error: {r.get('error')} | | | | |")
     lines += slow_readers_table(results)
+    lines += static_table(results)
     fw = results.get("file_wrapper", {})
     if fw:
         lines += ["", "wsgi.file_wrapper offered: "]
@@ -1100,6 +1489,126 @@ def slow_readers_table(results: dict) -> list[str]:
     return lines
 
 
+def static_table(results: dict) -> list[str]:
+    """The static cells: each repetition's figures, ratios to bourbon, how each ran."""
+    st = results.get("static", {})
+    if not st:
+        return []
+    lines = [
+        "",
+        "### Static files: one worker each, keep-alive",
+        "",
+        f"wrk `-t 1 -c C -d {st['duration']:g}s --timeout 5s` on each file, after"
+        f" {st['warmup']:g} s of warm-up at the same c; {st['repeat']} repetition(s), servers"
+        " visited in a rotated order. Each value is one repetition, in the order run; the"
+        " ratios divide medians, with the range of the per-repetition ratios. MiB/s is wrk's"
+        " Transfer/sec (response heads included). RSS is the server's whole process tree"
+        f" (master and worker): before the warm-up → {STATIC_SETTLE_S:g} s after the cell"
+        " (peak sampled every 50 ms in between). CPU µs/req: user + system time of the tree"
+        " during the cell over its requests; when the client's CPU is the limit (the 3 MiB"
+        " file), this is where the servers differ.",
+        "",
+        "| file | server | req/s | MiB/s | p99 ms | CPU µs/req | errors"
+        " | RSS MiB before → after (peak) | bourbon ÷ this |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    runs, skipped = st.get("runs", {}), st.get("skipped", {})
+    for w in STATIC_CELLS:
+        per = runs.get(w.name, {})
+        label = f"{w.name} c={w.conns[0]}"
+        for s in st["servers"]:
+            name = f"**{s}**" if s == "bourbon" else s
+            rs = per.get(s)
+            if not rs:
+                why = "skipped" if s in skipped else "not measured (see problems)"
+                lines.append(f"| {label} | {name} | {why} | | | | | | |")
+                continue
+            errors = sum(r["errors"] for r in rs)
+            detail = {}
+            for r in rs:
+                for k, v in r.get("error_detail", {}).items():
+                    detail[k] = detail.get(k, 0) + v
+            if detail:
+                errors = f"{errors} (" + ", ".join(f"{k} {v}" for k, v in detail.items()) + ")"
+            rss = "; ".join(
+                f"{r['rss_before_mib']:.1f} → {r['rss_after_mib']:.1f} ({r['peak_rss_mib']:.1f})"
+                for r in rs
+            )
+            ratio = "—" if s == "bourbon" else static_ratio(per.get("bourbon", []), rs)
+            lines.append(
+                f"| {label} | {name} | {' / '.join(fmt(r['rps']) for r in rs)}"
+                f" | {' / '.join(fmt(r['mib_s'], 1) for r in rs)}"
+                f" | {' / '.join(fmt(r['p99_ms'], 2) for r in rs)}"
+                f" | {' / '.join(fmt(r['cpu_us_per_req'], 1) for r in rs)} | {errors} | {rss}"
+                f" | {ratio} |"
+            )
+    if "uwsgi" in st["servers"]:
+        lines += [
+            "",
+            "uWSGI's `--http-socket` closes the connection after each response: wrk counts"
+            " each close as a read error and reconnects, so its cells are connection-per-request.",
+        ]
+    if "bourbon" in skipped:
+        lines += ["", f"bourbon was not measured: {skipped['bourbon']}."]
+    elif "bourbon" in st["servers"]:
+        lines += ["", "| file | bourbon ÷ nginx | bourbon ÷ granian |", "| --- | ---: | ---: |"]
+        for w in STATIC_CELLS:
+            per = runs.get(w.name, {})
+            mine = per.get("bourbon", [])
+            cols = [static_ratio(mine, per.get(p, [])) for p in ("nginx", "granian")]
+            lines.append(f"| {w.name} c={w.conns[0]} | {cols[0]} | {cols[1]} |")
+    for s, why in skipped.items():
+        if s != "bourbon":
+            lines += ["", f"{s} was not measured: {why}."]
+    idle = st.get("idle_rss_mib", {})
+    if idle:
+        lines += [
+            "",
+            "RSS of the tree once serving, before any cell (MiB, per repetition): "
+            + "; ".join(f"{s} {' / '.join(f'{v:.1f}' for v in vs)}" for s, vs in idle.items())
+            + ".",
+        ]
+    headers = st.get("headers", {})
+    if headers:
+        lines += ["", f"Response header fields with the {STATIC_CELLS[0].desc}:", ""]
+        shown = ("content-type", "cache-control")
+        for s, per in headers.items():
+            fields = per.get(STATIC_CELLS[0].name, {})
+            names = [
+                f"{k}: {v}" if k.lower() in shown else k
+                for k, v in fields.items()
+                if k.lower() != "date"
+            ]
+            lines.append(f"- {s}: " + (", ".join(f"`{n}`" for n in names) or "none"))
+    commands = st.get("commands", {})
+    if commands:
+        lines += [
+            "",
+            "Command lines (each under `taskset -c 0`; DIR: the generated files; PORT: a free"
+            " loopback port; PREFIX: nginx's own temporary directory):",
+            "",
+        ]
+        lines += [f"- {s}: `{c}`" for s, c in commands.items()]
+    if st.get("nginx_conf"):
+        lines += ["", "nginx.conf:", "", "```nginx", st["nginx_conf"].rstrip("\n"), "```"]
+    return lines
+
+
+def static_ratio(mine: list[dict], theirs: list[dict]) -> str:
+    """bourbon's median req/s over the peer's, and the range of the per-repetition ratios."""
+    if not mine or not theirs:
+        return "—"
+    a, b = med([r["rps"] for r in mine]), med([r["rps"] for r in theirs])
+    if not b:
+        return "peer served 0"
+    text = f"{a / b:.2f}×"
+    by_rep = {r["rep"]: r["rps"] for r in theirs}
+    each = [r["rps"] / by_rep[r["rep"]] for r in mine if by_rep.get(r["rep"])]
+    if len(each) > 1:
+        text += f" ({min(each):.2f}–{max(each):.2f})"
+    return text
+
+
 def update_doc(markdown: str, mode: str) -> None:
     begin, finish = DOC_MARKERS[mode]
     text = DOC.read_text()
@@ -1118,9 +1627,17 @@ def main(argv=None) -> int:
                     " it names, 5 reps of 5 s (~50 min)")  # fmt: skip
     ap.add_argument("--servers", help=f"comma list (default all): {','.join(SERVERS)}")
     ap.add_argument("--workloads", help=f"comma list (default all): {','.join(WORKLOADS)}")
-    ap.add_argument("--duration", type=float, help="seconds per cell (default 2; quick and bar 5)")
-    ap.add_argument("--repeat", type=int, help="repetitions (default 3; quick 1; bar 5)")
-    ap.add_argument("--warmup", type=float, help="warm-up seconds per workload (default 1)")
+    ap.add_argument("--duration", type=float,
+                    help="seconds per cell (default 2; quick and bar 5; slow readers 5;"
+                    f" static cells {STATIC_DURATION:g})")  # fmt: skip
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        help=f"repetitions (default 3; quick 1; bar 5; static cells {STATIC_REPEAT})",
+    )
+    ap.add_argument("--warmup", type=float,
+                    help="warm-up seconds per workload (default 1; before each static cell"
+                    f" {STATIC_WARMUP:g})")  # fmt: skip
     ap.add_argument("--matrix", choices=["standard", "all"], default="standard",
                     help="all: Connection: close at every concurrency")  # fmt: skip
     ap.add_argument("--no-extras", action="store_true",
@@ -1133,21 +1650,35 @@ def main(argv=None) -> int:
     ap.add_argument("--slow-readers-only", action="store_true",
                     help=f"only the slow readers ({SLOW_CLIENTS} clients holding an 8 MiB"
                     " stream while wrk measures /hello), ~20 s per server")  # fmt: skip
+    ap.add_argument("--static-only", action="store_true",
+                    help="only the static-file cells (16 KiB at c=64, 3 MiB at c=16) of"
+                    f" {', '.join(STATIC_SERVERS)}; {STATIC_REPEAT} x {STATIC_DURATION:g} s"
+                    " per cell unless --repeat/--duration, ~1 min per server")  # fmt: skip
     ap.add_argument("--update-docs", action="store_true", help="rewrite docs/performance.md")
     args = ap.parse_args(argv)
 
     quick, bar, slow_only = args.quick, args.bar, args.slow_readers_only
+    static_only = args.static_only
     if quick and bar:
         ap.error("--quick and --bar are different runs: pick one")
     if slow_only and (quick or bar or args.icount_only or args.no_extras):
         ap.error("--slow-readers-only is a run of its own: drop --quick/--bar/--icount-only/"
                  "--no-extras")  # fmt: skip
-    default_servers = QUICK_SERVERS if quick else BAR_SERVERS if bar else [*SERVERS]
+    if static_only and (quick or bar or args.icount_only or args.no_extras or slow_only):
+        ap.error("--static-only is a run of its own: drop --quick/--bar/--icount-only/"
+                 "--no-extras/--slow-readers-only")  # fmt: skip
+    default_servers = (
+        STATIC_SERVERS if static_only else QUICK_SERVERS if quick else BAR_SERVERS if bar
+        else [*SERVERS]
+    )  # fmt: skip
     servers = args.servers.split(",") if args.servers else default_servers
     default_wl = QUICK_WORKLOADS if quick else BAR_WORKLOADS if bar else [*WORKLOADS]
     wl_names = args.workloads.split(",") if args.workloads else default_wl
     for s in servers:
-        if s not in SERVERS:
+        if static_only and s not in STATIC_SERVERS:
+            ap.error(f"{s!r} has no static-file mode here: --static-only takes"
+                     f" {','.join(STATIC_SERVERS)}")  # fmt: skip
+        if not static_only and s not in SERVERS:
             ap.error(f"unknown server {s!r}")
     for w in wl_names:
         if w not in WORKLOADS:
@@ -1159,6 +1690,14 @@ def main(argv=None) -> int:
     # The slow-reader cell's wrk runs: --duration when given, else 5 s; the hold (settle +
     # wrk) stays well under the servers' 30 s write/worker timeouts.
     slow_duration = args.duration or 5.0
+    # The static cells: --duration/--repeat/--warmup when given, else their own defaults.
+    static_duration = args.duration or STATIC_DURATION
+    static_repeat = args.repeat or STATIC_REPEAT
+    static_warmup = args.warmup if args.warmup is not None else STATIC_WARMUP
+    # In a full or bar run, nginx and those of the chosen servers that serve files.
+    static_servers = [s for s in STATIC_SERVERS if s in servers or s == "nginx"]
+    if static_only:
+        static_servers = servers
     workloads = [WORKLOADS[w] for w in wl_names]
     groups = [g for g in ("micro", "django") if any(w.group == g for w in workloads)]
 
@@ -1183,13 +1722,24 @@ def main(argv=None) -> int:
     results: dict = {
         "started": started,
         "config": {
-            "mode": "quick" if quick else "bar" if bar else "slow-readers" if slow_only else "full",
+            "mode": "quick"
+            if quick
+            else "bar"
+            if bar
+            else "slow-readers"
+            if slow_only
+            else "static"
+            if static_only
+            else "full",
             "servers": servers,
             "workloads": wl_names,
             "duration": duration,
             "repeat": repeat,
             "warmup": warmup,
             "slow_duration": slow_duration,
+            "static_duration": static_duration,
+            "static_repeat": static_repeat,
+            "static_warmup": static_warmup,
             "matrix": args.matrix,
             "server_cpu": SERVER_CPU,
             "client_cpu": CLIENT_CPU,
@@ -1200,23 +1750,37 @@ def main(argv=None) -> int:
         "file_1g": {},
         "file_wrapper": {},
         "slow_readers": {},
+        "static": {},
         "problems": [],
     }
     raw_idle: dict = {}
     idle_by_rep: dict = {}  # group -> server -> {rep: MiB}, to compare within a repetition
     raw_idle_tree: dict = {}
     plan = {w.name: cells_for(w, args.matrix, quick, bar) for w in workloads}
-    if args.icount_only or slow_only:
+    if args.icount_only or slow_only or static_only:
         repeat, extras = 0, True
-    n_cells = sum(len(c) for c in plan.values()) * len(servers) * repeat
-    print(
-        f"bourbon bench: {len(servers)} servers x {len(workloads)} workloads, {n_cells} cells of"
-        f" {duration:g} s ({repeat} rep); logs in {log_dir.relative_to(REPO)}",
-        flush=True,
+    run_slow = slow_only or (
+        extras and "micro" in groups and not args.icount_only and not static_only
     )
+    run_icount = extras and not slow_only and not static_only
+    run_static = static_only or (extras and not slow_only and not args.icount_only)
+    n_cells = sum(len(c) for c in plan.values()) * len(servers) * repeat
+    if static_only:
+        print(
+            f"bourbon bench, static files: {', '.join(servers)}; {len(STATIC_CELLS)} cells of"
+            f" {static_duration:g} s after {static_warmup:g} s of warm-up ({static_repeat} rep);"
+            f" logs in {log_dir.relative_to(REPO)}",
+            flush=True,
+        )
+    else:
+        print(
+            f"bourbon bench: {len(servers)} servers x {len(workloads)} workloads, {n_cells}"
+            f" cells of {duration:g} s ({repeat} rep); logs in {log_dir.relative_to(REPO)}",
+            flush=True,
+        )
     try:
         make_files(tmp, big=extras and "file-1m" in wl_names and repeat > 0)
-        if "django" in groups and not slow_only:
+        if "django" in groups and not slow_only and not static_only:
             prepare_django(env)
         done = 0
         for rep in range(repeat):
@@ -1271,14 +1835,19 @@ def main(argv=None) -> int:
                         print(f"  ! {msg}", flush=True)
                     finally:
                         run.stop()
-        if slow_only or (extras and "micro" in groups and not args.icount_only):
+        if run_slow:
             for sname in servers:
                 r = slow_readers(SERVERS[sname], env, log_dir, slow_duration)
                 results["slow_readers"][sname] = r
                 if "error" in r:
                     results["problems"].append(f"{sname} slow readers: {r['error']}")
                 print(f"  slow readers: {sname}: {slow_summary(r)}", flush=True)
-        if extras and not slow_only:
+        if run_static:
+            results["static"] = static_extra(
+                static_servers, env, log_dir, static_duration, static_warmup, static_repeat
+            )
+            results["problems"] += results["static"]["problems"]
+        if run_icount:
             results["icount"] = {}
             for sname in args.icount_servers.split(","):
                 if sname not in servers:
@@ -1317,7 +1886,7 @@ def main(argv=None) -> int:
             }
     results["bars"] = bars(results)
 
-    suffix = {"quick": "-quick", "bar": "-bar", "slow-readers": "-slow"}.get(
+    suffix = {"quick": "-quick", "bar": "-bar", "slow-readers": "-slow", "static": "-static"}.get(
         results["config"]["mode"], ""
     )
     out = RESULTS / f"{stamp}{suffix}.json"
@@ -1327,7 +1896,7 @@ def main(argv=None) -> int:
     print()
     print(markdown)
     print(f"results: {out.relative_to(REPO)} (+ .md)")
-    if args.update_docs and (slow_only or args.icount_only):
+    if args.update_docs and (slow_only or static_only or args.icount_only):
         print("not updating the docs: a partial run does not replace the full results")
     elif args.update_docs and not quick:
         update_doc(markdown, "bar" if bar else "full")
