@@ -1008,6 +1008,9 @@ def test_docker_cmd_finishes_a_slow_request_on_sigterm(launch, concurrency):
     port = free_port()
     argv, env = docker_command(port)
     argv[1] = "slow_app:app"
+    # Not a Django project: no Django static files to map.
+    i = argv.index("--static")
+    del argv[i : i + 2]
     env["WEB_CONCURRENCY"] = concurrency
     srv = launch(argv, cwd=APPS, env=env)
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:

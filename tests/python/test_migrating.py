@@ -396,7 +396,7 @@ def test_words_with_no_meaning_here_exit_2_in_one_line(tmp_path):
     for args, want in [
         (["--socket", "/tmp/x.sock"], "--socket: the uwsgi protocol is not served yet"),
         (["-k", "gevent"], "-k gevent: bourbon has one worker type: threads"),
-        (["--static-map", "/static=/srv"], "--static-map: static files are not served"),
+        (["--static-map2", "/static=/srv"], "--static-map2: bourbon maps a prefix"),
         (["--certfile", "c.pem"], "--certfile: bourbon does not terminate TLS"),
         (["-c", str(conf)], "gunicorn.conf.py: worker_class gevent: bourbon has one worker"),
         (["--proceses", "2"], "unknown option --proceses (did you mean --processes?)"),

@@ -302,7 +302,11 @@ mod tests {
             "/s/=/does/not/exist",
             "/a/../b=/tmp",
         ] {
-            let res = apply(by_name("static").expect("static"), &mut cfg, &[bad.to_string()]);
+            let res = apply(
+                by_name("static").expect("static"),
+                &mut cfg,
+                &[bad.to_string()],
+            );
             assert!(res.is_err(), "{bad}");
         }
         // `django` names Django's settings only for public mounts.

@@ -82,6 +82,20 @@ macro_rules! socket_impl {
 socket_impl!(tokio::net::TcpStream);
 socket_impl!(tokio::net::UnixStream);
 
+/// A connection a handler took over after `101 Switching Protocols` (RFC 9110 §15.2.2;
+/// WebSockets, RFC 6455 §4): raw bytes both ways, through `&self` so a reader and a writer can
+/// share it. The first reads return what the client sent after the request that switched,
+/// which the driver had already read.
+pub trait Upgraded {
+    /// Read what is available into `buf` (`Ok(0)` at the end of the client's stream).
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+    /// Write from `bufs`, waiting for room.
+    fn poll_write(&self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>])
+        -> Poll<io::Result<usize>>;
+    /// Send our FIN (the peer may still send).
+    fn shutdown_write(&self);
+}
+
 /// The deadlines of one connection.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {

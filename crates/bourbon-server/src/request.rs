@@ -392,8 +392,21 @@ pub struct Response<B> {
     pub headers: HeaderBlock,
     /// Close the connection after this response.
     pub close: bool,
+    /// With status 101 (RFC 9110 §15.2.2): where the connection goes once the response head
+    /// is written; the driver then stops reading HTTP on it. Ignored for other statuses and
+    /// for HTTP/1.0, which cannot switch protocols.
+    pub upgrade: Option<OnUpgrade>,
     /// The body.
     pub body: B,
+}
+
+/// The receiving end of a connection's hand-over after `101 Switching Protocols`.
+pub struct OnUpgrade(pub tokio::sync::oneshot::Sender<Rc<dyn crate::io::Upgraded>>);
+
+impl fmt::Debug for OnUpgrade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OnUpgrade")
+    }
 }
 
 impl<B> Response<B> {
@@ -404,6 +417,7 @@ impl<B> Response<B> {
             reason: self.reason,
             headers: self.headers,
             close: self.close,
+            upgrade: self.upgrade,
             body: f(self.body),
         }
     }
@@ -415,6 +429,7 @@ impl<B> Response<B> {
             reason: None,
             headers: HeaderBlock::with_capacity(256),
             close: false,
+            upgrade: None,
             body,
         }
     }

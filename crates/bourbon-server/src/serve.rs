@@ -40,11 +40,33 @@ pub enum Local {
     Unix(Arc<str>),
 }
 
+/// The URI scheme requests on a connection have (RFC 9110 §4.2): `https` once TLS
+/// terminates here; an adapter reports it (`wsgi.url_scheme`, the ASGI scope's `scheme`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain TCP or a unix socket.
+    Http,
+    /// TLS.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
 /// What a handler knows about the connection a request came on.
 #[derive(Debug)]
 pub struct ConnInfo {
     /// The client.
     pub peer: Peer,
+    /// The scheme of its requests.
+    pub scheme: Scheme,
     /// The listener.
     pub local: Local,
     /// State shared with the connection's I/O.
@@ -369,6 +391,7 @@ async fn accept_loop<L: Accept, H: Handler>(
             Ok((stream, peer, remote)) => {
                 let info = ConnInfo {
                     peer,
+                    scheme: Scheme::Http,
                     local: local.clone(),
                     shared: Rc::new(ConnShared::default()),
                     remote: Arc::new(remote),

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use bourbon_config::Bind;
 use bourbon_server::body::{BodyAbort, Chunk, FileRegion};
 use bourbon_server::guard::Limits;
-use bourbon_server::io::Timeouts;
+use bourbon_server::io::{Timeouts, Upgraded};
 use bourbon_server::listener::{bind, Listener};
-use bourbon_server::request::{Request, Response};
+use bourbon_server::request::{OnUpgrade, Request, Response};
 use bourbon_server::serve::{serve, ConnInfo, Handler, HandlerFuture, ServeConfig};
 use bytes::Bytes;
 
@@ -72,6 +72,37 @@ impl Handler for Echo {
                 resp.headers
                     .push(b"Content-Length", len.to_string().as_bytes())
                     .unwrap();
+                return resp;
+            }
+            if path == "/upgrade" {
+                // Switch to a protocol that answers every read in capitals, until EOF.
+                let (tx, rx) = tokio::sync::oneshot::channel::<Rc<dyn Upgraded>>();
+                tokio::task::spawn_local(async move {
+                    let Ok(io) = rx.await else { return };
+                    let mut buf = bytes::BytesMut::new();
+                    loop {
+                        buf.clear();
+                        let n = std::future::poll_fn(|cx| io.poll_read(cx, &mut buf))
+                            .await
+                            .unwrap();
+                        if n == 0 {
+                            io.shutdown_write();
+                            return;
+                        }
+                        let up = buf.to_ascii_uppercase();
+                        let mut sent = 0;
+                        while sent < up.len() {
+                            let slice = [std::io::IoSlice::new(&up[sent..])];
+                            sent += std::future::poll_fn(|cx| io.poll_write(cx, &slice))
+                                .await
+                                .unwrap();
+                        }
+                    }
+                });
+                let mut resp = Response::new(101, Body(Default::default()));
+                resp.headers.push(b"Connection", b"Upgrade").unwrap();
+                resp.headers.push(b"Upgrade", b"shout").unwrap();
+                resp.upgrade = Some(OnUpgrade(tx));
                 return resp;
             }
             if let Some(n) = path.strip_prefix("/big/") {
@@ -219,7 +250,7 @@ fn keep_alive_deadline_waits_for_the_response() {
 }
 
 #[test]
-fn placeholder_frames_send_the_file() {
+fn file_region_chunks_send_the_file() {
     let path = std::env::temp_dir().join(format!("bourbon-sendfile-{}", std::process::id()));
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&path, &data).unwrap();
@@ -312,6 +343,55 @@ fn held_responses_survive_a_client_that_reads_late() {
             "response {i} out of order or mixed"
         );
     }
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn after_101_the_handler_owns_the_connection() {
+    let (addr, h, stop) = start(timeouts(), None);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The new protocol's first bytes arrive with the request: the driver has read them
+    // already and must hand them over.
+    s.write_all(
+        b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: shout\r\n\r\nhello",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"HELLO") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("Upgrade: shout\r\n"), "{text}");
+    // No framing, no close: the head ends and the new protocol begins.
+    assert!(
+        !text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    assert!(
+        !text.to_ascii_lowercase().contains("content-length"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nHELLO"), "{text}");
+    // HTTP is over on this connection: a request is just bytes now.
+    s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    let mut got = Vec::new();
+    while got.len() < 16 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"GET / HTTP/1.1\r\n");
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
     stop.send(true).unwrap();
     h.join().unwrap();
 }

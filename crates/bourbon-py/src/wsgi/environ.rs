@@ -375,6 +375,10 @@ pub(crate) fn request_environ<'py>(
             )
         },
     );
+    if job.scheme == bourbon_server::serve::Scheme::Https {
+        // The base environ says "http"; only a TLS listener changes it.
+        env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+    }
     env.set_item(intern!(py, "SERVER_NAME"), server_name)?;
     env.set_item(intern!(py, "SERVER_PORT"), server_port)?;
     env.set_item(intern!(py, "REMOTE_ADDR"), remote_ip)?;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::pool::{Busy, Work};
 use bourbon_server::io::ConnShared;
 use bourbon_server::request::{Request, RequestBody, RequestHead, Response};
-use bourbon_server::serve::{ConnInfo, Handler, HandlerFuture, Local as ServerLocal};
+use bourbon_server::serve::{ConnInfo, Handler, HandlerFuture, Scheme};
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use tokio::sync::mpsc;
@@ -56,12 +56,10 @@ impl Handler for WsgiHandler {
         let pool = self.pool.clone();
         let config = self.config;
         let remote = conn.remote.clone();
-        let local = match &conn.local {
-            ServerLocal::Tcp(addr) => Local::Tcp(*addr),
-            ServerLocal::Unix(path) => Local::Unix(path.clone()),
-        };
+        let local = conn.local.clone();
         let shared = conn.shared.clone();
-        Box::pin(respond(req, pool, config, remote, local, shared))
+        let scheme = conn.scheme;
+        Box::pin(respond(req, pool, config, remote, (local, scheme), shared))
     }
 }
 
@@ -140,7 +138,7 @@ async fn respond(
     pool: Rc<Pool>,
     config: HandlerConfig,
     remote: Arc<bourbon_server::serve::Remote>,
-    local: Local,
+    (local, scheme): (Local, Scheme),
     shared: Rc<ConnShared>,
 ) -> Response<ResponseBody> {
     let Request { head, body } = req;
@@ -165,6 +163,7 @@ async fn respond(
         head,
         remote,
         local,
+        scheme,
         body,
         reply,
     };
@@ -331,6 +330,7 @@ fn build(head: Head, kind: BodyKind, facts: RequestFacts) -> Response<ResponseBo
         reason: head.reason,
         headers: head.headers,
         close,
+        upgrade: None,
         body,
     }
 }

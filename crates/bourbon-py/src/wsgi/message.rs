@@ -25,16 +25,14 @@ pub(crate) struct Job {
     pub(crate) head: RequestHead,
     pub(crate) remote: std::sync::Arc<bourbon_server::serve::Remote>,
     pub(crate) local: Local,
+    /// `wsgi.url_scheme`.
+    pub(crate) scheme: bourbon_server::serve::Scheme,
     pub(crate) body: BodySource,
     pub(crate) reply: Reply,
 }
 
 /// The listener a request came in on, for SERVER_NAME/SERVER_PORT fallbacks.
-#[derive(Clone, Debug)]
-pub(crate) enum Local {
-    Tcp(std::net::SocketAddr),
-    Unix(Arc<str>),
-}
+pub(crate) use bourbon_server::serve::Local;
 
 /// Where `wsgi.input` reads from.
 pub(crate) enum BodySource {

@@ -27,6 +27,7 @@ mod encode;
 mod held;
 mod read;
 mod reject;
+mod upgrade;
 mod write;
 
 use std::cell::{Cell, RefCell};
@@ -43,7 +44,7 @@ use tokio::time::{Instant, Sleep};
 use crate::access_log::Pending;
 use crate::cork;
 use crate::guard::{Guard, Reject};
-use crate::io::{ConnShared, Socket, Timeouts};
+use crate::io::{ConnShared, Socket, Timeouts, Upgraded};
 use crate::request::{BodyError, Request, RequestHead};
 use crate::serve::{stop_signalled, ConnInfo, Handler, ServeConfig};
 
@@ -226,6 +227,14 @@ pub(crate) async fn drive<S, H>(
             (Some(log), Some(pending)) => Some((log, pending.responded(log, &resp))),
             _ => None,
         };
+        // A switch of protocols (RFC 9110 §15.2.2): after the 101 the connection is the
+        // handler's. HTTP/1.0 cannot switch (§7.8 applies to HTTP/1.1).
+        let mut resp = resp;
+        let upgrade = match resp.upgrade.take() {
+            Some(to) if resp.status == 101 && !facts.http10 => Some(to),
+            _ => None,
+        };
+        let close = close && upgrade.is_none();
         conn.body_sent.set(0);
         let written = conn
             .write_response(&conn, resp, facts, close, &mut wbuf, done)
@@ -233,6 +242,13 @@ pub(crate) async fn drive<S, H>(
         info.shared.request_finished();
         if let Some((log, record)) = logged {
             record.write(log, &info.remote.ip, conn.body_sent.get());
+        }
+        if let Some(to) = upgrade {
+            // The 101 must be on the wire before the new protocol's first byte.
+            if written.is_ok() && conn.settle_held(&mut wbuf).await.is_ok() {
+                let _ = to.0.send(conn.clone() as Rc<dyn Upgraded>);
+            }
+            return;
         }
         match written {
             Ok(true) => {}

@@ -42,6 +42,7 @@ impl<S: Socket> Conn<S> {
             headers,
             close,
             body,
+            ..
         } = resp;
         let mut body = pin!(body);
         let mut close = close || close_wanted;

@@ -463,6 +463,7 @@ impl State {
                     reason: None,
                     headers: headers(304),
                     close: false,
+                    upgrade: None,
                     body: Either::Left(Full::empty()),
                 }
             }
@@ -487,6 +488,7 @@ impl State {
                 reason: None,
                 headers: headers(200),
                 close: false,
+                upgrade: None,
                 body: body_of(rep, 0, rep.len),
             },
             RangeOutcome::Partial { start, end } => {
@@ -500,6 +502,7 @@ impl State {
                     reason: None,
                     headers: h,
                     close: false,
+                    upgrade: None,
                     body: body_of(rep, start, end + 1 - start),
                 }
             }
