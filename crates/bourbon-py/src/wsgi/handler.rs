@@ -154,7 +154,6 @@ async fn respond(
         Err(err) => return error_response(status_for(err, &shared)),
     };
     let facts = RequestFacts {
-        http10: head.http10(),
         reader,
     };
     let (reply, first) = Reply::new();
@@ -255,7 +254,6 @@ async fn read_body(
     });
     let reader = BodyReader {
         task,
-        demand: demand.clone(),
     };
     Ok((
         BodySource::Streaming {
@@ -271,7 +269,6 @@ async fn read_body(
 /// the unread rest of the body to the connection, which drains a small rest or closes.
 pub(crate) struct BodyReader {
     task: tokio::task::JoinHandle<()>,
-    demand: Arc<Demand>,
 }
 
 impl Drop for BodyReader {
@@ -282,7 +279,6 @@ impl Drop for BodyReader {
 
 /// What `build` needs to know about the request.
 struct RequestFacts {
-    http10: bool,
     reader: Option<BodyReader>,
 }
 
@@ -316,13 +312,9 @@ fn error_response(status: u16) -> Response<ResponseBody> {
 }
 
 fn build(head: Head, kind: BodyKind, facts: RequestFacts) -> Response<ResponseBody> {
-    // Close after this response when the framing of what follows is unknown: the client may
-    // still send a body nobody asked for (Expect: 100-continue never answered), or an
-    // HTTP/1.0 body without a length can only end with the connection (RFC 9112 §6.3).
-    let unread_expect = facts.reader.as_ref().is_some_and(|r| !r.demand.asked());
-    let close_delimited =
-        facts.http10 && head.content_length.is_none() && !matches!(kind, BodyKind::Full(_));
-    let close = head.close || unread_expect || close_delimited;
+    // Framing (an HTTP/1.0 body without a length ends with the connection; a body the client
+    // still owes after an unanswered `Expect: 100-continue`) is the driver's to decide.
+    let close = head.close;
     let mut body = ResponseBody::new(kind);
     body.reader = facts.reader;
     Response {

@@ -45,7 +45,10 @@ impl<S: Socket> Conn<S> {
             ..
         } = resp;
         let mut body = pin!(body);
-        let mut close = close || close_wanted;
+        // The client waits for `100 Continue` that never came (the handler did not read the
+        // body): what it sends next is unknowable, so the connection ends with this response
+        // and says so (RFC 9110 §10.1.1).
+        let mut close = close || close_wanted || self.continue_owed.get() > 0;
         let no_content = status == 204 || status == 304 || status < 200;
         let declared = headers.content_length();
         let exact = body.exact_len();
