@@ -26,6 +26,11 @@ pub struct FileRegion {
     pub offset: u64,
     /// How many bytes it spans.
     pub len: u64,
+    /// The region's disk space is given back (hole-punched) as soon as it has been sent, as a
+    /// response's temporary file does: its bytes must then be copied into the socket, not
+    /// lent to it with sendfile(2), which queues references to the page-cache pages — and
+    /// punching a hole zeroes a partly covered page in place, under the socket.
+    pub transient: bool,
 }
 
 /// One piece of a response body.

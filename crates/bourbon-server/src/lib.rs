@@ -2,9 +2,12 @@
 //!
 //! It owns the listening sockets ([`listener`]), the request guard that validates and locates
 //! the parts of HTTP/1.1 messages in one pass ([`guard`]), the HTTP/1.1 connection driver with
-//! its deadlines ([`h1`]), the request and response types at the handler seam ([`request`]),
-//! socket primitives and sendfile ([`io`]), coalesced response writes and the worker's runtime
-//! ([`cork`]), the accept loops with graceful drain ([`serve`]), and the error and access logs ([`log`], [`access_log`]). Applications plug in through
+//! its deadlines (`h1`), the request and response types at the handler seam ([`request`],
+//! [`body`]: bytes and file-region chunks), socket primitives, sendfile and the connection
+//! hand-over after a 101 ([`io`]), coalesced response writes and the worker's runtime
+//! ([`cork`]), the accept loops with graceful drain ([`serve`]), static files
+//! ([`static_files`]), and the error and access logs ([`log`], [`access_log`]), the latter
+//! written by the driver for every response. Applications plug in through
 //! [`serve::Handler`]; the Python adapter lives in the `bourbon-py` crate, so everything here
 //! builds and is tested without an interpreter.
 

@@ -67,6 +67,7 @@ impl Handler for Echo {
                     file: Arc::new(file),
                     offset: 0,
                     len,
+                    transient: false,
                 };
                 let mut resp = Response::new(200, Body([Chunk::File(region)].into()));
                 resp.headers

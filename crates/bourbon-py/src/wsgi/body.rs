@@ -129,6 +129,7 @@ impl Body for ResponseBody {
                                 file: slice.fd.clone(),
                                 offset: slice.offset,
                                 len: slice.len,
+                                transient: slice.spooled,
                             };
                             *file = Some(SentRegion(slice));
                             return Poll::Ready(Some(Ok(Chunk::File(region))));

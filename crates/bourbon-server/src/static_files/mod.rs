@@ -607,6 +607,7 @@ fn body_of(rep: &Rep, start: u64, len: u64) -> Either<Full, FileBody> {
             file: rep.file.clone(),
             offset: start,
             len,
+            transient: false,
         })),
     }
 }
