@@ -291,7 +291,7 @@ pub(crate) static WORDS: &[Word] = &[
         "sendfile",
         &["--no-sendfile"],
         Switch,
-        Already("bourbon uses sendfile(2) for wsgi.file_wrapper where it helps, and copies otherwise"),
+        Already("bourbon sends wsgi.file_wrapper bodies and static files with sendfile(2)"),
     ),
     w(G, "Server mechanics", "reuse_port", &["--reuse-port"], Switch, S("reuse_port")),
     w(G, "Server mechanics", "chdir", &["--chdir"], Value, S("chdir")),
