@@ -228,10 +228,12 @@ def nginx_main_config(site: str, tmp: Path, nginx: str) -> str:
     )
 
 
-def documented_bourbon(page: str, sock: Path, site_dir: Path) -> Server:
-    """The ``bourbon-command`` block of ``docs/deploy/PAGE`` on ``sock`` for ``site_dir``, with
-    an access log added to see what reaches bourbon."""
-    command = shell_words(doc_block(page, "bourbon-command"))
+def documented_bourbon(
+    page: str, sock: Path, site_dir: Path, block: str = "bourbon-command"
+) -> Server:
+    """The ``BLOCK`` command of ``docs/deploy/PAGE`` on ``sock`` for ``site_dir``, with an
+    access log added to see what reaches bourbon."""
+    command = shell_words(doc_block(page, block))
     assert command[0] == "bourbon", command
     command = [
         a.replace(f"unix:{DOC_SOCKET}", f"unix:{sock}").replace(DOC_SITE, str(site_dir))
@@ -272,10 +274,21 @@ class ProxyStack:
             conn.close()
 
 
-class Stack(ProxyStack):
-    """nginx (documented site block) → bourbon (documented command) → the example site."""
+def without_static_location(site: str) -> str:
+    """The documented server block less its ``location /static/ { ... }``: the page's second
+    arrangement, in which bourbon serves the static files."""
+    out, n = re.subn(r"\n[ \t]*location /static/ \{[^}]*\}\n", "\n", site)
+    assert n == 1, f"expected one location /static/ block in:\n{site}"
+    return out
 
-    def __init__(self, tmp: Path, site_dir: Path):
+
+class Stack(ProxyStack):
+    """nginx (documented site block) → bourbon (documented command) → the example site.
+
+    With ``bourbon_serves_static``, the page's second arrangement: the site block without its
+    ``location /static/`` and the ``bourbon-command-static`` command."""
+
+    def __init__(self, tmp: Path, site_dir: Path, bourbon_serves_static: bool = False):
         self.tmp = tmp
         nginx = require_program("nginx", "/usr/sbin/nginx")
         self.sock = tmp / "bourbon.sock"
@@ -293,6 +306,9 @@ class Stack(ProxyStack):
                 DOC_STATIC: f"{self.static}/",
             },
         )
+        if bourbon_serves_static:
+            site = without_static_location(site)
+        block = "bourbon-command-static" if bourbon_serves_static else "bourbon-command"
         conf = tmp / "nginx.conf"
         conf.write_text(nginx_main_config(site, tmp, nginx))
         argv = [nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
@@ -300,7 +316,7 @@ class Stack(ProxyStack):
         self.proxy = Program(argv, tmp / "nginx.out")
         try:
             wait_connectable(self.port, self.proxy.proc, "nginx", self.proxy_log)
-            self.bourbon = documented_bourbon("nginx.md", self.sock, site_dir)
+            self.bourbon = documented_bourbon("nginx.md", self.sock, site_dir, block)
         except BaseException:
             self.close()
             raise
@@ -340,6 +356,40 @@ def test_nginx_serves_static_files_from_the_alias(stack):
     assert resp.status == 200
     stack.bourbon.wait_for_log(r"GET /plain\?static-check ")
     assert "/static/" not in stack.bourbon.log
+
+
+@pytest.fixture(scope="module")
+def static_stack(django_site) -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="bb-nginx-", dir="/tmp") as tmp:
+        s = Stack(Path(tmp), django_site, bourbon_serves_static=True)
+        try:
+            yield s
+        finally:
+            s.close()
+
+
+def test_nginx_passes_static_files_to_bourbon(static_stack, django_site):
+    """The page's second arrangement: nginx proxies /static/ too, and bourbon's
+    ``--static django`` answers it. bourbon's exact Cache-Control and ETag forms tell its
+    answers from nginx's (max-age=31536000) and WhiteNoise's (which orders the directives
+    differently), both of which are still configured."""
+    stack = static_stack
+    _, page = stack.request("GET", "/")
+    m = re.search(rb'href="(/static/polls/style\.[0-9a-f]+\.css)"', page)
+    assert m, page[:1000]
+    url = m.group(1).decode()
+    resp, body = stack.request("GET", url)
+    assert resp.status == 200
+    assert body == (django_site / "staticfiles" / url[len("/static/") :]).read_bytes()
+    assert resp.getheader("Cache-Control") == "public, max-age=315360000, immutable"
+    assert re.fullmatch(r'"[0-9a-f]+\.[0-9a-f]+-[0-9a-f]+"', resp.getheader("ETag", ""))
+    resp, _ = stack.request("GET", "/static/polls/style.css")
+    assert resp.status == 200
+    assert resp.getheader("Cache-Control") == "public, max-age=60"
+    # The alias is gone: the file only nginx's copy of the directory has is not served.
+    resp, _ = stack.request("GET", "/static/nginx-only.txt")
+    assert resp.status == 404
+    stack.bourbon.wait_for_log(rf'"GET {re.escape(url)} HTTP/1\.1" 200 ')
 
 
 def test_nginx_csrf_form_post(stack):
@@ -665,6 +715,15 @@ def apache(django_site) -> Iterator[ApacheStack]:
 
 def test_apache_and_nginx_recipes_run_the_same_bourbon():
     assert doc_block("apache.md", "bourbon-command") == doc_block("nginx.md", "bourbon-command")
+
+
+def test_nginx_static_command_is_the_plain_one_plus_static_django():
+    plain = shell_words(doc_block("nginx.md", "bourbon-command"))
+    assert shell_words(doc_block("nginx.md", "bourbon-command-static")) == [
+        *plain,
+        "--static",
+        "django",
+    ]
 
 
 def test_apache_django_page(apache):
