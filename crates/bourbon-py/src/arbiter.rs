@@ -521,6 +521,14 @@ impl Master<'_> {
                     } else if !self.stopping {
                         halt = Some(EXIT_APP_LOAD);
                     }
+                } else if !booted && code == crate::statics::EXIT_WORKER_SETTINGS {
+                    // The worker said which setting and how to fix it; a settings error
+                    // stops the server with 2 (under --reload, the fix reloads).
+                    if self.cfg.reload && !self.stopping {
+                        self.broken = true;
+                    } else if !self.stopping {
+                        halt = Some(2);
+                    }
                 } else if boot_failure && code == EXIT_APP_LOAD && self.cfg.reload && !self.stopping
                 {
                     // Development: a typo must not stop the server; the fix reloads.

@@ -315,7 +315,7 @@ pub(crate) fn serve_here(
         Ok(s) => s,
         Err(msg) => {
             log::error(format_args!("{msg}"));
-            return EXIT_BOOT;
+            return crate::statics::EXIT_WORKER_SETTINGS;
         }
     };
     let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);

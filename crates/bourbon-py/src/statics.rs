@@ -7,6 +7,13 @@
 //! worker, after the application is imported.
 
 use bourbon_config::{Config, StaticMount};
+
+/// A worker's exit code, before it serves, for "a setting cannot be applied to the loaded
+/// application" (`--static django` without a `STATIC_ROOT` to serve): the worker has logged
+/// the one line saying which and how to fix it; the master stops with 2, a settings error,
+/// rather than reporting a failed boot. Private between master and worker, like
+/// `appkind::EXIT_WORKER_ASGI`.
+pub(crate) const EXIT_WORKER_SETTINGS: i32 = 6;
 use bourbon_server::log;
 use bourbon_server::static_files::{Missing, MountSpec, StaticConfig};
 use pyo3::prelude::*;

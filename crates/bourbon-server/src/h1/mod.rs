@@ -80,6 +80,8 @@ struct Conn<S> {
     write_waited: Cell<bool>,
     /// Body bytes of the current response handed to the socket so far.
     body_sent: Cell<u64>,
+    /// A TCP connection (TCP_CORK applies).
+    tcp: bool,
 }
 
 /// The stop signal as a connection waits for it between requests: one registration kept for
@@ -190,6 +192,7 @@ pub(crate) async fn drive<S, H>(
         deadline: RefCell::new(None),
         write_waited: Cell::new(false),
         body_sent: Cell::new(0),
+        tcp: matches!(info.peer, crate::serve::Peer::Tcp(_)),
     });
     let keep_alive = !cfg.timeouts.keep_alive.is_zero();
     let mut wbuf: Vec<u8> = Vec::with_capacity(512);

@@ -149,9 +149,23 @@ impl<S: Socket> Conn<S> {
                     if chunked {
                         push_chunk_size(wbuf, usize::try_from(region.len).unwrap_or(usize::MAX));
                     }
-                    self.write_all(&mut [IoSlice::new(wbuf)]).await?;
+                    // Corked (nginx's tcp_nopush), the head and the file's first bytes leave in
+                    // full segments rather than the head alone in a small one, and the client
+                    // is woken for whole segments; uncorking pushes out the last partial one.
+                    let cork = self.tcp && !region.transient && region.len >= CORK_MIN;
+                    if cork {
+                        self.set_cork(true);
+                    }
+                    let sent = async {
+                        self.write_all(&mut [IoSlice::new(wbuf)]).await?;
+                        self.send_region(&region).await
+                    }
+                    .await;
+                    if cork {
+                        self.set_cork(false);
+                    }
+                    sent?;
                     wbuf.clear();
-                    self.send_region(&region).await?;
                     self.add_sent(region.len);
                     if chunked {
                         wbuf.extend_from_slice(b"\r\n");
@@ -307,6 +321,11 @@ impl<S: Socket> Conn<S> {
         Ok(())
     }
 
+    /// TCP_CORK on or off (TCP only).
+    fn set_cork(&self, on: bool) {
+        let _ = socket2::SockRef::from(&self.stream).set_tcp_cork(on);
+    }
+
     /// Count body bytes handed to the socket (for the access log).
     pub(super) fn add_sent(&self, n: u64) {
         self.body_sent.set(self.body_sent.get() + n);
@@ -356,6 +375,10 @@ fn length_short(owed: Option<u64>) -> bool {
         _ => false,
     }
 }
+
+/// File regions at least this large are sent corked (smaller ones would pay two system calls
+/// for nothing: they fit in a segment with their head).
+const CORK_MIN: u64 = 64 * 1024;
 
 /// Regions copied rather than lent to the socket go through a buffer of this size (per thread).
 const COPY_CHUNK: usize = 256 * 1024;

@@ -456,7 +456,7 @@ impl State {
             h
         };
         match pre {
-            Precondition::Failed => return short(412),
+            Precondition::Failed => return vary(short(412), entry),
             Precondition::NotModified => {
                 return Response {
                     status: 304,
@@ -481,7 +481,7 @@ impl State {
                     b"Content-Range",
                     range::unsatisfied_range(rep.len).as_bytes(),
                 );
-                resp
+                vary(resp, entry)
             }
             RangeOutcome::Full => Response {
                 status: 200,
@@ -610,6 +610,15 @@ fn body_of(rep: &Rep, start: u64, len: u64) -> Either<Full, FileBody> {
             transient: false,
         })),
     }
+}
+
+/// Every answer about a file with variants says that it depends on Accept-Encoding (RFC 9110
+/// §12.5.5), errors included, so no cache serves one client's answer to another.
+fn vary(mut resp: Response<StaticBody>, entry: &Entry) -> Response<StaticBody> {
+    if entry.has_variants() {
+        resp.headers.push_trusted(b"Vary", b"Accept-Encoding");
+    }
+    resp
 }
 
 /// A short plain-text answer of our own.
