@@ -990,6 +990,30 @@ def test_directory_swapped_by_rename(target, site):
     assert_whole(target.get("/static/docs/guide.txt"), b"guide from the new release\n")
 
 
+def test_release_swaps_of_the_root_itself(start_server, tmp_path):
+    """The mount's directory is a `current` symlink flipped to a new release, then a
+    directory renamed over the path: each is served from the next request on. (bourbon only:
+    nginx resolves the alias path per request too, but this suite's nginx serves a fixed
+    tree.)"""
+    releases = tmp_path / "releases"
+    for n in (1, 2, 3):
+        write(releases / str(n) / "app.css", f"release {n}\n".encode(), MTIME_NS + n * 10**9)
+    current = tmp_path / "current"
+    current.symlink_to(releases / "1")
+    srv = start_server(APP, "--static", f"/static/={current}", "--static-missing", "404")
+    ep = Endpoint("bourbon", tcp_connector(*srv.host_port), srv)
+    assert_whole(ep.get("/static/app.css"), b"release 1\n")
+    # `ln -sfn releases/2 current`: a new link renamed over the old one.
+    tmp_link = tmp_path / "current.tmp"
+    tmp_link.symlink_to(releases / "2")
+    tmp_link.rename(current)
+    assert_whole(ep.get("/static/app.css"), b"release 2\n")
+    # A directory renamed over the path.
+    current.unlink()
+    (releases / "3").rename(current)
+    assert_whole(ep.get("/static/app.css"), b"release 3\n")
+
+
 # Also checked against nginx.
 def test_repeated_same_size_rewrites_are_each_seen(target, site):
     """Twenty rewrites, each with the same size and a new mtime, each requested at once:

@@ -153,9 +153,7 @@ async fn respond(
         Ok(b) => b,
         Err(err) => return error_response(status_for(err, &shared)),
     };
-    let facts = RequestFacts {
-        reader,
-    };
+    let facts = RequestFacts { reader };
     let (reply, first) = Reply::new();
     let handle = reply.clone();
     let job = Job {
@@ -252,9 +250,7 @@ async fn read_body(
             }
         }
     });
-    let reader = BodyReader {
-        task,
-    };
+    let reader = BodyReader { task };
     Ok((
         BodySource::Streaming {
             first,

@@ -90,26 +90,30 @@ pub(crate) struct OpenRules {
     pub(crate) follow_symlinks: bool,
 }
 
-/// A root directory files are served from.
+/// A root directory files are served from. Held by its path, not an open descriptor: each
+/// lookup opens the path again, so a release directory renamed into place (or a `current`
+/// symlink flipped to another) is served from the next request on.
 #[derive(Debug)]
 pub(crate) struct Root {
     pub(crate) path: PathBuf,
-    dir: Arc<OwnedFd>,
 }
 
 impl Root {
-    /// Open `path` as a root (at start: may block).
+    /// Check that `path` is a directory (at start: may block).
     pub(crate) fn open(path: &Path) -> io::Result<Root> {
-        let dir = rustix::fs::open(
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        open_dir(path)?;
         Ok(Root {
             path: path.to_path_buf(),
-            dir: Arc::new(dir),
         })
     }
+}
+
+fn open_dir(path: &Path) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 /// A cached file: its mount, and its path under the mount's root as bytes.
@@ -135,6 +139,9 @@ pub(crate) struct Cache {
     pub(crate) manifests: RefCell<Vec<(usize, PathBuf)>>,
     /// Set when a manifest changed; the layer reloads it.
     pub(crate) manifest_dirty: RefCell<Vec<usize>>,
+    /// Each root's name in its parent directory's watch: a change there (the root renamed,
+    /// replaced, a symlink to it flipped) changes every file under it.
+    roots: RefCell<Vec<Dep>>,
 }
 
 const WATCH_MASK: inotify::WatchFlags = inotify::WatchFlags::CLOSE_WRITE
@@ -173,6 +180,20 @@ impl Cache {
             inotify,
             manifests: RefCell::default(),
             manifest_dirty: RefCell::default(),
+            roots: RefCell::default(),
+        }
+    }
+
+    /// Watch a root and the name it has in its parent (at start: may block).
+    pub(crate) fn watch_root(&self, root: &Path) {
+        self.watch_now(root);
+        let (Some(fd), Some(parent), Some(name)) = (&self.inotify, root.parent(), root.file_name())
+        else {
+            return;
+        };
+        if let Ok(wd) = inotify::add_watch(fd.get_ref(), parent, WATCH_MASK) {
+            self.watched.borrow_mut().insert(wd, parent.to_path_buf());
+            self.roots.borrow_mut().push((wd, name.as_bytes().into()));
         }
     }
 
@@ -231,6 +252,10 @@ impl Cache {
         }
         self.epoch.set(self.epoch.get() + 1);
         self.note_manifests(&names);
+        if !drop_all {
+            let roots = self.roots.borrow();
+            drop_all = names.iter().any(|n| roots.contains(n));
+        }
         if drop_all {
             self.clear();
             return;
@@ -305,7 +330,7 @@ impl Cache {
     ) -> Found {
         let epoch = self.epoch.get();
         let job = Lookup {
-            root_dir: root.dir.clone(),
+            root_dir: None,
             root_path: root.path.clone(),
             rel: rel.to_path_buf(),
             index: index.map(str::to_owned),
@@ -384,7 +409,8 @@ fn strip_variant(name: &[u8]) -> Option<Box<[u8]>> {
 
 /// A lookup, run on the blocking pool.
 struct Lookup {
-    root_dir: Arc<OwnedFd>,
+    /// The root, opened by the lookup itself.
+    root_dir: Option<OwnedFd>,
     root_path: PathBuf,
     rel: PathBuf,
     index: Option<String>,
@@ -408,7 +434,7 @@ struct Done {
 }
 
 impl Lookup {
-    fn run(self) -> Done {
+    fn run(mut self) -> Done {
         let mut done = Done {
             found: Looked::Missing,
             watches: Vec::new(),
@@ -416,6 +442,10 @@ impl Lookup {
         };
         // Watch first, then look: a change after the look is then surely reported.
         self.watch_path(&self.rel, &mut done);
+        match open_dir(&self.root_path) {
+            Ok(dir) => self.root_dir = Some(dir),
+            Err(_) => return done,
+        }
         done.found = match self.open(&self.rel) {
             Opened::File(file, meta) => self.entry(file, &meta, &self.rel, &mut done),
             Opened::Dir => match &self.index {
@@ -496,11 +526,14 @@ impl Lookup {
     /// root unless allowed. O_NONBLOCK, so a FIFO planted in the tree cannot hang the pool.
     fn open(&self, rel: &Path) -> Opened {
         let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+        let Some(root_dir) = &self.root_dir else {
+            return Opened::Missing;
+        };
         let res = if self.rules.follow_symlinks {
-            rustix::fs::openat(self.root_dir.as_fd(), rel, flags, Mode::empty())
+            rustix::fs::openat(root_dir.as_fd(), rel, flags, Mode::empty())
         } else {
             match rustix::fs::openat2(
-                self.root_dir.as_fd(),
+                root_dir.as_fd(),
                 rel,
                 flags,
                 Mode::empty(),

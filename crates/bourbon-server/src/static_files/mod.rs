@@ -131,7 +131,7 @@ impl<H: Handler> StaticFiles<H> {
                 .clone()
                 .or_else(|| Some(spec.root.join("staticfiles.json")));
             let immutable = manifest.as_deref().map(read_manifest).unwrap_or_default();
-            cache.watch_now(&spec.root);
+            cache.watch_root(&spec.root);
             if let Some(m) = &manifest {
                 if let Some(dir) = m.parent() {
                     cache.watch_now(dir);
