@@ -265,8 +265,8 @@ fn words_with_no_meaning_here_are_one_line_with_the_fix() {
             "--worker-class eventlet: bourbon has one worker type",
         ),
         (
-            &["--static-map", "/static=/srv/static"][..],
-            "--static-map: static files are not served by bourbon yet",
+            &["--static-map2", "/static=/srv/static"][..],
+            "--static-map2: bourbon maps a prefix onto a directory",
         ),
         (
             &["--certfile", "c.pem"][..],
@@ -289,6 +289,16 @@ fn words_with_no_meaning_here_are_one_line_with_the_fix() {
         let e = err(argv);
         assert!(e.contains(want), "{argv:?}: {e}");
     }
+    // uWSGI's --static-map is bourbon's --static.
+    let dir = std::env::temp_dir();
+    let mounts = run(&["--static-map", &format!("/static={}", dir.display())]).static_mounts;
+    assert_eq!(
+        mounts,
+        vec![bourbon_config::StaticMount::Dir {
+            prefix: "/static/".into(),
+            root: dir.clone(),
+        }]
+    );
     // The worker types bourbon's are, and flags that change nothing, are accepted.
     assert_eq!(run(&["-k", "sync", "--threads", "3"]).threads, 3);
     run(&[
