@@ -888,6 +888,29 @@ def test_if_range(ro_target, if_range, partial):
         assert_whole(resp, FILES["blob.bin"])
 
 
+def test_if_range_with_the_date_of_a_file_modified_this_second_sends_it_whole(serve, site):
+    """A Last-Modified less than a second old is a weak validator (RFC 9110 §8.8.2.2): an
+    If-Range date equal to it must not let a range of a possibly newer version through."""
+    srv = serve()
+    path = site.file("notes.txt")
+    write(path, b"0123456789" * 10, time.time_ns())
+    lm = srv.get("/static/notes.txt").header("last-modified")
+    resp = srv.get("/static/notes.txt", "Range: bytes=0-3", f"If-Range: {lm}")
+    assert_whole(resp, b"0123456789" * 10)
+
+
+def test_a_modification_time_in_the_future_is_sent_as_the_date(serve, site):
+    """RFC 9110 §8.8.2.1: Last-Modified is never later than the response's Date."""
+    srv = serve()
+    future = time.time_ns() + 86_400 * 10**9
+    write(site.file("notes.txt"), b"from the future\n", future)
+    resp = srv.get("/static/notes.txt")
+    assert_whole(resp, b"from the future\n")
+    sent = email.utils.parsedate_to_datetime(resp.header("last-modified"))
+    date = email.utils.parsedate_to_datetime(resp.header("date"))
+    assert sent <= date, (resp.header("last-modified"), resp.header("date"))
+
+
 # ---------------------------------------------------------------------------------------------
 # Methods
 

@@ -25,6 +25,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -411,6 +412,10 @@ impl State {
             true,
             &rep.validators,
         );
+        // RFC 9110 §8.8.2.1: a modification time in the future (a clock set wrong, a file
+        // copied with its times) is sent as the message's date instead.
+        let now = SystemTime::now();
+        let clamped = (rep.validators.last_modified > now).then(|| conditional::http_date(now));
         let headers = |status: u16| {
             let mut h = HeaderBlock::with_capacity(320);
             if status != 304 {
@@ -431,7 +436,10 @@ impl State {
                     );
                 }
             }
-            h.push_trusted(b"Last-Modified", rep.last_modified.as_bytes());
+            match &clamped {
+                Some(date) => h.push_trusted(b"Last-Modified", date.as_bytes()),
+                None => h.push_trusted(b"Last-Modified", rep.last_modified.as_bytes()),
+            }
             h.push_trusted(b"ETag", rep.validators.etag.as_bytes());
             match app.and_then(|a| a.get(b"cache-control")) {
                 Some(cc) => h.push_trusted(b"Cache-Control", cc),
@@ -469,7 +477,16 @@ impl State {
             }
             Precondition::Proceed => {}
         }
-        let outcome = if get {
+        // An If-Range date only validates when Last-Modified is a strong validator, at least a
+        // second older than now (RFC 9110 §13.1.5, §8.8.2.2): a file changed twice within one
+        // second could otherwise be resumed from the wrong version.
+        let weak_date = fields.if_range.is_some_and(|v| {
+            !v.starts_with(b"\"") && !v.starts_with(b"W/") && {
+                now.duration_since(rep.validators.last_modified)
+                    .map_or(true, |age| age < Duration::from_secs(1))
+            }
+        });
+        let outcome = if get && !weak_date {
             range::evaluate(fields.range, fields.if_range, rep.len, &rep.validators)
         } else {
             RangeOutcome::Full
