@@ -40,6 +40,10 @@ pub enum Chunk {
     Data(Bytes),
     /// A file region to send from the file.
     File(FileRegion),
+    /// Trailer fields, ending the body (RFC 9112 §7.1.2): sent after the last chunk of a
+    /// chunked body; a body framed by its length has nowhere to put them, and they are
+    /// dropped.
+    Trailers(crate::request::HeaderBlock),
 }
 
 impl Chunk {
@@ -48,6 +52,7 @@ impl Chunk {
         match self {
             Chunk::Data(b) => b.len() as u64,
             Chunk::File(r) => r.len,
+            Chunk::Trailers(_) => 0,
         }
     }
 

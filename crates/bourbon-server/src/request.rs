@@ -239,6 +239,54 @@ pub struct Request {
     pub head: RequestHead,
     /// The body (empty when the head declares none).
     pub body: RequestBody,
+    /// Where informational responses go before the final one (103 Early Hints).
+    pub interim: Interim,
+}
+
+/// The connection side of informational responses.
+pub(crate) trait InterimSink {
+    /// Send `status` (1xx) with `headers` now; false when it cannot be sent.
+    fn send_interim(&self, status: u16, headers: &HeaderBlock) -> bool;
+}
+
+/// Sends informational (1xx) responses ahead of the final one (RFC 9110 §15.2), such as
+/// `103 Early Hints` (RFC 8297). Single-threaded, like the request body. Never for an
+/// HTTP/1.0 client, which does not know them (§15.2), and never once the final response has
+/// started; `100 Continue` and `101` are the driver's own (see `RequestBody` and
+/// `Response::upgrade`).
+#[derive(Clone, Default)]
+pub struct Interim(Option<Rc<dyn InterimSink>>);
+
+impl Interim {
+    /// A request that takes no informational responses.
+    pub fn none() -> Self {
+        Interim(None)
+    }
+
+    pub(crate) fn new(sink: Rc<dyn InterimSink>) -> Self {
+        Interim(Some(sink))
+    }
+
+    /// Send an informational response now. False when it was not sent: not a 1xx status
+    /// other than 100 and 101, an HTTP/1.0 client, the final response already started, or
+    /// the connection could not take it. An informational response is advice (a client may
+    /// ignore it), so a handler carries on either way.
+    pub fn send(&self, status: u16, headers: &HeaderBlock) -> bool {
+        match &self.0 {
+            Some(sink) if (102..200).contains(&status) => sink.send_interim(status, headers),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for Interim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Interim"
+        } else {
+            "Interim(none)"
+        })
+    }
 }
 
 /// Why a response header was refused.

@@ -15,7 +15,7 @@ use bourbon_server::body::{BodyAbort, Chunk, FileRegion};
 use bourbon_server::guard::Limits;
 use bourbon_server::io::{Timeouts, Upgraded};
 use bourbon_server::listener::{bind, Listener};
-use bourbon_server::request::{OnUpgrade, Request, Response};
+use bourbon_server::request::{HeaderBlock, OnUpgrade, Request, Response};
 use bourbon_server::serve::{serve, ConnInfo, Handler, HandlerFuture, ServeConfig};
 use bytes::Bytes;
 
@@ -30,6 +30,10 @@ impl bourbon_server::body::Body for Body {
         std::task::Poll::Ready(self.0.pop_front().map(Ok))
     }
     fn exact_len(&self) -> Option<u64> {
+        // A body ending in trailers has no length to declare: it goes chunked.
+        if self.0.iter().any(|c| matches!(c, Chunk::Trailers(_))) {
+            return None;
+        }
         Some(self.0.iter().map(Chunk::len).sum())
     }
 }
@@ -74,6 +78,28 @@ impl Handler for Echo {
                     .push(b"Content-Length", len.to_string().as_bytes())
                     .unwrap();
                 return resp;
+            }
+            if path == "/hints" {
+                let mut hints = HeaderBlock::default();
+                hints
+                    .push(b"Link", b"</style.css>; rel=preload; as=style")
+                    .unwrap();
+                let sent = req.interim.send(103, &hints);
+                // Not a 1xx: refused.
+                assert!(!req.interim.send(200, &hints));
+                let mut resp = Response::new(200, Body([data("done")].into()));
+                resp.headers
+                    .push(b"X-Hint-Sent", if sent { b"yes" } else { b"no" })
+                    .unwrap();
+                return resp;
+            }
+            if path == "/trailers" {
+                let mut t = HeaderBlock::default();
+                t.push(b"X-Checksum", b"42").unwrap();
+                return Response::new(
+                    200,
+                    Body([data("abc"), data("def"), Chunk::Trailers(t)].into()),
+                );
             }
             if path == "/upgrade" {
                 // Switch to a protocol that answers every read in capitals, until EOF.
@@ -393,6 +419,53 @@ fn after_101_the_handler_owns_the_connection() {
     assert_eq!(got, b"GET / HTTP/1.1\r\n");
     s.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(s.read(&mut buf).unwrap(), 0);
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn early_hints_go_before_the_response_and_never_to_http10() {
+    let (addr, h, stop) = start(timeouts(), None);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = String::from_utf8(read_all(s)).unwrap();
+    assert!(
+        out.starts_with(
+            "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\nHTTP/1.1 200 OK\r\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("X-Hint-Sent: yes\r\n"), "{out}");
+    assert!(out.ends_with("done"), "{out}");
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /hints HTTP/1.0\r\n\r\n").unwrap();
+    let out = String::from_utf8(read_all(s)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("X-Hint-Sent: no\r\n"), "{out}");
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn trailers_end_a_chunked_body() {
+    let (addr, h, stop) = start(timeouts(), None);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /trailers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = String::from_utf8(read_all(s)).unwrap();
+    assert!(out.contains("transfer-encoding: chunked\r\n"), "{out}");
+    assert!(
+        out.ends_with("\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\nX-Checksum: 42\r\n\r\n"),
+        "{out:?}"
+    );
+    // HTTP/1.0 has no chunked coding, so nowhere to put trailers: the body ends with the
+    // connection, without them.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /trailers HTTP/1.0\r\n\r\n").unwrap();
+    let out = String::from_utf8(read_all(s)).unwrap();
+    assert!(out.ends_with("\r\n\r\nabcdef"), "{out:?}");
     stop.send(true).unwrap();
     h.join().unwrap();
 }

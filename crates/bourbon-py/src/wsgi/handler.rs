@@ -141,7 +141,7 @@ async fn respond(
     (local, scheme): (Local, Scheme),
     shared: Rc<ConnShared>,
 ) -> Response<ResponseBody> {
-    let Request { head, body } = req;
+    let Request { head, body, .. } = req;
     // Most requests have no body: the reading machinery (and its share of this future's
     // size) is boxed and only built when there is one.
     let read = if body.is_empty() {

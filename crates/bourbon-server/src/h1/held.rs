@@ -8,9 +8,11 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+use super::encode::encode_status;
 use super::Conn;
 use crate::cork;
 use crate::io::Socket;
+use crate::request::{HeaderBlock, InterimSink};
 
 /// A response handed to [`crate::cork`]: the connection's task moves on (to read the next
 /// request) and learns how the write went at its next use of the socket.
@@ -183,5 +185,36 @@ impl<S: Socket> Conn<S> {
             }
             Held::Partial(_) | Held::Failed(_) => true,
         }
+    }
+}
+
+/// Informational responses go out as held writes of their own, written at once: a write the
+/// socket only partly takes is finished by the task before anything else, like a held
+/// response's.
+impl<S: Socket> InterimSink for Conn<S> {
+    fn send_interim(&self, status: u16, headers: &HeaderBlock) -> bool {
+        use cork::Held as _;
+        if self.responding.get() {
+            return false;
+        }
+        // Whatever is still held from the previous response goes first; if the socket does
+        // not take it now, the hint is dropped (it is advice) rather than waited for.
+        if !matches!(self.held.borrow().state, Held::Idle) {
+            self.write_held();
+            if !matches!(self.held.borrow().state, Held::Idle) {
+                return false;
+            }
+        }
+        {
+            let mut held = self.held.borrow_mut();
+            held.head.clear();
+            encode_status(&mut held.head, status, None);
+            held.head.extend_from_slice(headers.as_bytes());
+            held.head.extend_from_slice(b"\r\n");
+            held.body = Bytes::new();
+            held.state = Held::Queued;
+        }
+        self.write_held();
+        !matches!(self.held.borrow().state, Held::Failed(_))
     }
 }

@@ -45,7 +45,7 @@ use crate::access_log::Pending;
 use crate::cork;
 use crate::guard::{Guard, Reject};
 use crate::io::{ConnShared, Socket, Timeouts, Upgraded};
-use crate::request::{BodyError, Request, RequestHead};
+use crate::request::{BodyError, Interim, InterimSink, Request, RequestHead};
 use crate::serve::{stop_signalled, ConnInfo, Handler, ServeConfig};
 
 use held::HeldWrite;
@@ -223,7 +223,22 @@ pub(crate) async fn drive<S, H>(
         let pending = cfg.access_log.as_ref().map(|_| Pending::new(&head));
         info.shared.request_started();
         let started = cork::before_call();
-        let resp = handler.call(Request { head, body }, &info).await;
+        // HTTP/1.0 clients get no informational responses (RFC 9110 §15.2).
+        let interim = if facts.http10 {
+            Interim::none()
+        } else {
+            Interim::new(conn.clone() as Rc<dyn InterimSink>)
+        };
+        let resp = handler
+            .call(
+                Request {
+                    head,
+                    body,
+                    interim,
+                },
+                &info,
+            )
+            .await;
         let done = cork::call_done(started);
         let close = wants_close || !keep_alive || stop_signalled(&stop);
         let logged = match (&cfg.access_log, pending) {

@@ -125,6 +125,8 @@ impl<S: Socket> Conn<S> {
         // A chunk polled while gathering that could not join the batch (a file region, the
         // end, an error): it is handled first in the next round.
         let mut next = None;
+        // Trailer fields that ended the body (sent only when chunked, RFC 9112 §7.1.2).
+        let mut trailers = None;
         loop {
             let polled = match next.take() {
                 Some(polled) => polled,
@@ -132,6 +134,10 @@ impl<S: Socket> Conn<S> {
             };
             let chunk = match polled {
                 None => break,
+                Some(Ok(Chunk::Trailers(t))) => {
+                    trailers = Some(t);
+                    break;
+                }
                 Some(Err(_)) => {
                     // The body failed (app error mid-response): send what we have and close,
                     // so the client sees the response cut off.
@@ -145,6 +151,8 @@ impl<S: Socket> Conn<S> {
                 },
             };
             let data = match chunk {
+                // Taken before `limit` above (it never yields an empty chunk).
+                Chunk::Trailers(_) => continue,
                 Chunk::File(region) => {
                     if chunked {
                         push_chunk_size(wbuf, usize::try_from(region.len).unwrap_or(usize::MAX));
@@ -191,9 +199,13 @@ impl<S: Socket> Conn<S> {
                     Poll::Ready(polled) => polled,
                 };
                 match polled {
+                    Some(Ok(t @ Chunk::Trailers(_))) => {
+                        next = Some(Some(Ok(t)));
+                        break;
+                    }
                     Some(Ok(chunk)) => match limit(chunk, &mut owed) {
                         None => end = owed == Some(0) || body.is_end_stream(),
-                        Some(chunk @ Chunk::File(_)) => {
+                        Some(chunk @ (Chunk::File(_) | Chunk::Trailers(_))) => {
                             next = Some(Some(Ok(chunk)));
                             break;
                         }
@@ -251,7 +263,11 @@ impl<S: Socket> Conn<S> {
             }
         }
         if chunked {
-            wbuf.extend_from_slice(b"0\r\n\r\n");
+            wbuf.extend_from_slice(b"0\r\n");
+            if let Some(t) = &trailers {
+                wbuf.extend_from_slice(t.as_bytes());
+            }
+            wbuf.extend_from_slice(b"\r\n");
         }
         self.write_all(&mut [IoSlice::new(wbuf)]).await?;
         Ok(!close && !length_short(owed) && framing != Framing::Eof)
@@ -354,6 +370,8 @@ fn limit(chunk: Chunk, owed: &mut Option<u64>) -> Option<Chunk> {
                 r.len = *left;
                 Chunk::File(r)
             }
+            // No bytes: never longer than what is left.
+            t @ Chunk::Trailers(_) => t,
         }
     } else {
         chunk
