@@ -1185,7 +1185,7 @@ static FIELD_VALUE: [bool; 256] = {
 };
 
 /// tchar (RFC 9110 §5.6.2).
-fn is_tchar(b: u8) -> bool {
+pub(crate) fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
 }
 
@@ -1193,7 +1193,8 @@ fn token_len(s: &[u8]) -> usize {
     s.iter().take_while(|&&b| is_tchar(b)).count()
 }
 
-fn trim_ows_start(s: &[u8]) -> &[u8] {
+/// Strips optional whitespace (SP / HTAB, RFC 9110 §5.6.3) at the start.
+pub(crate) fn trim_ows_start(s: &[u8]) -> &[u8] {
     let start = s
         .iter()
         .position(|&b| b != b' ' && b != b'\t')
@@ -1201,7 +1202,8 @@ fn trim_ows_start(s: &[u8]) -> &[u8] {
     &s[start..]
 }
 
-fn trim_ows(s: &[u8]) -> &[u8] {
+/// Strips optional whitespace (SP / HTAB, RFC 9110 §5.6.3) at both ends.
+pub(crate) fn trim_ows(s: &[u8]) -> &[u8] {
     let s = trim_ows_start(s);
     let end = s
         .iter()

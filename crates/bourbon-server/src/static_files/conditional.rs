@@ -369,23 +369,8 @@ impl<'a> Iterator for EntityTags<'a> {
     }
 }
 
-fn trim_ows_start(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(s.len());
-    &s[start..]
-}
-
-/// Strips optional whitespace (SP / HTAB, RFC 9110 §5.6.3) at both ends.
-pub(crate) fn trim_ows(s: &[u8]) -> &[u8] {
-    let s = trim_ows_start(s);
-    let end = s
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(0, |i| i + 1);
-    &s[..end]
-}
+pub(crate) use crate::guard::trim_ows;
+use crate::guard::trim_ows_start;
 
 #[cfg(test)]
 mod tests {

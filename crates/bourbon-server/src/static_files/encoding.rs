@@ -216,34 +216,9 @@ fn parse_qvalue(v: &[u8]) -> Option<u16> {
     }
 }
 
-/// RFC 9110 §5.6.2 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    TCHAR[usize::from(b)]
-}
+use crate::guard::is_tchar;
 
-/// A table: [`is_tchar`] runs on every byte of every coding name.
-static TCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        // `i < 256`, so the cast is exact.
-        #[allow(clippy::cast_possible_truncation)]
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric();
-        i += 1;
-    }
-    let extra = b"!#$%&'*+-.^_`|~";
-    let mut j = 0;
-    while j < extra.len() {
-        t[extra[j] as usize] = true;
-        j += 1;
-    }
-    t
-};
-
-fn trim_ows(s: &[u8]) -> &[u8] {
-    super::conditional::trim_ows(s)
-}
+use crate::guard::trim_ows;
 
 #[cfg(test)]
 mod tests {

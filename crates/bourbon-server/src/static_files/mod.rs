@@ -18,6 +18,8 @@ pub mod encoding;
 pub mod mime;
 pub mod range;
 pub mod resolve;
+#[cfg(test)]
+mod testutil;
 
 use std::cell::RefCell;
 use std::collections::HashSet;

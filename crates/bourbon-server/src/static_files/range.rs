@@ -473,21 +473,7 @@ mod tests {
         assert_eq!(unsatisfied_range(0), "bytes */0");
     }
 
-    /// xorshift64*: deterministic inputs without a dependency.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::static_files::testutil::XorShift;
 
     /// A second, plainly written reading of the rules over u128, to compare against.
     fn model(value: &str, len: u64) -> RangeOutcome {

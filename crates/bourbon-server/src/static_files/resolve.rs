@@ -441,22 +441,7 @@ mod tests {
         assert_eq!(target_path(b"?x"), None);
     }
 
-    /// A tiny deterministic PRNG (xorshift64*), so the property tests need no dependency and
-    /// always run the same inputs.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::static_files::testutil::XorShift;
 
     #[test]
     fn property_no_escape_from_the_mount() {
