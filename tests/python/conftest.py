@@ -29,6 +29,23 @@ CORPUS = ROOT / "tests" / "corpus" / "gunicorn-requests"
 LISTEN_RE = re.compile(r"Listening at: (\S+) \(")
 
 
+def manage_py(*args: str, env: dict[str, str] | None = None) -> None:
+    """Run the example site's ``manage.py`` with ``args`` (by default in the environment of
+    the tests without ``BOURBON_*``); it must succeed."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BOURBON_")}
+    proc = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+
+
 def bourbon_exe() -> str:
     """The ``bourbon`` console script installed next to the running interpreter."""
     here = Path(sys.executable).parent / "bourbon"

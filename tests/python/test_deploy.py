@@ -26,7 +26,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,7 +34,16 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from conftest import APPS, EXAMPLE, ROOT, Server, base_env, bourbon_exe, run_bourbon
+from conftest import (
+    APPS,
+    EXAMPLE,
+    ROOT,
+    Server,
+    base_env,
+    bourbon_exe,
+    manage_py,
+    run_bourbon,
+)
 from procs import children
 
 DOCS = ROOT / "docs" / "deploy"
@@ -177,18 +185,8 @@ def read_http_response(sock: socket.socket, timeout: float = TIMEOUT) -> tuple[i
 @pytest.fixture(scope="module")
 def django_site() -> Path:
     """The example site, migrated and with its static files collected (both idempotent)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOURBON_")}
-    for cmd in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
-        proc = subprocess.run(
-            [sys.executable, "manage.py", *cmd],
-            cwd=EXAMPLE,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            stdin=subprocess.DEVNULL,
-        )
-        assert proc.returncode == 0, (cmd, proc.stdout, proc.stderr)
+    manage_py("migrate", "--noinput")
+    manage_py("collectstatic", "--noinput")
     return EXAMPLE
 
 

@@ -12,13 +12,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from conftest import EXAMPLE, bourbon_exe
+from conftest import EXAMPLE, bourbon_exe, manage_py
 
 APP = "mysite.wsgi:application"
 SAMPLE = EXAMPLE / "polls" / "files" / "sample.txt"
@@ -27,18 +26,8 @@ SAMPLE_SHA256 = "43f551d1abc1783414c2a1c0e99b1863bdd5c34f3a8e5e4c98aaaa70b2050f8
 
 @pytest.fixture(scope="session")
 def django_site():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOURBON_")}
-    for cmd in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
-        proc = subprocess.run(
-            [sys.executable, "manage.py", *cmd],
-            cwd=EXAMPLE,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            stdin=subprocess.DEVNULL,
-        )
-        assert proc.returncode == 0, (cmd, proc.stdout, proc.stderr)
+    manage_py("migrate", "--noinput")
+    manage_py("collectstatic", "--noinput")
     # Pre-compressed variants, as `make demo` writes them.
     proc = subprocess.run(
         [bourbon_exe(), "compress", "--quiet", str(EXAMPLE / "staticfiles")],

@@ -13,14 +13,12 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, run_bourbon
+from conftest import EXAMPLE, manage_py, run_bourbon
 from rawhttp import Reader, Response
 
 APP = "mysite.wsgi:application"
@@ -45,19 +43,6 @@ MIDDLEWARE = [m for m in MIDDLEWARE if "whitenoise" not in m]  # noqa: F405
 '''
 
 
-def manage(*args: str, env: dict[str, str]) -> None:
-    proc = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=EXAMPLE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
-
-
 def settings_env(settings_dir: Path) -> dict[str, str]:
     return {
         "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
@@ -73,8 +58,8 @@ def collected(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
     (base / f"{SETTINGS_MODULE}.py").write_text(SETTINGS.format(root=str(root)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOURBON_")}
     env.update(settings_env(base))
-    manage("migrate", "--noinput", env=env)
-    manage("collectstatic", "--noinput", "-v", "0", env=env)
+    manage_py("migrate", "--noinput", env=env)
+    manage_py("collectstatic", "--noinput", "-v", "0", env=env)
     assert (root / "staticfiles.json").is_file()
     yield base, root
 
