@@ -15,9 +15,9 @@ pub(crate) use crate::setting::{
 };
 use crate::types::{
     format_duration, parse_account, parse_app, parse_bind, parse_bool, parse_duration,
-    parse_env_pair, parse_log_format, parse_log_level, parse_positive_u32, parse_root_path,
-    parse_size, parse_socket_mode, parse_static_mount, parse_umask, parse_usize_in, parse_whole,
-    parse_workers, Bad, LogTarget,
+    parse_env_pair, parse_interface, parse_lifespan, parse_log_format, parse_log_level,
+    parse_positive_u32, parse_root_path, parse_size, parse_socket_mode, parse_static_mount,
+    parse_umask, parse_url_prefix, parse_usize_in, parse_whole, parse_workers, Bad, LogTarget,
 };
 
 fn opt_path(s: &str) -> Option<PathBuf> {
@@ -67,6 +67,29 @@ attribute a Python identifier. Required unless only printing the config.",
             Some(a) => Shown::Str(a.to_string()),
             None => Shown::Unset,
         },
+    },
+    Setting {
+        name: "interface",
+        long: &["--interface"],
+        short: None,
+        metavar: "auto|wsgi|asgi",
+        section: Section::Application,
+        kind: Kind::Value(|c, s| {
+            c.interface = parse_interface(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("auto"),
+        example: "asgi",
+        help: "the interface the app speaks: auto (decided from the app), wsgi, asgi",
+        doc: "The interface the application speaks. `auto` decides once the application is \
+loaded: a coroutine function, or an object whose `__call__` is one, is ASGI 3 (`async def \
+app(scope, receive, send)`); a class whose `__call__` is a coroutine function is ASGI 2; \
+anything else is WSGI (PEP 3333). `wsgi` and `asgi` (or `asgi3`) say so outright; `asgi2` \
+serves an ASGI 2 application (`app(scope)` returning the coroutine's owner). An ASGI \
+application given as `wsgi` is refused with exit 4. See [asgi.md](asgi.md).",
+        show: |c| Shown::Str(c.interface.to_string()),
     },
     Setting {
         name: "config",
@@ -1151,6 +1174,188 @@ against the original request, keeping the application's `Content-Type` (unless e
 such location gets a 500 and an error-log line, never the file. These locations are not \
 served to clients directly.",
         show: |c| Shown::List(c.static_internal.iter().map(ToString::to_string).collect()),
+    },
+    // ---- ASGI and WebSockets ----
+    Setting {
+        name: "asgi",
+        long: &["--asgi"],
+        short: None,
+        metavar: "APP",
+        section: Section::Asgi,
+        kind: Kind::Value(|c, s| {
+            c.asgi = if s.trim().is_empty() {
+                None
+            } else {
+                Some(parse_app(s)?)
+            };
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "mysite.asgi:application",
+        help: "an ASGI app served beside the WSGI app: WebSockets and --asgi-path go to it",
+        doc: "An ASGI application served by the same workers, on the same listeners, beside \
+the WSGI application given as `APP`: WebSocket handshakes and requests under the \
+`asgi_path` prefixes go to it, everything else to the WSGI application. Django projects \
+keep their views on WSGI threads and their Channels consumers on ASGI with \
+`bourbon mysite.wsgi:application --asgi mysite.asgi:application`. Written like `APP`. \
+Empty means none. See [asgi.md](asgi.md).",
+        show: |c| match &c.asgi {
+            Some(a) => Shown::Str(a.to_string()),
+            None => Shown::Str(String::new()),
+        },
+    },
+    Setting {
+        name: "asgi_path",
+        long: &["--asgi-path"],
+        short: None,
+        metavar: "PREFIX",
+        section: Section::Asgi,
+        kind: Kind::List(|c, items| {
+            c.asgi_path = items
+                .iter()
+                .map(|i| parse_url_prefix(i))
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: None,
+        example: "/api/",
+        help: "with --asgi: requests under this URL prefix go to the ASGI app (repeatable)",
+        doc: "With `asgi`, HTTP requests whose path starts with `PREFIX` go to the ASGI \
+application rather than the WSGI one (the longest prefix wins; `/api` also takes `/api/` \
+and below, not `/apix`). Repeat it for several prefixes. WebSocket handshakes go to the \
+ASGI application whatever their path.",
+        show: |c| Shown::List(c.asgi_path.clone()),
+    },
+    Setting {
+        name: "lifespan",
+        long: &["--lifespan"],
+        short: None,
+        metavar: "auto|on|off",
+        section: Section::Asgi,
+        kind: Kind::Value(|c, s| {
+            c.lifespan = parse_lifespan(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("auto"),
+        example: "on",
+        help: "ASGI lifespan events: auto (if the app takes them), on, off",
+        doc: "Whether each worker runs the ASGI application's lifespan protocol: \
+`lifespan.startup` once the application is loaded and before the worker takes requests, \
+`lifespan.shutdown` after its last request. `startup.failed` stops the server (exit 3, \
+gunicorn's boot failure). With `auto`, an application that raises instead of answering \
+the startup event (Django's does) is served without lifespan, quietly; with `on` that is \
+a boot failure; `off` sends nothing. The `state` the application fills at startup is \
+copied into every request's scope.",
+        show: |c| Shown::Str(c.lifespan.to_string()),
+    },
+    Setting {
+        name: "ws_max_size",
+        long: &["--ws-max-size"],
+        short: None,
+        metavar: "BYTES",
+        section: Section::Asgi,
+        kind: Kind::Value(|c, s| {
+            c.ws_max_size = parse_size(s)?;
+            if c.ws_max_size == 0 {
+                return Err(Bad::range("'0' leaves no room for any message"));
+            }
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("16777216"),
+        example: "1M",
+        help: "largest WebSocket message accepted (bytes; larger ones close with 1009)",
+        doc: "The largest WebSocket message a client may send, in bytes, counted after \
+decompression and across fragments. A larger one closes the connection with code 1009 \
+(message too big) before it is buffered whole. Suffixes `K`, `M`, `G` are accepted. The \
+default is uvicorn's, 16 MiB.",
+        show: |c| num(c.ws_max_size),
+    },
+    Setting {
+        name: "ws_max_queue",
+        long: &["--ws-max-queue"],
+        short: None,
+        metavar: "N",
+        section: Section::Asgi,
+        kind: Kind::Value(|c, s| {
+            c.ws_max_queue = parse_usize_in(s, 1, 1 << 20)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("32"),
+        example: "16",
+        help: "WebSocket messages read ahead of the app per connection",
+        doc: "How many received WebSocket messages may wait for the application's \
+`receive()` on one connection. Once that many wait, bourbon stops reading the socket, and \
+TCP flow control slows the client down: memory per connection stays bounded.",
+        show: |c| num(c.ws_max_queue),
+    },
+    Setting {
+        name: "ws_ping_interval",
+        long: &["--ws-ping-interval"],
+        short: None,
+        metavar: "SECONDS",
+        section: Section::Asgi,
+        kind: Kind::Value(|c, s| {
+            c.ws_ping_interval = parse_duration(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("20"),
+        example: "30",
+        help: "ping each WebSocket this often (0 = never)",
+        doc: "How often bourbon sends a ping on each WebSocket (RFC 6455 §5.5.2), which keeps \
+proxies from closing an idle connection and finds clients that vanished. `0` sends none. \
+Pings are answered and sent by bourbon itself; the application never sees them.",
+        show: |c| Shown::Num(format_duration(c.ws_ping_interval)),
+    },
+    Setting {
+        name: "ws_ping_timeout",
+        long: &["--ws-ping-timeout"],
+        short: None,
+        metavar: "SECONDS",
+        section: Section::Asgi,
+        kind: Kind::Value(|c, s| {
+            c.ws_ping_timeout = parse_duration(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("20"),
+        example: "30",
+        help: "close a WebSocket whose pong has not come within this time",
+        doc: "A WebSocket whose pong has not arrived this long after bourbon's ping is closed \
+(code 1011 to the client; the application sees 1006, the peer gone). `0` waits forever.",
+        show: |c| Shown::Num(format_duration(c.ws_ping_timeout)),
+    },
+    Setting {
+        name: "ws_per_message_deflate",
+        long: &["--ws-per-message-deflate"],
+        short: None,
+        metavar: "BOOL",
+        section: Section::Asgi,
+        kind: Kind::Value(|c, s| {
+            c.ws_per_message_deflate = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("true"),
+        example: "false",
+        help: "accept permessage-deflate compression from WebSocket clients",
+        doc: "Whether a client's offer of the permessage-deflate extension (RFC 7692) is \
+accepted. Compression saves bandwidth on text such as JSON at the cost of CPU and of \
+memory per connection (allocated only while a connection compresses).",
+        show: |c| Shown::Str(c.ws_per_message_deflate.to_string()),
     },
     // ---- Logging ----
     Setting {

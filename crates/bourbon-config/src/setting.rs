@@ -42,12 +42,13 @@ pub(crate) enum Section {
     Limits,
     Responses,
     Static,
+    Asgi,
     Logging,
     Actions,
 }
 
 impl Section {
-    pub(crate) const ALL: [Section; 10] = [
+    pub(crate) const ALL: [Section; 11] = [
         Section::Application,
         Section::Socket,
         Section::Workers,
@@ -56,6 +57,7 @@ impl Section {
         Section::Limits,
         Section::Responses,
         Section::Static,
+        Section::Asgi,
         Section::Logging,
         Section::Actions,
     ];
@@ -70,6 +72,7 @@ impl Section {
             Section::Limits => "Request limits",
             Section::Responses => "Response buffering",
             Section::Static => "Static files",
+            Section::Asgi => "ASGI and WebSockets",
             Section::Logging => "Logging",
             Section::Actions => "Actions",
         }

@@ -104,6 +104,25 @@ pub struct Config {
     /// `SCRIPT_NAME` prefix the application is mounted under ("" or
     /// `/path` without a trailing slash).
     pub root_path: String,
+    /// Which interface the application speaks.
+    pub interface: Interface,
+    /// An ASGI application served beside the WSGI one (`--asgi`), for WebSockets and the
+    /// `asgi_path` prefixes.
+    pub asgi: Option<AppSpec>,
+    /// URL path prefixes sent to the `asgi` application (each ends with `/`).
+    pub asgi_path: Vec<String>,
+    /// Whether ASGI lifespan events are sent.
+    pub lifespan: Lifespan,
+    /// The largest WebSocket message accepted, in bytes.
+    pub ws_max_size: u64,
+    /// WebSocket messages read ahead of the application, per connection.
+    pub ws_max_queue: usize,
+    /// How often an idle WebSocket is pinged; zero disables pings.
+    pub ws_ping_interval: Duration,
+    /// How long a ping may wait for its pong before the connection is closed.
+    pub ws_ping_timeout: Duration,
+    /// Offer permessage-deflate (RFC 7692) to WebSocket clients.
+    pub ws_per_message_deflate: bool,
     /// Minimum severity written to the error log.
     pub log_level: LogLevel,
     /// Where the error log goes.
@@ -178,6 +197,15 @@ impl Config {
             static_index: String::new(),
             static_missing_to_app: true,
             root_path: String::new(),
+            interface: Interface::Auto,
+            asgi: None,
+            asgi_path: Vec::new(),
+            lifespan: Lifespan::Auto,
+            ws_max_size: 0,
+            ws_max_queue: 0,
+            ws_ping_interval: Duration::ZERO,
+            ws_ping_timeout: Duration::ZERO,
+            ws_per_message_deflate: false,
             log_level: LogLevel::Info,
             error_logfile: LogTarget::Stderr,
             access_logfile: None,
@@ -199,6 +227,90 @@ impl Default for Config {
     fn default() -> Self {
         crate::registry::defaults()
     }
+}
+
+/// The interface an application speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interface {
+    /// Decided from the application object once it is loaded (see `docs/asgi.md`).
+    Auto,
+    /// PEP 3333.
+    Wsgi,
+    /// ASGI 3: `async def app(scope, receive, send)`.
+    Asgi3,
+    /// ASGI 2: `app(scope)` returns an object whose `__call__(receive, send)` is a coroutine.
+    Asgi2,
+}
+
+impl fmt::Display for Interface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Interface::Auto => "auto",
+            Interface::Wsgi => "wsgi",
+            Interface::Asgi3 => "asgi",
+            Interface::Asgi2 => "asgi2",
+        })
+    }
+}
+
+/// Whether ASGI lifespan events are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifespan {
+    /// Sent; an application that refuses them is served without them.
+    Auto,
+    /// Sent; an application that refuses them does not boot.
+    On,
+    /// Not sent.
+    Off,
+}
+
+impl fmt::Display for Lifespan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Lifespan::Auto => "auto",
+            Lifespan::On => "on",
+            Lifespan::Off => "off",
+        })
+    }
+}
+
+/// Parse `--interface`.
+pub(crate) fn parse_interface(s: &str) -> Result<Interface, Bad> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(Interface::Auto),
+        "wsgi" => Ok(Interface::Wsgi),
+        "asgi" | "asgi3" => Ok(Interface::Asgi3),
+        "asgi2" => Ok(Interface::Asgi2),
+        other => Err(Bad::form(format!(
+            "'{other}' is not one of auto, wsgi, asgi, asgi3, asgi2"
+        ))),
+    }
+}
+
+/// Parse `--lifespan`.
+pub(crate) fn parse_lifespan(s: &str) -> Result<Lifespan, Bad> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(Lifespan::Auto),
+        "on" => Ok(Lifespan::On),
+        "off" => Ok(Lifespan::Off),
+        other => Err(Bad::form(format!("'{other}' is not one of auto, on, off"))),
+    }
+}
+
+/// Parse one `--asgi-path` prefix: a URL path starting with `/`, kept with a trailing `/`
+/// so that `/ws` does not also take `/wsx`.
+pub(crate) fn parse_url_prefix(s: &str) -> Result<String, Bad> {
+    let t = s.trim();
+    if !t.starts_with('/') || t.contains(['?', '#', '\\', ' ']) || t.contains("..") {
+        return Err(Bad::form(format!(
+            "'{t}' is not a URL path prefix (it must start with '/')"
+        )));
+    }
+    let mut prefix = t.to_owned();
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Ok(prefix)
 }
 
 /// Which WSGI application to load: `module:attr`, optionally a factory.
