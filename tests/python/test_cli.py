@@ -601,7 +601,8 @@ def test_app_import_failure(spec, expected, traceback_file):
 
 
 # --------------------------------------------------------------------------------------------
-# 7b. an ASGI application is named as such
+# 7b. an ASGI application is recognised: served as ASGI by default, named and refused with
+# --interface wsgi
 
 ASGI_MODULES = {
     # ASGI 3: a coroutine function (scope, receive, send)
@@ -657,7 +658,7 @@ def test_asgi_app_is_named_and_refused(tmp_path, kind, mode):
     source, attr = ASGI_MODULES[kind]
     (tmp_path / "asgi_probe.py").write_text(source)
     spec = f"asgi_probe:{attr}"
-    extra = {
+    extra = ["--interface", "wsgi"] + {
         "workers": ["-w", "3"],
         "check-config": ["--check-config"],
         "preload": ["--preload", "-w", "3"],
@@ -671,10 +672,23 @@ def test_asgi_app_is_named_and_refused(tmp_path, kind, mode):
         assert "Booting worker" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("kind", list(ASGI_MODULES))
+def test_asgi_app_is_detected_by_default(tmp_path, kind):
+    source, attr = ASGI_MODULES[kind]
+    (tmp_path / "asgi_probe.py").write_text(source)
+    proc = run_bourbon(
+        f"asgi_probe:{attr}", "--chdir", str(tmp_path), "--check-config", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "configuration and application OK" in proc.stdout
+
+
 def test_django_asgi_module_is_named_with_its_wsgi_sibling():
     # Four workers import it and each finds an ASGI application; the line is written once.
     spec = "mysite.asgi:application"
-    proc = run_bourbon(spec, "-b", "127.0.0.1:0", "-w", "4", cwd=EXAMPLE, timeout=120)
+    proc = run_bourbon(
+        spec, "--interface", "wsgi", "-b", "127.0.0.1:0", "-w", "4", cwd=EXAMPLE, timeout=120
+    )
     line = assert_one_asgi_line(proc, spec)
     assert "mysite.wsgi:application" in line, line
     assert (proc.stdout + proc.stderr).count("Booting worker") == 4

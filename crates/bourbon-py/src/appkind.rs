@@ -1,8 +1,8 @@
 //! Telling an ASGI application from a WSGI one when it is loaded.
 //!
-//! bourbon serves WSGI only (ASGI will be a second adapter, see `docs/architecture.md`). An
-//! ASGI application given by mistake (Django's `asgi.py`, a Starlette or FastAPI app) imports
-//! fine and is callable, so without this check the server would start, say nothing, and answer
+//! With `--interface auto` (the default) this decides which adapter serves the application;
+//! with `--interface wsgi`, an ASGI application (Django's `asgi.py`, a Starlette or FastAPI app)
+//! is refused, since it imports fine and is callable, so the server would otherwise answer
 //! every request with a 500 (calling it returns a coroutine, not an iterable). It is recognised
 //! the way uvicorn picks its interface: an `async def` function, an object whose `__call__` is
 //! one (ASGI 3), or a class whose instances' `__call__` is one (ASGI 2, where the class is
@@ -43,11 +43,41 @@ pub(crate) fn is_asgi(py: Python<'_>, app: &Bound<'_, PyAny>) -> bool {
             .is_ok_and(|call| coroutine_function(&call))
 }
 
-/// The one line saying that `spec` is an ASGI application, and what to run instead.
+/// The interface an application speaks, as served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// PEP 3333.
+    Wsgi,
+    /// ASGI 3.
+    Asgi3,
+    /// ASGI 2: the class is called with the scope, its instance with `receive` and `send`.
+    Asgi2,
+}
+
+/// The interface of `app` as `auto` decides it (see the module docs).
+pub(crate) fn detect(py: Python<'_>, app: &Bound<'_, PyAny>) -> Kind {
+    if !is_asgi(py, app) {
+        return Kind::Wsgi;
+    }
+    let is_class = py
+        .import("inspect")
+        .and_then(|i| i.call_method1("isclass", (app,)))
+        .and_then(|r| r.is_truthy())
+        .unwrap_or(false);
+    if is_class {
+        Kind::Asgi2
+    } else {
+        Kind::Asgi3
+    }
+}
+
+/// The one line saying that `spec` is an ASGI application given as WSGI
+/// (`--interface wsgi`), and what to run instead.
 pub(crate) fn report(spec: &AppSpec) {
     bourbon_server::log::error(format_args!(
-        "{spec} is an ASGI application; bourbon serves WSGI applications only for now. \
-         Point it at the project's WSGI entry point instead, {}",
+        "{spec} is an ASGI application, but --interface wsgi was given. Drop --interface \
+         (or give --interface asgi) to serve it as ASGI, or point bourbon at the project's \
+         WSGI entry point, {}",
         suggestion(spec)
     ));
 }

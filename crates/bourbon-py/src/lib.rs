@@ -11,6 +11,7 @@
 
 mod appkind;
 mod arbiter;
+mod asgi;
 mod compat;
 mod daemon;
 mod notify;
@@ -66,6 +67,10 @@ fn _log(level: &str, message: &str) {
 fn _bourbon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(_log, m)?)?;
+    m.add_function(wrap_pyfunction!(asgi::engine::_asgi_wait, m)?)?;
+    m.add_function(wrap_pyfunction!(asgi::engine::_asgi_serve, m)?)?;
+    m.add_class::<asgi::cycle::Receive>()?;
+    m.add_class::<asgi::cycle::Send>()?;
     m.add_class::<wsgi::input::InputStream>()?;
     m.add_class::<wsgi::start_response::StartResponse>()?;
     m.add_class::<wsgi::streams::ErrorsStream>()?;

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bourbon_config::{Action, AppSpec, Config, LogLevel, LogTarget};
+use bourbon_config::{Action, AppSpec, Config, Interface, LogLevel, LogTarget};
+
+use crate::appkind::Kind;
 use bourbon_server::access_log::{AccessFormat, AccessLog, Target as AccessTarget};
 use bourbon_server::guard::Limits;
 use bourbon_server::io::Timeouts;
@@ -153,9 +155,9 @@ pub(crate) enum LoadError {
 }
 
 /// Import the application; on failure print the traceback and a one-line summary, and for an
-/// ASGI application the line that says so.
+/// ASGI application given as WSGI the line that says so.
 pub(crate) fn load_app<'py>(py: Python<'py>, cfg: &Config) -> Result<Bound<'py, PyAny>, i32> {
-    load_wsgi_app(py, cfg).map_err(|e| match e {
+    load_any(py, cfg).map(|(app, _)| app).map_err(|e| match e {
         LoadError::Reported(code) => code,
         LoadError::Asgi => {
             if let Some(spec) = &cfg.app {
@@ -166,11 +168,12 @@ pub(crate) fn load_app<'py>(py: Python<'py>, cfg: &Config) -> Result<Bound<'py, 
     })
 }
 
-/// [`load_app`], leaving an ASGI application to the caller to report.
-pub(crate) fn load_wsgi_app<'py>(
+/// [`load_app`] with the interface it speaks, leaving an ASGI application given as WSGI to
+/// the caller to report.
+pub(crate) fn load_any<'py>(
     py: Python<'py>,
     cfg: &Config,
-) -> Result<Bound<'py, PyAny>, LoadError> {
+) -> Result<(Bound<'py, PyAny>, Kind), LoadError> {
     let Some(spec) = cfg.app.as_ref() else {
         eprintln!("error: no application given: pass APP as module:callable, e.g. bourbon mysite.wsgi:application");
         return Err(LoadError::Reported(2));
@@ -181,10 +184,23 @@ pub(crate) fn load_wsgi_app<'py>(
         eprintln!("error: cannot load application {spec}: {summary}");
         LoadError::Reported(EXIT_APP_LOAD)
     })?;
-    if crate::appkind::is_asgi(py, &app) {
-        return Err(LoadError::Asgi);
+    let kind = kind_of(py, cfg, &app)?;
+    Ok((app, kind))
+}
+
+/// The interface `app` is served with: `--interface`, or what `auto` detects.
+pub(crate) fn kind_of(
+    py: Python<'_>,
+    cfg: &Config,
+    app: &Bound<'_, PyAny>,
+) -> Result<Kind, LoadError> {
+    match cfg.interface {
+        Interface::Wsgi if crate::appkind::is_asgi(py, app) => Err(LoadError::Asgi),
+        Interface::Wsgi => Ok(Kind::Wsgi),
+        Interface::Asgi3 => Ok(Kind::Asgi3),
+        Interface::Asgi2 => Ok(Kind::Asgi2),
+        Interface::Auto => Ok(crate::appkind::detect(py, app)),
     }
-    Ok(app)
 }
 
 fn import_app<'py>(py: Python<'py>, spec: &AppSpec) -> PyResult<Bound<'py, PyAny>> {
@@ -281,14 +297,83 @@ pub(crate) fn serve_here(
     // master instead of making it respawn in a loop (once it serves, see `booted`, the same
     // codes are a crash and the worker is replaced); an ASGI application is left to the
     // master to report, once for all the workers.
-    let app = match preloaded {
-        Some(app) => app.bind(py).clone(),
-        None => match load_wsgi_app(py, cfg) {
+    let (app, kind) = match preloaded {
+        Some(app) => {
+            let app = app.bind(py).clone();
+            match kind_of(py, cfg, &app) {
+                Ok(kind) => (app, kind),
+                Err(_) => return crate::appkind::EXIT_WORKER_ASGI,
+            }
+        }
+        None => match load_any(py, cfg) {
             Ok(a) => a,
             Err(LoadError::Reported(code)) => return code,
             Err(LoadError::Asgi) => return crate::appkind::EXIT_WORKER_ASGI,
         },
     };
+    // `--asgi`: the positional application is WSGI, and this one serves beside it.
+    let mut asgi_app = None;
+    if let Some(spec) = cfg.asgi.as_ref() {
+        if kind != Kind::Wsgi {
+            log::error(format_args!(
+                "--asgi {spec}: the positional application must then be the WSGI one, \
+                 but {} is an ASGI application",
+                cfg.app
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ));
+            return crate::statics::EXIT_WORKER_SETTINGS;
+        }
+        let app = match import_app(py, spec) {
+            Ok(app) => app,
+            Err(e) => {
+                log_exception(py, &e, &format!("Cannot load application {spec}"));
+                eprintln!("error: cannot load application {spec}: {e}");
+                return EXIT_APP_LOAD;
+            }
+        };
+        let kind = match cfg.interface {
+            Interface::Asgi2 => Kind::Asgi2,
+            _ if crate::appkind::detect(py, &app) == Kind::Asgi2 => Kind::Asgi2,
+            _ => Kind::Asgi3,
+        };
+        asgi_app = Some((app, kind));
+    }
+    if kind != Kind::Wsgi || asgi_app.is_some() {
+        if crate::compat::hooks().is_some() {
+            use crate::compat::{call, Arg, Outcome};
+            if call(py, "post_worker_init", vec![Arg::Worker(None)]) == Outcome::Raised {
+                return EXIT_BOOT;
+            }
+        }
+        let statics = match crate::statics::config(py, cfg) {
+            Ok(s) => s,
+            Err(msg) => {
+                log::error(format_args!("{msg}"));
+                return crate::statics::EXIT_WORKER_SETTINGS;
+            }
+        };
+        let (asgi, asgi_kind, wsgi) = match asgi_app {
+            Some((asgi, asgi_kind)) => match wsgi_side(py, cfg, app) {
+                Ok(side) => (asgi, asgi_kind, Some(side)),
+                Err(code) => return code,
+            },
+            None => (app, kind, None),
+        };
+        return crate::asgi::run::run(
+            py,
+            cfg,
+            listeners,
+            access_log,
+            crate::asgi::run::Apps {
+                asgi,
+                asgi2: asgi_kind == Kind::Asgi2,
+                wsgi,
+            },
+            statics,
+        );
+    }
     // gunicorn's hooks: after the load (a failure is a failed boot, as there), and around
     // each request when pre_request/post_request are defined (otherwise the application is
     // served as it is).
@@ -357,6 +442,58 @@ pub(crate) fn serve_here(
     py.detach(move || worker.run(listeners, ctx))
 }
 
+/// The WSGI application's side of a worker whose thread runs an event loop (`--asgi`): its
+/// handler, always on the Python thread pool (an inline call would stall every WebSocket
+/// for as long as a view runs).
+pub(crate) struct WsgiSide {
+    pub(crate) handler: WsgiHandler,
+    pub(crate) busy: pool::Busy,
+}
+
+/// Start the Python threads for `app` and make its handler.
+pub(crate) fn wsgi_side(
+    py: Python<'_>,
+    cfg: &Config,
+    app: Bound<'_, PyAny>,
+) -> Result<WsgiSide, i32> {
+    let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
+    let ctx = match build_context(py, cfg, app, threads) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            log_exception(py, &e, "Cannot prepare the worker");
+            return Err(EXIT_BOOT);
+        }
+    };
+    crate::wsgi::spool::configure(cfg);
+    let (work_tx, work_rx) = mpsc::channel(threads * 2);
+    let busy = pool::Busy::new(threads);
+    let (resume_tx, resume_rx) = mpsc::unbounded_channel();
+    let _ = ctx.resumer.set(crate::wsgi::call::Resumer {
+        tx: resume_tx,
+        busy: busy.clone(),
+    });
+    let queues = pool::Queues {
+        work: work_rx,
+        resume: resume_rx,
+    };
+    if let Err(e) = pool::start(threads, ctx, queues, &busy, false) {
+        log::error(format_args!("cannot start Python threads: {e}"));
+        return Err(1);
+    }
+    let settings = Settings::from(cfg);
+    Ok(WsgiSide {
+        handler: WsgiHandler {
+            pool: Rc::new(Pool {
+                work: work_tx,
+                inline: None,
+                busy: busy.clone(),
+            }),
+            config: settings.handler,
+        },
+        busy,
+    })
+}
+
 /// The readiness lines: every socket, then the worker kind. Tests and supervisors wait for
 /// "Listening at:".
 pub(crate) fn announce(listeners: &[Listener], threads: usize) {
@@ -406,11 +543,11 @@ fn build_context(
 /// The plain values the worker needs, copied out of the config so the closure run without
 /// the GIL owns them.
 #[derive(Clone)]
-struct Settings {
-    serve: ServeConfig,
+pub(crate) struct Settings {
+    pub(crate) serve: ServeConfig,
     handler: HandlerConfig,
     /// How often the event loop tells the master it is alive.
-    heartbeat: Duration,
+    pub(crate) heartbeat: Duration,
 }
 
 impl From<&Config> for Settings {
@@ -444,7 +581,7 @@ impl From<&Config> for Settings {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Stop {
+pub(crate) enum Stop {
     Graceful,
     Fast,
 }
@@ -611,7 +748,7 @@ fn exit_code(res: std::io::Result<()>) -> i32 {
 /// The stop signals, registered with the runtime (and so replacing the default actions)
 /// at start; USR1 (reopen the log files) is handled here too, and USR2 (the master's binary
 /// upgrade) is ignored; neither stops anything.
-struct StopSignals {
+pub(crate) struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     quit: tokio::signal::unix::Signal,
@@ -630,7 +767,7 @@ fn stopping(stop: Stop) -> Stop {
 }
 
 impl StopSignals {
-    fn install(
+    pub(crate) fn install(
         runtime: &tokio::runtime::Runtime,
         access_log: Option<Arc<AccessLog>>,
     ) -> std::io::Result<Self> {
@@ -648,7 +785,7 @@ impl StopSignals {
         Ok(signals)
     }
 
-    async fn next(&mut self) -> Stop {
+    pub(crate) async fn next(&mut self) -> Stop {
         // On the first call only: a stop that arrived while the worker was booting (only the
         // flag saw it, the streams did not exist yet) is acted upon now, as a graceful stop.
         // Later stops come through the streams (the flag is set by them too).

@@ -150,6 +150,14 @@ pub(crate) fn arm_abort_hook() {
     }
 }
 
+/// A request served without a call record (an ASGI cycle, whose task may live as long as its
+/// client): counted for `--max-requests`. Its event loop's liveness is the heartbeat's.
+pub(crate) fn request_done() {
+    if let Some(slot) = SLOT.get() {
+        slot.end(None);
+    }
+}
+
 /// Marks one application call in the slot while it lives.
 pub(crate) struct CallGuard {
     slot: Option<&'static Slot>,

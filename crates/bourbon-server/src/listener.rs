@@ -32,6 +32,19 @@ pub enum Listener {
 }
 
 impl Listener {
+    /// Another handle on the same listening socket (`dup(2)`), e.g. for a serving loop that
+    /// must own its listeners. The copy never removes a unix socket's file.
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        Ok(match self {
+            Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
+            Listener::Unix { listener, path, .. } => Listener::Unix {
+                listener: listener.try_clone()?,
+                path: path.clone(),
+                owned: false,
+            },
+        })
+    }
+
     /// A human-readable address, used in the "Listening at" log line.
     pub fn describe(&self) -> String {
         match self {

@@ -241,6 +241,50 @@ pub struct Request {
     pub body: RequestBody,
     /// Where informational responses go before the final one (103 Early Hints).
     pub interim: Interim,
+    /// Tells whether the client went away while the handler works (ASGI's
+    /// `http.disconnect`).
+    pub peer: PeerWatch,
+}
+
+/// The connection side of [`PeerWatch`].
+pub(crate) trait PeerSource {
+    /// Ready once the client closed its side or the connection failed.
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// Notices a client that went away while its request is being answered, without a read of the
+/// request body pending (which notices it by itself). It reads ahead what the client sent, up
+/// to one buffer of pipelined requests (kept for the driver, which parses them next); past
+/// that, it reports the client as present. A client that only half-closed (shut down its
+/// sending side) counts as gone, as in uvicorn: HTTP/1.1 clients do not half-close while
+/// waiting for a response. Single-threaded, like the request body.
+#[derive(Clone, Default)]
+pub struct PeerWatch(Option<Rc<dyn PeerSource>>);
+
+impl PeerWatch {
+    /// A request whose client is never reported gone.
+    pub fn none() -> Self {
+        PeerWatch(None)
+    }
+
+    pub(crate) fn new(source: Rc<dyn PeerSource>) -> Self {
+        PeerWatch(Some(source))
+    }
+
+    /// Ready once the client went away; registers `cx` to be woken when that may have
+    /// happened. Costs no system call while nothing arrived.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.0 {
+            Some(source) => source.poll_closed(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl fmt::Debug for PeerWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PeerWatch")
+    }
 }
 
 /// The connection side of informational responses.

@@ -45,7 +45,9 @@ use crate::access_log::Pending;
 use crate::cork;
 use crate::guard::{Guard, Reject};
 use crate::io::{ConnShared, Socket, Timeouts, Upgraded};
-use crate::request::{BodyError, Interim, InterimSink, Request, RequestHead};
+use crate::request::{
+    BodyError, Interim, InterimSink, PeerSource, PeerWatch, Request, RequestHead,
+};
 use crate::serve::{stop_signalled, ConnInfo, Handler, ServeConfig};
 
 use held::HeldWrite;
@@ -235,6 +237,7 @@ pub(crate) async fn drive<S, H>(
                     head,
                     body,
                     interim,
+                    peer: PeerWatch::new(conn.clone() as Rc<dyn PeerSource>),
                 },
                 &info,
             )

@@ -185,3 +185,32 @@ impl<S: Socket> Conn<S> {
         }
     }
 }
+
+impl<S: Socket> crate::request::PeerSource for Conn<S> {
+    /// See [`crate::request::PeerWatch`]: reads ahead into the connection's buffer (what it
+    /// reads is the next request's, parsed later), and reports EOF or an error as the client
+    /// gone.
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let rd = &mut *self.rd.borrow_mut();
+        if rd.eof {
+            return Poll::Ready(());
+        }
+        // While the body is read, its reader notices a client that goes.
+        if !rd.body_done {
+            return Poll::Pending;
+        }
+        loop {
+            if rd.buf.len() >= READ_CHUNK {
+                return Poll::Pending;
+            }
+            match self.poll_fill(rd, cx, READ_CHUNK) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    rd.eof = true;
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(_)) => rd.unscanned = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The runtime under the event loop: the work queue from connection tasks to Python, and the
+//! wait that asyncio's selector makes (`_asgi_wait`).
+//!
+//! asyncio's standard loop only ever blocks in `selector.select(timeout)`. Ours (in
+//! `bourbon/_asgi.py`) keeps the stdlib's registrations in an inner epoll (the loop's self-pipe,
+//! so `call_soon_threadsafe` from executor threads still wakes it, and the application's own
+//! sockets), and waits by calling [`asgi_wait`]: with the GIL released it runs the tokio
+//! runtime that owns bourbon's sockets until one of three things: a connection task queued
+//! work for Python, the inner epoll has events, or the timeout passed. Then, with the GIL, it
+//! hands the queued work to Python (creating tasks, resolving futures), before asyncio counts
+//! its ready callbacks, so that work runs in the same loop iteration.
+//!
+//! Everything here is per thread (the worker's one thread), hence `Rc`/`RefCell` and
+//! thread-locals rather than locks.
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use tokio::io::unix::AsyncFd;
+
+use super::cycle::Cycle;
+
+/// What a connection task asks of the Python side.
+pub(crate) enum Work {
+    /// Start the Python task of a new HTTP cycle.
+    Http(Rc<Cycle>),
+    /// A cycle has something for a waiting `receive()` or `send()`.
+    Settle(Rc<Cycle>),
+    /// Serving ended (`fast`: INT or QUIT asked to stop at once).
+    Stopped { fast: bool },
+}
+
+#[derive(Default)]
+struct Queue {
+    work: VecDeque<Work>,
+    /// The selector's wait, parked until there is work.
+    waiter: Option<Waker>,
+    /// Connection tasks woken from Python (outside the runtime): woken at the next wait,
+    /// from inside the runtime, where a wake schedules a task without a system call.
+    wakes: Vec<Waker>,
+}
+
+thread_local! {
+    static QUEUE: RefCell<Queue> = RefCell::new(Queue::default());
+    static ENGINE: RefCell<Option<Rc<Engine>>> = const { RefCell::new(None) };
+}
+
+/// Queue work for Python and wake the selector's wait.
+pub(crate) fn push(work: Work) {
+    let waiter = QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        q.work.push_back(work);
+        q.waiter.take()
+    });
+    if let Some(w) = waiter {
+        w.wake();
+    }
+}
+
+/// Wake a connection task from Python's side: done at the next wait, inside the runtime.
+pub(crate) fn wake_later(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        QUEUE.with(|q| q.borrow_mut().wakes.push(w));
+    }
+}
+
+fn has_work() -> bool {
+    QUEUE.with(|q| !q.borrow().work.is_empty())
+}
+
+/// The Python side of the worker, set when it starts serving (`_asgi_serve`).
+pub(crate) struct PyCtx {
+    /// The application (ASGI 3).
+    pub(crate) app: Py<PyAny>,
+    /// `_http(app, scope, receive, send)`: the coroutine that runs the application for one
+    /// cycle and reports its end.
+    pub(crate) http: Py<PyAny>,
+    /// asyncio's `Task` and `Future` types (the C ones), called directly: cheaper than the
+    /// loop's Python-level `create_task`/`create_future`, and the same objects.
+    pub(crate) task_type: Py<PyAny>,
+    pub(crate) future_type: Py<PyAny>,
+    /// A future already done with `None`: what every `send()` that need not wait returns.
+    /// Awaiting a done future returns at once, without an exception object.
+    pub(crate) done_none: Py<PyAny>,
+    /// The lifespan state, shallow-copied into each scope; `None` without lifespan.
+    pub(crate) state: Option<Py<PyAny>>,
+    /// Resolved with `fast` when serving ends.
+    done: Py<PyAny>,
+}
+
+impl PyCtx {
+    /// A new pending future of the running loop.
+    pub(crate) fn future(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(self.future_type.bind(py).call0()?.unbind())
+    }
+
+    /// A future already done with `value`.
+    pub(crate) fn done_with(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let fut = self.future_type.bind(py).call0()?;
+        fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
+        Ok(fut.unbind())
+    }
+}
+
+/// Our own descriptor of the selector's epoll (a `dup`): it keeps the epoll open for as long
+/// as the runtime watches it, whenever Python closes its selector. `RawFd` is the number
+/// Python passed, to notice a different selector.
+struct Watched(RawFd, std::os::fd::OwnedFd);
+
+impl AsRawFd for Watched {
+    fn as_raw_fd(&self) -> RawFd {
+        self.1.as_raw_fd()
+    }
+}
+
+impl Watched {
+    fn watch(epfd: RawFd) -> std::io::Result<AsyncFd<Watched>> {
+        // SAFETY: Python's selector keeps `epfd` open while it calls `select()` (our caller);
+        // we only borrow it to duplicate it.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(epfd) };
+        let owned = borrowed.try_clone_to_owned()?;
+        // SAFETY: the descriptor is ours (`owned`), held by the AsyncFd until it is dropped,
+        // so it stays open and refers to the same epoll for the registration's whole life.
+        unsafe {
+            AsyncFd::register_with_interest(Watched(epfd, owned), tokio::io::Interest::READABLE)
+        }
+        .map_err(std::io::Error::from)
+    }
+}
+
+/// The worker's runtime and what the selector needs between waits.
+pub(crate) struct Engine {
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) local: tokio::task::LocalSet,
+    inner: RefCell<Option<AsyncFd<Watched>>>,
+    /// The serving loop, started by `_asgi_serve` once lifespan startup is done.
+    serve: RefCell<Option<Pin<Box<dyn Future<Output = ()>>>>>,
+    pub(crate) py: RefCell<Option<Rc<PyCtx>>>,
+    pub(crate) scope: Rc<super::scope::ScopeCtx>,
+}
+
+impl Engine {
+    /// Make this thread's engine current.
+    pub(crate) fn install(
+        runtime: tokio::runtime::Runtime,
+        local: tokio::task::LocalSet,
+        serve: Pin<Box<dyn Future<Output = ()>>>,
+        scope: super::scope::ScopeCtx,
+    ) {
+        let engine = Rc::new(Engine {
+            runtime,
+            local,
+            inner: RefCell::new(None),
+            serve: RefCell::new(Some(serve)),
+            py: RefCell::new(None),
+            scope: Rc::new(scope),
+        });
+        ENGINE.with(|e| *e.borrow_mut() = Some(engine));
+    }
+
+    /// Take this thread's engine back (at the end of the worker), so that it is dropped
+    /// before the interpreter's objects it holds.
+    pub(crate) fn uninstall() -> Option<Rc<Engine>> {
+        QUEUE.with(|q| *q.borrow_mut() = Queue::default());
+        ENGINE.with(|e| e.borrow_mut().take())
+    }
+
+    pub(crate) fn current() -> PyResult<Rc<Engine>> {
+        ENGINE
+            .with(|e| e.borrow().clone())
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a bourbon worker"))
+    }
+
+    /// Run the runtime until Python has work, `epfd` has events, or `timeout` passed (`None`:
+    /// no limit; zero: one round of ready tasks and a non-blocking look at the sockets).
+    /// Returns whether `epfd` has events.
+    async fn wait(&self, epfd: RawFd, timeout: Option<f64>) -> bool {
+        let wakes = QUEUE.with(|q| std::mem::take(&mut q.borrow_mut().wakes));
+        for w in wakes {
+            w.wake();
+        }
+        let known = self
+            .inner
+            .borrow()
+            .as_ref()
+            .is_some_and(|w| w.get_ref().0 == epfd);
+        if !known {
+            *self.inner.borrow_mut() = None;
+            match Watched::watch(epfd) {
+                Ok(fd) => *self.inner.borrow_mut() = Some(fd),
+                Err(e) => {
+                    bourbon_server::log::error(format_args!(
+                        "cannot watch the event loop's selector: {e}"
+                    ));
+                    return true;
+                }
+            }
+        }
+        match timeout {
+            Some(t) if t <= 0.0 => {
+                // Twice: the first round runs the tasks that were ready and looks at the
+                // sockets; the second runs the tasks that woke.
+                tokio::task::yield_now().await;
+                tokio::task::yield_now().await;
+                std::future::poll_fn(|cx| Poll::Ready(self.poll_inner(cx))).await
+            }
+            _ => {
+                let sleep =
+                    timeout.map(|t| tokio::time::sleep(Duration::from_secs_f64(t.min(1e6))));
+                let mut sleep = std::pin::pin!(sleep);
+                std::future::poll_fn(|cx| {
+                    if self.poll_inner(cx) {
+                        return Poll::Ready(true);
+                    }
+                    if has_work() {
+                        return Poll::Ready(false);
+                    }
+                    if let Some(s) = sleep.as_mut().as_pin_mut() {
+                        if s.poll(cx).is_ready() {
+                            return Poll::Ready(false);
+                        }
+                    }
+                    QUEUE.with(|q| q.borrow_mut().waiter = Some(cx.waker().clone()));
+                    Poll::Pending
+                })
+                .await
+            }
+        }
+    }
+
+    /// Whether the inner epoll has events. The runtime's readiness is edge-triggered and
+    /// cached, the inner epoll's level-triggered: a cached "readable" is confirmed with a
+    /// non-blocking look (which consumes nothing) and cleared when there is nothing, else
+    /// the loop would spin.
+    fn poll_inner(&self, cx: &mut Context<'_>) -> bool {
+        let inner = self.inner.borrow();
+        let Some(fd) = inner.as_ref() else {
+            return false;
+        };
+        loop {
+            match fd.poll_read_ready(cx) {
+                Poll::Ready(Ok(mut guard)) => {
+                    if has_events(fd.get_ref().1.as_raw_fd()) {
+                        return true;
+                    }
+                    guard.clear_ready();
+                }
+                Poll::Ready(Err(_)) => return true,
+                Poll::Pending => return false,
+            }
+        }
+    }
+
+    /// Hand the queued work to Python.
+    fn drain(&self, py: Python<'_>) {
+        let ctx = self.py.borrow().clone();
+        while let Some(work) = QUEUE.with(|q| q.borrow_mut().work.pop_front()) {
+            match work {
+                Work::Http(cycle) => {
+                    if let Some(ctx) = &ctx {
+                        super::cycle::start(py, &cycle, ctx, &self.scope);
+                    }
+                }
+                Work::Settle(cycle) => cycle.settle(py),
+                Work::Stopped { fast } => {
+                    if let Some(ctx) = &ctx {
+                        let done = ctx.done.bind(py);
+                        let pending = done
+                            .call_method0(pyo3::intern!(py, "done"))
+                            .and_then(|d| d.is_truthy())
+                            .map(|d| !d)
+                            .unwrap_or(false);
+                        if pending {
+                            if let Err(e) =
+                                done.call_method1(pyo3::intern!(py, "set_result"), (fast,))
+                            {
+                                e.print(py);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A look at the inner epoll without waiting: does it have an event?
+fn has_events(epfd: RawFd) -> bool {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: epoll_wait writes at most one event into our local; a zero timeout never blocks.
+    // The descriptor is the selector's epoll, which Python keeps open while it selects.
+    let n = unsafe { libc::epoll_wait(epfd, &mut ev, 1, 0) };
+    n > 0
+}
+
+/// Moves the engine into the closure run without the GIL. `Python::detach` runs it at once on
+/// this same thread, so the `Rc` inside never reaches another thread.
+struct SameThread(Rc<Engine>);
+
+// SAFETY: see `SameThread`: the value is used, and dropped, only by the closure that
+// `detach` runs synchronously on the thread that made it.
+unsafe impl Send for SameThread {}
+
+impl SameThread {
+    fn wait(self, epfd: RawFd, timeout: Option<f64>) -> bool {
+        let e = self.0;
+        e.local.block_on(&e.runtime, e.wait(epfd, timeout))
+    }
+}
+
+/// The selector's wait (see the module docs). `epfd`: the inner epoll; `timeout` in seconds.
+#[pyfunction]
+pub(crate) fn _asgi_wait(py: Python<'_>, epfd: RawFd, timeout: Option<f64>) -> PyResult<bool> {
+    let engine = Engine::current()?;
+    let moved = SameThread(engine.clone());
+    let ready = py.detach(move || moved.wait(epfd, timeout));
+    engine.drain(py);
+    Ok(ready)
+}
+
+/// Start serving, once lifespan startup is done: `http(app, scope, receive, send)` makes
+/// each request's coroutine, `state` is copied into each scope, `done` (a future) gets
+/// `True` (a fast stop) or `False` when serving ends. Called in the running loop.
+#[pyfunction]
+pub(crate) fn _asgi_serve(
+    py: Python<'_>,
+    app: Py<PyAny>,
+    http: Py<PyAny>,
+    state: Option<Py<PyAny>>,
+    done: Py<PyAny>,
+) -> PyResult<()> {
+    let engine = Engine::current()?;
+    let asyncio = py.import("asyncio")?;
+    let future_type = asyncio.getattr("Future")?;
+    let done_none = future_type.call0()?;
+    done_none.call_method1("set_result", (py.None(),))?;
+    *engine.py.borrow_mut() = Some(Rc::new(PyCtx {
+        app,
+        http,
+        task_type: asyncio.getattr("Task")?.unbind(),
+        future_type: future_type.unbind(),
+        done_none: done_none.unbind(),
+        state,
+        done,
+    }));
+    if let Some(serve) = engine.serve.borrow_mut().take() {
+        engine.local.spawn_local(async move {
+            serve.await;
+            push(Work::Stopped { fast: false });
+        });
+    }
+    crate::supervise::booted();
+    Ok(())
+}

@@ -1,0 +1,202 @@
+"""The asyncio side of bourbon's ASGI worker.
+
+The worker's thread runs asyncio's standard event loop over `_Selector`, whose `select()`
+runs bourbon's Rust runtime (which owns the listening and client sockets) with the GIL
+released, until the loop has something to do. Connection tasks hand their requests to Python
+inside that same `select()` (through `spawn` below), so a request costs no thread switch.
+
+This module owns what is cheap to write in Python and runs once per worker or once per
+request task: the loop's life, lifespan (startup, state, shutdown), and the wrapper coroutine
+that reports each request task's end to Rust. The per-request hot path (scope, `receive`,
+`send`, the response) is Rust (`crates/bourbon-py/src/asgi/`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import traceback
+
+from bourbon import _bourbon
+
+_wait = _bourbon._asgi_wait
+
+
+class _Selector(selectors.EpollSelector):
+    """The stdlib epoll selector (asyncio's own registrations stay in it), waiting in Rust."""
+
+    def select(self, timeout=None):
+        if _wait(self._selector.fileno(), timeout):
+            return super().select(0)
+        return []
+
+
+def _log(level: str, message: str) -> None:
+    _bourbon._log(level, message)
+
+
+async def _http(app, scope, receive, send):
+    try:
+        await app(scope, receive, send)
+    except BaseException as exc:
+        send._finish(exc)
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        send._finish(None)
+
+
+def _asgi2(app):
+    async def app3(scope, receive, send):
+        await app(scope)(receive, send)
+
+    return app3
+
+
+_FAILED = object()
+_UNSUPPORTED = object()
+
+
+class _Lifespan:
+    """The lifespan protocol (ASGI spec, "Lifespan") for one worker."""
+
+    def __init__(self, app, loop, strict: bool):
+        self.app = app
+        self.loop = loop
+        self.strict = strict
+        self.state: dict = {}
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.started = loop.create_future()
+        self.stopped = loop.create_future()
+        self.task = None
+
+    async def _receive(self):
+        return await self.inbox.get()
+
+    async def _send(self, message):
+        kind = message.get("type")
+        if kind == "lifespan.startup.complete":
+            _settle(self.started, True)
+        elif kind == "lifespan.startup.failed":
+            _settle(self.started, ("failed", message.get("message", "")))
+        elif kind == "lifespan.shutdown.complete":
+            _settle(self.stopped, True)
+        elif kind == "lifespan.shutdown.failed":
+            _settle(self.stopped, ("failed", message.get("message", "")))
+        else:
+            raise RuntimeError(f"unexpected ASGI message type {kind!r} during lifespan")
+
+    async def _run(self):
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+        try:
+            await self.app(scope, self._receive, self._send)
+        except BaseException as exc:
+            if not self.started.done():
+                if self.strict:
+                    _log("error", "Exception in 'lifespan' startup (--lifespan on)")
+                    _log("raw", traceback.format_exc())
+                    _settle(self.started, ("raised", None))
+                else:
+                    # Django's ASGIHandler, for one, raises for any scope but http: the app
+                    # does not do lifespan, and is served without it.
+                    _log("debug", f"the application does not support lifespan ({exc!r})")
+                    _settle(self.started, _UNSUPPORTED)
+            elif not self.stopped.done():
+                _log("error", "Exception in 'lifespan' protocol")
+                _log("raw", traceback.format_exc())
+                _settle(self.stopped, ("failed", "exception"))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            _settle(self.started, _UNSUPPORTED)
+            _settle(self.stopped, True)
+
+    async def startup(self):
+        """True when started, _UNSUPPORTED, or _FAILED (already logged)."""
+        self.task = self.loop.create_task(self._run())
+        await self.inbox.put({"type": "lifespan.startup"})
+        outcome = await self.started
+        if outcome is True or outcome is _UNSUPPORTED:
+            if outcome is _UNSUPPORTED and self.strict:
+                _log("error", "the application does not support lifespan (--lifespan on)")
+                return _FAILED
+            return outcome
+        what, message = outcome
+        if what == "failed":
+            _log("error", f"Application startup failed: {message or '(no message)'}")
+        return _FAILED
+
+    async def shutdown(self, timeout: float):
+        if self.task is None or self.task.done():
+            return
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(self.stopped), max(timeout, 0.1))
+        except asyncio.TimeoutError:
+            _log("warning", "lifespan shutdown did not complete in time")
+            return
+        if outcome is not True:
+            _log("error", f"Application shutdown failed: {outcome[1] or '(no message)'}")
+
+
+def _settle(fut, value) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def run(app, lifespan: str, graceful_timeout: float, asgi2: bool) -> int:
+    """Serve `app` on this worker's thread until stopped; the worker's exit code."""
+    if asgi2:
+        app = _asgi2(app)
+    loop = asyncio.SelectorEventLoop(_Selector())
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_main(loop, app, lifespan, graceful_timeout))
+    finally:
+        try:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+async def _main(loop, app, lifespan: str, graceful_timeout: float) -> int:
+    started = None
+    state = None
+    if lifespan != "off":
+        ls = _Lifespan(app, loop, strict=lifespan == "on")
+        outcome = await ls.startup()
+        if outcome is _FAILED:
+            return 3
+        if outcome is True:
+            started = ls
+            state = ls.state
+    done = loop.create_future()
+    _bourbon._asgi_serve(app, _http, state, done)
+    fast = await done
+    if not fast:
+        # Serving ended (connections drained or the graceful timeout passed): what still
+        # runs has no client to answer.
+        keep = {asyncio.current_task(), started.task if started is not None else None}
+        rest = [t for t in asyncio.all_tasks(loop) if t not in keep]
+        for t in rest:
+            t.cancel()
+        if rest:
+            await asyncio.wait(rest, timeout=1.0)
+    if started is not None and not fast:
+        await started.shutdown(graceful_timeout)
+    return 0
+
+
+def _cancel_all(loop) -> None:
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not pending:
+        return
+    for t in pending:
+        t.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))

@@ -1,0 +1,220 @@
+"""An ASGI 3 application exercising the HTTP spec (tests/python/test_asgi_http.py).
+
+Routes by path; the behaviour of lifespan is chosen by environment variables so one module
+serves every lifespan test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+EVENTS_FILE = os.environ.get("ASGI_EVENTS")
+
+
+def _note(event: str) -> None:
+    if EVENTS_FILE:
+        with open(EVENTS_FILE, "a") as f:
+            f.write(f"{os.getpid()} {event}\n")
+
+
+async def lifespan(scope, receive, send):
+    mode = os.environ.get("ASGI_LIFESPAN", "ok")
+    if mode == "refuse":
+        # What Django's ASGIHandler does with a scope it does not know.
+        raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            _note("startup")
+            if mode == "fail":
+                await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+                return
+            scope["state"]["greeting"] = "hello from lifespan"
+            scope["state"]["counter"] = [0]
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            _note("shutdown")
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_body(receive) -> tuple[bytes, list[dict]]:
+    body = bytearray()
+    messages = []
+    while True:
+        message = await receive()
+        messages.append({k: (len(v) if k == "body" else v) for k, v in message.items()})
+        if message["type"] == "http.disconnect":
+            break
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    return bytes(body), messages
+
+
+async def respond(send, status=200, body=b"", headers=None, content_type=b"text/plain"):
+    hdrs = [(b"content-type", content_type)] + list(headers or [])
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _scope_json(scope) -> bytes:
+    out = {}
+    for k, v in scope.items():
+        if k == "headers":
+            out[k] = [[n.decode("latin-1"), val.decode("latin-1")] for n, val in v]
+        elif isinstance(v, bytes):
+            out[k] = v.decode("latin-1")
+        elif k == "state":
+            out[k] = {sk: sv for sk, sv in v.items() if isinstance(sv, str)}
+        else:
+            out[k] = v
+    out["header_types"] = sorted({type(h).__name__ for h in scope["headers"]})
+    return json.dumps(out).encode()
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await lifespan(scope, receive, send)
+        return
+    assert scope["type"] == "http", scope["type"]
+    path = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        # What Starlette does: route on the path below the mount point.
+        path = path[len(root) :]
+    if path == "/" or path == "/hello":
+        await respond(send, body=b"Hello, World!")
+    elif path.startswith("/scope"):
+        await respond(send, body=_scope_json(scope), content_type=b"application/json")
+    elif path == "/echo":
+        body, _ = await read_body(receive)
+        await respond(send, body=body)
+    elif path == "/messages":
+        body, messages = await read_body(receive)
+        await respond(send, body=json.dumps(messages).encode(), content_type=b"application/json")
+    elif path == "/no-read":
+        # Answers without reading the body (100-continue must then not be sent).
+        await respond(send, body=b"did not read")
+    elif path == "/stream":
+        # Each chunk is flushed before the next is produced: the client acks each one by
+        # the path's query (the test reads chunk by chunk).
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-stream", b"1")]})
+        for i in range(int(scope["query_string"] or b"3")):
+            await send({"type": "http.response.body", "body": b"part%d\n" % i, "more_body": True})
+            await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    elif path == "/slow-stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first\n", "more_body": True})
+        await asyncio.sleep(30)
+        await send({"type": "http.response.body", "body": b"late\n"})
+    elif path == "/big":
+        n = int(scope["query_string"] or b"1048576")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = b"x" * 65536
+        sent = 0
+        while sent < n:
+            piece = chunk[: n - sent]
+            sent += len(piece)
+            await send({"type": "http.response.body", "body": piece, "more_body": sent < n})
+        _note(f"big-done {sent}")
+    elif path == "/status":
+        code = int(scope["query_string"] or b"200")
+        await send({"type": "http.response.start", "status": code, "headers": []})
+        await send({"type": "http.response.body", "body": b"should not be sent for 204/304"})
+    elif path == "/raise-before":
+        raise RuntimeError("boom before start")
+    elif path == "/raise-after":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("boom after start")
+    elif path == "/return-early":
+        return
+    elif path == "/bad-header":
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"x-evil", b"a\r\nInjected: yes")],
+                }
+            )
+        except ValueError as e:
+            await respond(send, status=500, body=f"refused: {e}".encode())
+    elif path == "/bad-name":
+        try:
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"bad name", b"x")]}
+            )
+        except ValueError:
+            await respond(send, status=500, body=b"refused name")
+    elif path == "/wait-disconnect":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"waiting\n", "more_body": True})
+        # Writing keeps failing once the client is gone; so does receive().
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                _note("disconnected")
+                return
+    elif path == "/send-after-disconnect":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            for _ in range(10000):
+                await send({"type": "http.response.body", "body": b"y" * 65536, "more_body": True})
+                await asyncio.sleep(0)
+        except OSError as e:
+            _note(f"send-raised {type(e).__name__}")
+            return
+        _note("send-never-raised")
+    elif path == "/pathsend":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        await send({"type": "http.response.pathsend", "path": os.path.abspath(__file__)})
+    elif path == "/zerocopy":
+        with open(__file__, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", str(size - 10).encode())],
+                }
+            )
+            await send({"type": "http.response.zerocopysend", "file": f, "offset": 10})
+    elif path == "/trailers":
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"body with trailers"})
+        await send(
+            {
+                "type": "http.response.trailers",
+                "headers": [(b"x-checksum", b"abc123")],
+                "more_trailers": False,
+            }
+        )
+    elif path == "/early-hints":
+        await send(
+            {
+                "type": "http.response.early_hint",
+                "links": [b"</style.css>; rel=preload; as=style"],
+            }
+        )
+        await respond(send, body=b"after hints")
+    elif path == "/state":
+        state = scope.get("state", {})
+        state["counter"][0] += 1
+        state["mine"] = "per-request"
+        await respond(send, body=json.dumps(state.get("counter")).encode())
+    elif path == "/exit":
+        sys.exit(3)
+    else:
+        await respond(send, status=404, body=b"not found")
