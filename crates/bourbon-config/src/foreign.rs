@@ -1720,10 +1720,15 @@ pub(crate) fn translate(
                 match part {
                     ListenPart::Host => parts.host = Some((label, v)),
                     ListenPart::Port => parts.port = Some((label, v)),
-                    ListenPart::Uds | ListenPart::UnixSocket => {
-                        parts.sockets.push((label, part, format!("unix:{v}")));
+                    ListenPart::Uds | ListenPart::UnixSocket | ListenPart::Fd => {
+                        // One of each, the last given winning, as in Daphne and Uvicorn.
+                        parts.sockets.retain(|(_, p, _)| *p != part);
+                        let addr = match part {
+                            ListenPart::Fd => format!("fd://{v}"),
+                            _ => format!("unix:{v}"),
+                        };
+                        parts.sockets.push((label, part, addr));
                     }
-                    ListenPart::Fd => parts.sockets.push((label, part, format!("fd://{v}"))),
                 }
             }
         }
@@ -2061,6 +2066,27 @@ mod tests {
         assert_eq!(split_shell("''").unwrap(), [""]);
         assert!(split_shell("'open").is_err());
         assert!(split_shell("\"open").is_err());
+    }
+
+    #[test]
+    fn portless_hosts() {
+        for (v, want) in [
+            ("0.0.0.0", Some("0.0.0.0")),
+            ("localhost", Some("localhost")),
+            ("tcp://h", Some("h")),
+            ("::1", Some("::1")),
+            ("[::1]", Some("::1")),
+            ("[::1]:80", None),
+            ("h:80", None),
+            (":80", None),
+            ("unix:/x", None),
+            ("fd://3", None),
+            ("", None),
+        ] {
+            assert_eq!(portless_host(v), want, "{v}");
+        }
+        assert_eq!(host_port("::", 8), "[::]:8");
+        assert_eq!(host_port("h", 8), "h:8");
     }
 
     #[test]

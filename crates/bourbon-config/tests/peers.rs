@@ -139,6 +139,11 @@ fn daphne_bind_takes_port() {
 fn sockets() {
     assert_eq!(run(&["--uds", "/tmp/u.sock"]).bind, [unix("/tmp/u.sock")]);
     assert_eq!(run(&["--fd", "3"]).bind, [Bind::Fd(3)]);
+    // One of each kind, the last winning, as in both servers.
+    assert_eq!(
+        run(&["--uds", "/tmp/a.sock", "--fd", "4", "--uds", "/tmp/b.sock"]).bind,
+        [Bind::Fd(4), unix("/tmp/b.sock")]
+    );
     assert_eq!(
         run(&["--uds", "/tmp/u.sock", "--bind", "127.0.0.1:1"]).bind,
         [tcp("127.0.0.1", 1), unix("/tmp/u.sock")]
