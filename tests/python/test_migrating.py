@@ -395,7 +395,7 @@ def test_words_with_no_meaning_here_exit_2_in_one_line(tmp_path):
     conf = write(tmp_path / "gunicorn.conf.py", 'worker_class = "gevent"\n')
     for args, want in [
         (["--socket", "/tmp/x.sock"], "--socket: the uwsgi protocol is not served yet"),
-        (["-k", "gevent"], "-k gevent: bourbon has one worker type: threads"),
+        (["-k", "gevent"], "-k gevent: bourbon has one worker type (WSGI on threads"),
         (["--static-map2", "/static=/srv"], "--static-map2: bourbon maps a prefix"),
         (["--certfile", "c.pem"], "--certfile: bourbon does not terminate TLS"),
         (["-c", str(conf)], "gunicorn.conf.py: worker_class gevent: bourbon has one worker"),

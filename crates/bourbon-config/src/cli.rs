@@ -6,11 +6,12 @@
 //!
 //! Accepted forms: `--name VALUE`, `--name=VALUE`, `-x VALUE`, `-xVALUE`,
 //! `--switch`, `--switch=BOOL`, `--opt[=VALUE]`, and the positional `APP`; `--` ends
-//! options. A flag the registry does not know may be gunicorn's or uWSGI's
-//! (`foreign.rs`): it is translated onto a registry setting, or answered with one line.
+//! options. A flag the registry does not know may be gunicorn's, uWSGI's, Daphne's or
+//! Uvicorn's (`foreign.rs`): it is translated onto a registry setting, or answered with one
+//! line.
 
 use crate::error::{example, ConfigError, Origin};
-use crate::foreign::{self, AppParts, Arity, Note};
+use crate::foreign::{self, Arity, Note, Parts};
 use crate::registry::{by_long, by_short, did_you_mean, Kind, Setting, SETTINGS};
 
 /// The input one source gave for one setting.
@@ -98,7 +99,7 @@ fn foreign_flag(
     label: &str,
     inline: Option<String>,
     rest: &mut std::slice::Iter<'_, String>,
-    parts: (&mut Vec<Occurrence>, &mut AppParts, &mut Vec<Note>),
+    parts: (&mut Vec<Occurrence>, &mut Parts, &mut Vec<Note>),
 ) -> Result<(), ConfigError> {
     let value = match (word.arity, inline) {
         (_, Some(v)) => v,
@@ -112,6 +113,7 @@ fn foreign_flag(
         },
     };
     let (out, app, notes) = parts;
+    let word = foreign::by_flag_value(word, label, &value);
     foreign::translate(word, label, vec![value], out, app, notes)
 }
 
@@ -119,7 +121,7 @@ fn foreign_flag(
 pub(crate) fn parse_args(args: &[String]) -> Result<Parsed, ConfigError> {
     let mut out = Vec::new();
     let mut notes = Vec::new();
-    let mut app_parts = AppParts::default();
+    let mut app_parts = Parts::default();
     let mut app: Option<String> = None;
     let mut positional = |arg: &str, out: &mut Vec<Occurrence>| -> Result<(), ConfigError> {
         if let Some(prev) = &app {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::foreign::{self, AppPart, Arity, Becomes, Dialect, Word, WORDS};
+use crate::foreign::{self, AppPart, Arity, Becomes, Dialect, ListenPart, Word, WORDS};
 use crate::registry::{Kind, Section, Setting, Shown, SETTINGS};
 use crate::types::Config;
 
@@ -226,17 +226,19 @@ pub fn settings_markdown() -> String {
 /// has the rest).
 fn md_aliases(s: &Setting) -> Option<String> {
     let mut parts = Vec::new();
-    for dialect in [Dialect::Gunicorn, Dialect::Uwsgi] {
+    for dialect in Dialect::ALL {
         let mut forms: Vec<String> = Vec::new();
         for w in WORDS.iter().filter(|w| w.dialect == dialect) {
             if !foreign::target(w).is_some_and(|t| std::ptr::eq(t, s)) {
                 continue;
             }
+            // Daphne and Uvicorn are read from the command line only.
             let in_file = match dialect {
-                Dialect::Gunicorn => "config file",
-                Dialect::Uwsgi => "ini",
+                Dialect::Gunicorn => Some("config file"),
+                Dialect::Uwsgi => Some("ini"),
+                Dialect::Daphne | Dialect::Uvicorn => None,
             };
-            if w.name.replace('-', "_") != s.name {
+            if let Some(in_file) = in_file.filter(|_| w.name.replace('-', "_") != s.name) {
                 forms.push(format!("`{}` ({in_file})", w.name));
             }
             for f in w.flags.iter().filter(|f| !s.long.contains(f)) {
@@ -290,15 +292,36 @@ fn word_meaning(w: &Word) -> String {
         Becomes::App(AppPart::Module) => "`APP` (`module:callable`)".to_string(),
         Becomes::App(AppPart::File) => "`APP`: the file's module, with `callable`".to_string(),
         Becomes::App(AppPart::Callable) => "`APP`'s callable (default `application`)".to_string(),
+        Becomes::Listen(ListenPart::Host) => format!(
+            "{}: `HOST:PORT` with `--port` (port 8000 without it)",
+            setting("bind")
+        ),
+        Becomes::Listen(ListenPart::Port) => format!(
+            "{}: the port of `--host` and of each `--bind` host given without one; alone, `127.0.0.1:PORT`",
+            setting("bind")
+        ),
+        Becomes::Listen(ListenPart::Uds | ListenPart::UnixSocket) => {
+            format!("{} `unix:PATH`", setting("bind"))
+        }
+        Becomes::Listen(ListenPart::Fd) => format!("{} `fd://N`", setting("bind")),
+        Becomes::WorkerClass => format!(
+            "accepted as {}; {} mean {} `asgi`; any other value is refused (exit 2): {}",
+            code_list(foreign::THREAD_WORKERS),
+            code_list(foreign::ASGI_WORKERS),
+            setting("interface"),
+            foreign::ONE_WORKER_TYPE
+        ),
+        Becomes::Factory => "`APP` is called: `module:factory()`".to_string(),
+        Becomes::Forever(name) => format!("{}; `-1` (never) is `0` here", setting(name)),
+        Becomes::Unless(values, why) => format!(
+            "accepted as {}; any other value has no effect (a warning): {why}",
+            code_list(values)
+        ),
         Becomes::Hook => "called at gunicorn's moment (see Server hooks above)".to_string(),
         Becomes::DeadHook(why) => format!("never called (warning): {why}"),
         Becomes::Only(values, why) => format!(
             "accepted as {}; any other value is refused (exit 2): {why}",
-            values
-                .iter()
-                .map(|v| format!("`{v}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            code_list(values)
         ),
         Becomes::Already(why) => format!("accepted, nothing to do: {why}"),
         Becomes::Ignored(why) => format!("no effect (a warning): {why}"),
@@ -311,12 +334,24 @@ fn word_meaning(w: &Word) -> String {
     text.replace('|', "\\|")
 }
 
+fn code_list(values: &[&str]) -> String {
+    values
+        .iter()
+        .map(|v| format!("`{v}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The generated tables of `docs/migrating.md`: every gunicorn setting and the uWSGI
-/// options bourbon knows, grouped, with what each becomes.
+/// options, Daphne and Uvicorn flags bourbon knows, grouped, with what each becomes.
 pub fn migrating_markdown() -> String {
     let mut out = String::new();
-    for dialect in [Dialect::Gunicorn, Dialect::Uwsgi] {
-        let _ = writeln!(out, "## {}'s settings, one by one\n", dialect.title());
+    for dialect in Dialect::ALL {
+        let what = match dialect {
+            Dialect::Gunicorn | Dialect::Uwsgi => "settings",
+            Dialect::Daphne | Dialect::Uvicorn => "flags",
+        };
+        let _ = writeln!(out, "## {}'s {what}, one by one\n", dialect.title());
         let mut groups: Vec<&str> = Vec::new();
         for w in WORDS.iter().filter(|w| w.dialect == dialect) {
             if !groups.contains(&w.group) {
@@ -328,6 +363,8 @@ pub fn migrating_markdown() -> String {
             let head = match dialect {
                 Dialect::Gunicorn => "| gunicorn (config file, flags) | in bourbon |",
                 Dialect::Uwsgi => "| uWSGI (flags; the same name in the ini file) | in bourbon |",
+                Dialect::Daphne => "| Daphne (flags) | in bourbon |",
+                Dialect::Uvicorn => "| Uvicorn (flags) | in bourbon |",
             };
             let _ = writeln!(out, "{head}\n|---|---|");
             for w in WORDS

@@ -1,11 +1,14 @@
-//! Other servers' words: gunicorn's settings (config-file names and flags) and uWSGI's
-//! options, each mapped onto a registry setting or answered with one line.
+//! Other servers' words: gunicorn's settings (config-file names and flags), uWSGI's
+//! options, and Daphne's and Uvicorn's command-line flags, each mapped onto a registry
+//! setting or answered with one line.
 //!
 //! This module owns the declared table [`WORDS`] and what a word becomes ([`Becomes`]). It
 //! declares no setting: a word that has a meaning here names a row of the registry
 //! (`registry.rs`) and its value goes through that row's parser, after the small conversions
-//! uWSGI's spellings need (a path given as an HTTP address is a unix socket; `module`,
-//! `wsgi-file` and `callable` make up the application). A word with no meaning here is
+//! the other spellings need (a path given as an HTTP address is a unix socket; `module`,
+//! `wsgi-file` and `callable` make up the application; `--host` and `--port` make up one
+//! address; an ASGI worker class is `--interface asgi`). Words that combine are gathered
+//! per source in [`Parts`] and put together once the source is read. A word with no meaning here is
 //! accepted silently when bourbon already behaves so, draws a warning when it would change
 //! something bourbon does not do, or is refused (exit 2) when serving without it would be
 //! wrong, always with the fix. `docs/migrating.md`'s tables and the "also accepted" lines of
@@ -20,13 +23,27 @@ use crate::registry::{by_name, Setting};
 pub(crate) enum Dialect {
     Gunicorn,
     Uwsgi,
+    /// Daphne's command line (it reads no config file).
+    Daphne,
+    /// Uvicorn's command line (its `UVICORN_*` variables and `uvicorn.run()` are not read).
+    Uvicorn,
 }
 
 impl Dialect {
+    /// Every dialect, in the order `docs/migrating.md` lists them.
+    pub(crate) const ALL: [Dialect; 4] = [
+        Dialect::Gunicorn,
+        Dialect::Uwsgi,
+        Dialect::Daphne,
+        Dialect::Uvicorn,
+    ];
+
     pub(crate) fn title(self) -> &'static str {
         match self {
             Dialect::Gunicorn => "gunicorn",
             Dialect::Uwsgi => "uWSGI",
+            Dialect::Daphne => "Daphne",
+            Dialect::Uvicorn => "Uvicorn",
         }
     }
 }
@@ -53,8 +70,24 @@ pub(crate) enum AppPart {
     Callable,
 }
 
+/// The parts of Daphne's and Uvicorn's listening addresses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ListenPart {
+    /// Uvicorn's `--host H`: `H:PORT` (port 8000 without `--port`).
+    Host,
+    /// `--port N`: the port of `--host` and of each portless `--bind`; alone,
+    /// `127.0.0.1:N`.
+    Port,
+    /// Uvicorn's `--uds PATH`: uvicorn then listens on the socket only.
+    Uds,
+    /// Daphne's `--unix-socket PATH`: listened on beside any TCP address.
+    UnixSocket,
+    /// `--fd N`: an inherited listening socket.
+    Fd,
+}
+
 /// What a word becomes here.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Becomes {
     /// The registry setting of this name; the value means the same.
     Setting(&'static str),
@@ -63,6 +96,20 @@ pub(crate) enum Becomes {
     UwsgiAddr,
     /// Part of the application (uWSGI).
     App(AppPart),
+    /// Part of a listening address (Daphne, Uvicorn): `bind`, put together at the end of
+    /// the source.
+    Listen(ListenPart),
+    /// gunicorn's worker class: bourbon's own classes are accepted, an ASGI worker class
+    /// (uvicorn's) sets `interface` to `asgi`, any other is refused.
+    WorkerClass,
+    /// Uvicorn's `--factory`: `APP` names a factory to call (`module:factory()`).
+    Factory,
+    /// The registry setting of this name, where that server's `-1` (never) is bourbon's
+    /// `0`.
+    Forever(&'static str),
+    /// Accepted quietly when the value is one of these (case-insensitive), as bourbon works
+    /// that way; any other value has no effect (a warning with the text).
+    Unless(&'static [&'static str], &'static str),
     /// A gunicorn server hook: a function in a Python config file, called at gunicorn's
     /// moment.
     Hook,
@@ -119,17 +166,36 @@ const fn noted(word: Word, note: &'static str) -> Word {
 }
 
 use Arity::{OptValue, Switch, Value};
-use Becomes::{Already, App, DeadHook, Hook, Ignored, Only, Refused, Setting as S, UwsgiAddr};
-use Dialect::{Gunicorn as G, Uwsgi as U};
+use Becomes::{
+    Already, App, DeadHook, Factory, Forever, Hook, Ignored, Listen, Only, Refused, Setting as S,
+    Unless, UwsgiAddr, WorkerClass,
+};
+use Dialect::{Daphne as D, Gunicorn as G, Uvicorn as V, Uwsgi as U};
 
 const TLS: &str = "bourbon does not terminate TLS: put it behind a proxy or load balancer \
 that does, and bind bourbon to loopback or a unix socket";
-const ONE_WORKER_TYPE: &str = "bourbon has one worker type: threads; drop -k/worker_class \
-(use --threads N for concurrency within a worker)";
+pub(crate) const ONE_WORKER_TYPE: &str =
+    "bourbon has one worker type (WSGI on threads, ASGI on an \
+asyncio loop): drop -k/worker_class (give --threads N for WSGI concurrency within a worker, \
+--interface asgi for an ASGI application)";
 const NO_SYSLOG: &str = "bourbon logs to stderr or --error-logfile; let journald or the \
 container runtime forward it";
 const NO_METRICS: &str = "bourbon sends no metrics yet";
-const WSGI_ONLY: &str = "bourbon serves WSGI applications only";
+const ASYNCIO: &str = "bourbon runs the standard library's asyncio event loop (uvloop is \
+not used)";
+const NOT_TUNABLE: &str = "bourbon has no such setting";
+const FORWARDED: &str = "forwarded headers (X-Forwarded-For, -Proto, Forwarded) are passed \
+to the application as they are; the client address (REMOTE_ADDR, the ASGI scope's client) \
+is the peer's and the scheme is http";
+const ENDPOINT: &str = "give each address as --bind: tcp:PORT:interface=HOST is --bind \
+HOST:PORT, unix:PATH is --bind unix:PATH, fd:fileno=N is --bind fd://N";
+const SERVER_HEADER: &str = "responses carry Server: bourbon unless the application sets \
+its own";
+const DATE_HEADER: &str = "responses carry a Date unless the application sets its own (RFC \
+9110, section 6.6.1)";
+const ACCESS_LOG: &str = "requests are logged only with --access-logfile (- for stdout)";
+const RELOAD_WATCH: &str = "--reload watches every *.py file under the project directory \
+(--chdir); add others with --reload-extra-file";
 const NO_UWSGI_PROTOCOL: &str = "the uwsgi protocol is not served yet: speak HTTP to \
 bourbon (--http-socket ADDR or -b ADDR; nginx: proxy_pass instead of uwsgi_pass)";
 const STATIC_MAP2: &str = "bourbon maps a prefix onto a directory: for uWSGI's \
@@ -142,7 +208,32 @@ const NO_PASTE: &str = "bourbon loads a WSGI callable: give APP as module:callab
 const LOGGING: &str = "bourbon's logs are set with --log-level, --error-logfile and \
 --access-logfile; the application's own logging is its business";
 
-/// Every word, gunicorn's in the order of its settings reference, then uWSGI's.
+/// gunicorn's worker classes that are bourbon's own way of working (`-k`).
+pub(crate) const THREAD_WORKERS: &[&str] = &[
+    "sync",
+    "gthread",
+    "gunicorn.workers.sync.SyncWorker",
+    "gunicorn.workers.gthread.ThreadWorker",
+    "egg:gunicorn#sync",
+    "egg:gunicorn#gthread",
+];
+
+/// gunicorn's ASGI worker classes (`-k`): gunicorn's own and uvicorn's, in the old
+/// `uvicorn.workers` module and the `uvicorn-worker` package. They mean `--interface asgi`.
+/// A subclass of one (a project's own module) is refused like any unknown class: what it
+/// changes cannot be seen from here.
+pub(crate) const ASGI_WORKERS: &[&str] = &[
+    "asgi",
+    "gunicorn.workers.gasgi.ASGIWorker",
+    "egg:gunicorn#asgi",
+    "uvicorn.workers.UvicornWorker",
+    "uvicorn.workers.UvicornH11Worker",
+    "uvicorn_worker.UvicornWorker",
+    "uvicorn_worker.UvicornH11Worker",
+];
+
+/// Every word: gunicorn's in the order of its settings reference, then uWSGI's, Daphne's
+/// and Uvicorn's.
 pub(crate) static WORDS: &[Word] = &[
     // ---- gunicorn: config file ----
     w(G, "Config file", "config", &["-c", "--config"], Value, S("config")),
@@ -158,17 +249,7 @@ pub(crate) static WORDS: &[Word] = &[
         "worker_class",
         &["-k", "--worker-class"],
         Value,
-        Only(
-            &[
-                "sync",
-                "gthread",
-                "gunicorn.workers.sync.SyncWorker",
-                "gunicorn.workers.gthread.ThreadWorker",
-                "egg:gunicorn#sync",
-                "egg:gunicorn#gthread",
-            ],
-            ONE_WORKER_TYPE,
-        ),
+        WorkerClass,
     ),
     w(G, "Worker processes", "threads", &["--threads"], Value, S("threads")),
     w(
@@ -204,23 +285,16 @@ pub(crate) static WORDS: &[Word] = &[
         "asgi_loop",
         &["--asgi-loop"],
         Value,
-        Ignored(WSGI_ONLY),
+        Unless(&["auto", "asyncio"], ASYNCIO),
     ),
-    w(
-        G,
-        "Worker processes",
-        "asgi_lifespan",
-        &["--asgi-lifespan"],
-        Value,
-        Ignored(WSGI_ONLY),
-    ),
+    w(G, "Worker processes", "asgi_lifespan", &["--asgi-lifespan"], Value, S("lifespan")),
     w(
         G,
         "Worker processes",
         "asgi_disconnect_grace_period",
         &["--asgi-disconnect-grace-period"],
         Value,
-        Ignored(WSGI_ONLY),
+        Ignored(NOT_TUNABLE),
     ),
     w(
         G,
@@ -339,7 +413,7 @@ pub(crate) static WORDS: &[Word] = &[
         "forwarded_allow_ips",
         &["--forwarded-allow-ips"],
         Value,
-        Ignored("forwarded headers are passed to the application as they are; REMOTE_ADDR is the peer"),
+        Ignored(FORWARDED),
     ),
     w(G, "Server mechanics", "pythonpath", &["--pythonpath"], Value, S("pythonpath")),
     w(G, "Server mechanics", "paste", &["--paste", "--paster"], Value, Refused(NO_PASTE)),
@@ -963,11 +1037,324 @@ pub(crate) static WORDS: &[Word] = &[
         Switch,
         Already("unknown settings are always refused on the command line and warned about in ini files"),
     ),
+    // ---- Daphne (long flags only: its -p, -u, -e, -t, -v, -s are gunicorn's or bourbon's) ----
+    noted(
+        w(D, "Sockets", "bind", &["--bind"], Value, S("bind")),
+        "a host without a port takes `--port` (8000 without it); Daphne's `-b` is `-b` here too",
+    ),
+    noted(
+        w(D, "Sockets", "port", &["--port"], Value, Listen(ListenPart::Port)),
+        "Daphne's `-p` is gunicorn's pid file here: `-p 8000` is refused, give `--port 8000`",
+    ),
+    noted(
+        w(D, "Sockets", "unix-socket", &["--unix-socket"], Value, Listen(ListenPart::UnixSocket)),
+        "Daphne's `-u` is gunicorn's `--user` here: `-u PATH` is refused, give `--unix-socket PATH`",
+    ),
+    w(D, "Sockets", "fd", &["--fd"], Value, Listen(ListenPart::Fd)),
+    w(D, "Sockets", "endpoint", &["--endpoint"], Value, Refused(ENDPOINT)),
+    w(D, "Application", "root-path", &["--root-path"], Value, S("root_path")),
+    noted(
+        w(D, "WebSockets", "ping-interval", &["--ping-interval"], Value, S("ws_ping_interval")),
+        "Daphne pings an idle WebSocket; bourbon pings every one this often",
+    ),
+    noted(
+        w(D, "WebSockets", "ping-timeout", &["--ping-timeout"], Value, S("ws_ping_timeout")),
+        "Daphne's default is 30, bourbon's 20",
+    ),
+    w(
+        D,
+        "WebSockets",
+        "websocket_timeout",
+        &["--websocket_timeout"],
+        Value,
+        Forever("ws_max_lifetime"),
+    ),
+    w(
+        D,
+        "WebSockets",
+        "websocket_connect_timeout",
+        &["--websocket_connect_timeout"],
+        Value,
+        Ignored(NOT_TUNABLE),
+    ),
+    noted(
+        w(
+            D,
+            "WebSockets",
+            "websocket-max-message-size",
+            &["--websocket-max-message-size"],
+            Value,
+            S("ws_max_size"),
+        ),
+        "Daphne's default is 1 MiB, bourbon's 16 MiB; `0` (Daphne: no limit) is refused",
+    ),
+    w(
+        D,
+        "WebSockets",
+        "websocket-max-frame-size",
+        &["--websocket-max-frame-size"],
+        Value,
+        Already("a frame is bounded by --ws-max-size, as its message is"),
+    ),
+    w(
+        D,
+        "WebSockets",
+        "application-close-timeout",
+        &["--application-close-timeout"],
+        Value,
+        Ignored(NOT_TUNABLE),
+    ),
+    w(
+        D,
+        "HTTP",
+        "http-timeout",
+        &["--http-timeout"],
+        Value,
+        Ignored("there is no deadline on a response; --timeout replaces a worker that stops responding"),
+    ),
+    w(D, "Proxies", "proxy-headers", &["--proxy-headers"], Switch, Ignored(FORWARDED)),
+    w(D, "Proxies", "proxy-headers-host", &["--proxy-headers-host"], Value, Ignored(FORWARDED)),
+    w(D, "Proxies", "proxy-headers-port", &["--proxy-headers-port"], Value, Ignored(FORWARDED)),
+    w(
+        D,
+        "HTTP",
+        "server-name",
+        &["--server-name"],
+        Value,
+        Ignored(SERVER_HEADER),
+    ),
+    w(
+        D,
+        "HTTP",
+        "no-server-name",
+        &["--no-server-name"],
+        Switch,
+        Ignored(SERVER_HEADER),
+    ),
+    noted(
+        w(D, "Logging", "access-log", &["--access-log"], Value, S("access_logfile")),
+        "Daphne logs requests to stdout by default; bourbon only with this",
+    ),
+    w(
+        D,
+        "Logging",
+        "verbosity",
+        &["--verbosity"],
+        Value,
+        Ignored("give --log-level (Daphne's 0 is warning, 1 info, 2 debug) and --access-logfile - for the request lines"),
+    ),
+    w(
+        D,
+        "Logging",
+        "log-fmt",
+        &["--log-fmt"],
+        Value,
+        Ignored("the error log's format is gunicorn's"),
+    ),
+    // ---- Uvicorn ----
+    w(V, "Sockets", "host", &["--host"], Value, Listen(ListenPart::Host)),
+    w(V, "Sockets", "port", &["--port"], Value, Listen(ListenPart::Port)),
+    noted(
+        w(V, "Sockets", "uds", &["--uds"], Value, Listen(ListenPart::Uds)),
+        "uvicorn then ignores `--host`/`--port`: together they are refused",
+    ),
+    noted(
+        w(V, "Sockets", "fd", &["--fd"], Value, Listen(ListenPart::Fd)),
+        "uvicorn then ignores `--host` and `--port`: beside `--host` it is refused; beside `--port` alone both are listened on, as Daphne does",
+    ),
+    w(V, "Sockets", "backlog", &["--backlog"], Value, S("backlog")),
+    w(V, "Application", "interface", &["--interface"], Value, S("interface")),
+    w(V, "Application", "factory", &["--factory"], Switch, Factory),
+    w(V, "Application", "app-dir", &["--app-dir"], Value, S("pythonpath")),
+    w(V, "Application", "root-path", &["--root-path"], Value, S("root_path")),
+    w(V, "Application", "lifespan", &["--lifespan"], Value, S("lifespan")),
+    w(
+        V,
+        "Application",
+        "env-file",
+        &["--env-file"],
+        Value,
+        Refused("give each variable as -e KEY=VALUE (or export them from the file in the shell that starts bourbon)"),
+    ),
+    noted(
+        w(V, "Processes", "workers", &["--workers"], Value, S("workers")),
+        "uvicorn runs one process by default, bourbon one per CPU: give `-w 1` to keep one",
+    ),
+    w(V, "Processes", "reload", &["--reload"], Switch, S("reload")),
+    w(V, "Processes", "reload-dir", &["--reload-dir"], Value, Ignored(RELOAD_WATCH)),
+    w(V, "Processes", "reload-include", &["--reload-include"], Value, Ignored(RELOAD_WATCH)),
+    w(V, "Processes", "reload-exclude", &["--reload-exclude"], Value, Ignored(RELOAD_WATCH)),
+    w(
+        V,
+        "Processes",
+        "reload-delay",
+        &["--reload-delay"],
+        Value,
+        Ignored("--reload waits until nothing has changed for 0.2 s"),
+    ),
+    w(V, "Processes", "limit-max-requests", &["--limit-max-requests"], Value, S("max_requests")),
+    w(
+        V,
+        "Processes",
+        "limit-concurrency",
+        &["--limit-concurrency"],
+        Value,
+        Ignored("connections are not capped per worker yet"),
+    ),
+    w(
+        V,
+        "Processes",
+        "timeout-graceful-shutdown",
+        &["--timeout-graceful-shutdown"],
+        Value,
+        S("graceful_timeout"),
+    ),
+    w(
+        V,
+        "Processes",
+        "loop",
+        &["--loop"],
+        Value,
+        Unless(&["auto", "asyncio", "none"], ASYNCIO),
+    ),
+    noted(
+        w(V, "HTTP", "timeout-keep-alive", &["--timeout-keep-alive"], Value, S("keep_alive")),
+        "uvicorn's default is 5, bourbon's 2",
+    ),
+    w(
+        V,
+        "HTTP",
+        "http",
+        &["--http"],
+        Value,
+        Unless(&["auto", "h11", "httptools"], "bourbon parses HTTP/1.1 itself (strict, RFC 9112)"),
+    ),
+    w(
+        V,
+        "HTTP",
+        "h11-max-incomplete-event-size",
+        &["--h11-max-incomplete-event-size"],
+        Value,
+        Ignored("set --limit-request-line and --limit-request-field_size instead"),
+    ),
+    w(
+        V,
+        "HTTP",
+        "server-header",
+        &["--server-header"],
+        Switch,
+        Already(SERVER_HEADER),
+    ),
+    w(
+        V,
+        "HTTP",
+        "no-server-header",
+        &["--no-server-header"],
+        Switch,
+        Ignored(SERVER_HEADER),
+    ),
+    w(V, "HTTP", "date-header", &["--date-header"], Switch, Already(DATE_HEADER)),
+    w(
+        V,
+        "HTTP",
+        "no-date-header",
+        &["--no-date-header"],
+        Switch,
+        Ignored(DATE_HEADER),
+    ),
+    w(
+        V,
+        "HTTP",
+        "header",
+        &["--header"],
+        Value,
+        Ignored("set default response headers in the application or the proxy"),
+    ),
+    w(
+        V,
+        "WebSockets",
+        "ws",
+        &["--ws"],
+        Value,
+        Unless(
+            &["auto", "websockets", "websockets-sansio", "wsproto"],
+            "bourbon frames WebSockets itself and serves them whenever the ASGI application accepts them",
+        ),
+    ),
+    w(V, "WebSockets", "ws-max-size", &["--ws-max-size"], Value, S("ws_max_size")),
+    w(V, "WebSockets", "ws-max-queue", &["--ws-max-queue"], Value, S("ws_max_queue")),
+    w(V, "WebSockets", "ws-ping-interval", &["--ws-ping-interval"], Value, S("ws_ping_interval")),
+    w(V, "WebSockets", "ws-ping-timeout", &["--ws-ping-timeout"], Value, S("ws_ping_timeout")),
+    w(
+        V,
+        "WebSockets",
+        "ws-per-message-deflate",
+        &["--ws-per-message-deflate"],
+        Value,
+        S("ws_per_message_deflate"),
+    ),
+    noted(
+        w(V, "Proxies", "proxy-headers", &["--proxy-headers"], Switch, Ignored(FORWARDED)),
+        "uvicorn reads them by default from 127.0.0.1; bourbon does not",
+    ),
+    w(
+        V,
+        "Proxies",
+        "no-proxy-headers",
+        &["--no-proxy-headers"],
+        Switch,
+        Already("forwarded headers are never read"),
+    ),
+    w(
+        V,
+        "Proxies",
+        "forwarded-allow-ips",
+        &["--forwarded-allow-ips"],
+        Value,
+        Ignored(FORWARDED),
+    ),
+    w(V, "Logging", "log-level", &["--log-level"], Value, S("log_level")),
+    w(V, "Logging", "log-config", &["--log-config"], Value, Ignored(LOGGING)),
+    noted(
+        w(V, "Logging", "no-access-log", &["--no-access-log"], Switch, Already(ACCESS_LOG)),
+        "uvicorn's `--access-log` (on by default) is `--access-logfile -` here; `--access-log` itself is Daphne's, taking a file",
+    ),
+    w(
+        V,
+        "Logging",
+        "use-colors",
+        &["--use-colors", "--no-use-colors"],
+        Switch,
+        Already("the error log has no colours"),
+    ),
+    w(V, "TLS", "ssl-keyfile", &["--ssl-keyfile"], Value, Refused(TLS)),
+    w(V, "TLS", "ssl-certfile", &["--ssl-certfile"], Value, Refused(TLS)),
+    w(V, "TLS", "ssl-keyfile-password", &["--ssl-keyfile-password"], Value, Ignored(TLS)),
+    w(V, "TLS", "ssl-version", &["--ssl-version"], Value, Ignored(TLS)),
+    w(V, "TLS", "ssl-cert-reqs", &["--ssl-cert-reqs"], Value, Ignored(TLS)),
+    w(V, "TLS", "ssl-ca-certs", &["--ssl-ca-certs"], Value, Ignored(TLS)),
+    w(V, "TLS", "ssl-ciphers", &["--ssl-ciphers"], Value, Ignored(TLS)),
 ];
 
 /// The word a command-line flag spells, if another server's.
 pub(crate) fn by_flag(flag: &str) -> Option<&'static Word> {
     WORDS.iter().find(|w| w.flags.contains(&flag))
+}
+
+/// The word a command-line flag spells with this value: a flag two servers share with
+/// different meanings is told apart by its value (uWSGI's `--http :8000` is an address,
+/// Uvicorn's `--http h11` a parser), the word whose values it is winning.
+pub(crate) fn by_flag_value(word: &'static Word, flag: &str, value: &str) -> &'static Word {
+    WORDS
+        .iter()
+        .filter(|w| w.flags.contains(&flag) && w.arity == word.arity)
+        .find(|w| match w.becomes {
+            Becomes::Unless(values, _) => values
+                .iter()
+                .any(|ok| ok.eq_ignore_ascii_case(value.trim())),
+            _ => false,
+        })
+        .unwrap_or(word)
 }
 
 /// The gunicorn setting of this config-file name.
@@ -996,8 +1383,8 @@ pub(crate) fn gunicorn_names() -> impl Iterator<Item = &'static str> {
 /// The registry setting a word sets, if it sets one.
 pub(crate) fn target(w: &Word) -> Option<&'static Setting> {
     match w.becomes {
-        Becomes::Setting(name) => by_name(name),
-        Becomes::UwsgiAddr => by_name("bind"),
+        Becomes::Setting(name) | Becomes::Forever(name) => by_name(name),
+        Becomes::UwsgiAddr | Becomes::Listen(_) => by_name("bind"),
         Becomes::App(_) => by_name("app"),
         _ => None,
     }
@@ -1060,23 +1447,65 @@ pub(crate) fn uwsgi_addr(v: &str) -> String {
     t.to_string()
 }
 
-/// The application parts one source gave (uWSGI spreads the application over three
-/// options, in any order).
+/// The words of one source that combine: uWSGI's application options (in any order), the
+/// parts of Daphne's and Uvicorn's addresses, Uvicorn's `--factory`. Each is kept with the
+/// label it was spelled at.
 #[derive(Default)]
-pub(crate) struct AppParts {
+pub(crate) struct Parts {
     module: Option<(String, String)>,
     file: Option<(String, String)>,
     callable: Option<(String, String)>,
+    host: Option<(String, String)>,
+    port: Option<(String, String)>,
+    /// `--uds`, `--unix-socket` and `--fd`, in order, already written as `bind` values.
+    sockets: Vec<(String, ListenPart, String)>,
+    factory: Option<String>,
 }
 
-impl AppParts {
-    /// Turn the parts into the `app` (and, for a file, `pythonpath`) occurrences of this
-    /// source.
+/// The default port of a host given without one (bourbon's, Daphne's and Uvicorn's).
+const DEFAULT_PORT: u16 = 8000;
+
+/// `HOST:PORT`, with an IPv6 address in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The host of a `bind` value that names a TCP host without a port (`0.0.0.0`,
+/// `localhost`, `[::1]`, `::1`); `None` for anything else.
+fn portless_host(v: &str) -> Option<&str> {
+    let t = v.trim();
+    if t.is_empty() || t.starts_with("unix:") || t.starts_with("fd://") {
+        return None;
+    }
+    let t = t.strip_prefix("tcp://").unwrap_or(t);
+    if let Some(inner) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return Some(inner);
+    }
+    if t.parse::<std::net::Ipv6Addr>().is_ok() || !t.contains(':') {
+        return Some(t);
+    }
+    None
+}
+
+impl Parts {
+    /// Turn the parts into the occurrences of this source: `app` (and, for a uWSGI file,
+    /// `pythonpath`), the addresses `--host`, `--port`, `--uds`, `--unix-socket` and `--fd`
+    /// make, and `APP` called for `--factory`. Also refuses Daphne's short flags where
+    /// gunicorn's mean something else.
     pub(crate) fn finish(
         self,
         out: &mut Vec<Occurrence>,
         notes: &mut Vec<Note>,
     ) -> Result<(), ConfigError> {
+        daphne_short_flags(out)?;
+        listen(self.host, self.port, self.sockets, out)?;
+        if let Some(label) = &self.factory {
+            factory(label, out)?;
+        }
         let callable = self.callable.as_ref().map(|(_, c)| c.trim().to_string());
         let (Some(app), Some(pythonpath)) = (by_name("app"), by_name("pythonpath")) else {
             return Ok(());
@@ -1120,6 +1549,134 @@ impl AppParts {
     }
 }
 
+/// Daphne's `-p PORT` and `-u PATH` read as gunicorn's `-p PIDFILE` and `-u USER` would
+/// serve on the wrong address, silently: refused with the long flag to use. A pid file
+/// named by digits alone and a user name with a `/` are not worth that risk.
+fn daphne_short_flags(out: &[Occurrence]) -> Result<(), ConfigError> {
+    for o in out.iter().filter(|o| !o.foreign) {
+        let Some(v) = o.items.last() else { continue };
+        let v = v.trim();
+        if o.label == "-p"
+            && o.setting.name == "pid"
+            && !v.is_empty()
+            && v.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(ConfigError::new(format_args!(
+                "-p {v}: -p is the pid file (gunicorn's); for Daphne's port give --port {v} (or --pid {v} for a pid file of that name)"
+            )));
+        }
+        if o.label == "-u" && o.setting.name == "user" && v.contains('/') {
+            return Err(ConfigError::new(format_args!(
+                "-u {v}: -u is the user to run as (gunicorn's); for Daphne's unix socket give --unix-socket {v}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Put Daphne's and Uvicorn's address parts together into `bind` values of this source:
+/// `--port` completes `--host` and every `--bind` host given without a port (Daphne's
+/// `-b HOST -p PORT`); `--host` alone listens on port 8000 and `--port` alone on
+/// `127.0.0.1` (both servers' defaults); the sockets are listened on beside them, as
+/// Daphne does. Uvicorn's `--uds` (and `--fd` beside `--host`) make uvicorn ignore
+/// `--host`/`--port`, so that pair is refused rather than bourbon listening on an address
+/// uvicorn never opened.
+fn listen(
+    host: Option<(String, String)>,
+    port: Option<(String, String)>,
+    sockets: Vec<(String, ListenPart, String)>,
+    out: &mut Vec<Occurrence>,
+) -> Result<(), ConfigError> {
+    if host.is_none() && port.is_none() && sockets.is_empty() {
+        return Ok(());
+    }
+    let Some(bind) = by_name("bind") else {
+        return Ok(());
+    };
+    let ignored_by_uvicorn = sockets.iter().find_map(|(label, part, _)| match part {
+        ListenPart::Uds => host.as_ref().or(port.as_ref()).map(|o| (label, o)),
+        ListenPart::Fd => host.as_ref().map(|o| (label, o)),
+        _ => None,
+    });
+    if let Some((label, (other, _))) = ignored_by_uvicorn {
+        return Err(ConfigError::new(format_args!(
+            "{label}: uvicorn listens only there and ignores {other}: drop {other} (to listen on both, give each address as --bind)"
+        )));
+    }
+    let port = match port {
+        Some((label, v)) => {
+            let n = crate::types::parse_whole(&v)
+                .ok()
+                .and_then(|n| u16::try_from(n).ok())
+                .ok_or_else(|| {
+                    ConfigError::new(format_args!(
+                        "{label}: '{}' is not a port number (0-65535)",
+                        v.trim()
+                    ))
+                })?;
+            Some((label, n))
+        }
+        None => None,
+    };
+    // The port completes each `--bind` host without one, in place.
+    let mut completed = false;
+    let mut full = false;
+    if let Some(o) = out.iter_mut().find(|o| std::ptr::eq(o.setting, bind)) {
+        for item in &mut o.items {
+            match (portless_host(item), &port) {
+                (Some(h), Some((_, n))) => {
+                    *item = host_port(h, *n);
+                    completed = true;
+                }
+                (Some(_), None) => {}
+                (None, _) => full = true,
+            }
+        }
+    }
+    let mut add: Vec<(String, String)> = Vec::new();
+    match (&host, &port) {
+        (Some((label, h)), p) => {
+            let n = p.as_ref().map_or(DEFAULT_PORT, |(_, n)| *n);
+            add.push((label.clone(), host_port(h.trim(), n)));
+        }
+        (None, Some((label, n))) if !completed => {
+            if full {
+                return Err(ConfigError::new(format_args!(
+                    "{label} {n}: every --bind address has its port already: drop {label}, or give --bind HOST for it to complete"
+                )));
+            }
+            add.push((label.clone(), host_port("127.0.0.1", *n)));
+        }
+        _ => {}
+    }
+    add.extend(sockets.into_iter().map(|(label, _, v)| (label, v)));
+    for (label, v) in add {
+        // Checked here, so that the error names the flag that gave the value.
+        crate::types::parse_bind(&v)
+            .map_err(|b| ConfigError::new(format_args!("{label}: {}", b.msg)))?;
+        push(out, bind, &label, v, true);
+    }
+    Ok(())
+}
+
+/// Uvicorn's `--factory`: the source's `APP` is called, as `module:factory()` says.
+fn factory(label: &str, out: &mut [Occurrence]) -> Result<(), ConfigError> {
+    let app = out
+        .iter_mut()
+        .find(|o| matches!(o.setting.kind, crate::registry::Kind::Positional(_)));
+    match app.and_then(|o| o.items.last_mut()) {
+        Some(spec) => {
+            if !spec.trim_end().ends_with("()") {
+                *spec = format!("{}()", spec.trim());
+            }
+            Ok(())
+        }
+        None => Err(ConfigError::new(format_args!(
+            "{label}: give APP on the same command line (or write it as module:factory())"
+        ))),
+    }
+}
+
 /// Translate one use of `word` (its values `items`, spelled at `label`) into occurrences
 /// of registry settings, notes, or the error that refuses it. `label` is how the error
 /// names the place: the flag as typed, or `FILE: line N: name`.
@@ -1128,12 +1685,12 @@ pub(crate) fn translate(
     label: &str,
     items: Vec<String>,
     out: &mut Vec<Occurrence>,
-    app: &mut AppParts,
+    parts: &mut Parts,
     notes: &mut Vec<Note>,
 ) -> Result<(), ConfigError> {
     let shown = items.join(", ");
     match word.becomes {
-        Becomes::Setting(_) | Becomes::UwsgiAddr => {
+        Becomes::Setting(_) | Becomes::UwsgiAddr | Becomes::Forever(_) => {
             let Some(setting) = target(word) else {
                 return Ok(());
             };
@@ -1145,9 +1702,75 @@ pub(crate) fn translate(
             for v in items {
                 let v = match word.becomes {
                     Becomes::UwsgiAddr => uwsgi_addr(&v),
+                    // Daphne's "-1 for infinite"; any negative number means the same there.
+                    Becomes::Forever(_)
+                        if v.trim().starts_with('-') && v.trim()[1..].parse::<f64>().is_ok() =>
+                    {
+                        "0".to_string()
+                    }
                     _ => v,
                 };
                 push(out, setting, label, v, true);
+            }
+        }
+        Becomes::Listen(part) => {
+            for v in items {
+                let v = v.trim().to_string();
+                let label = label.to_string();
+                match part {
+                    ListenPart::Host => parts.host = Some((label, v)),
+                    ListenPart::Port => parts.port = Some((label, v)),
+                    ListenPart::Uds | ListenPart::UnixSocket | ListenPart::Fd => {
+                        // One of each, the last given winning, as in Daphne and Uvicorn.
+                        parts.sockets.retain(|(_, p, _)| *p != part);
+                        let addr = match part {
+                            ListenPart::Fd => format!("fd://{v}"),
+                            _ => format!("unix:{v}"),
+                        };
+                        parts.sockets.push((label, part, addr));
+                    }
+                }
+            }
+        }
+        Becomes::WorkerClass => {
+            let known = |list: &[&str]| {
+                items
+                    .iter()
+                    .all(|v| list.iter().any(|ok| ok.eq_ignore_ascii_case(v.trim())))
+            };
+            if known(THREAD_WORKERS) {
+                notes.push(Note::debug(format!(
+                    "{label} {shown}: accepted; bourbon works this way"
+                )));
+            } else if known(ASGI_WORKERS) {
+                if let Some(interface) = by_name("interface") {
+                    push(out, interface, label, "asgi".to_string(), true);
+                }
+                notes.push(Note::debug(format!(
+                    "{label} {shown}: an ASGI worker: --interface asgi"
+                )));
+            } else {
+                return Err(ConfigError::new(format_args!(
+                    "{label} {shown}: {ONE_WORKER_TYPE}"
+                )));
+            }
+        }
+        Becomes::Factory => {
+            if !is_off(&items) {
+                parts.factory = Some(label.to_string());
+            }
+        }
+        Becomes::Unless(values, why) => {
+            for v in &items {
+                if values.iter().any(|ok| ok.eq_ignore_ascii_case(v.trim())) {
+                    notes.push(Note::debug(format!(
+                        "{label} {v}: accepted; bourbon works this way"
+                    )));
+                } else {
+                    notes.push(Note::warn(format!(
+                        "{label} {v}: has no effect in bourbon: {why}"
+                    )));
+                }
             }
         }
         Becomes::App(part) => {
@@ -1155,9 +1778,9 @@ pub(crate) fn translate(
                 return Ok(());
             };
             let slot = match part {
-                AppPart::Module => &mut app.module,
-                AppPart::File => &mut app.file,
-                AppPart::Callable => &mut app.callable,
+                AppPart::Module => &mut parts.module,
+                AppPart::File => &mut parts.file,
+                AppPart::Callable => &mut parts.callable,
             };
             *slot = Some((label.to_string(), v));
         }
@@ -1405,10 +2028,21 @@ mod tests {
                         w.name
                     );
                 }
-                if let Some(prev) = flags.insert(*f, w.name) {
-                    // gunicorn and uWSGI may share a flag only when both mean the same.
-                    let a = by_flag(f).and_then(target).map(|s| s.name);
-                    assert!(a.is_some(), "{f}: used by {prev} and {}", w.name);
+                if let Some(prev) = flags.insert(*f, w) {
+                    // Servers may share a flag only when both mean the same: the first
+                    // word is the one that answers it.
+                    // Or when one takes a few values the other would not (see by_flag_value).
+                    let told_apart = prev.arity == w.arity
+                        && matches!(w.becomes, Becomes::Unless(..))
+                        && !matches!(prev.becomes, Becomes::Unless(..));
+                    assert!(
+                        told_apart || (prev.becomes == w.becomes && prev.arity == w.arity),
+                        "{f}: {} {} and {} {} differ",
+                        prev.dialect.title(),
+                        prev.name,
+                        w.dialect.title(),
+                        w.name
+                    );
                 }
             }
         }
@@ -1432,6 +2066,27 @@ mod tests {
         assert_eq!(split_shell("''").unwrap(), [""]);
         assert!(split_shell("'open").is_err());
         assert!(split_shell("\"open").is_err());
+    }
+
+    #[test]
+    fn portless_hosts() {
+        for (v, want) in [
+            ("0.0.0.0", Some("0.0.0.0")),
+            ("localhost", Some("localhost")),
+            ("tcp://h", Some("h")),
+            ("::1", Some("::1")),
+            ("[::1]", Some("::1")),
+            ("[::1]:80", None),
+            ("h:80", None),
+            (":80", None),
+            ("unix:/x", None),
+            ("fd://3", None),
+            ("", None),
+        ] {
+            assert_eq!(portless_host(v), want, "{v}");
+        }
+        assert_eq!(host_port("::", 8), "[::]:8");
+        assert_eq!(host_port("h", 8), "h:8");
     }
 
     #[test]

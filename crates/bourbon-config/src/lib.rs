@@ -8,7 +8,8 @@
 //! reference (`docs.rs`). Value types and parsers live in `types.rs`, error
 //! wording in `error.rs`, the CPU count behind the default number of workers
 //! in `cpus.rs`. gunicorn's and uWSGI's words (their flags, config-file names, ini
-//! files) are mapped onto the registry by the declared table in `foreign.rs`.
+//! files) and Daphne's and Uvicorn's flags are mapped onto the registry by the declared
+//! table in `foreign.rs`.
 //!
 //! Precedence, lowest first: built-in defaults, platform variables (`PORT`,
 //! `WEB_CONCURRENCY`), the config file (TOML, a uWSGI ini file, or a gunicorn Python

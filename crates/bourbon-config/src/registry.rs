@@ -1338,6 +1338,28 @@ Pings are answered and sent by bourbon itself; the application never sees them."
         show: |c| Shown::Num(format_duration(c.ws_ping_timeout)),
     },
     Setting {
+        name: "ws_max_lifetime",
+        long: &["--ws-max-lifetime"],
+        short: None,
+        metavar: "SECONDS",
+        section: Section::Asgi,
+        kind: Kind::Value(|c, s| {
+            c.ws_max_lifetime = parse_duration(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("0"),
+        example: "86400",
+        help: "close a WebSocket open this long (0 = never)",
+        doc: "The longest a WebSocket may stay open, counted from the handshake: then \
+bourbon closes it with code 1000 (normal closure, RFC 6455 §7.4.1) and the application \
+receives `websocket.disconnect`, as Daphne does with `--websocket_timeout`. `0`, the \
+default (uvicorn's behaviour), never closes a WebSocket for its age; Daphne's default is a \
+day (86400).",
+        show: |c| Shown::Num(format_duration(c.ws_max_lifetime)),
+    },
+    Setting {
         name: "ws_per_message_deflate",
         long: &["--ws-per-message-deflate"],
         short: None,

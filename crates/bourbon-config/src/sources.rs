@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::cli::Occurrence;
 use crate::error::{bad_value, ConfigError, Origin};
-use crate::foreign::{self, AppParts, Becomes, Note};
+use crate::foreign::{self, Becomes, Note, Parts};
 use crate::registry::{apply, by_name, did_you_mean, split_list, Kind, Setting, SETTINGS};
 use crate::types::{parse_whole, Bad, Config};
 use crate::{PyValue, PythonConfig};
@@ -180,14 +180,7 @@ pub(crate) fn apply_file(
                     seen.push(t.name);
                 }
                 let mut occ = Vec::new();
-                foreign::translate(
-                    word,
-                    &label,
-                    items,
-                    &mut occ,
-                    &mut AppParts::default(),
-                    notes,
-                )?;
+                foreign::translate(word, &label, items, &mut occ, &mut Parts::default(), notes)?;
                 apply_occurrences(cfg, &occ)?;
                 continue;
             }
@@ -262,7 +255,7 @@ pub(crate) fn apply_ini(
         )));
     }
     let mut occ: Vec<Occurrence> = Vec::new();
-    let mut app = AppParts::default();
+    let mut app = Parts::default();
     for e in entries {
         let label = format!("{path}: line {}: {}", e.line, e.key);
         if e.key == "ini" {
@@ -305,7 +298,7 @@ pub(crate) fn apply_python(
 ) -> Result<Vec<&'static str>, ConfigError> {
     let mut hooks = Vec::new();
     let mut occ: Vec<Occurrence> = Vec::new();
-    let mut app = AppParts::default();
+    let mut app = Parts::default();
     for (name, value) in &py.values {
         let Some(word) = foreign::gunicorn(name) else {
             continue;

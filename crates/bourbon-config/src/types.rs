@@ -121,6 +121,8 @@ pub struct Config {
     pub ws_ping_interval: Duration,
     /// How long a ping may wait for its pong before the connection is closed.
     pub ws_ping_timeout: Duration,
+    /// How long a WebSocket may stay open before bourbon closes it; zero means forever.
+    pub ws_max_lifetime: Duration,
     /// Offer permessage-deflate (RFC 7692) to WebSocket clients.
     pub ws_per_message_deflate: bool,
     /// Minimum severity written to the error log.
@@ -205,6 +207,7 @@ impl Config {
             ws_max_queue: 0,
             ws_ping_interval: Duration::ZERO,
             ws_ping_timeout: Duration::ZERO,
+            ws_max_lifetime: Duration::ZERO,
             ws_per_message_deflate: false,
             log_level: LogLevel::Info,
             error_logfile: LogTarget::Stderr,

@@ -258,7 +258,7 @@ fn words_with_no_meaning_here_are_one_line_with_the_fix() {
         ),
         (
             &["-k", "gevent"][..],
-            "-k gevent: bourbon has one worker type: threads",
+            "-k gevent: bourbon has one worker type (WSGI on threads",
         ),
         (
             &["--worker-class=eventlet"][..],
@@ -455,7 +455,7 @@ fn python_config_refusals() {
     let cases: [(&[(&str, PyValue)], &str); 5] = [
         (
             &[("worker_class", text("gevent"))],
-            "gunicorn.conf.py: worker_class gevent: bourbon has one worker type: threads; drop -k/worker_class",
+            "gunicorn.conf.py: worker_class gevent: bourbon has one worker type (WSGI on threads, ASGI on an asyncio loop): drop -k/worker_class",
         ),
         (
             &[("workers", PyValue::Callable)],
