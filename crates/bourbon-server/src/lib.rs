@@ -22,3 +22,4 @@ pub mod log;
 pub mod request;
 pub mod serve;
 pub mod static_files;
+pub mod ws;
