@@ -5,4 +5,5 @@ pub mod close;
 pub mod deflate;
 pub mod frame;
 pub mod handshake;
+pub mod message;
 pub mod utf8;
