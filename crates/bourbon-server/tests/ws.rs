@@ -296,7 +296,7 @@ fn protocol_errors_fail_the_connection_with_their_codes() {
 #[test]
 fn a_version_other_than_13_is_refused_with_426() {
     let (addr, h, stop) = start();
-    let (mut s, head) = connect(addr, "Sec-WebSocket-Version: 8\r\n");
+    let (s, head) = connect(addr, "Sec-WebSocket-Version: 8\r\n");
     assert!(head.starts_with("HTTP/1.1 426"), "{head}");
     assert!(head.contains("Sec-WebSocket-Version: 13\r\n"), "{head}");
     drop(s.shutdown(std::net::Shutdown::Write));
