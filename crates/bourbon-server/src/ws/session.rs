@@ -727,3 +727,251 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// An in-memory connection: the client's bytes come in reads of at most `chunk`.
+    #[derive(Default)]
+    struct Mock {
+        input: RefCell<VecDeque<u8>>,
+        chunk: usize,
+        eof: Cell<bool>,
+        output: RefCell<Vec<u8>>,
+        reader: RefCell<Option<Waker>>,
+        shut: Cell<bool>,
+    }
+
+    impl Mock {
+        fn push(&self, bytes: &[u8]) {
+            self.input.borrow_mut().extend(bytes);
+            if let Some(w) = self.reader.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+
+    impl Upgraded for Mock {
+        fn poll_read(
+            &self,
+            cx: &mut Context<'_>,
+            buf: &mut BytesMut,
+        ) -> Poll<std::io::Result<usize>> {
+            let mut input = self.input.borrow_mut();
+            if input.is_empty() {
+                if self.eof.get() {
+                    return Poll::Ready(Ok(0));
+                }
+                *self.reader.borrow_mut() = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let n = input.len().min(self.chunk.max(1));
+            buf.extend(input.drain(..n));
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write(
+            &self,
+            _cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut out = self.output.borrow_mut();
+            let mut n = 0;
+            for b in bufs {
+                out.extend_from_slice(b);
+                n += b.len();
+            }
+            Poll::Ready(Ok(n))
+        }
+        fn shutdown_write(&self) {
+            self.shut.set(true);
+        }
+    }
+
+    fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        let key = [9, 8, 7, 6];
+        let mut v = vec![b0, 0x80 | payload.len() as u8];
+        v.extend_from_slice(&key);
+        v.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        v
+    }
+
+    fn run<F: Future>(f: F) -> F::Output {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, f)
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn cfg() -> WsConfig {
+        WsConfig {
+            max_queue: 4,
+            ping_interval: None,
+            close_timeout: Duration::from_millis(200),
+            ..WsConfig::default()
+        }
+    }
+
+    #[test]
+    fn reading_stops_while_the_inbox_is_full_and_resumes() {
+        run(async {
+            let mock = Rc::new(Mock {
+                chunk: 1000,
+                ..Mock::default()
+            });
+            for i in 0..100u8 {
+                mock.push(&frame(0x82, &[i; 20]));
+            }
+            let (s, driver) = Session::new(mock.clone(), None, cfg());
+            let driver = tokio::task::spawn_local(driver);
+            settle().await;
+            // Four messages taken in, the rest left to the (TCP) sender; at most one read's
+            // worth held by the session.
+            assert_eq!(s.inner().inbox.len(), 4);
+            assert!(!mock.input.borrow().is_empty());
+            assert!(s.inner().pending.len() <= 1000);
+            for i in 0..100u8 {
+                assert_eq!(
+                    s.recv().await.unwrap(),
+                    Message::Binary(Bytes::from(vec![i; 20]))
+                );
+            }
+            assert!(mock.input.borrow().is_empty());
+            // Idle again: nothing held.
+            settle().await;
+            assert_eq!(s.inner().pending.capacity(), 0);
+            mock.push(&frame(0x88, &1000u16.to_be_bytes()));
+            mock.eof.set(true);
+            assert_eq!(driver.await.unwrap(), Closed::new(1000, ""));
+            assert_eq!(s.recv().await, Err(Closed::new(1000, "")));
+            assert!(s.send(Message::Text(Bytes::from("late"))).is_err());
+            // The Close was echoed and our FIN sent.
+            assert!(mock.output.borrow().ends_with(&[0x88, 2, 0x03, 0xe8]));
+            assert!(mock.shut.get());
+        });
+    }
+
+    #[test]
+    fn a_frame_split_across_reads_leaves_only_its_header_behind() {
+        run(async {
+            let mock = Rc::new(Mock {
+                chunk: 3,
+                ..Mock::default()
+            });
+            let (s, driver) = Session::new(mock.clone(), None, cfg());
+            tokio::task::spawn_local(driver);
+            let wire = frame(0x81, b"hello, world");
+            // Part of the 6-byte header: kept, in a buffer its own size.
+            mock.push(&wire[..4]);
+            settle().await;
+            assert_eq!(s.inner().pending.len(), 4);
+            assert!(s.inner().pending.capacity() < 64);
+            // The header and some payload: the payload goes to the message, nothing stays.
+            mock.push(&wire[4..9]);
+            settle().await;
+            assert_eq!(s.inner().pending.capacity(), 0);
+            mock.push(&wire[9..]);
+            assert_eq!(
+                s.recv().await.unwrap(),
+                Message::Text(Bytes::from("hello, world"))
+            );
+        });
+    }
+
+    #[test]
+    fn an_unanswered_ping_fails_with_1011_and_the_app_sees_1006() {
+        run(async {
+            let mock = Rc::new(Mock {
+                chunk: 1000,
+                ..Mock::default()
+            });
+            let cfg = WsConfig {
+                ping_interval: Some(Duration::from_millis(30)),
+                ping_timeout: Some(Duration::from_millis(60)),
+                ..cfg()
+            };
+            let (s, driver) = Session::new(mock.clone(), None, cfg);
+            let started = Instant::now();
+            let closed = driver.await;
+            assert_eq!(closed.code, ABNORMAL);
+            assert!(started.elapsed() >= Duration::from_millis(90));
+            assert_eq!(s.recv().await.unwrap_err().code, ABNORMAL);
+            let out = mock.output.borrow();
+            assert_eq!(out[0], 0x89, "a ping first");
+            let close_at = out.iter().position(|&b| b == 0x88).unwrap();
+            assert_eq!(out[close_at + 2..close_at + 4], 1011u16.to_be_bytes());
+        });
+    }
+
+    #[test]
+    fn answered_pings_keep_the_connection_and_pings_are_answered() {
+        run(async {
+            let mock = Rc::new(Mock {
+                chunk: 1000,
+                ..Mock::default()
+            });
+            let cfg = WsConfig {
+                ping_interval: Some(Duration::from_millis(20)),
+                ping_timeout: Some(Duration::from_millis(40)),
+                ..cfg()
+            };
+            let (s, driver) = Session::new(mock.clone(), None, cfg);
+            tokio::task::spawn_local(driver);
+            mock.push(&frame(0x89, b"hi"));
+            let mut answered = 0;
+            let until = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                // Answer every ping the server sent so far.
+                let out = std::mem::take(&mut *mock.output.borrow_mut());
+                let mut at = 0;
+                while at + 2 <= out.len() {
+                    let len = usize::from(out[at + 1]);
+                    if out[at] == 0x89 {
+                        mock.push(&frame(0x8A, &out[at + 2..at + 2 + len]));
+                        answered += 1;
+                    } else if out[at] == 0x8A {
+                        assert_eq!(&out[at + 2..at + 2 + len], b"hi");
+                    }
+                    at += 2 + len;
+                }
+            }
+            assert!(answered >= 3, "{answered}");
+            assert_eq!(s.closed(), None);
+        });
+    }
+
+    #[test]
+    fn dropping_the_last_handle_closes_with_1000() {
+        run(async {
+            let mock = Rc::new(Mock {
+                chunk: 1000,
+                ..Mock::default()
+            });
+            let (s, driver) = Session::new(mock.clone(), None, cfg());
+            let s2 = s.clone();
+            let driver = tokio::task::spawn_local(driver);
+            drop(s);
+            settle().await;
+            assert!(mock.output.borrow().is_empty(), "a clone still holds it");
+            drop(s2);
+            settle().await;
+            assert_eq!(&mock.output.borrow()[..], &[0x88, 2, 0x03, 0xe8]);
+            // The peer answers; the server then closes first.
+            mock.push(&frame(0x88, &1000u16.to_be_bytes()));
+            mock.eof.set(true);
+            assert_eq!(driver.await.unwrap().code, 1000);
+            assert!(mock.shut.get());
+        });
+    }
+}
