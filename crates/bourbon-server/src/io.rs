@@ -1,13 +1,15 @@
 //! Socket primitives for the connection driver: the `Socket` trait (readiness-based reads and
 //! writes through `&self`, so a request body and the response writer can share one socket),
-//! sendfile(2), the per-connection deadlines, and the state shared between a connection and
-//! the handler answering on it.
+//! sendfile(2), the per-connection deadlines, the state shared between a connection and
+//! the handler answering on it, and what a handler receives when a connection switches
+//! protocols ([`Switched`]).
 //!
 //! It knows nothing about HTTP or Python.
 
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -84,16 +86,60 @@ socket_impl!(tokio::net::UnixStream);
 
 /// A connection a handler took over after `101 Switching Protocols` (RFC 9110 §15.2.2;
 /// WebSockets, RFC 6455 §4): raw bytes both ways, through `&self` so a reader and a writer can
-/// share it. The first reads return what the client sent after the request that switched,
-/// which the driver had already read.
+/// share it. The first read returns what the client sent after the request that switched,
+/// which the driver had already read; the driver's read buffer is freed then, and later
+/// reads go straight into the caller's buffer, so an idle switched connection holds none.
 pub trait Upgraded {
-    /// Read what is available into `buf` (`Ok(0)` at the end of the client's stream).
+    /// Read what is available into `buf`'s spare capacity (reserving some if it has none);
+    /// `Ok(0)` at the end of the client's stream.
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
     /// Write from `bufs`, waiting for room.
     fn poll_write(&self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>])
         -> Poll<io::Result<usize>>;
     /// Send our FIN (the peer may still send).
     fn shutdown_write(&self);
+}
+
+/// Keeps a switched connection counted among the worker's live connections, so a graceful
+/// stop waits for it (bounded by the graceful timeout) as for one still speaking HTTP. Drop
+/// it when the connection is done.
+pub struct LiveGuard(#[allow(dead_code)] Option<Box<dyn std::any::Any>>);
+
+impl LiveGuard {
+    pub(crate) fn new(token: impl std::any::Any) -> Self {
+        LiveGuard(Some(Box::new(token)))
+    }
+
+    /// A guard that counts nothing (a connection not served by [`crate::serve::serve`]).
+    pub fn detached() -> Self {
+        LiveGuard(None)
+    }
+}
+
+impl std::fmt::Debug for LiveGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveGuard")
+    }
+}
+
+/// What a handler receives once its `101` is on the wire: the connection, its place among
+/// the live connections, and the worker's stop signal (true once a graceful stop began:
+/// a WebSocket then says goodbye with Close 1012, RFC 6455 §7.4.1 and the IANA registry).
+pub struct Switched {
+    /// The connection.
+    pub io: Rc<dyn Upgraded>,
+    /// Hold while the connection lives.
+    pub live: LiveGuard,
+    /// The stop signal.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Switched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switched")
+            .field("stop", &*self.stop.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The deadlines of one connection.

@@ -6,7 +6,7 @@
 //! [`body`]: bytes and file-region chunks), socket primitives, sendfile and the connection
 //! hand-over after a 101 ([`io`]), coalesced response writes and the worker's runtime
 //! ([`cork`]), the accept loops with graceful drain ([`serve`]), static files
-//! ([`static_files`]), and the error and access logs ([`log`], [`access_log`]), the latter
+//! ([`static_files`]), WebSockets after the handshake ([`ws`]), and the error and access logs ([`log`], [`access_log`]), the latter
 //! written by the driver for every response. Applications plug in through
 //! [`serve::Handler`]; the Python adapter lives in the `bourbon-py` crate, so everything here
 //! builds and is tested without an interpreter.
@@ -22,3 +22,4 @@ pub mod log;
 pub mod request;
 pub mod serve;
 pub mod static_files;
+pub mod ws;

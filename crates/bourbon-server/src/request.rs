@@ -492,8 +492,9 @@ pub struct Response<B> {
     pub body: B,
 }
 
-/// The receiving end of a connection's hand-over after `101 Switching Protocols`.
-pub struct OnUpgrade(pub tokio::sync::oneshot::Sender<Rc<dyn crate::io::Upgraded>>);
+/// Where a connection goes after `101 Switching Protocols`: the sending end of a channel
+/// whose receiver gets the [`crate::io::Switched`] connection once the 101 is written.
+pub struct OnUpgrade(pub tokio::sync::oneshot::Sender<crate::io::Switched>);
 
 impl fmt::Debug for OnUpgrade {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -3,7 +3,7 @@
 //!
 //! This module owns the connection lifecycle (accept → HTTP/1.1 driver → close) and the
 //! graceful drain (stop accepting, let each connection finish its in-flight request, then
-//! close). It is generic over a [`Handler`], so it runs and is tested without Python; it must
+//! close; a connection that switched protocols counts until its handler lets it go). It is generic over a [`Handler`], so it runs and is tested without Python; it must
 //! run inside a `tokio::task::LocalSet` on a current-thread runtime built after fork.
 
 use std::cell::Cell;
@@ -18,7 +18,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::access_log::AccessLog;
 use crate::guard::Limits;
-use crate::io::{ConnShared, Socket, Timeouts};
+use crate::io::{ConnShared, LiveGuard, Socket, Timeouts};
 use crate::listener::Listener;
 use crate::request::{Request, Response};
 
@@ -399,8 +399,10 @@ async fn accept_loop<L: Accept, H: Handler>(
                 let token = LiveToken::new(&live);
                 let (handler, stop, cfg) = (handler.clone(), stop.clone(), cfg.clone());
                 tokio::task::spawn_local(async move {
-                    drive(stream, info, handler, cfg, stop).await;
-                    drop(token);
+                    // The token ends with the connection: when `drive` returns, or, after a
+                    // switch of protocols, when the handler drops the connection.
+                    let live = LiveGuard::new(token);
+                    drive(stream, info, handler, cfg, stop, live).await;
                 });
             }
             Err(e) => accept_backoff(&e).await,
@@ -422,9 +424,10 @@ async fn drive<S, H>(
     handler: Rc<H>,
     cfg: ServeConfig,
     stop: watch::Receiver<bool>,
+    live: LiveGuard,
 ) where
     S: Socket,
     H: Handler,
 {
-    crate::h1::drive(stream, Rc::new(info), handler, cfg, stop).await;
+    crate::h1::drive(stream, Rc::new(info), handler, cfg, stop, live).await;
 }

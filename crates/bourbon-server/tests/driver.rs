@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bourbon_config::Bind;
 use bourbon_server::body::{BodyAbort, Chunk, FileRegion};
 use bourbon_server::guard::Limits;
-use bourbon_server::io::{Timeouts, Upgraded};
+use bourbon_server::io::{Switched, Timeouts};
 use bourbon_server::listener::{bind, Listener};
 use bourbon_server::request::{HeaderBlock, OnUpgrade, Request, Response};
 use bourbon_server::serve::{serve, ConnInfo, Handler, HandlerFuture, ServeConfig};
@@ -102,21 +102,32 @@ impl Handler for Echo {
                 );
             }
             if path == "/upgrade" {
-                // Switch to a protocol that answers every read in capitals, until EOF.
-                let (tx, rx) = tokio::sync::oneshot::channel::<Rc<dyn Upgraded>>();
+                // Switch to a protocol that answers every read in capitals, until EOF, and
+                // says STOPPING when the worker begins a graceful stop.
+                let (tx, rx) = tokio::sync::oneshot::channel::<Switched>();
                 tokio::task::spawn_local(async move {
-                    let Ok(io) = rx.await else { return };
+                    let Ok(Switched { io, live, mut stop }) = rx.await else {
+                        return;
+                    };
                     let mut buf = bytes::BytesMut::new();
+                    let mut stop_seen = false;
                     loop {
                         buf.clear();
-                        let n = std::future::poll_fn(|cx| io.poll_read(cx, &mut buf))
-                            .await
-                            .unwrap();
-                        if n == 0 {
-                            io.shutdown_write();
-                            return;
-                        }
-                        let up = buf.to_ascii_uppercase();
+                        let read = std::future::poll_fn(|cx| io.poll_read(cx, &mut buf));
+                        let up = tokio::select! {
+                            n = read => {
+                                if n.unwrap() == 0 {
+                                    io.shutdown_write();
+                                    drop(live);
+                                    return;
+                                }
+                                buf.to_ascii_uppercase()
+                            }
+                            _ = stop.changed(), if !stop_seen => {
+                                stop_seen = true;
+                                b"STOPPING".to_vec()
+                            }
+                        };
                         let mut sent = 0;
                         while sent < up.len() {
                             let slice = [std::io::IoSlice::new(&up[sent..])];
@@ -468,4 +479,59 @@ fn trailers_end_a_chunked_body() {
     assert!(out.ends_with("\r\n\r\nabcdef"), "{out:?}");
     stop.send(true).unwrap();
     h.join().unwrap();
+}
+
+/// Upgrade to the capitals protocol; returns the stream after the 101 and "HELLO".
+fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: shout\r\n\r\nhello",
+    )
+    .unwrap();
+    read_until(&mut s, b"HELLO");
+    s
+}
+
+fn read_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(end) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+#[test]
+fn a_graceful_stop_waits_for_a_switched_connection_and_tells_it() {
+    let (addr, h, stop) = start(timeouts(), None);
+    let mut s = upgrade(addr);
+    stop.send(true).unwrap();
+    // The switched connection sees the stop ...
+    read_until(&mut s, b"STOPPING");
+    // ... and the drain waits for it: the worker does not return while it lives (the
+    // graceful timeout is 2 s).
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(400) {
+        assert!(
+            !h.is_finished(),
+            "the drain did not wait for the switched connection"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.write_all(b"still here").unwrap();
+    read_until(&mut s, b"STILL HERE");
+    // Once the handler lets the connection go, the drain ends without waiting out the
+    // graceful timeout.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let closed = Instant::now();
+    assert_eq!(s.read(&mut [0u8; 16]).unwrap(), 0);
+    h.join().unwrap();
+    assert!(
+        closed.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        closed.elapsed()
+    );
 }

@@ -44,7 +44,7 @@ use tokio::time::{Instant, Sleep};
 use crate::access_log::Pending;
 use crate::cork;
 use crate::guard::{Guard, Reject};
-use crate::io::{ConnShared, Socket, Timeouts, Upgraded};
+use crate::io::{ConnShared, LiveGuard, Socket, Switched, Timeouts, Upgraded};
 use crate::request::{
     BodyError, Interim, InterimSink, PeerSource, PeerWatch, Request, RequestHead,
 };
@@ -160,13 +160,16 @@ enum Framing {
     Eof,
 }
 
-/// Drive one connection to its end.
+/// Drive one connection to its end. `live` counts it among the worker's connections; after
+/// a `101` it goes with the connection to the handler (S1 in the ASGI design), so a graceful
+/// stop waits for the switched connection too.
 pub(crate) async fn drive<S, H>(
     stream: S,
     info: Rc<ConnInfo>,
     handler: Rc<H>,
     cfg: ServeConfig,
     stop: watch::Receiver<bool>,
+    live: LiveGuard,
 ) where
     S: Socket,
     H: Handler,
@@ -267,7 +270,11 @@ pub(crate) async fn drive<S, H>(
         if let Some(to) = upgrade {
             // The 101 must be on the wire before the new protocol's first byte.
             if written.is_ok() && conn.settle_held(&mut wbuf).await.is_ok() {
-                let _ = to.0.send(conn.clone() as Rc<dyn Upgraded>);
+                let _ = to.0.send(Switched {
+                    io: conn.clone() as Rc<dyn Upgraded>,
+                    live,
+                    stop: stop.clone(),
+                });
             }
             return;
         }

@@ -11,19 +11,48 @@ use crate::io::{Socket, Upgraded};
 
 impl<S: Socket> Upgraded for Conn<S> {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        let rd = &mut *self.rd.borrow_mut();
-        if rd.buf.is_empty() && !rd.eof {
-            match self.poll_fill(rd, cx, READ_CHUNK) {
-                Poll::Ready(Ok(0)) => rd.eof = true,
-                Poll::Ready(Ok(_)) => {}
+        {
+            let rd = &mut *self.rd.borrow_mut();
+            if !rd.buf.is_empty() {
+                // What the client sent after the request that switched, once; then the
+                // driver's buffer goes, so an idle switched connection keeps no 16 KiB.
+                let n = rd.buf.len();
+                buf.extend_from_slice(&rd.buf);
+                rd.buf = BytesMut::new();
+                return Poll::Ready(Ok(n));
+            }
+            if rd.buf.capacity() > 0 {
+                rd.buf = BytesMut::new();
+                rd.data = Vec::new();
+            }
+            if rd.eof {
+                return Poll::Ready(Ok(0));
+            }
+        }
+        if buf.capacity() == buf.len() {
+            buf.reserve(READ_CHUNK);
+        }
+        loop {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
+            let room = buf.capacity() - buf.len();
+            match self.stream.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Ok(n) if n > 0 && n < room => {
+                    // A short read emptied the socket (see `Conn::poll_fill`).
+                    self.stream.clear_read_ready();
+                    return Poll::Ready(Ok(n));
+                }
+                Ok(0) => {
+                    self.rd.borrow_mut().eof = true;
+                    return Poll::Ready(Ok(0));
+                }
+                res => return Poll::Ready(res),
+            }
         }
-        let n = rd.buf.len();
-        buf.extend_from_slice(&rd.buf);
-        rd.buf.clear();
-        Poll::Ready(Ok(n))
     }
 
     fn poll_write(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {

@@ -567,7 +567,7 @@ fn compress_file(path: &Path, options: Options) -> Result<Outcome, String> {
 /// One encoder, writing into its temporary file.
 enum Encoder {
     Brotli(Box<brotli::CompressorWriter<Pending>>),
-    Gzip(flate2::write::GzEncoder<Pending>),
+    Gzip(Box<flate2::write::GzEncoder<Pending>>),
 }
 
 impl Encoder {
@@ -586,9 +586,9 @@ impl Encoder {
             }
             // mtime 0 and no file name in the header (RFC 1952 §2.3.1): the same input gives
             // the same bytes, whenever and wherever it is compressed.
-            Coding::Gzip => {
-                Encoder::Gzip(GzBuilder::new().mtime(0).write(out, Compression::best()))
-            }
+            Coding::Gzip => Encoder::Gzip(Box::new(
+                GzBuilder::new().mtime(0).write(out, Compression::best()),
+            )),
         }
     }
 

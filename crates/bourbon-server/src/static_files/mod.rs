@@ -19,7 +19,7 @@ pub mod mime;
 pub mod range;
 pub mod resolve;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
