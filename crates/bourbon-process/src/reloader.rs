@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use bourbon_config::Config;
 use bourbon_server::log;
-use pyo3::prelude::*;
 
 /// How long nothing must change before the reload happens.
 const QUIET: Duration = Duration::from_millis(200);
@@ -76,7 +75,7 @@ struct Pending {
 
 /// What changed, for the log.
 #[derive(Default)]
-pub(crate) struct Change {
+pub struct Change {
     /// The first few changed files, in order.
     named: Vec<PathBuf>,
     /// Every distinct changed file (bounded: beyond it files are only counted once each
@@ -89,7 +88,7 @@ pub(crate) struct Change {
 const MAX_SEEN: usize = 100_000;
 
 /// The master's file watcher.
-pub(crate) struct Reloader {
+pub struct Reloader {
     fd: RawFd,
     /// The process that created the descriptor, the only one that closes it on drop (a
     /// forked worker closes its copy at once with [`Reloader::close_in_child`]).
@@ -117,7 +116,7 @@ impl Change {
     }
 
     /// Log the reload, gunicorn's way: one line per changed file (the first few).
-    pub(crate) fn announce(&self) {
+    pub fn announce(&self) {
         for f in &self.named {
             log::info(format_args!("Worker reloading: {} modified", f.display()));
         }
@@ -132,7 +131,7 @@ impl Change {
 
 /// Directory names never watched: caches, version control, virtualenvs, build output and
 /// JavaScript dependencies. None holds the project's own code, and some are huge.
-pub(crate) fn ignored(name: &OsStr, path: &Path) -> bool {
+pub fn ignored(name: &OsStr, path: &Path) -> bool {
     let Some(name) = name.to_str() else {
         return false;
     };
@@ -147,7 +146,8 @@ pub(crate) fn ignored(name: &OsStr, path: &Path) -> bool {
 impl Reloader {
     /// Start watching for `cfg` (the process is already in the project directory); `None`,
     /// after logging why, when inotify is not available.
-    pub(crate) fn start(py: Python<'_>, cfg: &Config) -> Option<Reloader> {
+    /// `extra` are further files to watch (the program's: the application's module).
+    pub fn start(cfg: &Config, extra: &[PathBuf]) -> Option<Reloader> {
         // SAFETY: inotify_init1 takes flags only and returns a new descriptor or -1.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if fd < 0 {
@@ -167,8 +167,8 @@ impl Reloader {
         };
         let root = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         r.add_tree(&root);
-        if let Some(module) = app_module_file(py, cfg) {
-            r.add_file(&module);
+        for f in extra {
+            r.add_file(f);
         }
         for f in &cfg.reload_extra_file {
             r.add_file(&root.join(f));
@@ -183,18 +183,18 @@ impl Reloader {
     }
 
     /// The descriptor the master polls.
-    pub(crate) fn fd(&self) -> RawFd {
+    pub fn fd(&self) -> RawFd {
         self.fd
     }
 
     /// Whether these settings ask for the same watch as this one.
-    pub(crate) fn same_files(&self, cfg: &Config) -> bool {
+    pub fn same_files(&self, cfg: &Config) -> bool {
         self.extra == cfg.reload_extra_file
     }
 
     /// In a freshly forked worker: close the inherited descriptor (the worker never reads
     /// it, and its events must all go to the master).
-    pub(crate) fn close_in_child(&self) {
+    pub fn close_in_child(&self) {
         // SAFETY: closing our copy of a descriptor this process inherited and never uses;
         // `Drop` does not close it again in this process (it is not the owner).
         unsafe {
@@ -203,7 +203,7 @@ impl Reloader {
     }
 
     /// How long until the pending changes are due; `None` when there are none.
-    pub(crate) fn wait(&self, now: Instant) -> Option<Duration> {
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
         self.pending.as_ref().map(|p| {
             let due = (p.last + QUIET).min(p.first + MAX_DELAY);
             due.saturating_duration_since(now)
@@ -211,7 +211,7 @@ impl Reloader {
     }
 
     /// What changed, once it is due.
-    pub(crate) fn due(&mut self, now: Instant) -> Option<Change> {
+    pub fn due(&mut self, now: Instant) -> Option<Change> {
         if self.wait(now)? > Duration::ZERO {
             return None;
         }
@@ -220,7 +220,7 @@ impl Reloader {
 
     /// Read every event waiting on the descriptor; an error other than "nothing more to
     /// read" means the watcher is broken (the master then drops it rather than spin).
-    pub(crate) fn read(&mut self) -> std::io::Result<()> {
+    pub fn read(&mut self) -> std::io::Result<()> {
         // u64 elements so the buffer is aligned for the event headers.
         let mut buf = [0u64; 1024];
         let size = std::mem::size_of_val(&buf);
@@ -418,32 +418,4 @@ impl Drop for Reloader {
             }
         }
     }
-}
-
-/// The application module's source file, found on `sys.path` the way the import system
-/// would, without importing anything: the master must not hold the application's modules,
-/// or the workers it forks would not import them afresh.
-fn app_module_file(py: Python<'_>, cfg: &Config) -> Option<PathBuf> {
-    let spec = cfg.app.as_ref()?;
-    let sys_path: Vec<String> = py
-        .import("sys")
-        .and_then(|sys| sys.getattr("path"))
-        .and_then(|p| p.extract())
-        .ok()?;
-    let rel: PathBuf = spec.module.split('.').collect();
-    let cwd = std::env::current_dir().ok()?;
-    for entry in sys_path {
-        // "" is the current directory; relative entries are relative to it too.
-        let base = cwd.join(entry);
-        let module = base.join(&rel);
-        let file = module.with_extension("py");
-        if file.is_file() {
-            return Some(file);
-        }
-        let init = module.join("__init__.py");
-        if init.is_file() {
-            return Some(init);
-        }
-    }
-    None
 }

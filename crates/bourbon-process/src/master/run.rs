@@ -5,9 +5,9 @@
 //! It owns the worker table and the master loop. The master is single-threaded and never
 //! builds a runtime: the sockets are bound (and `--chdir`, `--pythonpath`, `-e` applied)
 //! before it starts, and each worker loads the application after fork, through CPython's
-//! fork protocol (`PyOS_BeforeFork` / `PyOS_AfterFork_*`), unless `--preload` had the
-//! master import it before the first fork (`preload.rs`). With `--reload` the loop also
-//! polls the file watcher (`reloader.rs`) and reloads as on SIGHUP when a file changed.
+//! program's fork protocol ([`Boot`]: CPython's `PyOS_BeforeFork` / `PyOS_AfterFork_*`),
+//! unless `--preload` had the master load it before the first fork. With `--reload` the loop
+//! also polls the file watcher (`reloader.rs`) and reloads as on SIGHUP when a file changed.
 //! Signal handlers only write the signal number to a pipe; everything else, logging included,
 //! happens in the loop, which also wakes at least twice a second to look at each worker's
 //! shared slot (`scoreboard.rs`) and judge it (`watchdog.rs`): a stuck worker has its Python
@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,17 +24,11 @@ use bourbon_config::Config;
 use bourbon_server::access_log::AccessLog;
 use bourbon_server::listener::Listener;
 use bourbon_server::log;
-use pyo3::prelude::*;
 
-use crate::compat::{self, Arg, Outcome};
 use crate::reloader::Reloader;
 use crate::scoreboard::{now_ns, Slot};
-use crate::startup::{announce, serve_here, EXIT_BOOT};
-use crate::supervise::DUMP_SIGNAL;
-use crate::watchdog;
-
-/// gunicorn's exit code when the application cannot be loaded.
-const EXIT_APP_LOAD: i32 = 4;
+use crate::signals::{block_signals, route_to_pipe, self_pipe, unblock_signals, wait_signals};
+use crate::{watchdog, Boot, Hook, WorkerCtx, WorkerId, DUMP_SIGNAL, EXIT_APP_LOAD, EXIT_BOOT};
 /// How long a fast stop waits before killing.
 const FAST_STOP: Duration = Duration::from_secs(5);
 /// A worker told to stop gracefully gets `--graceful-timeout` for its requests, then this
@@ -50,35 +43,6 @@ const DUMP_WAIT: Duration = Duration::from_secs(1);
 const DUMP_POLL: Duration = Duration::from_millis(10);
 /// How long a timed-out worker may run gunicorn's `worker_abort` hook before it is killed.
 const ABORT_WAIT: Duration = Duration::from_secs(1);
-/// The signals the master acts on.
-const SIGNALS: [libc::c_int; 10] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGCHLD,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
-    libc::SIGHUP,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-];
-
-/// The write end of the self-pipe, for the signal handler.
-static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_signal(sig: libc::c_int) {
-    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let byte = u8::try_from(sig).unwrap_or(0);
-        // SAFETY: write(2) is async-signal-safe; the buffer is a local byte. A full pipe
-        // drops the byte, which is fine: the loop also reaps and re-checks on its timeout.
-        unsafe {
-            libc::write(fd, std::ptr::from_ref(&byte).cast(), 1);
-        }
-    }
-}
-
 /// What a fork returned, seen from each side.
 enum Forked {
     Parent(libc::pid_t, Slot),
@@ -108,14 +72,13 @@ struct Child {
     /// Its `--max-requests` with its jitter; 0 = no limit.
     request_limit: u64,
     phase: Phase,
-    /// The `worker` object passed to gunicorn's hooks, when hooks are defined.
-    hook_worker: Option<Py<PyAny>>,
+    /// Its number, by which the program knows it (gunicorn's `worker.age`).
+    id: WorkerId,
 }
 
-struct Master<'a> {
+struct Master<'a, B: Boot> {
+    boot: &'a mut B,
     cfg: Config,
-    /// The command line, to re-read the settings on HUP.
-    argv: &'a [String],
     listeners: &'a [Listener],
     access_log: Option<Arc<AccessLog>>,
     read_fd: RawFd,
@@ -125,40 +88,34 @@ struct Master<'a> {
     target: usize,
     /// Set once a stop began: workers exiting are then expected, not news.
     stopping: bool,
-    /// The application imported by the master (`--preload`), served by every worker.
-    app: Option<Py<PyAny>>,
     /// The file watcher (`--reload`).
     reloader: Option<Reloader>,
     /// With `--reload`, a worker could not import the application: no worker is forked
     /// until the next change (instead of stopping the server, or forking in a loop).
     broken: bool,
-    /// A worker found an ASGI application and the line saying so was written: the other
-    /// workers that find it too add nothing.
-    asgi_reported: bool,
+    /// The private exit codes (see [`Boot::private_exit`]) met since the last (re)load:
+    /// the program's line about one is written once, however many workers exit with it.
+    reported: Vec<i32>,
     /// Workers forked so far (gunicorn's `worker.age` of the last one).
     age: u64,
 }
 
 /// Run the master until it is stopped; returns the exit code (in a forked worker: the
 /// worker's exit code, as the worker returns through here).
-pub(crate) fn run(
-    py: Python<'_>,
+pub fn run<B: Boot>(
+    boot: &mut B,
     cfg: &Config,
-    argv: &[String],
     listeners: &[Listener],
     access_log: Option<Arc<AccessLog>>,
 ) -> i32 {
     // Before the master's signal handlers: a stop during a long import ends the process
     // as it would before the server started (TERM by its default action, INT as Python's
     // KeyboardInterrupt, which fails the import).
-    let app = if cfg.preload {
-        match crate::preload::load(py, cfg) {
-            Ok(app) => Some(app),
-            Err(code) => return code,
+    if cfg.preload {
+        if let Err(code) = boot.preload(cfg) {
+            return code;
         }
-    } else {
-        None
-    };
+    }
     let (read_fd, write_fd) = match self_pipe() {
         Ok(p) => p,
         Err(e) => {
@@ -166,33 +123,29 @@ pub(crate) fn run(
             return 1;
         }
     };
-    SIGNAL_PIPE.store(write_fd, Ordering::Relaxed);
-    for sig in SIGNALS {
-        install(sig, on_signal as *const () as libc::sighandler_t);
-    }
+    route_to_pipe(write_fd);
     for l in listeners {
         defer_accept(l);
     }
-    let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
-    announce(listeners, threads);
+    boot.announce(listeners, cfg);
     log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
     let target = usize::try_from(cfg.workers).unwrap_or(1);
     // gunicorn's moment: listening, before the first worker. A failure stops the server
     // before it serves, as there.
-    compat::server_state(py, target, &crate::ops::app_name(cfg));
-    if compat::call(py, "when_ready", vec![Arg::Server]) == Outcome::Raised {
+    boot.set_server_state(target, cfg);
+    if boot.hook(Hook::WhenReady).is_err() {
         log::error(format_args!("when_ready hook failed; stopping"));
         return 1;
     }
     let master_pid = std::process::id();
     let reloader = if cfg.reload {
-        Reloader::start(py, cfg)
+        Reloader::start(cfg, &boot.watched_paths(cfg))
     } else {
         None
     };
     let mut master = Master {
+        boot,
         cfg: cfg.clone(),
-        argv,
         listeners,
         access_log,
         read_fd,
@@ -200,16 +153,15 @@ pub(crate) fn run(
         children: HashMap::new(),
         target,
         stopping: false,
-        app,
         reloader,
         broken: false,
-        asgi_reported: false,
+        reported: Vec::new(),
         age: 0,
     };
-    let code = master.run(py);
+    let code = master.run();
     // Forked workers return through here too; the hook is the master's.
     if std::process::id() == master_pid {
-        compat::call(py, "on_exit", vec![Arg::Server]);
+        let _ = master.boot.hook(Hook::OnExit);
     }
     code
 }
@@ -221,7 +173,7 @@ fn signal(pid: libc::pid_t, sig: libc::c_int) {
     }
 }
 
-impl Master<'_> {
+impl<B: Boot> Master<'_, B> {
     fn serving(&self) -> usize {
         self.children
             .values()
@@ -229,13 +181,13 @@ impl Master<'_> {
             .count()
     }
 
-    fn run(&mut self, py: Python<'_>) -> i32 {
-        if let Some(code) = self.spawn_missing(py) {
+    fn run(&mut self) -> i32 {
+        if let Some(code) = self.spawn_missing() {
             return code;
         }
         crate::ops::master_ready(self.target);
         loop {
-            if let Some(code) = self.spawn_missing(py) {
+            if let Some(code) = self.spawn_missing() {
                 return code;
             }
             let dumping = self
@@ -248,15 +200,17 @@ impl Master<'_> {
             }
             let watch = self.reloader.as_ref().map(Reloader::fd);
             let read_fd = self.read_fd;
-            let (signals, changed) = py.detach(|| wait_signals(read_fd, watch, wait));
+            let (mut signals, mut changed) = (Vec::new(), false);
+            self.boot
+                .unlocked(&mut || (signals, changed) = wait_signals(read_fd, watch, wait));
             if changed {
                 if let Some(Err(e)) = self.reloader.as_mut().map(Reloader::read) {
                     log::error(format_args!("reload: cannot read file changes: {e}; off"));
                     self.reloader = None;
                 }
             }
-            if let Some(code) = self.reap(py) {
-                return self.halt(py, code);
+            if let Some(code) = self.reap() {
+                return self.halt(code);
             }
             for sig in signals {
                 match sig {
@@ -264,12 +218,12 @@ impl Master<'_> {
                         crate::notify::stopping();
                         log::info(format_args!("Handling signal: term; stopping workers"));
                         let patience = self.cfg.graceful_timeout + EXIT_MARGIN;
-                        return self.stop(py, libc::SIGTERM, patience);
+                        return self.stop(libc::SIGTERM, patience);
                     }
                     libc::SIGINT | libc::SIGQUIT => {
                         crate::notify::stopping();
                         log::info(format_args!("Handling signal: int/quit; stopping workers"));
-                        return self.stop(py, libc::SIGINT, FAST_STOP);
+                        return self.stop(libc::SIGINT, FAST_STOP);
                     }
                     libc::SIGTTIN => {
                         self.target += 1;
@@ -277,7 +231,7 @@ impl Master<'_> {
                             "Handling signal: ttin; {} workers",
                             self.target
                         ));
-                        self.workers_changed(py, self.target - 1);
+                        self.workers_changed(self.target - 1);
                     }
                     libc::SIGTTOU => {
                         let old = self.target;
@@ -289,14 +243,14 @@ impl Master<'_> {
                             self.target
                         ));
                         if old != self.target {
-                            self.workers_changed(py, old);
+                            self.workers_changed(old);
                         }
                         self.retire_extra();
                     }
                     libc::SIGHUP => {
                         log::info(format_args!("Handling signal: hup; reloading"));
                         crate::notify::reloading();
-                        if let Some(code) = self.reload(py) {
+                        if let Some(code) = self.reload() {
                             return code;
                         }
                         crate::ops::master_ready(self.target);
@@ -306,7 +260,7 @@ impl Master<'_> {
                         self.children.keys().copied(),
                     ),
                     libc::SIGUSR2 => {
-                        compat::call(py, "pre_exec", vec![Arg::Server]);
+                        let _ = self.boot.hook(Hook::PreExec);
                         crate::upgrade::reexec(&crate::ops::fds(self.listeners));
                     }
                     libc::SIGWINCH if crate::upgrade::winch_is_an_order() => {
@@ -321,7 +275,7 @@ impl Master<'_> {
             if let Some(change) = self.reloader.as_mut().and_then(|r| r.due(Instant::now())) {
                 change.announce();
                 crate::notify::reloading();
-                if let Some(code) = self.reload(py) {
+                if let Some(code) = self.reload() {
                     return code;
                 }
                 crate::ops::master_ready(self.target);
@@ -331,30 +285,18 @@ impl Master<'_> {
     }
 
     /// gunicorn's `nworkers_changed(server, new, old)`.
-    fn workers_changed(&self, py: Python<'_>, old: usize) {
-        compat::server_state(py, self.target, &crate::ops::app_name(&self.cfg));
-        let new = i64::try_from(self.target).unwrap_or(i64::MAX);
-        let old = i64::try_from(old).unwrap_or(i64::MAX);
-        compat::call(
-            py,
-            "nworkers_changed",
-            vec![Arg::Server, Arg::Int(new), Arg::Int(old)],
-        );
+    fn workers_changed(&mut self, old: usize) {
+        self.boot.set_server_state(self.target, &self.cfg);
+        let new = self.target;
+        let _ = self.boot.hook(Hook::WorkersChanged { new, old });
     }
 
     /// Fork workers until `target` of them serve. In a child, returns its exit code.
-    fn spawn_missing(&mut self, py: Python<'_>) -> Option<i32> {
+    fn spawn_missing(&mut self) -> Option<i32> {
         while !self.broken && self.serving() < self.target {
             self.age += 1;
-            let hook_worker = compat::new_worker(py, self.age);
-            if let Some(w) = &hook_worker {
-                compat::call(
-                    py,
-                    "pre_fork",
-                    vec![Arg::Server, Arg::Worker(Some(w.clone_ref(py)))],
-                );
-            }
-            match self.fork_worker(py, hook_worker.as_ref()) {
+            let id = self.age;
+            match self.fork_worker(id) {
                 Ok(Forked::Parent(pid, slot)) => {
                     let request_limit = watchdog::request_limit(
                         self.cfg.max_requests,
@@ -367,7 +309,7 @@ impl Master<'_> {
                             slot,
                             request_limit,
                             phase: Phase::Serving,
-                            hook_worker,
+                            id,
                         },
                     );
                 }
@@ -381,52 +323,40 @@ impl Master<'_> {
         None
     }
 
-    fn fork_worker(
-        &self,
-        py: Python<'_>,
-        hook_worker: Option<&Py<PyAny>>,
-    ) -> std::io::Result<Forked> {
+    fn fork_worker(&mut self, id: WorkerId) -> std::io::Result<Forked> {
         // The slot exists before the fork so both processes share it. One record per thread
         // that may call the application: the Python threads and the connection thread.
         let threads = usize::try_from(self.cfg.threads.max(1)).unwrap_or(1);
         let slot = Slot::new(threads + 1, now_ns())?;
-        if self.app.is_some() {
-            crate::preload::freeze(py);
-        }
+        // The `pre_fork` hook, and `gc.freeze()` when preloaded.
+        self.boot.prepare_worker(id);
         // Signals are blocked across fork: a TERM sent to the whole process group at that
         // moment must neither run the master's handler in the child (the child would swallow
         // it) nor be lost. Each side unblocks once its handlers are right.
         let blocked = block_signals();
-        // SAFETY: the master is single-threaded (no runtime, no Python threads of ours) and
-        // holds the GIL here, which is what CPython's fork protocol requires around fork().
-        let pid = unsafe {
-            pyo3::ffi::PyOS_BeforeFork();
-            let pid = libc::fork();
-            if pid == 0 {
-                pyo3::ffi::PyOS_AfterFork_Child();
-            } else {
-                pyo3::ffi::PyOS_AfterFork_Parent();
-            }
-            pid
-        };
+        self.boot.before_fork();
+        // SAFETY: the master is single-threaded (no runtime, no threads of ours), and the
+        // program's fork protocol runs on both sides (CPython's requires the GIL, held here).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            self.boot.after_fork_child();
+        } else {
+            self.boot.after_fork_parent();
+        }
         if pid < 0 {
             let err = std::io::Error::last_os_error();
             unblock_signals(&blocked);
+            self.boot.worker_forked(id, None);
             return Err(err);
         }
         if pid > 0 {
             unblock_signals(&blocked);
-            if let Some(w) = hook_worker {
-                compat::worker_forked(py, w, u32::try_from(pid).unwrap_or(0), false);
-            }
+            self.boot.worker_forked(id, Some(pid));
             return Ok(Forked::Parent(pid, slot));
         }
         // The child: give the signals back to their defaults (the worker installs its own),
         // and let go of the master's pipe.
-        SIGNAL_PIPE.store(-1, Ordering::Relaxed);
-        for sig in SIGNALS {
-            install(sig, libc::SIG_DFL);
-        }
+        crate::signals::reset_in_child();
         crate::ops::worker_after_fork(&self.cfg);
         unblock_signals(&blocked);
         // SAFETY: closing descriptors this process owns and no longer uses.
@@ -442,37 +372,20 @@ impl Master<'_> {
             "Booting worker with pid: {}",
             std::process::id()
         ));
-        crate::supervise::enter_worker(py, slot, &self.cfg);
-        if let Some(w) = hook_worker {
-            compat::worker_forked(py, w, std::process::id(), true);
-            // A failing post_fork is a failed boot, as in gunicorn.
-            if compat::call(py, "post_fork", vec![Arg::Server, Arg::Worker(None)])
-                == Outcome::Raised
-            {
-                return Ok(Forked::Child(EXIT_BOOT));
-            }
-            if compat::defined("worker_abort") {
-                crate::supervise::arm_abort_hook();
-            }
-        }
-        let code = serve_here(
-            py,
-            &self.cfg,
-            self.listeners,
-            self.access_log.clone(),
-            self.app.as_ref(),
-        );
-        if hook_worker.is_some() {
-            log::info(format_args!("Worker exiting (pid: {})", std::process::id()));
-            compat::call(py, "worker_exit", vec![Arg::Server, Arg::Worker(None)]);
-        }
+        let code = self.boot.work(WorkerCtx {
+            id,
+            slot,
+            cfg: &self.cfg,
+            listeners: self.listeners,
+            access_log: self.access_log.clone(),
+        });
         Ok(Forked::Child(code))
     }
 
     /// Collect exited workers. Returns an exit code when one failed in a way that must stop
     /// the master rather than be retried: it exited 4 (cannot load the app) or 3 (cannot
     /// boot) before it told its slot it serves. The same codes later are a crash.
-    fn reap(&mut self, py: Python<'_>) -> Option<i32> {
+    fn reap(&mut self) -> Option<i32> {
         let mut halt = None;
         loop {
             let mut status: libc::c_int = 0;
@@ -489,45 +402,35 @@ impl Master<'_> {
             };
             // Read before the slot goes (its mapping is dropped with `child`).
             let booted = child.slot.booted();
-            if let Some(w) = child.hook_worker.as_ref() {
-                compat::call(
-                    py,
-                    "child_exit",
-                    vec![Arg::Server, Arg::Worker(Some(w.clone_ref(py)))],
-                );
-            }
+            let _ = self.boot.hook(Hook::ChildExit(child.id));
+            self.boot.forget_worker(child.id);
             let expected = self.stopping || child.phase != Phase::Serving;
             if libc::WIFEXITED(status) {
                 let code = libc::WEXITSTATUS(status);
                 let boot_failure = !booted && (code == EXIT_APP_LOAD || code == EXIT_BOOT);
-                if !booted && code == crate::appkind::EXIT_WORKER_ASGI {
-                    // An ASGI application: the worker wrote nothing, the line is written here,
-                    // once for all the workers that find it, and it says everything. (After
-                    // boot the code means nothing special: a crash like any other, below.)
-                    let first = !self.asgi_reported;
+                let first = !self.reported.contains(&code);
+                let private = if booted {
+                    None
+                } else {
+                    self.boot.private_exit(code)
+                };
+                if let Some(private) = private {
+                    // A code the program gave its own meaning (the worker, or the program
+                    // here, once for all the workers that exit with it, said what it is).
+                    // After boot the code means nothing special: a crash like any other.
                     if first {
-                        if let Some(spec) = &self.cfg.app {
-                            crate::appkind::report(spec);
-                        }
-                        self.asgi_reported = true;
+                        self.reported.push(code);
+                        self.boot.report_private(code, &self.cfg);
                     }
                     if self.cfg.reload && !self.stopping {
-                        if first {
+                        if first && private.announce_wait {
                             log::error(format_args!(
                                 "waiting for a file change to try again (--reload)"
                             ));
                         }
                         self.broken = true;
                     } else if !self.stopping {
-                        halt = Some(EXIT_APP_LOAD);
-                    }
-                } else if !booted && code == crate::statics::EXIT_WORKER_SETTINGS {
-                    // The worker said which setting and how to fix it; a settings error
-                    // stops the server with 2 (under --reload, the fix reloads).
-                    if self.cfg.reload && !self.stopping {
-                        self.broken = true;
-                    } else if !self.stopping {
-                        halt = Some(2);
+                        halt = Some(private.exit);
                     }
                 } else if boot_failure && code == EXIT_APP_LOAD && self.cfg.reload && !self.stopping
                 {
@@ -576,7 +479,7 @@ impl Master<'_> {
         let now = Instant::now();
         let mono = now_ns();
         let graceful = self.cfg.graceful_timeout + EXIT_MARGIN;
-        let abort_hook = compat::defined("worker_abort");
+        let abort_hook = self.boot.has_abort_hook();
         for (&pid, child) in &mut self.children {
             match child.phase {
                 Phase::Serving | Phase::Retiring { .. } => {
@@ -663,18 +566,14 @@ impl Master<'_> {
     /// settings are logged and the old ones kept. A preloaded application is kept: the new
     /// workers are forked from this process, which holds its modules. `--reload` does the
     /// same on a file change. In a forked child, returns its exit code.
-    fn reload(&mut self, py: Python<'_>) -> Option<i32> {
-        let env: HashMap<String, String> = std::env::vars().collect();
+    fn reload(&mut self) -> Option<i32> {
         let old_target = self.target;
-        match compat::load(py, self.argv, &env, true).map(|l| {
-            compat::log_notes(&l);
-            l.action
-        }) {
-            Ok(bourbon_config::Action::Run(cfg)) => {
-                if cfg.preload && self.app.is_none() {
+        match self.boot.reread_settings() {
+            Ok(Some(cfg)) => {
+                if cfg.preload && !self.boot.preloaded() {
                     // Turned on since the start: preload now, or keep everything as it is.
-                    match crate::preload::load(py, &cfg) {
-                        Ok(app) => self.app = Some(app),
+                    match self.boot.preload(&cfg) {
+                        Ok(()) => {}
                         Err(_) => {
                             log::error(format_args!(
                                 "reload: cannot preload the application; \
@@ -688,12 +587,13 @@ impl Master<'_> {
                     self.reloader = None;
                 } else if !self.reloader.as_ref().is_some_and(|r| r.same_files(&cfg)) {
                     self.reloader = None; // its watches go before the new ones are made
-                    self.reloader = Reloader::start(py, &cfg);
+                    let paths = self.boot.watched_paths(&cfg);
+                    self.reloader = Reloader::start(&cfg, &paths);
                 }
                 self.target = usize::try_from(cfg.workers).unwrap_or(1);
                 self.cfg = cfg;
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(e) => {
                 let e = e.strip_prefix("error: ").unwrap_or(&e);
                 log::error(format_args!("reload: {e}; keeping the current settings"));
@@ -701,16 +601,16 @@ impl Master<'_> {
             }
         }
         // gunicorn's order: the new settings are in, the new workers are not forked yet.
-        self.workers_changed(py, old_target);
-        compat::call(py, "on_reload", vec![Arg::Server]);
-        if self.app.is_some() {
+        self.workers_changed(old_target);
+        let _ = self.boot.hook(Hook::OnReload);
+        if self.boot.preloaded() {
             log::info(format_args!(
                 "reload: the application was preloaded, so its code is not reloaded \
                  (restart, or send USR2, to load new code)"
             ));
         }
         self.broken = false;
-        self.asgi_reported = false;
+        self.reported.clear();
         let old: Vec<libc::pid_t> = self
             .children
             .iter()
@@ -725,7 +625,7 @@ impl Master<'_> {
                 c.phase = Phase::Retiring { deadline: far };
             }
         }
-        if let Some(code) = self.spawn_missing(py) {
+        if let Some(code) = self.spawn_missing() {
             return Some(code);
         }
         for pid in old {
@@ -751,13 +651,13 @@ impl Master<'_> {
     }
 
     /// A worker could not boot: stop the others and exit with its code.
-    fn halt(&mut self, py: Python<'_>, code: i32) -> i32 {
-        let _ = self.stop(py, libc::SIGTERM, FAST_STOP);
+    fn halt(&mut self, code: i32) -> i32 {
+        let _ = self.stop(libc::SIGTERM, FAST_STOP);
         code
     }
 
     /// Tell every worker to stop with `sig`, wait up to `patience`, then kill the rest.
-    fn stop(&mut self, py: Python<'_>, sig: libc::c_int, patience: Duration) -> i32 {
+    fn stop(&mut self, sig: libc::c_int, patience: Duration) -> i32 {
         self.stopping = true;
         // The master holds the sockets too: closed here first, connections that arrive while
         // the workers drain are refused at once (or go to a new master that shares the
@@ -776,8 +676,10 @@ impl Master<'_> {
         let deadline = Instant::now() + patience;
         let read_fd = self.read_fd;
         while !self.children.is_empty() && Instant::now() < deadline {
-            let _ = py.detach(|| wait_signals(read_fd, None, Duration::from_millis(100)));
-            let _ = self.reap(py);
+            self.boot.unlocked(&mut || {
+                let _ = wait_signals(read_fd, None, Duration::from_millis(100));
+            });
+            let _ = self.reap();
         }
         for (&pid, child) in &mut self.children {
             if child.phase != Phase::Killed {
@@ -796,13 +698,8 @@ impl Master<'_> {
                 break;
             }
             if let Some(child) = self.children.remove(&pid) {
-                if let Some(w) = child.hook_worker.as_ref() {
-                    compat::call(
-                        py,
-                        "child_exit",
-                        vec![Arg::Server, Arg::Worker(Some(w.clone_ref(py)))],
-                    );
-                }
+                let _ = self.boot.hook(Hook::ChildExit(child.id));
+                self.boot.forget_worker(child.id);
             }
         }
         log::info(format_args!("Shutting down: Master"));
@@ -837,90 +734,4 @@ fn defer_accept(listener: &Listener) {
             std::io::Error::last_os_error()
         ));
     }
-}
-
-/// Block the master's signals; returns the previous mask.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: building a signal set in locals and swapping this thread's mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in SIGNALS {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-        old
-    }
-}
-
-/// Restore the mask saved by [`block_signals`]; pending signals are delivered now.
-fn unblock_signals(old: &libc::sigset_t) {
-    // SAFETY: restoring a mask we saved.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
-    }
-}
-
-fn self_pipe() -> std::io::Result<(RawFd, RawFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into our array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((fds[0], fds[1]))
-}
-
-fn install(sig: libc::c_int, handler: libc::sighandler_t) {
-    // SAFETY: a zeroed sigaction is valid; we set the handler and SA_RESTART so that blocking
-    // calls in the master resume after a signal.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = handler;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(sig, &action, std::ptr::null_mut());
-    }
-}
-
-/// Wait up to `timeout` for signal bytes on the pipe, or for `watch` (the file watcher)
-/// to become readable; return the signals read and whether `watch` is readable.
-fn wait_signals(fd: RawFd, watch: Option<RawFd>, timeout: Duration) -> (Vec<libc::c_int>, bool) {
-    let mut pfds = [
-        libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            // A negative descriptor is skipped by poll(2).
-            fd: watch.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // Rounded up, so a deadline a fraction of a millisecond away is not a busy loop.
-    let ms = libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(1000);
-    // SAFETY: poll reads and writes the two pollfds we own.
-    let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
-    let mut out = Vec::new();
-    // Any event, an error included, so that a broken watcher is read (and dropped) rather
-    // than polled again at once.
-    let watched = ready > 0 && pfds[1].revents != 0;
-    if ready > 0 && pfds[0].revents & libc::POLLIN != 0 {
-        let mut buf = [0u8; 64];
-        loop {
-            // SAFETY: reading into our local buffer from our non-blocking pipe.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            out.extend(
-                buf[..usize::try_from(n).unwrap_or(0)]
-                    .iter()
-                    .map(|&b| libc::c_int::from(b)),
-            );
-        }
-    }
-    (out, watched)
 }

@@ -9,7 +9,7 @@ use bourbon_config::Config;
 use crate::scoreboard::Slot;
 
 /// Why a worker is considered stuck.
-pub(crate) enum Stuck {
+pub enum Stuck {
     /// An application call has run longer than the timeout.
     Call { line: String, secs: f64 },
     /// The worker's event loop has not run for longer than the timeout.
@@ -45,7 +45,7 @@ fn secs_between(earlier: u64, now: u64) -> f64 {
 ///   the loop's silence is exactly the call's age and the call is judged by its own clock;
 ///   a heartbeat from before the call is never held against it. A call on a Python thread
 ///   stamps nothing: it says nothing about the loop.
-pub(crate) fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> Option<Stuck> {
+pub fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> Option<Stuck> {
     if timeout.is_zero() {
         return None;
     }
@@ -68,7 +68,7 @@ pub(crate) fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> 
 }
 
 /// The per-worker request limit: `max_requests` plus a random 0..=`jitter` (0 = no limit).
-pub(crate) fn request_limit(max_requests: u64, jitter: u64) -> u64 {
+pub fn request_limit(max_requests: u64, jitter: u64) -> u64 {
     if max_requests == 0 {
         return 0;
     }
@@ -76,7 +76,7 @@ pub(crate) fn request_limit(max_requests: u64, jitter: u64) -> u64 {
 }
 
 /// Why a serving worker should be replaced now, if it should.
-pub(crate) fn recycle_reason(
+pub fn recycle_reason(
     cfg: &Config,
     pid: libc::pid_t,
     slot: &Slot,
@@ -113,7 +113,7 @@ pub(crate) fn recycle_reason(
 }
 
 /// The resident set size of `pid` in MiB, from `/proc/PID/statm` (its second field, in pages).
-pub(crate) fn rss_mib(pid: libc::pid_t) -> Option<u64> {
+pub fn rss_mib(pid: libc::pid_t) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no memory effects.
