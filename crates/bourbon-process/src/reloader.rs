@@ -87,6 +87,14 @@ pub struct Change {
 /// The most distinct files remembered per reload.
 const MAX_SEEN: usize = 100_000;
 
+/// How long after `now` changes seen first at `first` and last at `last` are due: after
+/// [`QUIET`] without a change, and at most [`MAX_DELAY`] after the first.
+pub fn due_in(first: Instant, last: Instant, now: Instant) -> Duration {
+    (last + QUIET)
+        .min(first + MAX_DELAY)
+        .saturating_duration_since(now)
+}
+
 /// The master's file watcher.
 pub struct Reloader {
     fd: RawFd,
@@ -204,10 +212,7 @@ impl Reloader {
 
     /// How long until the pending changes are due; `None` when there are none.
     pub fn wait(&self, now: Instant) -> Option<Duration> {
-        self.pending.as_ref().map(|p| {
-            let due = (p.last + QUIET).min(p.first + MAX_DELAY);
-            due.saturating_duration_since(now)
-        })
+        self.pending.as_ref().map(|p| due_in(p.first, p.last, now))
     }
 
     /// What changed, once it is due.

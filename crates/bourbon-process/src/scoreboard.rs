@@ -249,9 +249,15 @@ impl Slot {
 
     /// The oldest call in progress, with its request line.
     pub fn oldest_call(&self) -> Option<Call> {
+        self.oldest_call_with(&mut |_| {})
+    }
+
+    /// [`Slot::oldest_call`], running `copied(i)` after record `i`'s line was copied and
+    /// before its start time is read again (the tests put a writer there).
+    fn oldest_call_with(&self, copied: &mut dyn FnMut(usize)) -> Option<Call> {
         let n = usize::try_from(self.header().records.load(Ordering::Relaxed)).unwrap_or(0);
         let mut oldest: Option<Call> = None;
-        for r in (0..n).filter_map(|i| self.record(i)) {
+        for (i, r) in (0..n).filter_map(|i| self.record(i).map(|r| (i, r))) {
             let started = r.started.load(Ordering::Acquire);
             if started == 0 || oldest.as_ref().is_some_and(|o| o.started <= started) {
                 continue;
@@ -267,6 +273,7 @@ impl Slot {
                 }
             }
             bytes.truncate(len);
+            copied(i);
             fence(Ordering::Acquire);
             if r.started.load(Ordering::Relaxed) != started {
                 // The call ended (and maybe another began) while we copied: not stuck.
@@ -295,6 +302,26 @@ impl Drop for Slot {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_line_torn_by_a_new_call_is_discarded() {
+        let slot = Slot::new(1, 1).unwrap();
+        slot.begin(0, 10, [b"GET", b"/old", b"HTTP/1.1"]);
+        // The call ends and another begins while the master copies the line: what it
+        // copied may mix both, so it is not reported (the new call is young anyway).
+        let torn = slot.oldest_call_with(&mut |i| {
+            slot.end(Some(i));
+            slot.begin(i, 20, [b"POST", b"/new", b"HTTP/1.1"]);
+        });
+        assert!(torn.is_none());
+        let call = slot.oldest_call().unwrap();
+        assert_eq!(
+            (call.started, call.line.as_str()),
+            (20, "POST /new HTTP/1.1")
+        );
+        // Ended while copied, and nothing began: nothing to report either.
+        assert!(slot.oldest_call_with(&mut |i| slot.end(Some(i))).is_none());
+    }
 
     #[test]
     fn calls_are_recorded_truncated_and_cleared() {

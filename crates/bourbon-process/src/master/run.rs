@@ -1,18 +1,16 @@
-//! The master process: forks the workers, replaces the ones that die, supervises them and
-//! turns the operator's signals into actions on them, as gunicorn's arbiter does. Every run
-//! has one, also with a single worker, so that timeouts and recycling always apply.
+//! The master's real loop: it turns the self-pipe, `waitpid`, the workers' slots and the
+//! file watcher into inputs for [`Master`] (the decisions, `mod.rs`) and carries out what
+//! it returns: forks (through the program's fork protocol, [`Boot`]), signals, log lines,
+//! hooks, reloads and the stop. Every run has a master, also with a single worker, so that
+//! timeouts and recycling always apply.
 //!
-//! It owns the worker table and the master loop. The master is single-threaded and never
-//! builds a runtime: the sockets are bound (and `--chdir`, `--pythonpath`, `-e` applied)
-//! before it starts, and each worker loads the application after fork, through CPython's
-//! program's fork protocol ([`Boot`]: CPython's `PyOS_BeforeFork` / `PyOS_AfterFork_*`),
-//! unless `--preload` had the master load it before the first fork. With `--reload` the loop
-//! also polls the file watcher (`reloader.rs`) and reloads as on SIGHUP when a file changed.
-//! Signal handlers only write the signal number to a pipe; everything else, logging included,
-//! happens in the loop, which also wakes at least twice a second to look at each worker's
-//! shared slot (`scoreboard.rs`) and judge it (`watchdog.rs`): a stuck worker has its Python
-//! stacks dumped and is killed and replaced; a worker due for recycling gets its replacement
-//! first and is then stopped gracefully.
+//! The master is single-threaded and never builds a runtime: the sockets are bound before
+//! it starts, and each worker loads the application after the fork, unless `--preload` had
+//! the master load it first. Signal handlers only write the signal number to a pipe;
+//! everything else, logging included, happens here. The loop wakes at least twice a second
+//! (every 10 ms while a stack dump is pending) to read each worker's slot
+//! (`scoreboard.rs`), which the master then judges. With `--reload` it also polls the file
+//! watcher (`reloader.rs`) and reloads as on SIGHUP when a file changed.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
@@ -25,79 +23,44 @@ use bourbon_server::access_log::AccessLog;
 use bourbon_server::listener::Listener;
 use bourbon_server::log;
 
+use super::{Ended, Look, Master, Output, Phase, Pid, Reaped, Sig};
 use crate::reloader::Reloader;
 use crate::scoreboard::{now_ns, Slot};
 use crate::signals::{block_signals, route_to_pipe, self_pipe, unblock_signals, wait_signals};
-use crate::{watchdog, Boot, Hook, WorkerCtx, WorkerId, DUMP_SIGNAL, EXIT_APP_LOAD, EXIT_BOOT};
-/// How long a fast stop waits before killing.
-const FAST_STOP: Duration = Duration::from_secs(5);
-/// A worker told to stop gracefully gets `--graceful-timeout` for its requests, then this
-/// much more to exit on its own before it is killed.
-const EXIT_MARGIN: Duration = Duration::from_millis(500);
+use crate::{watchdog, Boot, Hook, WorkerCtx, WorkerId};
+
 /// How often the master looks at its workers when nothing else wakes it.
 const CHECK_EVERY: Duration = Duration::from_millis(500);
-/// How long a timed-out worker may take to write its stacks before it is killed anyway
-/// (faulthandler writes them inside the signal handler, so this is only a bound).
-const DUMP_WAIT: Duration = Duration::from_secs(1);
 /// How often to look for the "stacks written" flag while a dump is pending.
 const DUMP_POLL: Duration = Duration::from_millis(10);
-/// How long a timed-out worker may run gunicorn's `worker_abort` hook before it is killed.
-const ABORT_WAIT: Duration = Duration::from_secs(1);
+
 /// What a fork returned, seen from each side.
 enum Forked {
-    Parent(libc::pid_t, Slot),
+    Parent(Pid, Slot),
     /// In the child, after it served and stopped: its exit code.
     Child(i32),
 }
 
-/// Where a worker is in its life, as the master sees it.
-#[derive(Clone, Copy, PartialEq)]
-enum Phase {
-    /// Counts towards the number of workers.
-    Serving,
-    /// Told to stop gracefully (SIGTERM); killed if still there at `deadline`.
-    Retiring { deadline: Instant },
-    /// Timed out and asked to write its stacks; killed once it has, or at `deadline`.
-    Dumping { deadline: Instant },
-    /// Timed out, stacks written, running the `worker_abort` hook; killed at `deadline`.
-    Aborting { deadline: Instant },
-    /// Sent SIGKILL; waiting to be reaped.
-    Killed,
+/// Whether to go on after carrying out some outputs, or return this exit code (the
+/// master's after a stop, or a forked worker's).
+enum Flow {
+    Go,
+    Return(i32),
 }
 
-/// One worker process.
-struct Child {
-    started: Instant,
-    slot: Slot,
-    /// Its `--max-requests` with its jitter; 0 = no limit.
-    request_limit: u64,
-    phase: Phase,
-    /// Its number, by which the program knows it (gunicorn's `worker.age`).
-    id: WorkerId,
-}
-
-struct Master<'a, B: Boot> {
+/// The loop and what it holds that the decisions do not: the program, descriptors,
+/// sockets, the workers' shared slots, the file watcher.
+struct Driver<'a, B: Boot> {
     boot: &'a mut B,
-    cfg: Config,
+    master: Master,
     listeners: &'a [Listener],
     access_log: Option<Arc<AccessLog>>,
     read_fd: RawFd,
     write_fd: RawFd,
-    /// Every worker not yet reaped, by pid.
-    children: HashMap<libc::pid_t, Child>,
-    target: usize,
-    /// Set once a stop began: workers exiting are then expected, not news.
-    stopping: bool,
+    /// Each worker's slot, by pid (dropped, and unmapped, when the worker is collected).
+    slots: HashMap<Pid, Slot>,
     /// The file watcher (`--reload`).
     reloader: Option<Reloader>,
-    /// With `--reload`, a worker could not import the application: no worker is forked
-    /// until the next change (instead of stopping the server, or forking in a loop).
-    broken: bool,
-    /// The private exit codes (see [`Boot::private_exit`]) met since the last (re)load:
-    /// the program's line about one is written once, however many workers exit with it.
-    reported: Vec<i32>,
-    /// Workers forked so far (gunicorn's `worker.age` of the last one).
-    age: u64,
 }
 
 /// Run the master until it is stopped; returns the exit code (in a forked worker: the
@@ -129,10 +92,10 @@ pub fn run<B: Boot>(
     }
     boot.announce(listeners, cfg);
     log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
-    let target = usize::try_from(cfg.workers).unwrap_or(1);
+    let master = Master::new(cfg.clone());
     // gunicorn's moment: listening, before the first worker. A failure stops the server
     // before it serves, as there.
-    boot.set_server_state(target, cfg);
+    boot.set_server_state(master.target(), cfg);
     if boot.hook(Hook::WhenReady).is_err() {
         log::error(format_args!("when_ready hook failed; stopping"));
         return 1;
@@ -143,58 +106,46 @@ pub fn run<B: Boot>(
     } else {
         None
     };
-    let mut master = Master {
+    let mut driver = Driver {
         boot,
-        cfg: cfg.clone(),
+        master,
         listeners,
         access_log,
         read_fd,
         write_fd,
-        children: HashMap::new(),
-        target,
-        stopping: false,
+        slots: HashMap::new(),
         reloader,
-        broken: false,
-        reported: Vec::new(),
-        age: 0,
     };
-    let code = master.run();
+    let code = driver.run();
     // Forked workers return through here too; the hook is the master's.
     if std::process::id() == master_pid {
-        let _ = master.boot.hook(Hook::OnExit);
+        let _ = driver.boot.hook(Hook::OnExit);
     }
     code
 }
 
-fn signal(pid: libc::pid_t, sig: libc::c_int) {
+fn signal(pid: Pid, sig: libc::c_int) {
     // SAFETY: signalling our own child, which is not reaped yet (so the pid is still ours).
     unsafe {
         libc::kill(pid, sig);
     }
 }
 
-impl<B: Boot> Master<'_, B> {
-    fn serving(&self) -> usize {
-        self.children
-            .values()
-            .filter(|c| c.phase == Phase::Serving)
-            .count()
-    }
-
+impl<B: Boot> Driver<'_, B> {
     fn run(&mut self) -> i32 {
-        if let Some(code) = self.spawn_missing() {
+        if let Flow::Return(code) = self.execute(self.master.fill()) {
             return code;
         }
-        crate::ops::master_ready(self.target);
+        crate::ops::master_ready(self.master.target());
         loop {
-            if let Some(code) = self.spawn_missing() {
+            if let Flow::Return(code) = self.execute(self.master.fill()) {
                 return code;
             }
-            let dumping = self
-                .children
-                .values()
-                .any(|c| matches!(c.phase, Phase::Dumping { .. }));
-            let mut wait = if dumping { DUMP_POLL } else { CHECK_EVERY };
+            let mut wait = if self.master.dumping() {
+                DUMP_POLL
+            } else {
+                CHECK_EVERY
+            };
             if let Some(due) = self.reloader.as_ref().and_then(|r| r.wait(Instant::now())) {
                 wait = wait.min(due);
             }
@@ -209,124 +160,107 @@ impl<B: Boot> Master<'_, B> {
                     self.reloader = None;
                 }
             }
-            if let Some(code) = self.reap() {
-                return self.halt(code);
+            let reaped = self.collect();
+            let out = self.master.reaped(&reaped);
+            if let Flow::Return(code) = self.execute(out) {
+                return code;
             }
             for sig in signals {
-                match sig {
-                    libc::SIGTERM => {
-                        crate::notify::stopping();
-                        log::info(format_args!("Handling signal: term; stopping workers"));
-                        let patience = self.cfg.graceful_timeout + EXIT_MARGIN;
-                        return self.stop(libc::SIGTERM, patience);
-                    }
-                    libc::SIGINT | libc::SIGQUIT => {
-                        crate::notify::stopping();
-                        log::info(format_args!("Handling signal: int/quit; stopping workers"));
-                        return self.stop(libc::SIGINT, FAST_STOP);
-                    }
-                    libc::SIGTTIN => {
-                        self.target += 1;
-                        log::info(format_args!(
-                            "Handling signal: ttin; {} workers",
-                            self.target
-                        ));
-                        self.workers_changed(self.target - 1);
-                    }
-                    libc::SIGTTOU => {
-                        let old = self.target;
-                        if self.target > 1 {
-                            self.target -= 1;
-                        }
-                        log::info(format_args!(
-                            "Handling signal: ttou; {} workers",
-                            self.target
-                        ));
-                        if old != self.target {
-                            self.workers_changed(old);
-                        }
-                        self.retire_extra();
-                    }
-                    libc::SIGHUP => {
-                        log::info(format_args!("Handling signal: hup; reloading"));
-                        crate::notify::reloading();
-                        if let Some(code) = self.reload() {
-                            return code;
-                        }
-                        crate::ops::master_ready(self.target);
-                    }
-                    libc::SIGUSR1 => crate::ops::master_usr1(
-                        self.access_log.as_deref(),
-                        self.children.keys().copied(),
-                    ),
-                    libc::SIGUSR2 => {
-                        let _ = self.boot.hook(Hook::PreExec);
-                        crate::upgrade::reexec(&crate::ops::fds(self.listeners));
-                    }
-                    libc::SIGWINCH if crate::upgrade::winch_is_an_order() => {
-                        log::info(format_args!("Handling signal: winch; stopping workers"));
-                        self.target = 0;
-                        self.retire_extra();
-                    }
-                    _ => {}
+                let Some(sig) = Sig::from_raw(sig) else {
+                    continue;
+                };
+                // WINCH is an order only to a master that a new one replaced.
+                if sig == Sig::Winch && !crate::upgrade::winch_is_an_order() {
+                    continue;
+                }
+                let out = self.master.signal(sig, Instant::now());
+                if let Flow::Return(code) = self.execute(out) {
+                    return code;
                 }
             }
             // --reload: a file changed (and things have been quiet since): as on HUP.
             if let Some(change) = self.reloader.as_mut().and_then(|r| r.due(Instant::now())) {
                 change.announce();
-                crate::notify::reloading();
-                if let Some(code) = self.reload() {
+                if let Flow::Return(code) = self.execute(vec![Output::Reload]) {
                     return code;
                 }
-                crate::ops::master_ready(self.target);
             }
-            self.supervise();
+            let out = self.look();
+            if let Flow::Return(code) = self.execute(out) {
+                return code;
+            }
+        }
+    }
+
+    /// Carry out `outputs` in order.
+    fn execute(&mut self, outputs: Vec<Output>) -> Flow {
+        let mut fork_failed = false;
+        for o in outputs {
+            match o {
+                Output::Log(level, text) => log::log(level, format_args!("{text}")),
+                Output::Fork => {
+                    // After a failed fork the rest of this batch is not tried; the loop
+                    // tries again at its next turn.
+                    if fork_failed {
+                        continue;
+                    }
+                    match self.fork_worker() {
+                        Ok(None) => {}
+                        Ok(Some(code)) => return Flow::Return(code),
+                        Err(e) => {
+                            log::error(format_args!("cannot fork a worker: {e}"));
+                            fork_failed = true;
+                        }
+                    }
+                }
+                Output::Send(pid, sig) => signal(pid, sig),
+                Output::Hook(hook) => {
+                    if let Hook::WorkersChanged { new, .. } = hook {
+                        self.boot.set_server_state(new, self.master.cfg());
+                    }
+                    let _ = self.boot.hook(hook);
+                }
+                Output::Report(code) => self.boot.report_private(code, self.master.cfg()),
+                Output::ReopenLogs => crate::ops::reopen_logs(self.access_log.as_deref()),
+                Output::Reexec => crate::upgrade::reexec(&crate::ops::fds(self.listeners)),
+                Output::Reload => {
+                    if let Flow::Return(code) = self.reload() {
+                        return Flow::Return(code);
+                    }
+                }
+                Output::NotifyStopping => crate::notify::stopping(),
+                Output::Stop {
+                    sig,
+                    patience,
+                    exit,
+                } => {
+                    self.stop(sig, patience);
+                    return Flow::Return(exit);
+                }
+            }
+        }
+        Flow::Go
+    }
+
+    /// Fork one worker. `Ok(Some(code))` in the child, once it served and stopped.
+    fn fork_worker(&mut self) -> std::io::Result<Option<i32>> {
+        let id = self.master.next_id();
+        match self.fork(id)? {
+            Forked::Parent(pid, slot) => {
+                let cfg = self.master.cfg();
+                let limit = watchdog::request_limit(cfg.max_requests, cfg.max_requests_jitter);
+                self.master.forked(pid, id, Instant::now(), limit);
+                self.slots.insert(pid, slot);
+                Ok(None)
+            }
+            Forked::Child(code) => Ok(Some(code)),
         }
     }
 
-    /// gunicorn's `nworkers_changed(server, new, old)`.
-    fn workers_changed(&mut self, old: usize) {
-        self.boot.set_server_state(self.target, &self.cfg);
-        let new = self.target;
-        let _ = self.boot.hook(Hook::WorkersChanged { new, old });
-    }
-
-    /// Fork workers until `target` of them serve. In a child, returns its exit code.
-    fn spawn_missing(&mut self) -> Option<i32> {
-        while !self.broken && self.serving() < self.target {
-            self.age += 1;
-            let id = self.age;
-            match self.fork_worker(id) {
-                Ok(Forked::Parent(pid, slot)) => {
-                    let request_limit = watchdog::request_limit(
-                        self.cfg.max_requests,
-                        self.cfg.max_requests_jitter,
-                    );
-                    self.children.insert(
-                        pid,
-                        Child {
-                            started: Instant::now(),
-                            slot,
-                            request_limit,
-                            phase: Phase::Serving,
-                            id,
-                        },
-                    );
-                }
-                Ok(Forked::Child(code)) => return Some(code),
-                Err(e) => {
-                    log::error(format_args!("cannot fork a worker: {e}"));
-                    break;
-                }
-            }
-        }
-        None
-    }
-
-    fn fork_worker(&mut self, id: WorkerId) -> std::io::Result<Forked> {
+    fn fork(&mut self, id: WorkerId) -> std::io::Result<Forked> {
         // The slot exists before the fork so both processes share it. One record per thread
         // that may call the application: the Python threads and the connection thread.
-        let threads = usize::try_from(self.cfg.threads.max(1)).unwrap_or(1);
+        let threads = usize::try_from(self.master.cfg().threads.max(1)).unwrap_or(1);
         let slot = Slot::new(threads + 1, now_ns())?;
         // The `pre_fork` hook, and `gc.freeze()` when preloaded.
         self.boot.prepare_worker(id);
@@ -357,7 +291,7 @@ impl<B: Boot> Master<'_, B> {
         // The child: give the signals back to their defaults (the worker installs its own),
         // and let go of the master's pipe.
         crate::signals::reset_in_child();
-        crate::ops::worker_after_fork(&self.cfg);
+        crate::ops::worker_after_fork(self.master.cfg());
         unblock_signals(&blocked);
         // SAFETY: closing descriptors this process owns and no longer uses.
         unsafe {
@@ -367,6 +301,8 @@ impl<B: Boot> Master<'_, B> {
         if let Some(r) = &self.reloader {
             r.close_in_child();
         }
+        // The other workers' slots are the master's; each is unmapped by its one owner.
+        self.slots.clear();
         // As gunicorn, before the application is loaded.
         log::info(format_args!(
             "Booting worker with pid: {}",
@@ -375,18 +311,17 @@ impl<B: Boot> Master<'_, B> {
         let code = self.boot.work(WorkerCtx {
             id,
             slot,
-            cfg: &self.cfg,
+            cfg: self.master.cfg(),
             listeners: self.listeners,
             access_log: self.access_log.clone(),
         });
         Ok(Forked::Child(code))
     }
 
-    /// Collect exited workers. Returns an exit code when one failed in a way that must stop
-    /// the master rather than be retried: it exited 4 (cannot load the app) or 3 (cannot
-    /// boot) before it told its slot it serves. The same codes later are a crash.
-    fn reap(&mut self) -> Option<i32> {
-        let mut halt = None;
+    /// Collect the exited workers: each one's `child_exit` hook runs, and its slot is read
+    /// (has it booted?) and let go.
+    fn collect(&mut self) -> Vec<Reaped> {
+        let mut reaped = Vec::new();
         loop {
             let mut status: libc::c_int = 0;
             // SAFETY: waitpid writes the status into our local.
@@ -397,268 +332,98 @@ impl<B: Boot> Master<'_, B> {
             if crate::upgrade::reaped(pid, status) {
                 continue;
             }
-            let Some(child) = self.children.remove(&pid) else {
+            let Some(id) = self.master.worker(pid).map(|w| w.id) else {
                 continue;
             };
-            // Read before the slot goes (its mapping is dropped with `child`).
-            let booted = child.slot.booted();
-            let _ = self.boot.hook(Hook::ChildExit(child.id));
-            self.boot.forget_worker(child.id);
-            let expected = self.stopping || child.phase != Phase::Serving;
-            if libc::WIFEXITED(status) {
-                let code = libc::WEXITSTATUS(status);
-                let boot_failure = !booted && (code == EXIT_APP_LOAD || code == EXIT_BOOT);
-                let first = !self.reported.contains(&code);
-                let private = if booted {
-                    None
-                } else {
-                    self.boot.private_exit(code)
-                };
-                if let Some(private) = private {
-                    // A code the program gave its own meaning (the worker, or the program
-                    // here, once for all the workers that exit with it, said what it is).
-                    // After boot the code means nothing special: a crash like any other.
-                    if first {
-                        self.reported.push(code);
-                        self.boot.report_private(code, &self.cfg);
-                    }
-                    if self.cfg.reload && !self.stopping {
-                        if first && private.announce_wait {
-                            log::error(format_args!(
-                                "waiting for a file change to try again (--reload)"
-                            ));
-                        }
-                        self.broken = true;
-                    } else if !self.stopping {
-                        halt = Some(private.exit);
-                    }
-                } else if boot_failure && code == EXIT_APP_LOAD && self.cfg.reload && !self.stopping
-                {
-                    // Development: a typo must not stop the server; the fix reloads.
-                    log::error(format_args!(
-                        "Worker (pid:{pid}) cannot load the application; \
-                         waiting for a file change to try again (--reload)"
-                    ));
-                    self.broken = true;
-                } else if boot_failure {
-                    // gunicorn's meaning of 3 and 4: forking again would fail the same way.
-                    log::error(format_args!(
-                        "Worker (pid:{pid}) failed to boot (exit code {code}); stopping"
-                    ));
-                    halt = Some(code);
-                } else if code == EXIT_APP_LOAD || code == EXIT_BOOT {
-                    // The same codes from a worker that served (an application calling
-                    // os._exit(4), a C extension's exit(3)) are a crash like any other: only
-                    // this worker is lost, and it is replaced.
-                    log::error(format_args!(
-                        "Worker (pid:{pid}) exited with code {code} after it booted \
-                         (a crash, not a boot failure); replacing it"
-                    ));
-                } else if code != 0 || !expected {
-                    log::warn(format_args!("Worker (pid:{pid}) exited with code {code}"));
-                }
-            } else if libc::WIFSIGNALED(status) {
-                let sig = libc::WTERMSIG(status);
-                // Our own SIGKILL was announced when it was sent; a stop signal arriving
-                // before a booting worker installed its handlers is part of the stop.
-                let ours = child.phase == Phase::Killed
-                    || (self.stopping && matches!(sig, libc::SIGTERM | libc::SIGINT));
-                if !ours {
-                    log::error(format_args!(
-                        "Worker (pid:{pid}) was killed by signal {sig}"
-                    ));
-                }
-            }
-        }
-        halt
-    }
-
-    /// Look at every worker: kill the stuck ones (after their stack dump), replace the ones
-    /// due for recycling, and kill the ones that overstayed a graceful stop.
-    fn supervise(&mut self) {
-        let now = Instant::now();
-        let mono = now_ns();
-        let graceful = self.cfg.graceful_timeout + EXIT_MARGIN;
-        let abort_hook = self.boot.has_abort_hook();
-        for (&pid, child) in &mut self.children {
-            match child.phase {
-                Phase::Serving | Phase::Retiring { .. } => {
-                    let serving = child.phase == Phase::Serving;
-                    if let Some(why) = watchdog::stuck(&child.slot, mono, self.cfg.timeout, serving)
-                    {
-                        log::log(
-                            log::Level::Critical,
-                            format_args!(
-                                "WORKER TIMEOUT (pid:{pid}): {why} (timeout {} s); \
-                                 writing its Python stacks, then killing it",
-                                self.cfg.timeout.as_secs_f64()
-                            ),
-                        );
-                        signal(pid, DUMP_SIGNAL);
-                        child.phase = Phase::Dumping {
-                            deadline: now + DUMP_WAIT,
-                        };
-                        continue;
-                    }
-                    match child.phase {
-                        Phase::Retiring { deadline } if now >= deadline => {
-                            log::warn(format_args!(
-                                "Worker (pid:{pid}) did not stop in time; killing it"
-                            ));
-                            signal(pid, libc::SIGKILL);
-                            child.phase = Phase::Killed;
-                        }
-                        Phase::Serving => {
-                            if let Some(reason) = watchdog::recycle_reason(
-                                &self.cfg,
-                                pid,
-                                &child.slot,
-                                child.started,
-                                child.request_limit,
-                            ) {
-                                log::info(format_args!(
-                                    "Autorestarting worker after current request. \
-                                     (pid:{pid}: {reason})"
-                                ));
-                                signal(pid, libc::SIGTERM);
-                                child.phase = Phase::Retiring {
-                                    deadline: now + graceful,
-                                };
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                Phase::Dumping { deadline } => {
-                    if child.slot.dumped() && abort_hook {
-                        // The worker calls worker_abort and exits; killed if it lingers.
-                        child.phase = Phase::Aborting {
-                            deadline: now + ABORT_WAIT,
-                        };
-                    } else if child.slot.dumped() || now >= deadline {
-                        signal(pid, libc::SIGKILL);
-                        child.phase = Phase::Killed;
-                    }
-                }
-                Phase::Aborting { deadline } => {
-                    if now >= deadline {
-                        signal(pid, libc::SIGKILL);
-                        child.phase = Phase::Killed;
-                    }
-                }
-                Phase::Killed => {}
-            }
-        }
-    }
-
-    /// Tell a serving worker to finish its requests and exit.
-    fn retire(&mut self, pid: libc::pid_t) {
-        let deadline = Instant::now() + self.cfg.graceful_timeout + EXIT_MARGIN;
-        if let Some(child) = self.children.get_mut(&pid) {
-            child.phase = Phase::Retiring { deadline };
-            signal(pid, libc::SIGTERM);
-        }
-    }
-
-    /// HUP, as gunicorn: re-read the settings (command line, environment, config file),
-    /// start a full set of new workers with them, then retire the old workers gracefully, so
-    /// requests keep being served throughout. The sockets stay as they are. Invalid new
-    /// settings are logged and the old ones kept. A preloaded application is kept: the new
-    /// workers are forked from this process, which holds its modules. `--reload` does the
-    /// same on a file change. In a forked child, returns its exit code.
-    fn reload(&mut self) -> Option<i32> {
-        let old_target = self.target;
-        match self.boot.reread_settings() {
-            Ok(Some(cfg)) => {
-                if cfg.preload && !self.boot.preloaded() {
-                    // Turned on since the start: preload now, or keep everything as it is.
-                    match self.boot.preload(&cfg) {
-                        Ok(()) => {}
-                        Err(_) => {
-                            log::error(format_args!(
-                                "reload: cannot preload the application; \
-                                 keeping the current settings"
-                            ));
-                            return None;
-                        }
-                    }
-                }
-                if !cfg.reload {
-                    self.reloader = None;
-                } else if !self.reloader.as_ref().is_some_and(|r| r.same_files(&cfg)) {
-                    self.reloader = None; // its watches go before the new ones are made
-                    let paths = self.boot.watched_paths(&cfg);
-                    self.reloader = Reloader::start(&cfg, &paths);
-                }
-                self.target = usize::try_from(cfg.workers).unwrap_or(1);
-                self.cfg = cfg;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let e = e.strip_prefix("error: ").unwrap_or(&e);
-                log::error(format_args!("reload: {e}; keeping the current settings"));
-                return None;
-            }
-        }
-        // gunicorn's order: the new settings are in, the new workers are not forked yet.
-        self.workers_changed(old_target);
-        let _ = self.boot.hook(Hook::OnReload);
-        if self.boot.preloaded() {
-            log::info(format_args!(
-                "reload: the application was preloaded, so its code is not reloaded \
-                 (restart, or send USR2, to load new code)"
-            ));
-        }
-        self.broken = false;
-        self.reported.clear();
-        let old: Vec<libc::pid_t> = self
-            .children
-            .iter()
-            .filter(|(_, c)| c.phase == Phase::Serving)
-            .map(|(&pid, _)| pid)
-            .collect();
-        // Out of the count first, so that a full new set is forked before any old one
-        // stops.
-        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        for pid in &old {
-            if let Some(c) = self.children.get_mut(pid) {
-                c.phase = Phase::Retiring { deadline: far };
-            }
-        }
-        if let Some(code) = self.spawn_missing() {
-            return Some(code);
-        }
-        for pid in old {
-            self.retire(pid);
-        }
-        None
-    }
-
-    /// TTOU: ask the oldest workers beyond the target to finish and exit.
-    fn retire_extra(&mut self) {
-        while self.serving() > self.target {
-            let Some(pid) = self
-                .children
-                .iter()
-                .filter(|(_, c)| c.phase == Phase::Serving)
-                .min_by_key(|(_, c)| c.started)
-                .map(|(&pid, _)| pid)
-            else {
-                break;
+            let booted = self.slots.remove(&pid).is_some_and(|s| s.booted());
+            let _ = self.boot.hook(Hook::ChildExit(id));
+            self.boot.forget_worker(id);
+            // Without WUNTRACED/WCONTINUED, waitpid reports only ended children.
+            let ended = if libc::WIFSIGNALED(status) {
+                Ended::Signaled(libc::WTERMSIG(status))
+            } else {
+                Ended::Exited(libc::WEXITSTATUS(status))
             };
-            self.retire(pid);
+            let private = match ended {
+                Ended::Exited(code) if !booted => self.boot.private_exit(code),
+                _ => None,
+            };
+            reaped.push(Reaped {
+                pid,
+                ended,
+                booted,
+                private,
+            });
         }
+        reaped
     }
 
-    /// A worker could not boot: stop the others and exit with its code.
-    fn halt(&mut self, code: i32) -> i32 {
-        let _ = self.stop(libc::SIGTERM, FAST_STOP);
-        code
+    /// Read every worker's slot, and let the master judge.
+    fn look(&mut self) -> Vec<Output> {
+        let mono = now_ns();
+        let cfg = self.master.cfg();
+        let mut looks = Vec::with_capacity(self.slots.len());
+        for (pid, w) in self.master.workers() {
+            let Some(slot) = self.slots.get(&pid) else {
+                continue;
+            };
+            let mut look = Look {
+                requests: slot.requests(),
+                dumped: slot.dumped(),
+                ..Look::default()
+            };
+            match w.phase {
+                Phase::Serving | Phase::Retiring { .. } => {
+                    let serving = w.phase == Phase::Serving;
+                    look.stuck = watchdog::stuck(slot, mono, cfg.timeout, serving);
+                    if serving && look.stuck.is_none() && cfg.max_worker_memory > 0 {
+                        look.rss_mib = watchdog::rss_mib(pid);
+                    }
+                }
+                _ => {}
+            }
+            looks.push((pid, look));
+        }
+        let abort_hook = self.boot.has_abort_hook();
+        self.master.tick(Instant::now(), &looks, abort_hook)
+    }
+
+    /// HUP, or `--reload` saw a change: re-read the settings (command line, environment,
+    /// config file) and hand them to the master. A preloaded application is kept (the new
+    /// workers are forked from this process, which holds its modules); `--preload` turned
+    /// on since the start preloads now, or everything stays as it is.
+    fn reload(&mut self) -> Flow {
+        crate::notify::reloading();
+        let settings = match self.boot.reread_settings() {
+            Ok(Some(cfg)) => self.adopt(cfg).map(Some),
+            other => other,
+        };
+        let preloaded = self.boot.preloaded();
+        let out = self.master.reloaded(settings, preloaded, Instant::now());
+        if let Flow::Return(code) = self.execute(out) {
+            return Flow::Return(code);
+        }
+        crate::ops::master_ready(self.master.target());
+        Flow::Go
+    }
+
+    /// What new settings need before the master takes them: the preload, the watcher.
+    fn adopt(&mut self, cfg: Config) -> Result<Config, String> {
+        if cfg.preload && !self.boot.preloaded() && self.boot.preload(&cfg).is_err() {
+            return Err("cannot preload the application".to_owned());
+        }
+        if !cfg.reload {
+            self.reloader = None;
+        } else if !self.reloader.as_ref().is_some_and(|r| r.same_files(&cfg)) {
+            self.reloader = None; // its watches go before the new ones are made
+            let paths = self.boot.watched_paths(&cfg);
+            self.reloader = Reloader::start(&cfg, &paths);
+        }
+        Ok(cfg)
     }
 
     /// Tell every worker to stop with `sig`, wait up to `patience`, then kill the rest.
-    fn stop(&mut self, sig: libc::c_int, patience: Duration) -> i32 {
-        self.stopping = true;
+    fn stop(&mut self, sig: libc::c_int, patience: Duration) {
         // The master holds the sockets too: closed here first, connections that arrive while
         // the workers drain are refused at once (or go to a new master that shares the
         // sockets, or to another server on a SO_REUSEPORT port) instead of waiting for the
@@ -668,42 +433,35 @@ impl<B: Boot> Master<'_, B> {
                 log::warn(format_args!("cannot close {}: {e}", l.describe()));
             }
         }
-        for (&pid, child) in &self.children {
-            if child.phase != Phase::Killed {
-                signal(pid, sig);
-            }
-        }
+        let out = self.master.stop_signals(sig);
+        let _ = self.execute(out);
         let deadline = Instant::now() + patience;
         let read_fd = self.read_fd;
-        while !self.children.is_empty() && Instant::now() < deadline {
+        while self.master.workers().next().is_some() && Instant::now() < deadline {
             self.boot.unlocked(&mut || {
                 let _ = wait_signals(read_fd, None, Duration::from_millis(100));
             });
-            let _ = self.reap();
+            let reaped = self.collect();
+            // Only log lines while stopping: nothing is forked and nothing stops again.
+            let out = self.master.reaped(&reaped);
+            let _ = self.execute(out);
         }
-        for (&pid, child) in &mut self.children {
-            if child.phase != Phase::Killed {
-                log::warn(format_args!(
-                    "Worker (pid:{pid}) did not stop in time; killing it"
-                ));
-                signal(pid, libc::SIGKILL);
-                child.phase = Phase::Killed;
-            }
-        }
-        while !self.children.is_empty() {
+        let out = self.master.overdue();
+        let _ = self.execute(out);
+        while self.master.workers().next().is_some() {
             let mut status: libc::c_int = 0;
             // SAFETY: blocking wait for our own children, which were just killed.
             let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
             if pid <= 0 {
                 break;
             }
-            if let Some(child) = self.children.remove(&pid) {
-                let _ = self.boot.hook(Hook::ChildExit(child.id));
-                self.boot.forget_worker(child.id);
+            self.slots.remove(&pid);
+            if let Some(id) = self.master.forget(pid) {
+                let _ = self.boot.hook(Hook::ChildExit(id));
+                self.boot.forget_worker(id);
             }
         }
         log::info(format_args!("Shutting down: Master"));
-        0
     }
 }
 
