@@ -28,7 +28,6 @@ pub mod signals;
 pub mod upgrade;
 pub mod watchdog;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bourbon_config::Config;
@@ -139,8 +138,8 @@ pub trait Boot: ForkProtocol {
     /// run (a `--version` left in a config file: nothing changes); `Err` is the message.
     fn reread_settings(&mut self) -> Result<Option<Config>, String>;
     /// What `--reload` watches beyond the project directory and `--reload-extra-file`
-    /// (the application's module file).
-    fn watched_paths(&mut self, cfg: &Config) -> Vec<PathBuf>;
+    /// (the application's module file), and which files in the project count.
+    fn watch(&mut self, cfg: &Config) -> reloader::Watch;
     /// What a program-private exit code means, for a worker that had not booted.
     fn private_exit(&self, code: i32) -> Option<PrivateExit>;
     /// Write the program's line about private exit `code`: once after each (re)load,

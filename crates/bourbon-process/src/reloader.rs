@@ -1,4 +1,5 @@
-//! `--reload`: the master watches the project's Python files with inotify and reloads the
+//! `--reload`: the master watches the project's source files (for Python, `*.py`: the
+//! program says which, [`Watch`]) with inotify and reloads the
 //! workers (as SIGHUP does) when one changes. For development.
 //!
 //! It owns the inotify descriptor, the table of watched directories, and the debounce:
@@ -11,7 +12,7 @@
 //! the old one replaces the inode, which would end a watch on the file. What is watched:
 //! - the project directory (the current directory, which `--chdir` set) and every
 //!   directory under it, except the ones [`ignored`] names (caches, version control,
-//!   virtualenvs, build output); a `*.py` file there counts. Directories created later are
+//!   virtualenvs, build output); a source file there counts. Directories created later are
 //!   added as they appear.
 //! - the directory of the application module's file and of each `--reload-extra-file`,
 //!   where only that exact name counts.
@@ -60,7 +61,7 @@ const CHANGED: u32 =
 /// One watched directory.
 struct Dir {
     path: PathBuf,
-    /// Part of the project tree: every `*.py` file counts and new subdirectories are added.
+    /// Part of the project tree: every source file counts and new subdirectories are added.
     tree: bool,
     /// Names that count here whatever their suffix (the app module, extra files).
     files: HashSet<OsString>,
@@ -95,6 +96,16 @@ pub fn due_in(first: Instant, last: Instant, now: Instant) -> Duration {
         .saturating_duration_since(now)
 }
 
+/// What the program asks `--reload` to watch beyond the project directory and
+/// `--reload-extra-file`.
+pub struct Watch {
+    /// Files (the application's module), each watched by its exact name.
+    pub files: Vec<PathBuf>,
+    /// The extension of the project's source files (`py`): a change to such a file
+    /// anywhere in the project tree reloads.
+    pub source_extension: &'static str,
+}
+
 /// The master's file watcher.
 pub struct Reloader {
     fd: RawFd,
@@ -107,6 +118,8 @@ pub struct Reloader {
     pending: Option<Pending>,
     /// The extra files it was started with, to know on SIGHUP whether to start anew.
     extra: Vec<PathBuf>,
+    /// The extension that makes a file in the project tree count.
+    source_extension: &'static OsStr,
 }
 
 impl Change {
@@ -154,8 +167,8 @@ pub fn ignored(name: &OsStr, path: &Path) -> bool {
 impl Reloader {
     /// Start watching for `cfg` (the process is already in the project directory); `None`,
     /// after logging why, when inotify is not available.
-    /// `extra` are further files to watch (the program's: the application's module).
-    pub fn start(cfg: &Config, extra: &[PathBuf]) -> Option<Reloader> {
+    /// `watch` is what the program adds (see [`Watch`]).
+    pub fn start(cfg: &Config, watch: &Watch) -> Option<Reloader> {
         // SAFETY: inotify_init1 takes flags only and returns a new descriptor or -1.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if fd < 0 {
@@ -172,10 +185,11 @@ impl Reloader {
             warned: false,
             pending: None,
             extra: cfg.reload_extra_file.clone(),
+            source_extension: OsStr::new(watch.source_extension),
         };
         let root = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         r.add_tree(&root);
-        for f in extra {
+        for f in &watch.files {
             r.add_file(f);
         }
         for f in &cfg.reload_extra_file {
@@ -306,7 +320,7 @@ impl Reloader {
         if mask & CHANGED == 0 {
             return;
         }
-        let counts = (dir.tree && Path::new(name).extension() == Some(OsStr::new("py")))
+        let counts = (dir.tree && Path::new(name).extension() == Some(self.source_extension))
             || dir.files.contains(name);
         if counts {
             self.note(path);

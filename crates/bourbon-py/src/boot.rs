@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bourbon_config::Config;
+use bourbon_process::reloader::Watch;
 use bourbon_process::{Boot, ForkProtocol, Hook, HookRaised, PrivateExit, WorkerCtx, WorkerId};
 use bourbon_server::access_log::AccessLog;
 use bourbon_server::listener::Listener;
@@ -220,8 +221,11 @@ impl Boot for PyBoot<'_, '_> {
         }
     }
 
-    fn watched_paths(&mut self, cfg: &Config) -> Vec<PathBuf> {
-        app_module_file(self.py, cfg).into_iter().collect()
+    fn watch(&mut self, cfg: &Config) -> Watch {
+        Watch {
+            files: app_module_file(self.py, cfg).into_iter().collect(),
+            source_extension: "py",
+        }
     }
 
     fn private_exit(&self, code: i32) -> Option<PrivateExit> {

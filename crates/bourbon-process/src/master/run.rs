@@ -102,7 +102,7 @@ pub fn run<B: Boot>(
     }
     let master_pid = std::process::id();
     let reloader = if cfg.reload {
-        Reloader::start(cfg, &boot.watched_paths(cfg))
+        Reloader::start(cfg, &boot.watch(cfg))
     } else {
         None
     };
@@ -416,8 +416,8 @@ impl<B: Boot> Driver<'_, B> {
             self.reloader = None;
         } else if !self.reloader.as_ref().is_some_and(|r| r.same_files(&cfg)) {
             self.reloader = None; // its watches go before the new ones are made
-            let paths = self.boot.watched_paths(&cfg);
-            self.reloader = Reloader::start(&cfg, &paths);
+            let watch = self.boot.watch(&cfg);
+            self.reloader = Reloader::start(&cfg, &watch);
         }
         Ok(cfg)
     }
