@@ -54,7 +54,7 @@ DOC_SITE = "/srv/mysite"
 DOC_STATIC = "/srv/mysite/staticfiles/"
 SERVER_NAME = "example.com"
 # How long bourbon's master waits for draining workers before killing them: the default
-# --graceful-timeout (30 s) plus the half second of arbiter.rs, rounded up.
+# --graceful-timeout (30 s) plus the master's half second (EXIT_MARGIN), rounded up.
 MASTER_GRACEFUL_STOP = 31
 
 

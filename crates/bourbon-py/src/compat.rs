@@ -5,8 +5,8 @@
 //! file, if a Python one, is executed by `bourbon._gunicorn.read_config` (as gunicorn
 //! does: a fresh `__config__` module), the module-level names that are gunicorn settings
 //! are handed to `bourbon-config` as a source, and the functions named after server hooks
-//! are kept here ([`Hooks`]). The master (`arbiter.rs`) and the workers (`startup.rs`) call
-//! [`call`] at gunicorn's moments; with no hook defined that is one relaxed atomic load.
+//! are kept here ([`Hooks`]). The master (through `boot.rs`) and the workers
+//! (`startup.rs`) call [`call`] at gunicorn's moments; with no hook defined that is one relaxed atomic load.
 //! The `server` and `worker` objects passed are small Python classes in
 //! `bourbon/_gunicorn.py`.
 

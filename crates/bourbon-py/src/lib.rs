@@ -1,34 +1,28 @@
 //! `bourbon._bourbon`: the only crate that links Python.
 //!
 //! This file only registers the module's functions and classes; the WSGI adapter lives in
-//! [`wsgi`], starting a server from the command line in [`run`] (`startup.rs`), the master
-//! in `arbiter.rs` (an ASGI application is recognised and refused in `appkind.rs`), and
-//! worker supervision in `scoreboard.rs` (memory shared with each
-//! worker), `supervise.rs` (the worker's side) and `watchdog.rs` (the master's judgement);
-//! operations plumbing (privileges, daemon, process titles, sd_notify, binary upgrade) in
-//! `ops.rs` and the modules it calls; `--preload` in `preload.rs`, `--reload` in
-//! `reloader.rs`.
+//! [`wsgi`], starting a server from the command line in [`run`] (`startup.rs`). The master
+//! and everything around it is `bourbon-process`, which knows nothing of Python: `boot.rs`
+//! is what it asks of Python (CPython's fork protocol, gunicorn's hooks, `--preload` in
+//! `preload.rs`, the worker's life), `ops.rs` the start-up steps that need the
+//! interpreter's view of the environment, and `supervise.rs` the worker's side of
+//! supervision (stack dumps, the request-path record). An ASGI application is recognised
+//! and refused in `appkind.rs`.
 
 mod appkind;
-mod arbiter;
 mod asgi;
+mod boot;
 mod compat;
-mod daemon;
-mod notify;
 mod ops;
-mod pidfile;
 mod pool;
 mod preload;
-mod privileges;
-mod proctitle;
-mod reloader;
-mod scoreboard;
 mod startup;
 mod statics;
 mod supervise;
-mod upgrade;
-mod watchdog;
 mod wsgi;
+
+// The process model's modules under the names the rest of this crate uses.
+use bourbon_process::{notify, scoreboard};
 
 use pyo3::prelude::*;
 

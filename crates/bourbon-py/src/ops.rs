@@ -1,132 +1,43 @@
-//! Operations plumbing around start-up and the master's signals: the order in which the
-//! umask, sockets, daemonizing, the pid file and the switch of user happen, and what
-//! SIGUSR1 (reopen the logs) does in each process.
-//!
-//! It owns that order and nothing else: each step lives in its own module
-//! ([`crate::privileges`], [`crate::daemon`], [`crate::pidfile`], [`crate::notify`],
-//! [`crate::upgrade`], [`crate::proctitle`]). `startup.rs` and `arbiter.rs` call in here
-//! with one line per hook.
-//!
-//! The order, and why:
-//! 1. `NOTIFY_SOCKET` and the command line are recorded, accounts looked up (a typo exits
-//!    2 before anything happens), the umask set (it decides the socket files' mode).
-//! 2. Sockets: inherited from an old master (`BOURBON_FDS`), from systemd (`LISTEN_FDS`),
-//!    or bound (`--reuse-port` applies here). A bind failure exits 1 in the foreground.
-//! 3. Unix socket files are given to `--user`/`--group`.
-//! 4. `--daemon` detaches (so the pid file gets the daemon's pid).
-//! 5. The pid file is written (with `--user`, the root keeper that removes it at exit is
-//!    forked, see [`crate::pidfile`]); the log files are given to the user.
-//! 6. The user is switched; the master's title is set.
+//! The Python side of the operations steps in `bourbon_process::ops`: what needs the
+//! interpreter's own view of the process. Python copied the environment and the command
+//! line at start, so the variables the process model takes out of the environment
+//! (`NOTIFY_SOCKET`, `BOURBON_FDS`, systemd's `LISTEN_*`) are removed from `os.environ`
+//! too, and the program to re-execute on SIGUSR2 is `sys.executable` with `sys.orig_argv`.
+//! Everything else is re-exported as it is.
 
-use std::os::fd::RawFd;
+use std::path::PathBuf;
 
-use bourbon_config::{Config, LogTarget};
+use bourbon_config::Config;
+use bourbon_process::privileges::Accounts;
+use bourbon_process::upgrade::Launch;
 use bourbon_server::access_log::AccessLog;
-use bourbon_server::listener::{self, BindOptions, Listener};
+use bourbon_server::listener::Listener;
 use bourbon_server::log;
 use pyo3::prelude::*;
 
-use crate::pidfile::PidFile;
-use crate::privileges::Accounts;
+pub(crate) use bourbon_process::ops::{app_name, reopen_logs, ExitGuard, Origin};
 
-/// The exit code for a socket that cannot be bound.
-const EXIT_BIND: i32 = 1;
-/// The exit code for a bad setting.
-const EXIT_CONFIG: i32 = 2;
-
-/// Step 1. Returns the accounts to switch to later.
+/// Step 1 (see `bourbon_process::ops`). Returns the accounts to switch to later.
 pub(crate) fn before_bind(py: Python<'_>, cfg: &Config) -> Result<Accounts, i32> {
-    crate::notify::init(py);
-    crate::upgrade::record(py);
-    let accounts = Accounts::resolve(cfg).map_err(|e| {
-        log::error(format_args!("{e}"));
-        eprintln!("error: {e}");
-        EXIT_CONFIG
-    })?;
-    crate::privileges::set_umask(cfg.umask);
-    Ok(accounts)
-}
-
-/// Where the sockets came from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// Handed over by the master that re-executed us (SIGUSR2).
-    OldMaster,
-    /// systemd socket activation.
-    Systemd,
-    /// Bound here from `--bind`.
-    Bound,
+    if bourbon_process::notify::init() {
+        forget_env(py, &[bourbon_process::notify::NOTIFY_VAR]);
+    }
+    record_launch(py);
+    bourbon_process::ops::before_bind(cfg)
 }
 
 /// Step 2: every listening socket, or the exit code.
 pub(crate) fn open_listeners(py: Python<'_>, cfg: &Config) -> Result<(Vec<Listener>, Origin), i32> {
-    if let Some(inherited) = crate::upgrade::inherited(py) {
-        return inherited.map(|l| (l, Origin::OldMaster)).map_err(|e| {
-            log::error(format_args!("{e}"));
-            eprintln!("error: {e}");
-            EXIT_BIND
-        });
+    let handed_over = std::env::var_os(bourbon_process::upgrade::FDS_VAR).is_some();
+    let result = bourbon_process::ops::open_listeners(cfg);
+    if handed_over {
+        // Taken out whether or not the descriptors were usable, as the process model did.
+        forget_env(py, &[bourbon_process::upgrade::FDS_VAR]);
     }
-    match listener::systemd_listeners_named() {
-        Some(Ok(named)) => {
-            // Python copied the environment at start-up; the app must not see them either.
-            let _ = py.import("os").and_then(|os| {
-                let environ = os.getattr("environ")?;
-                for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-                    environ.call_method1("pop", (var, py.None()))?;
-                }
-                Ok(())
-            });
-            let mut listeners = Vec::with_capacity(named.len());
-            for (l, name) in named {
-                if let Some(name) = name {
-                    log::info(format_args!(
-                        "systemd socket fd {} is named '{name}': {}",
-                        l.raw_fd(),
-                        l.describe()
-                    ));
-                }
-                listeners.push(l);
-            }
-            Ok((listeners, Origin::Systemd))
-        }
-        Some(Err(e)) => {
-            log::error(format_args!("systemd sockets (LISTEN_FDS): {e}"));
-            eprintln!("error: LISTEN_FDS: {e}");
-            Err(EXIT_BIND)
-        }
-        None => {
-            let opts = BindOptions {
-                backlog: cfg.backlog,
-                reuse_port: cfg.reuse_port,
-                unix_mode: cfg.chmod_socket,
-            };
-            listener::bind_all_with(&cfg.bind, opts)
-                .map(|l| (l, Origin::Bound))
-                .map_err(|e| {
-                    log::error(format_args!("{e}"));
-                    eprintln!("error: --bind: {e}");
-                    EXIT_BIND
-                })
-        }
+    if let Ok((_, origin)) = &result {
+        forget_env(py, bourbon_process::ops::handover_vars(*origin));
     }
-}
-
-/// Held by start-up until the server stops: removes the pid file and, in a master started
-/// by SIGUSR2, decides whether the unix socket files stay (see [`crate::upgrade::at_exit`]).
-/// Dropped before the listeners, which is when the files are removed.
-pub(crate) struct ExitGuard {
-    _pidfile: Option<PidFile>,
-    owner: u32,
-}
-
-impl Drop for ExitGuard {
-    fn drop(&mut self) {
-        // Workers return through the same code; only the master decides.
-        if std::process::id() == self.owner {
-            crate::upgrade::at_exit();
-        }
-    }
+    result
 }
 
 /// Steps 3 to 6. Returns the exit guard, or the exit code.
@@ -137,153 +48,39 @@ pub(crate) fn after_bind(
     accounts: &Accounts,
     access_log: Option<&AccessLog>,
 ) -> Result<ExitGuard, i32> {
-    if origin == Origin::Bound {
-        for l in listeners {
-            if let Listener::Unix { path, .. } = l {
-                if let Err(e) = accounts.chown(path) {
-                    log::warn(format_args!("cannot chown {}: {e}", path.display()));
-                }
-            }
-        }
-    }
-    // A master started by an old one is already detached if that one was.
-    if cfg.daemon && origin != Origin::OldMaster {
-        let error_log = match &cfg.error_logfile {
-            LogTarget::File(p) => Some(p.as_path()),
-            LogTarget::Stderr | LogTarget::Stdout => None,
-        };
-        if let Err(e) = crate::daemon::daemonize(error_log) {
-            log::error(format_args!("cannot daemonize: {e}"));
-            eprintln!("error: --daemon: {e}");
-            return Err(1);
-        }
-        listener::adopt_socket_files();
-        crate::notify::adopt();
-    }
-    let pidfile = match cfg.pid.as_deref().map(crate::pidfile::create).transpose() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: --pid: {e}");
-            return Err(EXIT_CONFIG);
-        }
-    };
-    if pidfile.is_some() && accounts.gives_up_root() {
-        // The master cannot remove the file once it is not root any more: a root process
-        // that holds nothing else does it when the master is gone.
-        let title = crate::proctitle::title("keeper", &app_name(cfg));
-        if let Err(e) = crate::pidfile::start_keeper(&title) {
-            log::warn(format_args!(
-                "--pid: {e}; the pid file may stay behind at exit"
-            ));
-        }
-    }
-    let logs = [log::file_path(), access_log.and_then(AccessLog::path)];
-    for path in logs.into_iter().flatten() {
-        if let Err(e) = accounts.chown(path) {
-            log::warn(format_args!("cannot chown {}: {e}", path.display()));
-        }
-    }
-    if let Err(e) = accounts.switch() {
-        log::error(format_args!(
-            "cannot switch to {}: {e}",
-            accounts.describe()
-        ));
-        eprintln!(
-            "error: --user/--group: cannot switch to {}: {e}",
-            accounts.describe()
-        );
-        return Err(1);
-    }
-    if !accounts.is_empty() {
-        log::info(format_args!("Running as {}", accounts.describe()));
-    }
-    crate::proctitle::set(&crate::proctitle::title("master", &app_name(cfg)));
-    Ok(ExitGuard {
-        _pidfile: pidfile,
-        owner: std::process::id(),
+    // Start-up holds the GIL here; this only gets its token, for the fork protocol.
+    Python::attach(|py| {
+        let mut fork = crate::boot::CPythonFork(py);
+        bourbon_process::ops::after_bind(cfg, listeners, origin, accounts, access_log, &mut fork)
     })
 }
 
-/// The name in process titles: `--proc-name`, else the application.
-pub(crate) fn app_name(cfg: &Config) -> String {
-    match (&cfg.proc_name, &cfg.app) {
-        (Some(n), _) => n.clone(),
-        (None, Some(app)) => app.to_string(),
-        (None, None) => "bourbon".to_owned(),
-    }
-}
-
-/// SIGUSR1 in any process: reopen the error log and the access log files.
-pub(crate) fn reopen_logs(access_log: Option<&AccessLog>) {
-    let mut failed = Vec::new();
-    if let Err(e) = log::reopen() {
-        failed.push(format!("error log: {e}"));
-    }
-    if let Err(e) = crate::daemon::reopen_stderr(log::file_path()) {
-        failed.push(format!("stderr: {e}"));
-    }
-    if let Some(a) = access_log {
-        if let Err(e) = a.reopen() {
-            failed.push(format!("access log: {e}"));
+/// Remove `vars` from `os.environ` (the process's environment no longer has them).
+fn forget_env(py: Python<'_>, vars: &[&str]) {
+    let _ = py.import("os").and_then(|os| {
+        let environ = os.getattr("environ")?;
+        for var in vars {
+            environ.call_method1("pop", (*var, py.None()))?;
         }
-    }
-    if failed.is_empty() {
-        log::info(format_args!("Handling signal: usr1; log files reopened"));
-    } else {
-        log::error(format_args!(
-            "Handling signal: usr1; cannot reopen {}",
-            failed.join(", ")
-        ));
-    }
+        Ok(())
+    });
 }
 
-/// SIGUSR1 in the master: reopen its own files, then tell every worker to do the same.
-pub(crate) fn master_usr1(
-    access_log: Option<&AccessLog>,
-    workers: impl Iterator<Item = libc::pid_t>,
-) {
-    reopen_logs(access_log);
-    for pid in workers {
-        signal(pid, libc::SIGUSR1);
-    }
-}
-
-/// The master is up: its sockets listen and its first workers are forked.
-pub(crate) fn master_ready(workers: usize) {
-    crate::notify::ready(&format!("bourbon master with {workers} workers"));
-}
-
-/// The descriptors of `listeners`, for handing to a new master.
-pub(crate) fn fds(listeners: &[Listener]) -> Vec<RawFd> {
-    listeners.iter().map(Listener::raw_fd).collect()
-}
-
-/// In a freshly forked worker: set its title, let go of the pid file keeper's pipe, and make
-/// sure the signals the master relays do not kill the worker while it boots (their default
-/// action is to terminate). A USR1 that arrives meanwhile is noted, and the logs reopened as
-/// soon as the worker's runtime, which takes USR1 over, runs.
-#[allow(unsafe_code)]
-pub(crate) fn worker_after_fork(cfg: &Config) {
-    crate::proctitle::set(&crate::proctitle::title("worker", &app_name(cfg)));
-    // Only the master's exit may tell the pid file keeper to act.
-    crate::pidfile::forget_keeper();
-    let mut ignored = vec![libc::SIGUSR2, libc::SIGWINCH];
-    if let Err(e) = log::watch_reopen_signal() {
-        log::warn(format_args!("cannot watch SIGUSR1 while booting: {e}"));
-        ignored.push(libc::SIGUSR1);
-    }
-    for sig in ignored {
-        // SAFETY: setting a signal's disposition to "ignore" in this process.
-        unsafe {
-            libc::signal(sig, libc::SIG_IGN);
-        }
-    }
-}
-
-#[allow(unsafe_code)]
-fn signal(pid: libc::pid_t, sig: libc::c_int) {
-    // SAFETY: kill(2) with a pid of our own child.
-    unsafe {
-        libc::kill(pid, sig);
+/// Remember how this program was started, for SIGUSR2. Call before `--chdir` is applied.
+fn record_launch(py: Python<'_>) {
+    let launch = (|| -> PyResult<Launch> {
+        let sys = py.import("sys")?;
+        let program: String = sys.getattr("executable")?.extract()?;
+        let orig: Vec<String> = sys.getattr("orig_argv")?.extract()?;
+        let cwd: String = py.import("os")?.call_method0("getcwd")?.extract()?;
+        Ok(Launch {
+            program: PathBuf::from(program),
+            args: orig.into_iter().skip(1).collect(),
+            cwd: PathBuf::from(cwd),
+        })
+    })();
+    match launch {
+        Ok(l) => bourbon_process::upgrade::record(l),
+        Err(e) => log::debug(format_args!("cannot record the command line: {e}")),
     }
 }

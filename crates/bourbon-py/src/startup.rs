@@ -272,7 +272,7 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
         Err(e) => log::warn(format_args!("cannot raise the open files limit: {e}")),
     }
     // Always a master, as gunicorn: timeouts and recycling need someone outside the worker.
-    crate::arbiter::run(py, cfg, argv, &listeners, access_log)
+    crate::boot::run_master(py, cfg, argv, &listeners, access_log)
 }
 
 /// gunicorn's exit code for a worker that failed to boot.

@@ -30,11 +30,8 @@ use pyo3::types::PyDict;
 
 use crate::scoreboard::{now_ns, Slot};
 
-/// The signal the master sends a timed-out worker to make it write its Python stacks:
-/// SIGURG. It is not part of gunicorn's signal contract, its default action is to ignore it
-/// (harmless if it arrives before the worker installed the handler), and the kernel never
-/// raises it for us (no socket of ours has an owner set with F_SETOWN).
-pub(crate) const DUMP_SIGNAL: libc::c_int = libc::SIGURG;
+/// The signal the master sends a timed-out worker to make it write its Python stacks.
+pub(crate) use bourbon_process::DUMP_SIGNAL;
 
 /// This worker's slot; unset in the master.
 static SLOT: OnceLock<Slot> = OnceLock::new();

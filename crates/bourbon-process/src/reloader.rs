@@ -1,4 +1,5 @@
-//! `--reload`: the master watches the project's Python files with inotify and reloads the
+//! `--reload`: the master watches the project's source files (for Python, `*.py`: the
+//! program says which, [`Watch`]) with inotify and reloads the
 //! workers (as SIGHUP does) when one changes. For development.
 //!
 //! It owns the inotify descriptor, the table of watched directories, and the debounce:
@@ -11,7 +12,7 @@
 //! the old one replaces the inode, which would end a watch on the file. What is watched:
 //! - the project directory (the current directory, which `--chdir` set) and every
 //!   directory under it, except the ones [`ignored`] names (caches, version control,
-//!   virtualenvs, build output); a `*.py` file there counts. Directories created later are
+//!   virtualenvs, build output); a source file there counts. Directories created later are
 //!   added as they appear.
 //! - the directory of the application module's file and of each `--reload-extra-file`,
 //!   where only that exact name counts.
@@ -32,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use bourbon_config::Config;
 use bourbon_server::log;
-use pyo3::prelude::*;
 
 /// How long nothing must change before the reload happens.
 const QUIET: Duration = Duration::from_millis(200);
@@ -61,7 +61,7 @@ const CHANGED: u32 =
 /// One watched directory.
 struct Dir {
     path: PathBuf,
-    /// Part of the project tree: every `*.py` file counts and new subdirectories are added.
+    /// Part of the project tree: every source file counts and new subdirectories are added.
     tree: bool,
     /// Names that count here whatever their suffix (the app module, extra files).
     files: HashSet<OsString>,
@@ -76,7 +76,7 @@ struct Pending {
 
 /// What changed, for the log.
 #[derive(Default)]
-pub(crate) struct Change {
+pub struct Change {
     /// The first few changed files, in order.
     named: Vec<PathBuf>,
     /// Every distinct changed file (bounded: beyond it files are only counted once each
@@ -88,8 +88,26 @@ pub(crate) struct Change {
 /// The most distinct files remembered per reload.
 const MAX_SEEN: usize = 100_000;
 
+/// How long after `now` changes seen first at `first` and last at `last` are due: after
+/// [`QUIET`] without a change, and at most [`MAX_DELAY`] after the first.
+pub fn due_in(first: Instant, last: Instant, now: Instant) -> Duration {
+    (last + QUIET)
+        .min(first + MAX_DELAY)
+        .saturating_duration_since(now)
+}
+
+/// What the program asks `--reload` to watch beyond the project directory and
+/// `--reload-extra-file`.
+pub struct Watch {
+    /// Files (the application's module), each watched by its exact name.
+    pub files: Vec<PathBuf>,
+    /// The extension of the project's source files (`py`): a change to such a file
+    /// anywhere in the project tree reloads.
+    pub source_extension: &'static str,
+}
+
 /// The master's file watcher.
-pub(crate) struct Reloader {
+pub struct Reloader {
     fd: RawFd,
     /// The process that created the descriptor, the only one that closes it on drop (a
     /// forked worker closes its copy at once with [`Reloader::close_in_child`]).
@@ -100,6 +118,8 @@ pub(crate) struct Reloader {
     pending: Option<Pending>,
     /// The extra files it was started with, to know on SIGHUP whether to start anew.
     extra: Vec<PathBuf>,
+    /// The extension that makes a file in the project tree count.
+    source_extension: &'static OsStr,
 }
 
 impl Change {
@@ -117,7 +137,7 @@ impl Change {
     }
 
     /// Log the reload, gunicorn's way: one line per changed file (the first few).
-    pub(crate) fn announce(&self) {
+    pub fn announce(&self) {
         for f in &self.named {
             log::info(format_args!("Worker reloading: {} modified", f.display()));
         }
@@ -132,7 +152,7 @@ impl Change {
 
 /// Directory names never watched: caches, version control, virtualenvs, build output and
 /// JavaScript dependencies. None holds the project's own code, and some are huge.
-pub(crate) fn ignored(name: &OsStr, path: &Path) -> bool {
+pub fn ignored(name: &OsStr, path: &Path) -> bool {
     let Some(name) = name.to_str() else {
         return false;
     };
@@ -147,7 +167,8 @@ pub(crate) fn ignored(name: &OsStr, path: &Path) -> bool {
 impl Reloader {
     /// Start watching for `cfg` (the process is already in the project directory); `None`,
     /// after logging why, when inotify is not available.
-    pub(crate) fn start(py: Python<'_>, cfg: &Config) -> Option<Reloader> {
+    /// `watch` is what the program adds (see [`Watch`]).
+    pub fn start(cfg: &Config, watch: &Watch) -> Option<Reloader> {
         // SAFETY: inotify_init1 takes flags only and returns a new descriptor or -1.
         let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if fd < 0 {
@@ -164,11 +185,12 @@ impl Reloader {
             warned: false,
             pending: None,
             extra: cfg.reload_extra_file.clone(),
+            source_extension: OsStr::new(watch.source_extension),
         };
         let root = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         r.add_tree(&root);
-        if let Some(module) = app_module_file(py, cfg) {
-            r.add_file(&module);
+        for f in &watch.files {
+            r.add_file(f);
         }
         for f in &cfg.reload_extra_file {
             r.add_file(&root.join(f));
@@ -183,18 +205,18 @@ impl Reloader {
     }
 
     /// The descriptor the master polls.
-    pub(crate) fn fd(&self) -> RawFd {
+    pub fn fd(&self) -> RawFd {
         self.fd
     }
 
     /// Whether these settings ask for the same watch as this one.
-    pub(crate) fn same_files(&self, cfg: &Config) -> bool {
+    pub fn same_files(&self, cfg: &Config) -> bool {
         self.extra == cfg.reload_extra_file
     }
 
     /// In a freshly forked worker: close the inherited descriptor (the worker never reads
     /// it, and its events must all go to the master).
-    pub(crate) fn close_in_child(&self) {
+    pub fn close_in_child(&self) {
         // SAFETY: closing our copy of a descriptor this process inherited and never uses;
         // `Drop` does not close it again in this process (it is not the owner).
         unsafe {
@@ -203,15 +225,12 @@ impl Reloader {
     }
 
     /// How long until the pending changes are due; `None` when there are none.
-    pub(crate) fn wait(&self, now: Instant) -> Option<Duration> {
-        self.pending.as_ref().map(|p| {
-            let due = (p.last + QUIET).min(p.first + MAX_DELAY);
-            due.saturating_duration_since(now)
-        })
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
+        self.pending.as_ref().map(|p| due_in(p.first, p.last, now))
     }
 
     /// What changed, once it is due.
-    pub(crate) fn due(&mut self, now: Instant) -> Option<Change> {
+    pub fn due(&mut self, now: Instant) -> Option<Change> {
         if self.wait(now)? > Duration::ZERO {
             return None;
         }
@@ -220,7 +239,7 @@ impl Reloader {
 
     /// Read every event waiting on the descriptor; an error other than "nothing more to
     /// read" means the watcher is broken (the master then drops it rather than spin).
-    pub(crate) fn read(&mut self) -> std::io::Result<()> {
+    pub fn read(&mut self) -> std::io::Result<()> {
         // u64 elements so the buffer is aligned for the event headers.
         let mut buf = [0u64; 1024];
         let size = std::mem::size_of_val(&buf);
@@ -301,7 +320,7 @@ impl Reloader {
         if mask & CHANGED == 0 {
             return;
         }
-        let counts = (dir.tree && Path::new(name).extension() == Some(OsStr::new("py")))
+        let counts = (dir.tree && Path::new(name).extension() == Some(self.source_extension))
             || dir.files.contains(name);
         if counts {
             self.note(path);
@@ -418,32 +437,4 @@ impl Drop for Reloader {
             }
         }
     }
-}
-
-/// The application module's source file, found on `sys.path` the way the import system
-/// would, without importing anything: the master must not hold the application's modules,
-/// or the workers it forks would not import them afresh.
-fn app_module_file(py: Python<'_>, cfg: &Config) -> Option<PathBuf> {
-    let spec = cfg.app.as_ref()?;
-    let sys_path: Vec<String> = py
-        .import("sys")
-        .and_then(|sys| sys.getattr("path"))
-        .and_then(|p| p.extract())
-        .ok()?;
-    let rel: PathBuf = spec.module.split('.').collect();
-    let cwd = std::env::current_dir().ok()?;
-    for entry in sys_path {
-        // "" is the current directory; relative entries are relative to it too.
-        let base = cwd.join(entry);
-        let module = base.join(&rel);
-        let file = module.with_extension("py");
-        if file.is_file() {
-            return Some(file);
-        }
-        let init = module.join("__init__.py");
-        if init.is_file() {
-            return Some(init);
-        }
-    }
-    None
 }

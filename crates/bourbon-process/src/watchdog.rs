@@ -1,15 +1,17 @@
 //! The master's judgement of one worker, read from its shared slot and from `/proc`: is it
 //! stuck (`--timeout`), or due to be replaced (`--max-requests`, `--max-worker-lifetime`,
-//! `--max-worker-memory`)? Deciding lives here; acting (signals, forks) in `arbiter.rs`.
+//! `--max-worker-memory`)? Judging lives here; what the master does about it in
+//! `master/mod.rs`, and the signals and forks in `master/run.rs`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bourbon_config::Config;
 
 use crate::scoreboard::Slot;
 
 /// Why a worker is considered stuck.
-pub(crate) enum Stuck {
+#[derive(Debug)]
+pub enum Stuck {
     /// An application call has run longer than the timeout.
     Call { line: String, secs: f64 },
     /// The worker's event loop has not run for longer than the timeout.
@@ -45,7 +47,7 @@ fn secs_between(earlier: u64, now: u64) -> f64 {
 ///   the loop's silence is exactly the call's age and the call is judged by its own clock;
 ///   a heartbeat from before the call is never held against it. A call on a Python thread
 ///   stamps nothing: it says nothing about the loop.
-pub(crate) fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> Option<Stuck> {
+pub fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> Option<Stuck> {
     if timeout.is_zero() {
         return None;
     }
@@ -67,40 +69,45 @@ pub(crate) fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> 
     None
 }
 
-/// The per-worker request limit: `max_requests` plus a random 0..=`jitter` (0 = no limit).
-pub(crate) fn request_limit(max_requests: u64, jitter: u64) -> u64 {
+/// The per-worker request limit: `max_requests` plus a random 0..=`jitter` (0 = no limit),
+/// drawn once for each worker, when it is forked.
+pub fn request_limit(max_requests: u64, jitter: u64) -> u64 {
+    limit_with(max_requests, jitter, random_u64())
+}
+
+/// [`request_limit`] with the random number given.
+fn limit_with(max_requests: u64, jitter: u64, random: u64) -> u64 {
     if max_requests == 0 {
         return 0;
     }
-    max_requests.saturating_add(random_u64() % jitter.saturating_add(1).max(1))
+    max_requests.saturating_add(random % jitter.saturating_add(1).max(1))
 }
 
-/// Why a serving worker should be replaced now, if it should.
-pub(crate) fn recycle_reason(
+/// Why a serving worker should be replaced now, if it should: it has run for `age`,
+/// finished `requests` against its `request_limit` (0 = none), and is `rss_mib` resident
+/// (read only with `--max-worker-memory`).
+pub fn recycle_reason(
     cfg: &Config,
-    pid: libc::pid_t,
-    slot: &Slot,
-    started: Instant,
+    age: Duration,
+    requests: u64,
     request_limit: u64,
+    rss_mib: Option<u64>,
 ) -> Option<String> {
-    if request_limit > 0 {
-        let served = slot.requests();
-        if served >= request_limit {
-            return Some(format!(
-                "{served} requests served, max-requests {request_limit}"
-            ));
-        }
+    if request_limit > 0 && requests >= request_limit {
+        return Some(format!(
+            "{requests} requests served, max-requests {request_limit}"
+        ));
     }
     let lifetime = cfg.max_worker_lifetime;
-    if !lifetime.is_zero() && started.elapsed() >= lifetime {
+    if !lifetime.is_zero() && age >= lifetime {
         return Some(format!(
             "running for {:.1} s, max-worker-lifetime {} s",
-            started.elapsed().as_secs_f64(),
+            age.as_secs_f64(),
             lifetime.as_secs_f64()
         ));
     }
     if cfg.max_worker_memory > 0 {
-        if let Some(rss) = rss_mib(pid) {
+        if let Some(rss) = rss_mib {
             if rss > cfg.max_worker_memory {
                 return Some(format!(
                     "{rss} MiB resident, max-worker-memory {} MiB",
@@ -113,7 +120,7 @@ pub(crate) fn recycle_reason(
 }
 
 /// The resident set size of `pid` in MiB, from `/proc/PID/statm` (its second field, in pages).
-pub(crate) fn rss_mib(pid: libc::pid_t) -> Option<u64> {
+pub fn rss_mib(pid: libc::pid_t) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no memory effects.

@@ -15,7 +15,7 @@ use bourbon_config::Config;
 
 /// Set the process umask (gunicorn's `--umask`): unix socket files are created with
 /// `0o777 & !umask`, and workers and the application inherit it.
-pub(crate) fn set_umask(umask: u32) {
+pub fn set_umask(umask: u32) {
     // SAFETY: umask(2) only replaces a per-process value and cannot fail.
     unsafe {
         libc::umask(umask as libc::mode_t);
@@ -24,7 +24,7 @@ pub(crate) fn set_umask(umask: u32) {
 
 /// The accounts `--user` and `--group` name, resolved to ids.
 #[derive(Debug, Default)]
-pub(crate) struct Accounts {
+pub struct Accounts {
     /// The user to become, and its name (for its supplementary groups) when it has one.
     user: Option<(libc::uid_t, Option<CString>)>,
     /// The group to become: `--group`, else the user's primary group.
@@ -33,7 +33,7 @@ pub(crate) struct Accounts {
 
 impl Accounts {
     /// Look up `--user` and `--group`. An unknown name is an error naming the setting.
-    pub(crate) fn resolve(cfg: &Config) -> Result<Accounts, String> {
+    pub fn resolve(cfg: &Config) -> Result<Accounts, String> {
         let mut acc = Accounts::default();
         let mut primary = None;
         if let Some(u) = cfg.user.as_deref() {
@@ -63,13 +63,13 @@ impl Accounts {
     }
 
     /// Whether there is anything to switch to.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.user.is_none() && self.gid.is_none()
     }
 
     /// Give `path` to the target user and group, so the unprivileged server can still
     /// remove a socket file or reopen a log file it created as root.
-    pub(crate) fn chown(&self, path: &Path) -> io::Result<()> {
+    pub fn chown(&self, path: &Path) -> io::Result<()> {
         if self.is_empty() {
             return Ok(());
         }
@@ -88,7 +88,7 @@ impl Accounts {
     /// Become the target user and group, in the order that keeps the right to do each
     /// step: supplementary groups, then the group, then the user (after setuid the others
     /// are no longer allowed). Nothing to do when already running as them.
-    pub(crate) fn switch(&self) -> io::Result<()> {
+    pub fn switch(&self) -> io::Result<()> {
         if self.is_empty() {
             return Ok(());
         }
@@ -126,14 +126,14 @@ impl Accounts {
 
     /// Whether the switch takes this process from root to another user: it then loses the
     /// right to remove files from root-owned directories (the pid file in `/run`).
-    pub(crate) fn gives_up_root(&self) -> bool {
+    pub fn gives_up_root(&self) -> bool {
         // SAFETY: geteuid only reads a process credential.
         let euid = unsafe { libc::geteuid() };
         euid == 0 && self.user.as_ref().is_some_and(|(uid, _)| *uid != 0)
     }
 
     /// A short description for the log: `uid=65534 gid=65534`.
-    pub(crate) fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if let Some((uid, name)) = &self.user {
             match name {

@@ -9,31 +9,29 @@ use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
 
 use bourbon_server::log;
-use pyo3::prelude::*;
 
 /// The address from `NOTIFY_SOCKET` (a path, or `@name` for an abstract socket), and the
 /// process that took it: forked workers inherit this memory but must stay silent.
 static SOCKET: OnceLock<Option<(String, u32)>> = OnceLock::new();
 
-/// Take `NOTIFY_SOCKET` out of the environment (ours and Python's `os.environ`) and keep
-/// it for [`send`]. Call once, early, while the process is single-threaded.
-pub(crate) fn init(py: Python<'_>) {
-    let addr = std::env::var("NOTIFY_SOCKET")
-        .ok()
-        .filter(|a| !a.is_empty());
-    if addr.is_some() {
-        std::env::remove_var("NOTIFY_SOCKET");
-        let _ = py.import("os").and_then(|os| {
-            os.getattr("environ")?
-                .call_method1("pop", ("NOTIFY_SOCKET", py.None()))
-                .map(drop)
-        });
+/// The variable systemd passes the address in.
+pub const NOTIFY_VAR: &str = "NOTIFY_SOCKET";
+
+/// Take `NOTIFY_SOCKET` out of the environment and keep it for [`send`]. Call once, early,
+/// while the process is single-threaded. Returns whether it was there: the program then
+/// removes it from its own copy of the environment too (Python's `os.environ`).
+pub fn init() -> bool {
+    let addr = std::env::var(NOTIFY_VAR).ok().filter(|a| !a.is_empty());
+    let found = addr.is_some();
+    if found {
+        std::env::remove_var(NOTIFY_VAR);
     }
     let _ = SOCKET.set(addr.map(|a| (a, std::process::id())));
+    found
 }
 
 /// After daemonizing: this process (the daemon) is now the one that speaks.
-pub(crate) fn adopt() {
+pub fn adopt() {
     if let Some(Some((addr, _))) = SOCKET.get() {
         OWNER_OVERRIDE.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
         log::debug(format_args!("sd_notify to {addr} from the daemon"));
@@ -44,7 +42,7 @@ pub(crate) fn adopt() {
 static OWNER_OVERRIDE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// The saved address, to hand on to a re-executed master.
-pub(crate) fn address() -> Option<&'static str> {
+pub fn address() -> Option<&'static str> {
     SOCKET
         .get()
         .and_then(Option::as_ref)
@@ -54,7 +52,7 @@ pub(crate) fn address() -> Option<&'static str> {
 /// Send one notification (`KEY=VALUE` lines), from the process that took the address only.
 /// Failures are logged at debug level only: a service manager that went away must not stop
 /// the server.
-pub(crate) fn send(state: &str) {
+pub fn send(state: &str) {
     let Some((addr, owner)) = SOCKET.get().and_then(Option::as_ref) else {
         return;
     };
@@ -81,7 +79,7 @@ fn send_to(addr: &str, state: &str) -> std::io::Result<()> {
 }
 
 /// `READY=1` with the main pid and a status line.
-pub(crate) fn ready(status: &str) {
+pub fn ready(status: &str) {
     send(&format!(
         "READY=1\nMAINPID={}\nSTATUS={status}",
         std::process::id()
@@ -89,7 +87,7 @@ pub(crate) fn ready(status: &str) {
 }
 
 /// `RELOADING=1` (SIGHUP), with the monotonic time systemd's `Type=notify-reload` asks for.
-pub(crate) fn reloading() {
+pub fn reloading() {
     send(&format!(
         "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=Reloading",
         monotonic_usec()
@@ -97,7 +95,7 @@ pub(crate) fn reloading() {
 }
 
 /// `STOPPING=1` (TERM, INT, QUIT).
-pub(crate) fn stopping() {
+pub fn stopping() {
     send("STOPPING=1\nSTATUS=Stopping");
 }
 

@@ -3,7 +3,8 @@
 //! This module owns the classic double fork (fork, setsid, fork) and pointing the standard
 //! streams away from the terminal. It runs once the sockets are bound, so a bad bind still
 //! fails in the foreground with its exit code, and before the pid file is written, so the
-//! file holds the daemon's pid. Each fork goes through CPython's fork protocol; the
+//! file holds the daemon's pid. Each fork goes through the program's fork protocol
+//! (CPython's, see [`ForkProtocol`]); the
 //! parents leave with `_exit` so that neither Python's exit handlers nor our destructors
 //! (which would remove the unix socket files) run in them.
 #![allow(unsafe_code)]
@@ -13,12 +14,14 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::ForkProtocol;
+
 /// Whether stderr was pointed at the error log file, so USR1 must point it at the new one.
 static STDERR_IS_LOG: AtomicBool = AtomicBool::new(false);
 
 /// Detach. Returns in the daemon only; the original process exits 0.
-pub(crate) fn daemonize(error_log: Option<&Path>) -> io::Result<()> {
-    fork_and_leave()?;
+pub fn daemonize(error_log: Option<&Path>, fork: &mut dyn ForkProtocol) -> io::Result<()> {
+    fork_and_leave(fork)?;
     // SAFETY: setsid only changes this process's session; it cannot fail in a child that
     // is not a process group leader, which a freshly forked child never is.
     if unsafe { libc::setsid() } < 0 {
@@ -26,28 +29,27 @@ pub(crate) fn daemonize(error_log: Option<&Path>) -> io::Result<()> {
     }
     // The second fork: the daemon is not a session leader, so opening a terminal can never
     // make it acquire a controlling terminal again.
-    fork_and_leave()?;
+    fork_and_leave(fork)?;
     redirect_stdio(error_log)
 }
 
 /// Fork; the parent exits 0 at once, the child returns.
-fn fork_and_leave() -> io::Result<()> {
+fn fork_and_leave(fork: &mut dyn ForkProtocol) -> io::Result<()> {
+    fork.before_fork();
     // SAFETY: called while the process is single-threaded (before the runtime and any
-    // worker exist) with the GIL held, which CPython's fork protocol requires. The parent
-    // only calls `_exit`, which is async-signal-safe.
-    unsafe {
-        pyo3::ffi::PyOS_BeforeFork();
-        let pid = libc::fork();
-        if pid < 0 {
-            let err = io::Error::last_os_error();
-            pyo3::ffi::PyOS_AfterFork_Parent();
-            return Err(err);
-        }
-        if pid > 0 {
-            libc::_exit(0);
-        }
-        pyo3::ffi::PyOS_AfterFork_Child();
+    // worker exist), inside the program's fork protocol. The parent only calls `_exit`,
+    // which is async-signal-safe.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let err = io::Error::last_os_error();
+        fork.after_fork_parent();
+        return Err(err);
     }
+    if pid > 0 {
+        // SAFETY: ending the parent at once is the point; `_exit` runs no handlers.
+        unsafe { libc::_exit(0) };
+    }
+    fork.after_fork_child();
     Ok(())
 }
 
@@ -72,7 +74,7 @@ fn redirect_stdio(error_log: Option<&Path>) -> io::Result<()> {
 }
 
 /// After the error log was reopened (USR1), point stderr at the new file too.
-pub(crate) fn reopen_stderr(error_log: Option<&Path>) -> io::Result<()> {
+pub fn reopen_stderr(error_log: Option<&Path>) -> io::Result<()> {
     if let (true, Some(path)) = (STDERR_IS_LOG.load(Ordering::Relaxed), error_log) {
         let file = open_append(path)?;
         dup_onto(file.as_raw_fd(), 2)?;

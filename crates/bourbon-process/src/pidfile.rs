@@ -31,7 +31,7 @@ use std::sync::Mutex;
 /// The pid file's mode: everyone may read it (monitoring, `kill $(cat FILE)` by the
 /// operator), only its owner may change it; a world-writable pid file would let any local
 /// user choose which process the operator's `kill` hits.
-pub(crate) const PID_FILE_MODE: u32 = 0o644;
+pub const PID_FILE_MODE: u32 = 0o644;
 
 /// The configured path, where the file is now, and the process that owns it.
 struct State {
@@ -47,10 +47,10 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 static KEEPER_PIPE: AtomicI32 = AtomicI32::new(-1);
 
 /// Removes the pid file when dropped in the process that wrote it.
-pub(crate) struct PidFile(());
+pub struct PidFile(());
 
 /// Write this process's id to `path`.
-pub(crate) fn create(path: &Path) -> io::Result<PidFile> {
+pub fn create(path: &Path) -> io::Result<PidFile> {
     let owner = std::process::id();
     write(path, owner).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     // Absolute: `--chdir` comes later, and the file must still be found to be removed.
@@ -122,7 +122,7 @@ fn write(path: &Path, pid: u32) -> io::Result<()> {
 
 /// Move the file to `PIDFILE.oldbin` (a new master is about to write `PIDFILE`); returns
 /// the new path. Nothing happens without a pid file.
-pub(crate) fn move_aside() -> io::Result<Option<PathBuf>> {
+pub fn move_aside() -> io::Result<Option<PathBuf>> {
     let Ok(mut guard) = STATE.lock() else {
         return Ok(None);
     };
@@ -139,7 +139,7 @@ pub(crate) fn move_aside() -> io::Result<Option<PathBuf>> {
 
 /// Put the file back under its configured name (the new master died), rewriting it in
 /// case the other master removed or replaced it.
-pub(crate) fn restore() {
+pub fn restore() {
     let Ok(mut guard) = STATE.lock() else {
         return;
     };
@@ -168,7 +168,7 @@ impl Drop for PidFile {
 /// Before this process gives up root: start the keeper that removes the pid file once this
 /// process is gone (see the module docs). Nothing to do without a pid file. Call while the
 /// process is single-threaded (start-up, before the master forks anything).
-pub(crate) fn start_keeper(title: &str) -> io::Result<()> {
+pub fn start_keeper(title: &str) -> io::Result<()> {
     let (path, owner) = match STATE.lock().ok().as_deref() {
         Some(Some(s)) => (s.configured.clone(), s.owner),
         _ => return Ok(()),
@@ -219,7 +219,7 @@ pub(crate) fn start_keeper(title: &str) -> io::Result<()> {
 
 /// In a freshly forked worker: let go of the keeper's pipe, so that only the master's exit
 /// closes it.
-pub(crate) fn forget_keeper() {
+pub fn forget_keeper() {
     let fd = KEEPER_PIPE.swap(-1, Ordering::Relaxed);
     if fd >= 0 {
         close(fd);

@@ -17,17 +17,16 @@ use std::sync::OnceLock;
 
 use bourbon_server::listener::{self, Listener};
 use bourbon_server::log;
-use pyo3::prelude::*;
 
 /// The variable naming the inherited listening descriptors.
-const FDS_VAR: &str = "BOURBON_FDS";
+pub const FDS_VAR: &str = "BOURBON_FDS";
 
-/// How this process was started, recorded before `--chdir`: the interpreter, its
-/// arguments (the `bourbon` script or `-m bourbon`, then ours) and the directory.
-struct Launch {
-    program: PathBuf,
-    args: Vec<String>,
-    cwd: PathBuf,
+/// How this process was started, recorded before `--chdir`: the program, its arguments
+/// (for Python: the `bourbon` script or `-m bourbon`, then ours) and the directory.
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
 }
 
 static LAUNCH: OnceLock<Launch> = OnceLock::new();
@@ -37,37 +36,16 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 static PARENT: AtomicU32 = AtomicU32::new(0);
 
 /// Remember how to start this program again. Call before `--chdir` is applied.
-pub(crate) fn record(py: Python<'_>) {
-    let launch = (|| -> PyResult<Launch> {
-        let sys = py.import("sys")?;
-        let program: String = sys.getattr("executable")?.extract()?;
-        let orig: Vec<String> = sys.getattr("orig_argv")?.extract()?;
-        let cwd: String = py.import("os")?.call_method0("getcwd")?.extract()?;
-        Ok(Launch {
-            program: PathBuf::from(program),
-            args: orig.into_iter().skip(1).collect(),
-            cwd: PathBuf::from(cwd),
-        })
-    })();
-    match launch {
-        Ok(l) => {
-            let _ = LAUNCH.set(l);
-        }
-        Err(e) => log::debug(format_args!("cannot record the command line: {e}")),
-    }
+pub fn record(launch: Launch) {
+    let _ = LAUNCH.set(launch);
 }
 
 /// The listeners handed over by the master that re-executed us, if `BOURBON_FDS` is set.
-/// The variable is removed (here and from `os.environ`), so workers and the application
-/// never see it.
-pub(crate) fn inherited(py: Python<'_>) -> Option<Result<Vec<Listener>, String>> {
+/// The variable is removed, so workers and the application never see it (the program
+/// removes it from its own copy of the environment too when this returns `Some`).
+pub fn inherited() -> Option<Result<Vec<Listener>, String>> {
     let value = std::env::var(FDS_VAR).ok()?;
     std::env::remove_var(FDS_VAR);
-    let _ = py.import("os").and_then(|os| {
-        os.getattr("environ")?
-            .call_method1("pop", (FDS_VAR, py.None()))
-            .map(drop)
-    });
     // SAFETY: getppid only reads a process attribute.
     PARENT.store(
         u32::try_from(unsafe { libc::getppid() }).unwrap_or(0),
@@ -102,7 +80,7 @@ fn parent_alive() -> bool {
 
 /// The new master's pid, while it runs. A new master that has exited is collected here
 /// (the master's reaping loop would collect it too, through [`reaped`]).
-pub(crate) fn child() -> Option<libc::pid_t> {
+pub fn child() -> Option<libc::pid_t> {
     let pid = CHILD.load(Ordering::Relaxed);
     if pid <= 0 {
         return None;
@@ -119,7 +97,7 @@ pub(crate) fn child() -> Option<libc::pid_t> {
 /// SIGUSR2: start a new master from the installed program with the same command line,
 /// passing it `fds`, the listening sockets. This process goes on serving; the operator
 /// then stops its workers (WINCH) and itself (TERM), or the new master (TERM) to roll back.
-pub(crate) fn reexec(fds: &[RawFd]) {
+pub fn reexec(fds: &[RawFd]) {
     if let Some(pid) = child() {
         log::warn(format_args!(
             "Handling signal: usr2; ignored, a new master (pid:{pid}) is already running"
@@ -195,7 +173,7 @@ pub(crate) fn reexec(fds: &[RawFd]) {
 
 /// Called for every child the master reaps: true if it was the new master, which is then
 /// forgotten (this master takes its pid file back and owns the socket files again).
-pub(crate) fn reaped(pid: libc::pid_t, status: libc::c_int) -> bool {
+pub fn reaped(pid: libc::pid_t, status: libc::c_int) -> bool {
     if pid <= 0 || CHILD.load(Ordering::Relaxed) != pid {
         return false;
     }
@@ -215,7 +193,7 @@ pub(crate) fn reaped(pid: libc::pid_t, status: libc::c_int) -> bool {
 
 /// When a master stops: a new master whose old master still runs (a roll-back) leaves the
 /// unix socket files to it; once the old one is gone the files are ours to remove.
-pub(crate) fn at_exit() {
+pub fn at_exit() {
     if PARENT.load(Ordering::Relaxed) != 0 {
         listener::keep_socket_files(parent_alive());
     }
@@ -225,7 +203,7 @@ pub(crate) fn at_exit() {
 /// foreground processes whenever it is resized, so, as gunicorn does, it is only taken as
 /// an order by a master that has no controlling terminal (daemonized, or started by a
 /// service manager) or that is in the middle of an upgrade.
-pub(crate) fn winch_is_an_order() -> bool {
+pub fn winch_is_an_order() -> bool {
     if child().is_some() {
         return true;
     }

@@ -24,7 +24,7 @@ static LOCK: Mutex<()> = Mutex::new(());
 /// Show `title` as this process's command line and (cut to 15 bytes) as its `comm`.
 /// Best effort: if the area cannot be found or does not look as expected, nothing is
 /// written.
-pub(crate) fn set(title: &str) {
+pub fn set(title: &str) {
     let Ok(_guard) = LOCK.lock() else {
         return;
     };
@@ -35,7 +35,7 @@ pub(crate) fn set(title: &str) {
 }
 
 /// The title for a role: `bourbon: master [NAME]`.
-pub(crate) fn title(role: &str, name: &str) -> String {
+pub fn title(role: &str, name: &str) -> String {
     format!("bourbon: {role} [{name}]")
 }
 

@@ -23,7 +23,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Bytes of a request line kept for the timeout report.
-pub(crate) const LINE_MAX: usize = 200;
+pub const LINE_MAX: usize = 200;
 const LINE_WORDS: usize = LINE_MAX / 8;
 
 #[repr(C)]
@@ -54,7 +54,7 @@ const RECORDS_AT: usize = 64;
 /// One worker's shared region, owned: dropping it unmaps the region in this process. Each
 /// process has its own view after the fork: the master drops its view once the worker is
 /// reaped; the worker keeps its own for its whole life (in a static, see `supervise.rs`).
-pub(crate) struct Slot {
+pub struct Slot {
     base: NonNull<u8>,
     len: usize,
 }
@@ -65,7 +65,7 @@ unsafe impl Send for Slot {}
 unsafe impl Sync for Slot {}
 
 /// The current `CLOCK_MONOTONIC` time in nanoseconds (never 0).
-pub(crate) fn now_ns() -> u64 {
+pub fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -80,17 +80,17 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 /// A call in progress, as the master sees it.
-pub(crate) struct Call {
+pub struct Call {
     /// Monotonic start time, nanoseconds.
-    pub(crate) started: u64,
+    pub started: u64,
     /// The request line, possibly truncated.
-    pub(crate) line: String,
+    pub line: String,
 }
 
 impl Slot {
     /// Map a zeroed region with room for `records` calls; its heartbeat starts at `now`, so a
     /// worker that never gets to serve is still judged by `--timeout`.
-    pub(crate) fn new(records: usize, now: u64) -> std::io::Result<Slot> {
+    pub fn new(records: usize, now: u64) -> std::io::Result<Slot> {
         let records = records.clamp(1, 4096);
         let len = RECORDS_AT + records * std::mem::size_of::<Record>();
         // SAFETY: an anonymous shared mapping of `len` bytes; the kernel zero-fills it, and
@@ -142,18 +142,18 @@ impl Slot {
     // ---- worker side ----
 
     /// The event loop is alive at `now`.
-    pub(crate) fn beat(&self, now: u64) {
+    pub fn beat(&self, now: u64) {
         self.header().heartbeat.store(now, Ordering::Relaxed);
     }
 
     /// The application is loaded and the worker serves: from now on an exit is a crash, not
     /// a failure to boot.
-    pub(crate) fn mark_booted(&self) {
+    pub fn mark_booted(&self) {
         self.header().booted.store(1, Ordering::Release);
     }
 
     /// Give the calling thread a record of its own, if any are left.
-    pub(crate) fn claim(&self) -> Option<usize> {
+    pub fn claim(&self) -> Option<usize> {
         let i = self.header().claimed.fetch_add(1, Ordering::Relaxed);
         let i = usize::try_from(i).ok()?;
         self.record(i).map(|_| i)
@@ -164,7 +164,7 @@ impl Slot {
     /// is stamped too: from here the loop's silence is the call's own age, which `--timeout`
     /// judges, and never the age of a beat from before the call (which would kill a call
     /// that has run less than the timeout).
-    pub(crate) fn begin_on_loop(&self, i: Option<usize>, now: u64, parts: [&[u8]; 3]) {
+    pub fn begin_on_loop(&self, i: Option<usize>, now: u64, parts: [&[u8]; 3]) {
         self.beat(now);
         if let Some(i) = i {
             self.begin(i, now, parts);
@@ -173,14 +173,14 @@ impl Slot {
 
     /// The call started by [`Slot::begin_on_loop`] ended at `now`: count it, and stamp the
     /// heartbeat, since the loop is running again.
-    pub(crate) fn end_on_loop(&self, i: Option<usize>, now: u64) {
+    pub fn end_on_loop(&self, i: Option<usize>, now: u64) {
         self.end(i);
         self.beat(now);
     }
 
     /// A call starts on record `i`: store its request line (`parts` joined by spaces,
     /// truncated), then its start time.
-    pub(crate) fn begin(&self, i: usize, now: u64, parts: [&[u8]; 3]) {
+    pub fn begin(&self, i: usize, now: u64, parts: [&[u8]; 3]) {
         let Some(r) = self.record(i) else { return };
         // Marked idle before the line changes, so a reader that sees a new byte also sees
         // the start time change (the seqlock's "write in progress").
@@ -213,7 +213,7 @@ impl Slot {
     }
 
     /// The call on record `i` (if any) ended; count it.
-    pub(crate) fn end(&self, i: Option<usize>) {
+    pub fn end(&self, i: Option<usize>) {
         if let Some(r) = i.and_then(|i| self.record(i)) {
             r.started.store(0, Ordering::Release);
         }
@@ -221,37 +221,43 @@ impl Slot {
     }
 
     /// The Python stacks were written (called from a signal handler: one atomic store).
-    pub(crate) fn mark_dumped(&self) {
+    pub fn mark_dumped(&self) {
         self.header().dumped.store(1, Ordering::Release);
     }
 
     // ---- master side ----
 
     /// When the worker's event loop last ran (monotonic nanoseconds).
-    pub(crate) fn heartbeat(&self) -> u64 {
+    pub fn heartbeat(&self) -> u64 {
         self.header().heartbeat.load(Ordering::Relaxed)
     }
 
     /// Application calls finished so far.
-    pub(crate) fn requests(&self) -> u64 {
+    pub fn requests(&self) -> u64 {
         self.header().requests.load(Ordering::Relaxed)
     }
 
     /// Whether the worker loaded the application and began serving.
-    pub(crate) fn booted(&self) -> bool {
+    pub fn booted(&self) -> bool {
         self.header().booted.load(Ordering::Acquire) != 0
     }
 
     /// Whether the worker has written its stacks since it was asked.
-    pub(crate) fn dumped(&self) -> bool {
+    pub fn dumped(&self) -> bool {
         self.header().dumped.load(Ordering::Acquire) != 0
     }
 
     /// The oldest call in progress, with its request line.
-    pub(crate) fn oldest_call(&self) -> Option<Call> {
+    pub fn oldest_call(&self) -> Option<Call> {
+        self.oldest_call_with(&mut |_| {})
+    }
+
+    /// [`Slot::oldest_call`], running `copied(i)` after record `i`'s line was copied and
+    /// before its start time is read again (the tests put a writer there).
+    fn oldest_call_with(&self, copied: &mut dyn FnMut(usize)) -> Option<Call> {
         let n = usize::try_from(self.header().records.load(Ordering::Relaxed)).unwrap_or(0);
         let mut oldest: Option<Call> = None;
-        for r in (0..n).filter_map(|i| self.record(i)) {
+        for (i, r) in (0..n).filter_map(|i| self.record(i).map(|r| (i, r))) {
             let started = r.started.load(Ordering::Acquire);
             if started == 0 || oldest.as_ref().is_some_and(|o| o.started <= started) {
                 continue;
@@ -267,6 +273,7 @@ impl Slot {
                 }
             }
             bytes.truncate(len);
+            copied(i);
             fence(Ordering::Acquire);
             if r.started.load(Ordering::Relaxed) != started {
                 // The call ended (and maybe another began) while we copied: not stuck.
@@ -295,6 +302,26 @@ impl Drop for Slot {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_line_torn_by_a_new_call_is_discarded() {
+        let slot = Slot::new(1, 1).unwrap();
+        slot.begin(0, 10, [b"GET", b"/old", b"HTTP/1.1"]);
+        // The call ends and another begins while the master copies the line: what it
+        // copied may mix both, so it is not reported (the new call is young anyway).
+        let torn = slot.oldest_call_with(&mut |i| {
+            slot.end(Some(i));
+            slot.begin(i, 20, [b"POST", b"/new", b"HTTP/1.1"]);
+        });
+        assert!(torn.is_none());
+        let call = slot.oldest_call().unwrap();
+        assert_eq!(
+            (call.started, call.line.as_str()),
+            (20, "POST /new HTTP/1.1")
+        );
+        // Ended while copied, and nothing began: nothing to report either.
+        assert!(slot.oldest_call_with(&mut |i| slot.end(Some(i))).is_none());
+    }
 
     #[test]
     fn calls_are_recorded_truncated_and_cleared() {

@@ -1,0 +1,495 @@
+//! The master's real loop: it turns the self-pipe, `waitpid`, the workers' slots and the
+//! file watcher into inputs for [`Master`] (the decisions, `mod.rs`) and carries out what
+//! it returns: forks (through the program's fork protocol, [`Boot`]), signals, log lines,
+//! hooks, reloads and the stop. Every run has a master, also with a single worker, so that
+//! timeouts and recycling always apply.
+//!
+//! The master is single-threaded and never builds a runtime: the sockets are bound before
+//! it starts, and each worker loads the application after the fork, unless `--preload` had
+//! the master load it first. Signal handlers only write the signal number to a pipe;
+//! everything else, logging included, happens here. The loop wakes at least twice a second
+//! (every 10 ms while a stack dump is pending) to read each worker's slot
+//! (`scoreboard.rs`), which the master then judges. With `--reload` it also polls the file
+//! watcher (`reloader.rs`) and reloads as on SIGHUP when a file changed.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bourbon_config::Config;
+use bourbon_server::access_log::AccessLog;
+use bourbon_server::listener::Listener;
+use bourbon_server::log;
+
+use super::{Ended, Look, Master, Output, Phase, Pid, Reaped, Sig};
+use crate::reloader::Reloader;
+use crate::scoreboard::{now_ns, Slot};
+use crate::signals::{block_signals, route_to_pipe, self_pipe, unblock_signals, wait_signals};
+use crate::{watchdog, Boot, Hook, WorkerCtx, WorkerId};
+
+/// How often the master looks at its workers when nothing else wakes it.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How often to look for the "stacks written" flag while a dump is pending.
+const DUMP_POLL: Duration = Duration::from_millis(10);
+
+/// What a fork returned, seen from each side.
+enum Forked {
+    Parent(Pid, Slot),
+    /// In the child, after it served and stopped: its exit code.
+    Child(i32),
+}
+
+/// Whether to go on after carrying out some outputs, or return this exit code (the
+/// master's after a stop, or a forked worker's).
+enum Flow {
+    Go,
+    Return(i32),
+}
+
+/// The loop and what it holds that the decisions do not: the program, descriptors,
+/// sockets, the workers' shared slots, the file watcher.
+struct Driver<'a, B: Boot> {
+    boot: &'a mut B,
+    master: Master,
+    listeners: &'a [Listener],
+    access_log: Option<Arc<AccessLog>>,
+    read_fd: RawFd,
+    write_fd: RawFd,
+    /// Each worker's slot, by pid (dropped, and unmapped, when the worker is collected).
+    slots: HashMap<Pid, Slot>,
+    /// The file watcher (`--reload`).
+    reloader: Option<Reloader>,
+}
+
+/// Run the master until it is stopped; returns the exit code (in a forked worker: the
+/// worker's exit code, as the worker returns through here).
+pub fn run<B: Boot>(
+    boot: &mut B,
+    cfg: &Config,
+    listeners: &[Listener],
+    access_log: Option<Arc<AccessLog>>,
+) -> i32 {
+    // Before the master's signal handlers: a stop during a long import ends the process
+    // as it would before the server started (TERM by its default action, INT as Python's
+    // KeyboardInterrupt, which fails the import).
+    if cfg.preload {
+        if let Err(code) = boot.preload(cfg) {
+            return code;
+        }
+    }
+    let (read_fd, write_fd) = match self_pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error(format_args!("cannot create the signal pipe: {e}"));
+            return 1;
+        }
+    };
+    route_to_pipe(write_fd);
+    for l in listeners {
+        defer_accept(l);
+    }
+    boot.announce(listeners, cfg);
+    log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
+    let master = Master::new(cfg.clone());
+    // gunicorn's moment: listening, before the first worker. A failure stops the server
+    // before it serves, as there.
+    boot.set_server_state(master.target(), cfg);
+    if boot.hook(Hook::WhenReady).is_err() {
+        log::error(format_args!("when_ready hook failed; stopping"));
+        return 1;
+    }
+    let master_pid = std::process::id();
+    let reloader = if cfg.reload {
+        Reloader::start(cfg, &boot.watch(cfg))
+    } else {
+        None
+    };
+    let mut driver = Driver {
+        boot,
+        master,
+        listeners,
+        access_log,
+        read_fd,
+        write_fd,
+        slots: HashMap::new(),
+        reloader,
+    };
+    let code = driver.run();
+    // Forked workers return through here too; the hook is the master's.
+    if std::process::id() == master_pid {
+        let _ = driver.boot.hook(Hook::OnExit);
+    }
+    code
+}
+
+fn signal(pid: Pid, sig: libc::c_int) {
+    // SAFETY: signalling our own child, which is not reaped yet (so the pid is still ours).
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+impl<B: Boot> Driver<'_, B> {
+    fn run(&mut self) -> i32 {
+        if let Flow::Return(code) = self.execute(self.master.fill()) {
+            return code;
+        }
+        crate::ops::master_ready(self.master.target());
+        loop {
+            if let Flow::Return(code) = self.execute(self.master.fill()) {
+                return code;
+            }
+            let mut wait = if self.master.dumping() {
+                DUMP_POLL
+            } else {
+                CHECK_EVERY
+            };
+            if let Some(due) = self.reloader.as_ref().and_then(|r| r.wait(Instant::now())) {
+                wait = wait.min(due);
+            }
+            let watch = self.reloader.as_ref().map(Reloader::fd);
+            let read_fd = self.read_fd;
+            let (mut signals, mut changed) = (Vec::new(), false);
+            self.boot
+                .unlocked(&mut || (signals, changed) = wait_signals(read_fd, watch, wait));
+            if changed {
+                if let Some(Err(e)) = self.reloader.as_mut().map(Reloader::read) {
+                    log::error(format_args!("reload: cannot read file changes: {e}; off"));
+                    self.reloader = None;
+                }
+            }
+            let reaped = self.collect();
+            let out = self.master.reaped(&reaped);
+            if let Flow::Return(code) = self.execute(out) {
+                return code;
+            }
+            for sig in signals {
+                let Some(sig) = Sig::from_raw(sig) else {
+                    continue;
+                };
+                // WINCH is an order only to a master that a new one replaced.
+                if sig == Sig::Winch && !crate::upgrade::winch_is_an_order() {
+                    continue;
+                }
+                let out = self.master.signal(sig, Instant::now());
+                if let Flow::Return(code) = self.execute(out) {
+                    return code;
+                }
+            }
+            // --reload: a file changed (and things have been quiet since): as on HUP.
+            if let Some(change) = self.reloader.as_mut().and_then(|r| r.due(Instant::now())) {
+                change.announce();
+                if let Flow::Return(code) = self.execute(vec![Output::Reload]) {
+                    return code;
+                }
+            }
+            let out = self.look();
+            if let Flow::Return(code) = self.execute(out) {
+                return code;
+            }
+        }
+    }
+
+    /// Carry out `outputs` in order.
+    fn execute(&mut self, outputs: Vec<Output>) -> Flow {
+        let mut fork_failed = false;
+        for o in outputs {
+            match o {
+                Output::Log(level, text) => log::log(level, format_args!("{text}")),
+                Output::Fork => {
+                    // After a failed fork the rest of this batch is not tried; the loop
+                    // tries again at its next turn.
+                    if fork_failed {
+                        continue;
+                    }
+                    match self.fork_worker() {
+                        Ok(None) => {}
+                        Ok(Some(code)) => return Flow::Return(code),
+                        Err(e) => {
+                            log::error(format_args!("cannot fork a worker: {e}"));
+                            fork_failed = true;
+                        }
+                    }
+                }
+                Output::Send(pid, sig) => signal(pid, sig),
+                Output::Hook(hook) => {
+                    if let Hook::WorkersChanged { new, .. } = hook {
+                        self.boot.set_server_state(new, self.master.cfg());
+                    }
+                    let _ = self.boot.hook(hook);
+                }
+                Output::Report(code) => self.boot.report_private(code, self.master.cfg()),
+                Output::ReopenLogs => crate::ops::reopen_logs(self.access_log.as_deref()),
+                Output::Reexec => crate::upgrade::reexec(&crate::ops::fds(self.listeners)),
+                Output::Reload => {
+                    if let Flow::Return(code) = self.reload() {
+                        return Flow::Return(code);
+                    }
+                }
+                Output::NotifyStopping => crate::notify::stopping(),
+                Output::Stop {
+                    sig,
+                    patience,
+                    exit,
+                } => {
+                    self.stop(sig, patience);
+                    return Flow::Return(exit);
+                }
+            }
+        }
+        Flow::Go
+    }
+
+    /// Fork one worker. `Ok(Some(code))` in the child, once it served and stopped.
+    fn fork_worker(&mut self) -> std::io::Result<Option<i32>> {
+        let id = self.master.next_id();
+        match self.fork(id)? {
+            Forked::Parent(pid, slot) => {
+                let cfg = self.master.cfg();
+                let limit = watchdog::request_limit(cfg.max_requests, cfg.max_requests_jitter);
+                self.master.forked(pid, id, Instant::now(), limit);
+                self.slots.insert(pid, slot);
+                Ok(None)
+            }
+            Forked::Child(code) => Ok(Some(code)),
+        }
+    }
+
+    fn fork(&mut self, id: WorkerId) -> std::io::Result<Forked> {
+        // The slot exists before the fork so both processes share it. One record per thread
+        // that may call the application: the Python threads and the connection thread.
+        let threads = usize::try_from(self.master.cfg().threads.max(1)).unwrap_or(1);
+        let slot = Slot::new(threads + 1, now_ns())?;
+        // The `pre_fork` hook, and `gc.freeze()` when preloaded.
+        self.boot.prepare_worker(id);
+        // Signals are blocked across fork: a TERM sent to the whole process group at that
+        // moment must neither run the master's handler in the child (the child would swallow
+        // it) nor be lost. Each side unblocks once its handlers are right.
+        let blocked = block_signals();
+        self.boot.before_fork();
+        // SAFETY: the master is single-threaded (no runtime, no threads of ours), and the
+        // program's fork protocol runs on both sides (CPython's requires the GIL, held here).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            self.boot.after_fork_child();
+        } else {
+            self.boot.after_fork_parent();
+        }
+        if pid < 0 {
+            let err = std::io::Error::last_os_error();
+            unblock_signals(&blocked);
+            self.boot.worker_forked(id, None);
+            return Err(err);
+        }
+        if pid > 0 {
+            unblock_signals(&blocked);
+            self.boot.worker_forked(id, Some(pid));
+            return Ok(Forked::Parent(pid, slot));
+        }
+        // The child: give the signals back to their defaults (the worker installs its own),
+        // and let go of the master's pipe.
+        crate::signals::reset_in_child();
+        crate::ops::worker_after_fork(self.master.cfg());
+        unblock_signals(&blocked);
+        // SAFETY: closing descriptors this process owns and no longer uses.
+        unsafe {
+            libc::close(self.read_fd);
+            libc::close(self.write_fd);
+        }
+        if let Some(r) = &self.reloader {
+            r.close_in_child();
+        }
+        // The other workers' slots are the master's; each is unmapped by its one owner.
+        self.slots.clear();
+        // As gunicorn, before the application is loaded.
+        log::info(format_args!(
+            "Booting worker with pid: {}",
+            std::process::id()
+        ));
+        let code = self.boot.work(WorkerCtx {
+            id,
+            slot,
+            cfg: self.master.cfg(),
+            listeners: self.listeners,
+            access_log: self.access_log.clone(),
+        });
+        Ok(Forked::Child(code))
+    }
+
+    /// Collect the exited workers: each one's `child_exit` hook runs, and its slot is read
+    /// (has it booted?) and let go.
+    fn collect(&mut self) -> Vec<Reaped> {
+        let mut reaped = Vec::new();
+        loop {
+            let mut status: libc::c_int = 0;
+            // SAFETY: waitpid writes the status into our local.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            if crate::upgrade::reaped(pid, status) {
+                continue;
+            }
+            let Some(id) = self.master.worker(pid).map(|w| w.id) else {
+                continue;
+            };
+            let booted = self.slots.remove(&pid).is_some_and(|s| s.booted());
+            let _ = self.boot.hook(Hook::ChildExit(id));
+            self.boot.forget_worker(id);
+            // Without WUNTRACED/WCONTINUED, waitpid reports only ended children.
+            let ended = if libc::WIFSIGNALED(status) {
+                Ended::Signaled(libc::WTERMSIG(status))
+            } else {
+                Ended::Exited(libc::WEXITSTATUS(status))
+            };
+            let private = match ended {
+                Ended::Exited(code) if !booted => self.boot.private_exit(code),
+                _ => None,
+            };
+            reaped.push(Reaped {
+                pid,
+                ended,
+                booted,
+                private,
+            });
+        }
+        reaped
+    }
+
+    /// Read every worker's slot, and let the master judge.
+    fn look(&mut self) -> Vec<Output> {
+        let mono = now_ns();
+        let cfg = self.master.cfg();
+        let mut looks = Vec::with_capacity(self.slots.len());
+        for (pid, w) in self.master.workers() {
+            let Some(slot) = self.slots.get(&pid) else {
+                continue;
+            };
+            let mut look = Look {
+                requests: slot.requests(),
+                dumped: slot.dumped(),
+                ..Look::default()
+            };
+            match w.phase {
+                Phase::Serving | Phase::Retiring { .. } => {
+                    let serving = w.phase == Phase::Serving;
+                    look.stuck = watchdog::stuck(slot, mono, cfg.timeout, serving);
+                    if serving && look.stuck.is_none() && cfg.max_worker_memory > 0 {
+                        look.rss_mib = watchdog::rss_mib(pid);
+                    }
+                }
+                _ => {}
+            }
+            looks.push((pid, look));
+        }
+        let abort_hook = self.boot.has_abort_hook();
+        self.master.tick(Instant::now(), &looks, abort_hook)
+    }
+
+    /// HUP, or `--reload` saw a change: re-read the settings (command line, environment,
+    /// config file) and hand them to the master. A preloaded application is kept (the new
+    /// workers are forked from this process, which holds its modules); `--preload` turned
+    /// on since the start preloads now, or everything stays as it is.
+    fn reload(&mut self) -> Flow {
+        crate::notify::reloading();
+        let settings = match self.boot.reread_settings() {
+            Ok(Some(cfg)) => self.adopt(cfg).map(Some),
+            other => other,
+        };
+        let preloaded = self.boot.preloaded();
+        let out = self.master.reloaded(settings, preloaded, Instant::now());
+        if let Flow::Return(code) = self.execute(out) {
+            return Flow::Return(code);
+        }
+        crate::ops::master_ready(self.master.target());
+        Flow::Go
+    }
+
+    /// What new settings need before the master takes them: the preload, the watcher.
+    fn adopt(&mut self, cfg: Config) -> Result<Config, String> {
+        if cfg.preload && !self.boot.preloaded() && self.boot.preload(&cfg).is_err() {
+            return Err("cannot preload the application".to_owned());
+        }
+        if !cfg.reload {
+            self.reloader = None;
+        } else if !self.reloader.as_ref().is_some_and(|r| r.same_files(&cfg)) {
+            self.reloader = None; // its watches go before the new ones are made
+            let watch = self.boot.watch(&cfg);
+            self.reloader = Reloader::start(&cfg, &watch);
+        }
+        Ok(cfg)
+    }
+
+    /// Tell every worker to stop with `sig`, wait up to `patience`, then kill the rest.
+    fn stop(&mut self, sig: libc::c_int, patience: Duration) {
+        // The master holds the sockets too: closed here first, connections that arrive while
+        // the workers drain are refused at once (or go to a new master that shares the
+        // sockets, or to another server on a SO_REUSEPORT port) instead of waiting for the
+        // drain and being reset at its end.
+        for l in self.listeners {
+            if let Err(e) = l.close_here() {
+                log::warn(format_args!("cannot close {}: {e}", l.describe()));
+            }
+        }
+        let out = self.master.stop_signals(sig);
+        let _ = self.execute(out);
+        let deadline = Instant::now() + patience;
+        let read_fd = self.read_fd;
+        while self.master.workers().next().is_some() && Instant::now() < deadline {
+            self.boot.unlocked(&mut || {
+                let _ = wait_signals(read_fd, None, Duration::from_millis(100));
+            });
+            let reaped = self.collect();
+            // Only log lines while stopping: nothing is forked and nothing stops again.
+            let out = self.master.reaped(&reaped);
+            let _ = self.execute(out);
+        }
+        let out = self.master.overdue();
+        let _ = self.execute(out);
+        while self.master.workers().next().is_some() {
+            let mut status: libc::c_int = 0;
+            // SAFETY: blocking wait for our own children, which were just killed.
+            let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+            if pid <= 0 {
+                break;
+            }
+            self.slots.remove(&pid);
+            if let Some(id) = self.master.forget(pid) {
+                let _ = self.boot.hook(Hook::ChildExit(id));
+                self.boot.forget_worker(id);
+            }
+        }
+        log::info(format_args!("Shutting down: Master"));
+    }
+}
+
+/// Have the kernel hand a TCP connection to `accept` only once its first bytes have arrived
+/// (`TCP_DEFER_ACCEPT`, nginx's `deferred`). A worker told to stop closes the connections on
+/// which no request has started; with this, a connection it accepted a moment before always
+/// has its request waiting to be read, and is served. A connection that never sends a byte
+/// is still accepted, after about a second, and meets the header timeout.
+fn defer_accept(listener: &Listener) {
+    use std::os::fd::AsRawFd;
+    let Listener::Tcp(tcp) = listener else {
+        return;
+    };
+    let secs: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, reading a c_int we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&secs).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
+        )
+    };
+    if rc != 0 {
+        log::debug(format_args!(
+            "TCP_DEFER_ACCEPT: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+}
