@@ -250,12 +250,7 @@ impl Cycle {
                 let headers = std::mem::take(&mut st.headers);
                 let status = st.status;
                 drop(st);
-                let mut resp = Response::new(
-                    status,
-                    AsgiBody {
-                        cycle: self.clone(),
-                    },
-                );
+                let mut resp = Response::new(status, AsgiBody::of(self.clone()));
                 resp.headers = headers;
                 Poll::Ready(resp)
             }
@@ -571,7 +566,11 @@ impl Cycle {
 }
 
 /// Resolve an asyncio future unless it was cancelled (then false).
-fn resolve(py: Python<'_>, fut: &Py<PyAny>, outcome: PyResult<Py<PyAny>>) -> PyResult<bool> {
+pub(super) fn resolve(
+    py: Python<'_>,
+    fut: &Py<PyAny>,
+    outcome: PyResult<Py<PyAny>>,
+) -> PyResult<bool> {
     let fut = fut.bind(py);
     if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
         return Ok(false);
@@ -625,7 +624,10 @@ fn disconnect_message(py: Python<'_>) -> PyResult<Py<PyAny>> {
     Ok(d.into_any().unbind())
 }
 
-fn flag(message: &Bound<'_, PyDict>, key: &Bound<'_, pyo3::types::PyString>) -> PyResult<bool> {
+pub(super) fn flag(
+    message: &Bound<'_, PyDict>,
+    key: &Bound<'_, pyo3::types::PyString>,
+) -> PyResult<bool> {
     match message.get_item(key)? {
         Some(v) => v.is_truthy(),
         None => Ok(false),
@@ -633,7 +635,7 @@ fn flag(message: &Bound<'_, PyDict>, key: &Bound<'_, pyo3::types::PyString>) -> 
 }
 
 /// The bytes of a `bytes`-like value the application sent.
-fn bytes_of(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Bytes> {
+pub(super) fn bytes_of(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Bytes> {
     if let Ok(b) = v.cast::<PyBytes>() {
         return Ok(Bytes::copy_from_slice(b.as_bytes()));
     }
@@ -652,7 +654,7 @@ fn bytes_of(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Bytes> {
 
 /// Header pairs from the application, checked: a name that is not a token or a value with
 /// CR, LF or NUL raises `ValueError` and nothing is sent.
-fn push_headers(block: &mut HeaderBlock, list: &Bound<'_, PyAny>) -> PyResult<()> {
+pub(super) fn push_headers(block: &mut HeaderBlock, list: &Bound<'_, PyAny>) -> PyResult<()> {
     for pair in list.try_iter()? {
         let pair = pair?;
         let mut it = pair.try_iter()?;
@@ -715,7 +717,7 @@ fn plain(cycle: Rc<Cycle>, status: u16, body: &'static [u8], phase: Phase) -> Re
         st.out.push_back(Chunk::Data(Bytes::from_static(body)));
         st.phase = phase;
     }
-    let mut resp = Response::new(status, AsgiBody { cycle });
+    let mut resp = Response::new(status, AsgiBody::of(cycle));
     let _ = resp
         .headers
         .push(b"Content-Type", b"text/plain; charset=utf-8");
@@ -727,9 +729,28 @@ fn plain(cycle: Rc<Cycle>, status: u16, body: &'static [u8], phase: Phase) -> Re
     resp
 }
 
-/// The response body: what the application sent, as it sends it.
+/// The response body: what the application sent, as it sends it; or bytes known at once
+/// (a WebSocket handshake's answer).
 pub(crate) struct AsgiBody {
-    cycle: Rc<Cycle>,
+    cycle: Option<Rc<Cycle>>,
+    fixed: Option<Bytes>,
+}
+
+impl AsgiBody {
+    fn of(cycle: Rc<Cycle>) -> Self {
+        AsgiBody {
+            cycle: Some(cycle),
+            fixed: None,
+        }
+    }
+
+    /// A body of these bytes (none when empty).
+    pub(crate) fn fixed(bytes: Bytes) -> Self {
+        AsgiBody {
+            cycle: None,
+            fixed: (!bytes.is_empty()).then_some(bytes),
+        }
+    }
 }
 
 impl Body for AsgiBody {
@@ -737,7 +758,9 @@ impl Body for AsgiBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Chunk, BodyAbort>>> {
-        let cycle = &self.cycle;
+        let Some(cycle) = &self.cycle else {
+            return Poll::Ready(self.get_mut().fixed.take().map(|b| Ok(Chunk::Data(b))));
+        };
         let mut st = cycle.st.borrow_mut();
         cycle.pump(&mut st, cx);
         if let Some(chunk) = st.out.pop_front() {
@@ -779,12 +802,18 @@ impl Body for AsgiBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        let st = self.cycle.st.borrow();
+        let Some(cycle) = &self.cycle else {
+            return self.fixed.is_none();
+        };
+        let st = cycle.st.borrow();
         matches!(st.phase, Phase::Complete | Phase::Error500) && st.out.is_empty()
     }
 
     fn exact_len(&self) -> Option<u64> {
-        let st = self.cycle.st.borrow();
+        let Some(cycle) = &self.cycle else {
+            return Some(self.fixed.as_ref().map_or(0, |b| b.len() as u64));
+        };
+        let st = cycle.st.borrow();
         if !matches!(st.phase, Phase::Complete | Phase::Error500) {
             return None;
         }
@@ -801,7 +830,9 @@ impl Body for AsgiBody {
 
 impl Drop for AsgiBody {
     fn drop(&mut self) {
-        self.cycle.abandoned();
+        if let Some(cycle) = &self.cycle {
+            cycle.abandoned();
+        }
     }
 }
 

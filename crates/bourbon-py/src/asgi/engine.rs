@@ -34,6 +34,10 @@ pub(crate) enum Work {
     Http(Rc<Cycle>),
     /// A cycle has something for a waiting `receive()` or `send()`.
     Settle(Rc<Cycle>),
+    /// Start the Python task of a new WebSocket.
+    WsStart(Rc<super::websocket::WsCycle>),
+    /// A WebSocket has something for a waiting `receive()` or `send()`.
+    WsSettle(Rc<super::websocket::WsCycle>),
     /// Serving ended (`fast`: INT or QUIT asked to stop at once).
     Stopped { fast: bool },
 }
@@ -270,6 +274,12 @@ impl Engine {
                     }
                 }
                 Work::Settle(cycle) => cycle.settle(py),
+                Work::WsStart(cycle) => {
+                    if let Some(ctx) = &ctx {
+                        super::websocket::start(py, &cycle, ctx, &self.scope);
+                    }
+                }
+                Work::WsSettle(cycle) => cycle.settle(py),
                 Work::Stopped { fast } => {
                     if let Some(ctx) = &ctx {
                         let done = ctx.done.bind(py);

@@ -10,18 +10,24 @@ use bytes::{Bytes, BytesMut};
 
 use super::cycle::{self, AsgiBody, Cycle};
 use super::engine::{self, Work};
+use super::websocket::WsSettings;
 
 /// The ASGI handler.
 pub(crate) struct AsgiHandler {
     /// Bodies up to this many bytes are read before the application starts, so its first
     /// `receive()` answers at once.
     pub(crate) post_buffering: u64,
+    /// WebSocket settings.
+    pub(crate) ws: Rc<WsSettings>,
 }
 
 impl Handler for AsgiHandler {
     type Body = AsgiBody;
 
     fn call(&self, req: Request, conn: &Rc<ConnInfo>) -> HandlerFuture<AsgiBody> {
+        if bourbon_server::ws::handshake::is_websocket_request(&req.head) {
+            return Box::pin(super::websocket::call(req, conn.clone(), self.ws.clone()));
+        }
         let post_buffering = self.post_buffering;
         let conn = conn.clone();
         Box::pin(async move {

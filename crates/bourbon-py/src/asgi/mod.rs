@@ -13,6 +13,7 @@
 //! - [`cycle`]: one HTTP request/response cycle, shared by its connection task and its
 //!   Python task, with `receive`/`send`.
 //! - [`scope`]: the HTTP connection scope.
+//! - [`websocket`]: one WebSocket connection (handshake, `receive`/`send`, the session).
 //! - [`handler`]: the [`bourbon_server::serve::Handler`] that starts cycles.
 //! - [`router`]: both interfaces from one listener (`--asgi`).
 //! - [`run`]: the worker's runner: the runtime, signals, then the Python side
@@ -24,3 +25,4 @@ pub(crate) mod handler;
 pub(crate) mod router;
 pub(crate) mod run;
 pub(crate) mod scope;
+pub(crate) mod websocket;

@@ -21,18 +21,9 @@ pub(crate) struct Router {
     pub(crate) prefixes: Vec<String>,
 }
 
-/// Whether the request asks to switch to WebSocket (RFC 6455 §4.1: `Upgrade: websocket`);
-/// the ASGI side judges the rest of the handshake.
-pub(crate) fn is_websocket(head: &RequestHead) -> bool {
-    head.header(b"upgrade").is_some_and(|v| {
-        v.split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket"))
-    })
-}
-
 impl Router {
     fn to_asgi(&self, head: &RequestHead) -> bool {
-        if is_websocket(head) {
+        if bourbon_server::ws::handshake::is_websocket_request(head) {
             return true;
         }
         if self.prefixes.is_empty() {

@@ -112,6 +112,7 @@ pub(crate) fn run(
     });
     let handler = AsgiHandler {
         post_buffering: cfg.post_buffering,
+        ws: Rc::new(super::websocket::WsSettings::from(cfg)),
     };
     let serve_cfg = settings.serve;
     let busy = wsgi.as_ref().map(|w| w.busy.clone());

@@ -183,6 +183,63 @@ pub(crate) fn http<'py>(
         _ => PyString::new(py, &String::from_utf8_lossy(method)),
     };
     scope.set_item(intern!(py, "method"), method)?;
+    set_path(py, &scope, head, ctx)?;
+    scope.set_item(intern!(py, "headers"), headers(py, head)?)?;
+    if let Some(state) = state {
+        scope.set_item(
+            intern!(py, "state"),
+            state.bind(py).call_method0(intern!(py, "copy"))?,
+        )?;
+    }
+    Ok(scope)
+}
+
+/// The scope of a WebSocket connection (ASGI spec, "WebSocket" → "Connection Scope").
+pub(crate) fn websocket<'py>(
+    py: Python<'py>,
+    head: &RequestHead,
+    conn: &ConnInfo,
+    ctx: &ScopeCtx,
+    state: Option<&Py<PyAny>>,
+    subprotocols: &[String],
+) -> PyResult<Bound<'py, PyDict>> {
+    let scope = PyDict::new(py);
+    scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
+    let asgi = PyDict::new(py);
+    asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
+    asgi.set_item(intern!(py, "spec_version"), SPEC_VERSION)?;
+    scope.set_item(intern!(py, "asgi"), asgi)?;
+    scope.set_item(intern!(py, "http_version"), intern!(py, "1.1"))?;
+    let scheme = match conn.scheme {
+        bourbon_server::serve::Scheme::Http => "ws",
+        bourbon_server::serve::Scheme::Https => "wss",
+    };
+    scope.set_item(intern!(py, "scheme"), scheme)?;
+    set_path(py, &scope, head, ctx)?;
+    scope.set_item(intern!(py, "root_path"), &ctx.root_path)?;
+    scope.set_item(intern!(py, "headers"), headers(py, head)?)?;
+    scope.set_item(intern!(py, "client"), client(py, conn)?)?;
+    scope.set_item(intern!(py, "server"), server(py, conn)?)?;
+    scope.set_item(intern!(py, "subprotocols"), PyList::new(py, subprotocols)?)?;
+    if let Some(state) = state {
+        scope.set_item(
+            intern!(py, "state"),
+            state.bind(py).call_method0(intern!(py, "copy"))?,
+        )?;
+    }
+    let ext = PyDict::new(py);
+    ext.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
+    scope.set_item(intern!(py, "extensions"), ext)?;
+    Ok(scope)
+}
+
+/// `path`, `raw_path` and `query_string`.
+fn set_path(
+    py: Python<'_>,
+    scope: &Bound<'_, PyDict>,
+    head: &RequestHead,
+    ctx: &ScopeCtx,
+) -> PyResult<()> {
     let (raw_path, query) = split_target(head.target());
     // uvicorn's way, which Starlette relies on: `path` and `raw_path` include `root_path`
     // (unless the proxy already left the prefix on the path).
@@ -203,14 +260,7 @@ pub(crate) fn http<'py>(
     scope.set_item(intern!(py, "path"), path)?;
     scope.set_item(intern!(py, "raw_path"), PyBytes::new(py, &full_raw))?;
     scope.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
-    scope.set_item(intern!(py, "headers"), headers(py, head)?)?;
-    if let Some(state) = state {
-        scope.set_item(
-            intern!(py, "state"),
-            state.bind(py).call_method0(intern!(py, "copy"))?,
-        )?;
-    }
-    Ok(scope)
+    Ok(())
 }
 
 #[cfg(test)]
