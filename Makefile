@@ -77,7 +77,7 @@ test-rust: ## cargo tests (bourbon-config, bourbon-server incl. the gunicorn cor
 	PYO3_PYTHON=$(call pyexe,$(firstword $(PYTHONS))) cargo test -p bourbon-py --lib --no-default-features
 
 .PHONY: test-python
-test-python: build ## pytest against the installed bourbon, on every CPython in PYTHONS
+test-python: build $(AUTOBAHN_VENV)/.ok ## pytest against the installed bourbon, on every CPython in PYTHONS
 	@for v in $(PYTHONS); do \
 	  echo "== pytest (CPython $$v)"; \
 	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider tests/python || exit 1; \
@@ -86,6 +86,14 @@ test-python: build ## pytest against the installed bourbon, on every CPython in 
 
 .PHONY: test
 test: lint test-rust test-python ## everything CI runs
+
+# All 517 cases against bourbon (test-python runs a 261-case subset); the report stays in
+# build/autobahn/index.html.
+.PHONY: autobahn
+autobahn: build $(AUTOBAHN_VENV)/.ok ## Autobahn WebSocket conformance, all cases; report in build/autobahn/
+	rm -rf build/autobahn
+	AUTOBAHN_CASES=all AUTOBAHN_REPORT_DIR="$$PWD/build/autobahn" \
+	  $(AUTOBAHN_TOOLS)/bin/python -m pytest -q -s -p no:cacheprovider tests/python/test_autobahn.py
 
 .PHONY: demo
 demo: $(call venv,$(PYTHON_DEMO))/.ok ## build, then serve the example Django site at http://127.0.0.1:8000
