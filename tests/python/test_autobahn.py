@@ -35,9 +35,7 @@ def test_autobahn_fuzzingclient(start_server, tmp_path: Path) -> None:
         assert len(known) == harness.N_ALL, f"the suite has {len(known)} cases, not 517"
     expected = harness.expand(PATTERNS, known)
 
-    srv = start_server(
-        "asgi_echo:app", "--workers", "1", "--ws-max-size", "16777216", ready_timeout=60.0
-    )
+    srv = start_server("asgi_echo:app", "--workers", "1", "--ws-max-size", "16777216")
     host, port = srv.host_port
     report_dir = os.environ.get("AUTOBAHN_REPORT_DIR")
     outdir = Path(report_dir).resolve() if report_dir else tmp_path / "reports"
