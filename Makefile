@@ -23,6 +23,40 @@ help: ## show this help
 .PHONY: venvs
 venvs: $(foreach v,$(PYTHONS),$(call venv,$(v))/.ok) ## create the test virtualenvs
 
+# The Autobahn|Testsuite fuzzing client (wstest) runs on Python 2.7 only. virtualenv 20.21.x
+# (the last release that creates Python 2 environments) is installed into the first test venv
+# and makes .venv-autobahn from pyenv's 2.7; pip there installs the suite from PyPI with every
+# version pinned by tests/autobahn/constraints-py27.txt. When a C accelerator (wsaccel, ujson)
+# will not build, the pinned tree is installed without them: autobahn then uses its pure-Python
+# UTF-8 validator and masker (slower, same verdicts). AUTOBAHN_PURE=1 takes that path directly.
+AUTOBAHN_VENV := .venv-autobahn
+AUTOBAHN_SUITE := autobahntestsuite==25.10.1
+AUTOBAHN_PINS := tests/autobahn/constraints-py27.txt
+PYENV_ROOT ?= $(HOME)/.pyenv
+PY27 ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/2.7.*/bin/python2.7) $(shell command -v python2.7 2>/dev/null))
+AUTOBAHN_TOOLS := $(call venv,$(firstword $(PYTHONS)))
+
+# Redone only when the pins change (or after a failed attempt: .ok is written last).
+$(AUTOBAHN_VENV)/.ok: $(AUTOBAHN_PINS) | $(AUTOBAHN_TOOLS)/.ok
+	@py="$(PY27)"; \
+	if [ -z "$$py" ] || ! "$$py" -c 'import sys; sys.exit(sys.version_info[:2] != (2, 7))' 2>/dev/null; then \
+	  echo "error: the Autobahn fuzzing client needs Python 2.7, none found (pyenv install 2.7.18, or PY27=/path/to/python2.7)" >&2; exit 1; \
+	fi; \
+	set -e; rm -rf $(AUTOBAHN_VENV); \
+	$(AUTOBAHN_TOOLS)/bin/pip install -q 'virtualenv>=20.21,<20.22'; \
+	$(AUTOBAHN_TOOLS)/bin/virtualenv -q -p "$$py" $(AUTOBAHN_VENV); \
+	pip27="$(AUTOBAHN_VENV)/bin/pip --no-python-version-warning -q"; \
+	if [ -z "$(AUTOBAHN_PURE)" ] && $$pip27 install -c $(AUTOBAHN_PINS) $(AUTOBAHN_SUITE); then :; else \
+	  echo "== autobahn: installing the pinned tree without the C accelerators (wsaccel, ujson)"; \
+	  grep -vE '^(#|wsaccel==|ujson==)' $(AUTOBAHN_PINS) > $(AUTOBAHN_VENV)/pins-pure.txt; \
+	  $$pip27 install --no-deps -r $(AUTOBAHN_VENV)/pins-pure.txt; \
+	fi; \
+	$(AUTOBAHN_VENV)/bin/wstest --help >/dev/null
+	@touch $@
+
+.PHONY: autobahn-venv
+autobahn-venv: $(AUTOBAHN_VENV)/.ok ## Python 2.7 venv with the Autobahn fuzzing client (wstest)
+
 .PHONY: build
 build: venvs ## build and install bourbon (pip install .) into every test virtualenv
 	@for v in $(PYTHONS); do \
@@ -43,7 +77,7 @@ test-rust: ## cargo tests (bourbon-config, bourbon-server incl. the gunicorn cor
 	PYO3_PYTHON=$(call pyexe,$(firstword $(PYTHONS))) cargo test -p bourbon-py --lib --no-default-features
 
 .PHONY: test-python
-test-python: build ## pytest against the installed bourbon, on every CPython in PYTHONS
+test-python: build $(AUTOBAHN_VENV)/.ok ## pytest against the installed bourbon, on every CPython in PYTHONS
 	@for v in $(PYTHONS); do \
 	  echo "== pytest (CPython $$v)"; \
 	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider tests/python || exit 1; \
@@ -52,6 +86,14 @@ test-python: build ## pytest against the installed bourbon, on every CPython in 
 
 .PHONY: test
 test: lint test-rust test-python ## everything CI runs
+
+# All 517 cases against bourbon (test-python runs a 261-case subset); the report stays in
+# build/autobahn/index.html.
+.PHONY: autobahn
+autobahn: build $(AUTOBAHN_VENV)/.ok ## Autobahn WebSocket conformance, all cases; report in build/autobahn/
+	rm -rf build/autobahn
+	AUTOBAHN_CASES=all AUTOBAHN_REPORT_DIR="$$PWD/build/autobahn" \
+	  $(AUTOBAHN_TOOLS)/bin/python -m pytest -q -s -p no:cacheprovider tests/python/test_autobahn.py
 
 .PHONY: demo
 demo: $(call venv,$(PYTHON_DEMO))/.ok ## build, then serve the example Django site at http://127.0.0.1:8000

@@ -117,7 +117,9 @@ class Server:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise RuntimeError(f"bourbon did not become ready:\n{self.log}")
-                self._cond.wait(left)
+                # Bounded: the reader may see EOF before the exit is reapable, and then
+                # nothing notifies again; poll() is retried rather than waiting it all out.
+                self._cond.wait(min(left, 0.5))
 
     @property
     def log(self) -> str:
