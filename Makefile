@@ -51,18 +51,20 @@ test-python: build ## pytest against the installed bourbon, on every CPython in 
 	  echo "== pytest (CPython $$v)"; \
 	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider tests/python || exit 1; \
 	done
-	cd examples/mysite && ../../$(call venv,$(firstword $(PYTHONS)))/bin/python manage.py test polls -v 1
+	cd examples/mysite && ../../$(call venv,$(firstword $(PYTHONS)))/bin/python manage.py test polls chat -v 1
 
 .PHONY: test
 test: lint test-rust test-python ## everything CI runs
 
 .PHONY: demo
-demo: $(call venv,$(PYTHON_DEMO))/.ok ## build, then serve the example Django site at http://127.0.0.1:8000
+# The ASGI entry point serves the pages and the chat's WebSockets on one listener. One worker:
+# the chat's in-memory channel layer is per process (see examples/mysite/mysite/settings.py).
+demo: $(call venv,$(PYTHON_DEMO))/.ok ## build, then serve the example Django site (pages and live chat) at http://127.0.0.1:8000
 	PATH="$$PWD/.venv-$(PYTHON_DEMO)/bin:$$PATH" .venv-$(PYTHON_DEMO)/bin/pip install -q --no-build-isolation .
 	cd examples/mysite && ../../.venv-$(PYTHON_DEMO)/bin/python manage.py migrate --noinput
 	cd examples/mysite && ../../.venv-$(PYTHON_DEMO)/bin/python manage.py collectstatic --noinput -v 0
 	.venv-$(PYTHON_DEMO)/bin/bourbon compress --quiet examples/mysite/staticfiles
-	.venv-$(PYTHON_DEMO)/bin/bourbon mysite.wsgi:application --chdir examples/mysite -b $(DEMO_BIND) --threads 4 --static django
+	.venv-$(PYTHON_DEMO)/bin/bourbon mysite.asgi:application --chdir examples/mysite -b $(DEMO_BIND) -w 1 --static django
 
 .PHONY: docs
 docs: ## regenerate docs/settings.md from the settings registry

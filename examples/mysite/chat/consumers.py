@@ -21,15 +21,7 @@ import json
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
 
-# A message longer than this is refused rather than relayed to the whole room.
-MAX_MESSAGE_CHARS = 2000
-MAX_NAME_CHARS = 40
-
-
-def group_name(room: str) -> str:
-    """The channel-layer group of ``room``. Group names allow ASCII letters, digits, ``-``,
-    ``_`` and ``.`` only, which the room pattern in ``routing.py`` already guarantees."""
-    return f"chat.{room}"
+from .rooms import MAX_MESSAGE_CHARS, MAX_NAME_CHARS, group_name
 
 
 class ChatConsumer(AsyncWebsocketConsumer):

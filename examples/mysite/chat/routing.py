@@ -3,9 +3,7 @@
 from django.urls import re_path
 
 from . import consumers
-
-# ASCII only: the room name becomes part of a channel-layer group name.
-ROOM = r"(?P<room>[A-Za-z0-9_-]{1,50})"
+from .rooms import ROOM
 
 websocket_urlpatterns = [
     re_path(rf"^ws/chat/{ROOM}/$", consumers.ChatConsumer.as_asgi()),

@@ -1,7 +1,7 @@
 from django.urls import re_path
 
 from . import views
-from .routing import ROOM
+from .rooms import ROOM
 
 app_name = "chat"
 

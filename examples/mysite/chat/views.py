@@ -5,9 +5,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from .consumers import MAX_MESSAGE_CHARS, MAX_NAME_CHARS
+from .rooms import MAX_MESSAGE_CHARS, MAX_NAME_CHARS, ROOM
 
-ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,50}")
+ROOM_RE = re.compile(ROOM)
 
 
 @require_GET

@@ -24,8 +24,9 @@ ALLOWED_HOSTS = ["*"]
 
 INSTALLED_APPS = [
     "polls.apps.PollsConfig",
+    # Channels itself needs no entry here (it would only add `manage.py runworker`), so the
+    # pages still run under WSGI where Channels is not installed.
     "chat.apps.ChatConfig",
-    "channels",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
