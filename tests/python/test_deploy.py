@@ -3,9 +3,10 @@
 Each configuration block a page marks with ``<!-- tested: NAME -->`` is extracted and run
 with only its paths and ports replaced: the nginx server block and the Apache virtual hosts in
 front of the example Django site on a Unix socket (the distribution's ``nginx`` and
-``apache2``; for nginx also its WebSocket additions, with the example site's chat), the systemd units through ``systemd-socket-activate`` (which hands over a
-listening socket as systemd does), and the Dockerfile's ``CMD`` on loopback, including the
-SIGTERM drain that ``docker stop`` and Kubernetes rely on. A replacement whose original text
+``apache2``; for nginx also its WebSocket additions, with the example site's chat), the
+systemd units through ``systemd-socket-activate`` (which hands over a listening socket as
+systemd does), and the Dockerfile's ``CMD`` on loopback, including the SIGTERM drain that
+``docker stop`` and Kubernetes rely on. A replacement whose original text
 is missing from the page fails the test, so the pages cannot drift from what is tested.
 
 nginx, apache2 and systemd-socket-activate are installed by ``.ci/run``; without them the
