@@ -7,7 +7,10 @@ PYTHONS ?= 3.11 3.13
 PYTHON_DEMO ?= 3.11
 pyexe = $(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1) 2>/dev/null))
 venv = .venv-$(1)
-DEV_PACKAGES := maturin pytest pytest-timeout ruff "django>=5.2,<7" flask brotli "tomli; python_version<'3.11'"
+# channels: the example site's chat (in-memory channel layer); websockets: the tests' WebSocket
+# client; starlette and fastapi: the ASGI framework apps in tests/apps.
+DEV_PACKAGES := maturin pytest pytest-timeout ruff "django>=5.2,<7" flask brotli "tomli; python_version<'3.11'" \
+	"channels>=4.2,<5" "websockets>=13" starlette fastapi
 DEMO_BIND ?= 127.0.0.1:8000
 
 .PHONY: help
@@ -82,7 +85,7 @@ test-python: build $(AUTOBAHN_VENV)/.ok ## pytest against the installed bourbon,
 	  echo "== pytest (CPython $$v)"; \
 	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider tests/python || exit 1; \
 	done
-	cd examples/mysite && ../../$(call venv,$(firstword $(PYTHONS)))/bin/python manage.py test polls -v 1
+	cd examples/mysite && ../../$(call venv,$(firstword $(PYTHONS)))/bin/python manage.py test polls chat -v 1
 
 .PHONY: test
 test: lint test-rust test-python ## everything CI runs
@@ -96,12 +99,14 @@ autobahn: build $(AUTOBAHN_VENV)/.ok ## Autobahn WebSocket conformance, all case
 	  $(AUTOBAHN_TOOLS)/bin/python -m pytest -q -s -p no:cacheprovider tests/python/test_autobahn.py
 
 .PHONY: demo
-demo: $(call venv,$(PYTHON_DEMO))/.ok ## build, then serve the example Django site at http://127.0.0.1:8000
+# The ASGI entry point serves the pages and the chat's WebSockets on one listener. One worker:
+# the chat's in-memory channel layer is per process (see examples/mysite/mysite/settings.py).
+demo: $(call venv,$(PYTHON_DEMO))/.ok ## build, then serve the example Django site (pages and live chat) at http://127.0.0.1:8000
 	PATH="$$PWD/.venv-$(PYTHON_DEMO)/bin:$$PATH" .venv-$(PYTHON_DEMO)/bin/pip install -q --no-build-isolation .
 	cd examples/mysite && ../../.venv-$(PYTHON_DEMO)/bin/python manage.py migrate --noinput
 	cd examples/mysite && ../../.venv-$(PYTHON_DEMO)/bin/python manage.py collectstatic --noinput -v 0
 	.venv-$(PYTHON_DEMO)/bin/bourbon compress --quiet examples/mysite/staticfiles
-	.venv-$(PYTHON_DEMO)/bin/bourbon mysite.wsgi:application --chdir examples/mysite -b $(DEMO_BIND) --threads 4 --static django
+	.venv-$(PYTHON_DEMO)/bin/bourbon mysite.asgi:application --chdir examples/mysite -b $(DEMO_BIND) -w 1 --static django
 
 .PHONY: docs
 docs: ## regenerate docs/settings.md from the settings registry

@@ -46,6 +46,23 @@ def manage_py(*args: str, env: dict[str, str] | None = None) -> None:
     assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
 
 
+@pytest.fixture(scope="session")
+def django_site() -> Path:
+    """The example site as `make demo` prepares it: migrated, static files collected, and their
+    pre-compressed variants written (all idempotent; the outputs are gitignored)."""
+    manage_py("migrate", "--noinput")
+    manage_py("collectstatic", "--noinput")
+    proc = subprocess.run(
+        [bourbon_exe(), "compress", "--quiet", str(EXAMPLE / "staticfiles")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    return EXAMPLE
+
+
 def bourbon_exe() -> str:
     """The ``bourbon`` console script installed next to the running interpreter."""
     here = Path(sys.executable).parent / "bourbon"

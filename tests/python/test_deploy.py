@@ -3,9 +3,10 @@
 Each configuration block a page marks with ``<!-- tested: NAME -->`` is extracted and run
 with only its paths and ports replaced: the nginx server block and the Apache virtual hosts in
 front of the example Django site on a Unix socket (the distribution's ``nginx`` and
-``apache2``), the systemd units through ``systemd-socket-activate`` (which hands over a
-listening socket as systemd does), and the Dockerfile's ``CMD`` on loopback, including the
-SIGTERM drain that ``docker stop`` and Kubernetes rely on. A replacement whose original text
+``apache2``; for nginx also its WebSocket additions, with the example site's chat), the
+systemd units through ``systemd-socket-activate`` (which hands over a listening socket as
+systemd does), and the Dockerfile's ``CMD`` on loopback, including the SIGTERM drain that
+``docker stop`` and Kubernetes rely on. A replacement whose original text
 is missing from the page fails the test, so the pages cannot drift from what is tested.
 
 nginx, apache2 and systemd-socket-activate are installed by ``.ci/run``; without them the
@@ -27,6 +28,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
@@ -44,7 +46,8 @@ from conftest import (
     manage_py,
     run_bourbon,
 )
-from procs import children
+from procs import children, wait_until
+from websockets.sync.client import connect as ws_connect
 
 DOCS = ROOT / "docs" / "deploy"
 TIMEOUT = 15.0
@@ -227,11 +230,15 @@ def nginx_main_config(site: str, tmp: Path, nginx: str) -> str:
 
 
 def documented_bourbon(
-    page: str, sock: Path, site_dir: Path, block: str = "bourbon-command"
+    page: str,
+    sock: Path,
+    site_dir: Path,
+    block: str = "bourbon-command",
+    replacements: dict[str, str] | None = None,
 ) -> Server:
     """The ``BLOCK`` command of ``docs/deploy/PAGE`` on ``sock`` for ``site_dir``, with an
-    access log added to see what reaches bourbon."""
-    command = shell_words(doc_block(page, block))
+    access log added to see what reaches bourbon (and ``replacements`` made in it)."""
+    command = shell_words(substitute(doc_block(page, block), replacements or {}))
     assert command[0] == "bourbon", command
     command = [
         a.replace(f"unix:{DOC_SOCKET}", f"unix:{sock}").replace(DOC_SITE, str(site_dir))
@@ -280,13 +287,31 @@ def without_static_location(site: str) -> str:
     return out
 
 
+def with_websockets(site: str) -> str:
+    """The documented server block with the page's WebSocket additions: the ``map`` before it
+    (the http context) and the ``location /ws/`` next to ``location /``."""
+    marker = "\n    location / {\n"
+    assert site.count(marker) == 1, f"expected one 'location / {{' in:\n{site}"
+    location = textwrap.indent(doc_block("nginx.md", "nginx-websocket-location"), "    ")
+    site = site.replace(marker, f"\n{location}\n{marker}")
+    return f"{doc_block('nginx.md', 'nginx-websocket-map')}\n\n{site}"
+
+
 class Stack(ProxyStack):
     """nginx (documented site block) → bourbon (documented command) → the example site.
 
     With ``bourbon_serves_static``, the page's second arrangement: the site block without its
-    ``location /static/`` and the ``bourbon-command-static`` command."""
+    ``location /static/`` and the ``bourbon-command-static`` command. With ``websockets``, the
+    page's WebSocket section: its additions to the site block and the ``bourbon-command-asgi``
+    command, with one worker (the example chat's in-memory channel layer is per process)."""
 
-    def __init__(self, tmp: Path, site_dir: Path, bourbon_serves_static: bool = False):
+    def __init__(
+        self,
+        tmp: Path,
+        site_dir: Path,
+        bourbon_serves_static: bool = False,
+        websockets: bool = False,
+    ):
         self.tmp = tmp
         nginx = require_program("nginx", "/usr/sbin/nginx")
         self.sock = tmp / "bourbon.sock"
@@ -307,6 +332,11 @@ class Stack(ProxyStack):
         if bourbon_serves_static:
             site = without_static_location(site)
         block = "bourbon-command-static" if bourbon_serves_static else "bourbon-command"
+        replacements = {}
+        if websockets:
+            site = with_websockets(site)
+            block = "bourbon-command-asgi"
+            replacements = {"--workers 3": "--workers 1"}
         conf = tmp / "nginx.conf"
         conf.write_text(nginx_main_config(site, tmp, nginx))
         argv = [nginx, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)]
@@ -314,7 +344,7 @@ class Stack(ProxyStack):
         self.proxy = Program(argv, tmp / "nginx.out")
         try:
             wait_connectable(self.port, self.proxy.proc, "nginx", self.proxy_log)
-            self.bourbon = documented_bourbon("nginx.md", self.sock, site_dir, block)
+            self.bourbon = documented_bourbon("nginx.md", self.sock, site_dir, block, replacements)
         except BaseException:
             self.close()
             raise
@@ -388,6 +418,50 @@ def test_nginx_passes_static_files_to_bourbon(static_stack, django_site):
     resp, _ = stack.request("GET", "/static/nginx-only.txt")
     assert resp.status == 404
     stack.bourbon.wait_for_log(rf'"GET {re.escape(url)} HTTP/1\.1" 200 ')
+
+
+@pytest.fixture(scope="module")
+def ws_stack(django_site) -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix="bb-nginx-", dir="/tmp") as tmp:
+        s = Stack(Path(tmp), django_site, websockets=True)
+        try:
+            yield s
+        finally:
+            s.close()
+
+
+def test_nginx_proxies_websockets_to_bourbon(ws_stack):
+    """The page's WebSocket section: the example chat through nginx, two clients in a room;
+    the pages keep working through the same server block."""
+
+    def chat():
+        # The socket goes to nginx's port; the URL gives the Host nginx's server_name wants.
+        sock = socket.create_connection(("127.0.0.1", ws_stack.port), timeout=TIMEOUT)
+        return ws_connect(
+            f"ws://{SERVER_NAME}/ws/chat/deploy/",
+            sock=sock,
+            origin=f"http://{SERVER_NAME}",
+            open_timeout=TIMEOUT,
+            close_timeout=TIMEOUT,
+        )
+
+    with chat() as ann, chat() as bob:
+        ann.send(json.dumps({"message": "through nginx", "name": "ann"}))
+        for ws in (ann, bob):
+            got = json.loads(ws.recv(timeout=TIMEOUT))
+            assert (got["type"], got["user"], got["message"]) == (
+                "message",
+                "ann",
+                "through nginx",
+            ), ws_stack.proxy_log()
+        resp, body = ws_stack.request("GET", "/plain")
+        assert (resp.status, body) == (200, b"Hello from Django\n")
+    # nginx logs each tunnelled connection when it ends: two handshakes answered with 101.
+    access = ws_stack.tmp / "access.log"
+    wait_until(
+        lambda: access.read_text().count('"GET /ws/chat/deploy/ HTTP/1.1" 101 ') == 2,
+        what="two 101 lines in nginx's access log",
+    )
 
 
 def test_nginx_csrf_form_post(stack):

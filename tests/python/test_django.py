@@ -1,7 +1,7 @@
 """The example Django site (examples/mysite) served by bourbon, end to end over HTTP.
 
-The site is prepared once per session with ``manage.py migrate`` and ``collectstatic`` (both
-idempotent; their outputs are gitignored). Clients are the standard library's only.
+The site is prepared once per session by conftest's ``django_site`` (migrate, collectstatic,
+compress: all idempotent, their outputs gitignored). Clients are the standard library's only.
 """
 
 from __future__ import annotations
@@ -11,33 +11,16 @@ import http.client
 import json
 import os
 import re
-import subprocess
 import time
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from conftest import EXAMPLE, bourbon_exe, manage_py
+from conftest import EXAMPLE
 
 APP = "mysite.wsgi:application"
 SAMPLE = EXAMPLE / "polls" / "files" / "sample.txt"
 SAMPLE_SHA256 = "43f551d1abc1783414c2a1c0e99b1863bdd5c34f3a8e5e4c98aaaa70b2050f86"
-
-
-@pytest.fixture(scope="session")
-def django_site():
-    manage_py("migrate", "--noinput")
-    manage_py("collectstatic", "--noinput")
-    # Pre-compressed variants, as `make demo` writes them.
-    proc = subprocess.run(
-        [bourbon_exe(), "compress", "--quiet", str(EXAMPLE / "staticfiles")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.returncode == 0, (proc.stdout, proc.stderr)
-    return EXAMPLE
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Settings for the bourbon Django example project.
 
-This project is a local demo / test fixture for the bourbon WSGI server. It is
-not hardened for deployment: see the comments on SECRET_KEY and ALLOWED_HOSTS.
+This project is a local demo / test fixture for bourbon (WSGI pages, and a Channels chat
+over ASGI). It is not hardened for deployment: see the comments on SECRET_KEY and
+ALLOWED_HOSTS.
 """
 
 import os
@@ -23,6 +24,9 @@ ALLOWED_HOSTS = ["*"]
 
 INSTALLED_APPS = [
     "polls.apps.PollsConfig",
+    # Channels itself needs no entry here (it would only add `manage.py runworker`), so the
+    # pages still run under WSGI where Channels is not installed.
+    "chat.apps.ChatConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -59,6 +63,12 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "mysite.wsgi.application"
+ASGI_APPLICATION = "mysite.asgi.application"
+
+# The chat's rooms are groups on this channel layer. The in-memory layer lives inside one
+# process, so only clients served by the same worker share a room: serve the chat with one
+# worker (`-w 1`, as `make demo` does), or use a shared layer such as channels_redis.
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 DATABASES = {
     "default": {

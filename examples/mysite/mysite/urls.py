@@ -3,5 +3,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("chat/", include("chat.urls")),
     path("", include("polls.urls")),
 ]

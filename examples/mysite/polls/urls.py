@@ -18,4 +18,5 @@ urlpatterns = [
     path("upload", views.upload, name="upload"),
     path("upload/raw", views.upload_raw, name="upload-raw"),
     path("echo-meta", views.echo_meta, name="echo-meta"),
+    path("async", views.async_view, name="async"),
 ]

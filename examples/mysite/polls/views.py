@@ -1,3 +1,4 @@
+import asyncio
 import hashlib
 import time
 from pathlib import Path
@@ -160,3 +161,12 @@ def echo_meta(request):
     meta = {key: request.META.get(key) for key in ECHO_META_KEYS}
     meta.update({k: v for k, v in request.META.items() if k.startswith("HTTP_")})
     return JsonResponse(meta)
+
+
+async def async_view(request):
+    """An ``async def`` view: Django awaits it on the server's event loop under ASGI, and runs it
+    in a loop of its own per request under WSGI. The ORM call goes through Django's async API."""
+    await asyncio.sleep(0)
+    count = await Question.objects.acount()
+    interface = "asgi" if hasattr(request, "scope") else "wsgi"
+    return JsonResponse({"view": "async", "interface": interface, "questions": count})
