@@ -106,7 +106,7 @@ demo: $(call venv,$(PYTHON_DEMO))/.ok ## build, then serve the example Django si
 	cd examples/mysite && ../../.venv-$(PYTHON_DEMO)/bin/python manage.py migrate --noinput
 	cd examples/mysite && ../../.venv-$(PYTHON_DEMO)/bin/python manage.py collectstatic --noinput -v 0
 	.venv-$(PYTHON_DEMO)/bin/bourbon compress --quiet examples/mysite/staticfiles
-	.venv-$(PYTHON_DEMO)/bin/bourbon mysite.asgi:application --chdir examples/mysite -b $(DEMO_BIND) -w 1 --static django
+	.venv-$(PYTHON_DEMO)/bin/bourbon mysite.wsgi:application --asgi mysite.asgi:application --chdir examples/mysite -b $(DEMO_BIND) -w 1 --threads 4 --static django
 
 .PHONY: docs
 docs: ## regenerate docs/settings.md from the settings registry

@@ -14,6 +14,7 @@ that reports each request task's end to Rust. The per-request hot path (scope, `
 from __future__ import annotations
 
 import asyncio
+import io
 import selectors
 import traceback
 
@@ -148,11 +149,38 @@ def _settle(fut, value) -> None:
         fut.set_result(value)
 
 
+_loop = None
+
+
+def _dump_tasks() -> None:
+    """Write the stack of every task of the worker's loop to the error log (called from the
+    task dumper thread when the master asks a stuck worker for its stacks)."""
+    loop = _loop
+    if loop is None:
+        return
+    for _ in range(10):
+        try:
+            tasks = list(asyncio.all_tasks(loop))
+            break
+        except RuntimeError:  # the set changed while it was copied
+            continue
+    else:
+        return
+    out = io.StringIO()
+    out.write(f"Stacks of the {len(tasks)} asyncio tasks of the event loop:\n")
+    for task in tasks:
+        out.write(f"\n{task!r}\n")
+        task.print_stack(file=out)
+    _log("raw", out.getvalue())
+
+
 def run(app, lifespan: str, graceful_timeout: float, asgi2: bool) -> int:
     """Serve `app` on this worker's thread until stopped; the worker's exit code."""
+    global _loop
     if asgi2:
         app = _asgi2(app)
     loop = asyncio.SelectorEventLoop(_Selector())
+    _loop = loop
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(_main(loop, app, lifespan, graceful_timeout))

@@ -425,6 +425,13 @@ def test_trailers_follow_a_chunked_body(start_server):
     assert b"x-checksum: abc123" in rest.lower()
 
 
+def test_trailers_are_dropped_for_clients_that_did_not_ask(start_server):
+    srv = start_server(APP)
+    resp = fetch(srv, "/trailers")
+    assert resp.body == b"body with trailers"
+    assert resp.header("x-checksum") is None
+
+
 def test_early_hints_come_before_the_response(start_server):
     srv = start_server(APP)
     with srv.connect() as s:
@@ -525,20 +532,30 @@ def test_max_requests_recycles_asgi_workers(start_server):
 
 def test_a_hung_loop_is_killed_by_the_timeout(start_server, tmp_path):
     (tmp_path / "hang_app.py").write_text(
-        "import time\n"
+        "import asyncio, time\n"
+        "async def waiting_for_the_database():\n"
+        "    await asyncio.sleep(100)\n"
         "async def app(scope, receive, send):\n"
         "    if scope['type'] != 'http':\n"
         "        return\n"
+        "    if scope['path'] == '/wait':\n"
+        "        await waiting_for_the_database()\n"
         "    if scope['path'] == '/hang':\n"
         "        time.sleep(60)\n"
         "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
         "    await send({'type': 'http.response.body', 'body': b'ok'})\n"
     )
     srv = start_server("hang_app:app", "--timeout", "2", cwd=tmp_path)
+    waiting = srv.connect()
+    waiting.sendall(build("/wait"))
     s = srv.connect()
     s.sendall(build("/hang"))
     srv.wait_for_log(r"WORKER TIMEOUT", timeout=20)
-    srv.wait_for_log(r"time\.sleep\(60\)|hang_app", timeout=20)
+    # The thread stacks (the blocking call), then every asyncio task's.
+    srv.wait_for_log(r"hang_app\.py", timeout=20)
+    srv.wait_for_log(r"Stacks of the \d+ asyncio tasks", timeout=20)
+    srv.wait_for_log(r"in waiting_for_the_database", timeout=20)
+    waiting.close()
     s.close()
     srv.wait_for_log(r"Booting worker", timeout=20)
     deadline = time.monotonic() + 20

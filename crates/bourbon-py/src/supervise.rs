@@ -93,17 +93,73 @@ pub(crate) fn booted() {
 /// defined.
 static ABORT_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
+/// The write end of the pipe the asyncio task dumper waits on (ASGI workers); -1 otherwise.
+static TASK_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 extern "C" fn on_dumped(_sig: libc::c_int) {
+    // An event loop's tasks are not threads: faulthandler has written the thread stacks,
+    // and the task dumper writes the tasks' before the stacks count as written.
+    let tasks = TASK_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    if tasks >= 0 {
+        write_byte(tasks);
+        return;
+    }
+    dumped();
+}
+
+/// The stacks are written: flag the slot (the master may kill now) and wake the
+/// `worker_abort` thread. Async-signal-safe.
+fn dumped() {
     if let Some(slot) = SLOT.get() {
         slot.mark_dumped();
     }
     let fd = ABORT_PIPE.load(std::sync::atomic::Ordering::Relaxed);
     if fd >= 0 {
-        let byte = 1u8;
-        // SAFETY: write(2) is async-signal-safe; the buffer is a local byte.
-        unsafe {
-            libc::write(fd, std::ptr::from_ref(&byte).cast(), 1);
-        }
+        write_byte(fd);
+    }
+}
+
+fn write_byte(fd: libc::c_int) {
+    let byte = 1u8;
+    // SAFETY: write(2) is async-signal-safe; the buffer is a local byte.
+    unsafe {
+        libc::write(fd, std::ptr::from_ref(&byte).cast(), 1);
+    }
+}
+
+/// In an ASGI worker: a thread that, when the worker's stacks are asked for (a timeout),
+/// writes the stack of every asyncio task to the error log (`bourbon._asgi._dump_tasks`),
+/// then flags the stacks written. It takes the GIL from a loop stuck in Python bytecode
+/// within the switch interval; a loop stuck in C holding the GIL never lets it in, and the
+/// master's bound on the dump kills the worker anyway, with the thread stacks written.
+pub(crate) fn arm_task_dump() {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into our array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return;
+    }
+    let (read_fd, write_fd) = (fds[0], fds[1]);
+    let spawned = std::thread::Builder::new()
+        .name("asgi-task-dump".into())
+        .spawn(move || loop {
+            let mut byte = 0u8;
+            // SAFETY: a blocking read of one byte into our local from our own pipe.
+            let n = unsafe { libc::read(read_fd, std::ptr::from_mut(&mut byte).cast(), 1) };
+            if n != 1 {
+                return;
+            }
+            Python::attach(|py| {
+                if let Err(e) = py
+                    .import("bourbon._asgi")
+                    .and_then(|m| m.call_method0("_dump_tasks"))
+                {
+                    log::warn(format_args!("cannot write the asyncio tasks' stacks: {e}"));
+                }
+            });
+            dumped();
+        });
+    if spawned.is_ok() {
+        TASK_PIPE.store(write_fd, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -419,7 +419,9 @@ impl Cycle {
                 if let Some(list) = message.get_item(intern!(py, "headers"))? {
                     push_headers(&mut block, &list)?;
                 }
-                if !block.as_bytes().is_empty() && !st.discard {
+                // Only a client that said it takes them (`TE: trailers`, RFC 9110 §10.1.4)
+                // gets them; to others they would be fields it may not know to read.
+                if !block.as_bytes().is_empty() && !st.discard && accepts_trailers(&self.head) {
                     st.out.push_back(Chunk::Trailers(block));
                 }
                 if !more {
@@ -563,6 +565,18 @@ impl Cycle {
         st.task = None;
         Self::wake(&mut st);
     }
+}
+
+/// Whether the request's `TE` field lists `trailers`.
+fn accepts_trailers(head: &RequestHead) -> bool {
+    head.fields().any(|(n, v)| {
+        n.eq_ignore_ascii_case(b"te")
+            && v.split(|&b| b == b',').any(|t| {
+                t.split(|&b| b == b';')
+                    .next()
+                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+            })
+    })
 }
 
 /// Resolve an asyncio future unless it was cancelled (then false).

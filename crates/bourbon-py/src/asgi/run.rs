@@ -77,6 +77,7 @@ pub(crate) fn run(
     };
     let mut settings = Settings::from(cfg);
     settings.serve.access_log = access_log;
+    crate::supervise::arm_task_dump();
     let local = tokio::task::LocalSet::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     local.spawn_local(crate::supervise::heartbeat(settings.heartbeat));
