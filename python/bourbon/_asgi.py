@@ -169,9 +169,23 @@ def _dump_tasks() -> None:
     out = io.StringIO()
     out.write(f"Stacks of the {len(tasks)} asyncio tasks of the event loop:\n")
     for task in tasks:
-        out.write(f"\n{task!r}\n")
-        task.print_stack(file=out)
+        out.write(f"\n{task!r} (most recent call last):\n")
+        out.writelines(traceback.format_list(_await_chain(task.get_coro())))
     _log("raw", out.getvalue())
+
+
+def _await_chain(coro) -> traceback.StackSummary:
+    """Where a suspended coroutine waits: its frame, then the frame of what it awaits, and so
+    on down (`Task.print_stack` shows only the outermost one before Python 3.14)."""
+    frames = []
+    for _ in range(1000):
+        if coro is None:
+            break
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append((frame, frame.f_lineno))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return traceback.StackSummary.extract(iter(frames))
 
 
 def run(app, lifespan: str, graceful_timeout: float, asgi2: bool) -> int:
