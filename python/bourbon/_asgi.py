@@ -188,12 +188,43 @@ def _await_chain(coro) -> traceback.StackSummary:
     return traceback.StackSummary.extract(iter(frames))
 
 
-def run(app, lifespan: str, graceful_timeout: float, asgi2: bool) -> int:
+def _uvloop():
+    """uvloop's loop, watching the runtime's epoll: a round of the runtime whenever it has
+    events, when Rust asks (a connection task woken from Python), and every 20 ms for the
+    runtime's own timers (keep-alive, pings), which are not descriptors."""
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+
+    def tick():
+        _wait(-1, 0)
+
+    fd = _bourbon._asgi_runtime_fd(lambda: loop.call_soon(tick))
+    if fd is None:
+        raise RuntimeError("cannot find the runtime's epoll descriptor for uvloop")
+    loop.add_reader(fd, tick)
+
+    def timers():
+        tick()
+        loop.call_later(0.02, timers)
+
+    loop.call_soon(timers)
+    return loop
+
+
+def run(app, lifespan: str, graceful_timeout: float, asgi2: bool, event_loop: str) -> int:
     """Serve `app` on this worker's thread until stopped; the worker's exit code."""
     global _loop
     if asgi2:
         app = _asgi2(app)
-    loop = asyncio.SelectorEventLoop(_Selector())
+    if event_loop == "uvloop":
+        try:
+            loop = _uvloop()
+        except ImportError:
+            _log("error", "--loop uvloop: uvloop is not installed (pip install uvloop)")
+            return 3
+    else:
+        loop = asyncio.SelectorEventLoop(_Selector())
     _loop = loop
     asyncio.set_event_loop(loop)
     try:

@@ -43,7 +43,6 @@ from conftest import (
     Server,
     base_env,
     bourbon_exe,
-    manage_py,
     run_bourbon,
 )
 from procs import children, wait_until
@@ -183,14 +182,6 @@ def read_http_response(sock: socket.socket, timeout: float = TIMEOUT) -> tuple[i
         return resp.status, head, body
     finally:
         resp.close()  # releases the socket's makefile reference even when begin() raises
-
-
-@pytest.fixture(scope="module")
-def django_site() -> Path:
-    """The example site, migrated and with its static files collected (both idempotent)."""
-    manage_py("migrate", "--noinput")
-    manage_py("collectstatic", "--noinput")
-    return EXAMPLE
 
 
 # ---------------------------------------------------------------------------------------------

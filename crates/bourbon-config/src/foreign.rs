@@ -181,8 +181,6 @@ asyncio loop): drop -k/worker_class (give --threads N for WSGI concurrency withi
 const NO_SYSLOG: &str = "bourbon logs to stderr or --error-logfile; let journald or the \
 container runtime forward it";
 const NO_METRICS: &str = "bourbon sends no metrics yet";
-const ASYNCIO: &str = "bourbon runs the standard library's asyncio event loop (uvloop is \
-not used)";
 const NOT_TUNABLE: &str = "bourbon has no such setting";
 const FORWARDED: &str = "forwarded headers (X-Forwarded-For, -Proto, Forwarded) are passed \
 to the application as they are; the client address (REMOTE_ADDR, the ASGI scope's client) \
@@ -285,7 +283,7 @@ pub(crate) static WORDS: &[Word] = &[
         "asgi_loop",
         &["--asgi-loop"],
         Value,
-        Unless(&["auto", "asyncio"], ASYNCIO),
+        S("loop"),
     ),
     w(G, "Worker processes", "asgi_lifespan", &["--asgi-lifespan"], Value, S("lifespan")),
     w(
@@ -1215,7 +1213,7 @@ pub(crate) static WORDS: &[Word] = &[
         "loop",
         &["--loop"],
         Value,
-        Unless(&["auto", "asyncio", "none"], ASYNCIO),
+        S("loop"),
     ),
     noted(
         w(V, "HTTP", "timeout-keep-alive", &["--timeout-keep-alive"], Value, S("keep_alive")),

@@ -45,7 +45,9 @@ pub use docs::{help_text, print_config, settings_markdown};
 pub use docs::{migrating_markdown, MIGRATING_BEGIN, MIGRATING_END};
 pub use error::ConfigError;
 pub use foreign::{Note, NoteLevel};
-pub use types::{AppSpec, Bind, Config, Interface, Lifespan, LogLevel, LogTarget, StaticMount};
+pub use types::{
+    AppSpec, Bind, Config, EventLoop, Interface, Lifespan, LogLevel, LogTarget, StaticMount,
+};
 
 /// bourbon's version, for `--version` and the help header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -15,9 +15,10 @@ pub(crate) use crate::setting::{
 };
 use crate::types::{
     format_duration, parse_account, parse_app, parse_bind, parse_bool, parse_duration,
-    parse_env_pair, parse_interface, parse_lifespan, parse_log_format, parse_log_level,
-    parse_positive_u32, parse_root_path, parse_size, parse_socket_mode, parse_static_mount,
-    parse_umask, parse_url_prefix, parse_usize_in, parse_whole, parse_workers, Bad, LogTarget,
+    parse_env_pair, parse_event_loop, parse_interface, parse_lifespan, parse_log_format,
+    parse_log_level, parse_positive_u32, parse_root_path, parse_size, parse_socket_mode,
+    parse_static_mount, parse_umask, parse_url_prefix, parse_usize_in, parse_whole, parse_workers,
+    Bad, LogTarget,
 };
 
 fn opt_path(s: &str) -> Option<PathBuf> {
@@ -1253,6 +1254,30 @@ the startup event (Django's does) is served without lifespan, quietly; with `on`
 a boot failure; `off` sends nothing. The `state` the application fills at startup is \
 copied into every request's scope.",
         show: |c| Shown::Str(c.lifespan.to_string()),
+    },
+    Setting {
+        name: "loop",
+        long: &["--loop"],
+        short: None,
+        metavar: "auto|asyncio|uvloop",
+        section: Section::Asgi,
+        kind: Kind::Value(|c, s| {
+            c.event_loop = parse_event_loop(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("auto"),
+        example: "asyncio",
+        help: "the ASGI event loop: auto, asyncio, uvloop",
+        doc: "The event loop of an ASGI worker. `asyncio` is the standard library's loop over \
+a selector of bourbon's, which runs bourbon's I/O while the loop waits: no thread switch \
+per request. `uvloop` runs uvloop (it must be installed), which watches bourbon's I/O as one \
+of its descriptors; timers of bourbon's own (keep-alive, pings) are then checked every \
+20 ms. `auto` is `asyncio`, the faster of the two here, since bourbon does the I/O and \
+HTTP parsing that uvloop would speed up (see performance.md). uvicorn's `--loop` and \
+gunicorn's `--asgi-loop` are this setting; uvicorn's `none` means `asyncio`.",
+        show: |c| Shown::Str(c.event_loop.to_string()),
     },
     Setting {
         name: "ws_max_size",

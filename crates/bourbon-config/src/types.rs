@@ -113,6 +113,8 @@ pub struct Config {
     pub asgi_path: Vec<String>,
     /// Whether ASGI lifespan events are sent.
     pub lifespan: Lifespan,
+    /// The event loop an ASGI worker runs.
+    pub event_loop: EventLoop,
     /// The largest WebSocket message accepted, in bytes.
     pub ws_max_size: u64,
     /// WebSocket messages read ahead of the application, per connection.
@@ -203,6 +205,7 @@ impl Config {
             asgi: None,
             asgi_path: Vec::new(),
             lifespan: Lifespan::Auto,
+            event_loop: EventLoop::Auto,
             ws_max_size: 0,
             ws_max_queue: 0,
             ws_ping_interval: Duration::ZERO,
@@ -274,6 +277,39 @@ impl fmt::Display for Lifespan {
             Lifespan::On => "on",
             Lifespan::Off => "off",
         })
+    }
+}
+
+/// The event loop of an ASGI worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventLoop {
+    /// The standard library's loop over bourbon's selector (see `docs/asgi.md`).
+    Auto,
+    /// The same, said outright.
+    Asyncio,
+    /// uvloop, with bourbon's runtime watched as one of its descriptors.
+    Uvloop,
+}
+
+impl fmt::Display for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EventLoop::Auto => "auto",
+            EventLoop::Asyncio => "asyncio",
+            EventLoop::Uvloop => "uvloop",
+        })
+    }
+}
+
+/// Parse `--loop` (uvicorn's `none` means its default, asyncio).
+pub(crate) fn parse_event_loop(s: &str) -> Result<EventLoop, Bad> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(EventLoop::Auto),
+        "asyncio" | "none" => Ok(EventLoop::Asyncio),
+        "uvloop" => Ok(EventLoop::Uvloop),
+        other => Err(Bad::form(format!(
+            "'{other}' is not one of auto, asyncio, uvloop"
+        ))),
     }
 }
 

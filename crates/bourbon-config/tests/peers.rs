@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bourbon_config::{
-    load_with, Action, AppSpec, Bind, Config, Interface, Lifespan, Loaded, LogTarget, NoteLevel,
-    PyValue, PythonConfig,
+    load_with, Action, AppSpec, Bind, Config, EventLoop, Interface, Lifespan, Loaded, LogTarget,
+    NoteLevel, PyValue, PythonConfig,
 };
 use common::{args, env, err, err_env, run, run_env, temp_file};
 
@@ -412,8 +412,8 @@ fn asgi_worker_classes_mean_interface_asgi() {
     assert_eq!(run(&["--asgi-lifespan", "off"]).lifespan, Lifespan::Off);
     assert_eq!(warnings(&["--asgi-loop", "asyncio"]), Vec::<String>::new());
     assert_eq!(
-        warnings(&["--asgi-loop", "uvloop"]),
-        ["--asgi-loop uvloop: has no effect in bourbon: bourbon runs the standard library's asyncio event loop (uvloop is not used)"]
+        run(&["--asgi-loop", "uvloop"]).event_loop,
+        EventLoop::Uvloop
     );
 }
 
@@ -454,10 +454,9 @@ fn flags_that_change_nothing_here_warn_or_pass_quietly() {
         warnings(&["--forwarded-allow-ips", "*"]),
         [format!("--forwarded-allow-ips: {forwarded}")]
     );
-    assert_eq!(
-        warnings(&["--loop", "uvloop"]),
-        ["--loop uvloop: has no effect in bourbon: bourbon runs the standard library's asyncio event loop (uvloop is not used)"]
-    );
+    assert_eq!(warnings(&["--loop", "uvloop"]), Vec::<String>::new());
+    assert_eq!(run(&["--loop", "uvloop"]).event_loop, EventLoop::Uvloop);
+    assert_eq!(run(&["--loop", "none"]).event_loop, EventLoop::Asyncio);
     assert_eq!(
         warnings(&["--ws", "none"]),
         ["--ws none: has no effect in bourbon: bourbon frames WebSockets itself and serves them whenever the ASGI application accepts them"]
@@ -497,7 +496,7 @@ fn flags_that_change_nothing_here_warn_or_pass_quietly() {
     }
     // And the warnings do not stop the server from serving.
     assert!(matches!(
-        loaded(&["--proxy-headers", "--loop", "uvloop"]).action,
+        loaded(&["--proxy-headers", "--ws", "none"]).action,
         Action::Run(_)
     ));
 }

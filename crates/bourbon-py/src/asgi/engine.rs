@@ -50,6 +50,10 @@ struct Queue {
     /// Connection tasks woken from Python (outside the runtime): woken at the next wait,
     /// from inside the runtime, where a wake schedules a task without a system call.
     wakes: Vec<Waker>,
+    /// Under uvloop (which has no selector of ours that would run the runtime at the next
+    /// wait): schedules a round of the runtime soon (`loop.call_soon`), once per round.
+    kick: Option<Py<PyAny>>,
+    kicked: bool,
 }
 
 thread_local! {
@@ -71,8 +75,24 @@ pub(crate) fn push(work: Work) {
 
 /// Wake a connection task from Python's side: done at the next wait, inside the runtime.
 pub(crate) fn wake_later(waker: Option<Waker>) {
-    if let Some(w) = waker {
-        QUEUE.with(|q| q.borrow_mut().wakes.push(w));
+    let Some(w) = waker else { return };
+    let kick = QUEUE.with(|q| {
+        let mut q = q.borrow_mut();
+        q.wakes.push(w);
+        if q.kicked || q.kick.is_none() {
+            return None;
+        }
+        q.kicked = true;
+        q.kick
+            .as_ref()
+            .map(|k| Python::attach(|py| k.clone_ref(py)))
+    });
+    if let Some(k) = kick {
+        Python::attach(|py| {
+            if let Err(e) = k.call0(py) {
+                e.print(py);
+            }
+        });
     }
 }
 
@@ -149,6 +169,8 @@ pub(crate) struct Engine {
     serve: RefCell<Option<Pin<Box<dyn Future<Output = ()>>>>>,
     pub(crate) py: RefCell<Option<Rc<PyCtx>>>,
     pub(crate) scope: Rc<super::scope::ScopeCtx>,
+    /// The runtime's own epoll descriptor, for an event loop that watches it (uvloop).
+    runtime_fd: Option<RawFd>,
 }
 
 impl Engine {
@@ -158,6 +180,7 @@ impl Engine {
         local: tokio::task::LocalSet,
         serve: Pin<Box<dyn Future<Output = ()>>>,
         scope: super::scope::ScopeCtx,
+        runtime_fd: Option<RawFd>,
     ) {
         let engine = Rc::new(Engine {
             runtime,
@@ -166,6 +189,7 @@ impl Engine {
             serve: RefCell::new(Some(serve)),
             py: RefCell::new(None),
             scope: Rc::new(scope),
+            runtime_fd,
         });
         ENGINE.with(|e| *e.borrow_mut() = Some(engine));
     }
@@ -187,9 +211,19 @@ impl Engine {
     /// no limit; zero: one round of ready tasks and a non-blocking look at the sockets).
     /// Returns whether `epfd` has events.
     async fn wait(&self, epfd: RawFd, timeout: Option<f64>) -> bool {
-        let wakes = QUEUE.with(|q| std::mem::take(&mut q.borrow_mut().wakes));
+        let wakes = QUEUE.with(|q| {
+            let mut q = q.borrow_mut();
+            q.kicked = false;
+            std::mem::take(&mut q.wakes)
+        });
         for w in wakes {
             w.wake();
+        }
+        if epfd < 0 {
+            // No selector of ours (uvloop): one round, nothing to report.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            return false;
         }
         let known = self
             .inner
@@ -334,6 +368,15 @@ pub(crate) fn _asgi_wait(py: Python<'_>, epfd: RawFd, timeout: Option<f64>) -> P
     let ready = py.detach(move || moved.wait(epfd, timeout));
     engine.drain(py);
     Ok(ready)
+}
+
+/// The runtime's epoll descriptor, for an event loop that watches it (uvloop), and the
+/// callable that schedules a round of the runtime soon. `None` when it is not known.
+#[pyfunction]
+pub(crate) fn _asgi_runtime_fd(kick: Py<PyAny>) -> PyResult<Option<RawFd>> {
+    let engine = Engine::current()?;
+    QUEUE.with(|q| q.borrow_mut().kick = Some(kick));
+    Ok(engine.runtime_fd)
 }
 
 /// Start serving, once lifespan startup is done: `http(app, scope, receive, send)` makes

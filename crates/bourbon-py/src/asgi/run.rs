@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bourbon_config::{Config, Lifespan};
+use bourbon_config::{Config, EventLoop, Lifespan};
 use bourbon_server::access_log::AccessLog;
 use bourbon_server::listener::Listener;
 use bourbon_server::log;
@@ -51,12 +51,19 @@ pub(crate) fn run(
     } = apps;
     // No held writes: asyncio keeps the runtime in short rounds, and a response is written
     // in the round after the application sent it anyway.
+    let before = epoll_fds();
     let runtime = match bourbon_server::cork::runtime(Duration::ZERO) {
         Ok(rt) => rt,
         Err(e) => {
             log::error(format_args!("cannot start the runtime: {e}"));
             return EXIT_BOOT;
         }
+    };
+    // The runtime's epoll: the one that appeared with it (tokio does not name it).
+    let runtime_fd = {
+        let after = epoll_fds();
+        let mut new: Vec<_> = after.difference(&before).copied().collect();
+        (new.len() == 1).then(|| new.remove(0))
     };
     let mut signals = match StopSignals::install(&runtime, access_log.clone()) {
         Ok(s) => s,
@@ -142,16 +149,27 @@ pub(crate) fn run(
         ScopeCtx {
             root_path: cfg.root_path.clone(),
         },
+        runtime_fd,
     );
     let lifespan = match cfg.lifespan {
         Lifespan::Auto => "auto",
         Lifespan::On => "on",
         Lifespan::Off => "off",
     };
+    let event_loop = match cfg.event_loop {
+        EventLoop::Uvloop => "uvloop",
+        EventLoop::Auto | EventLoop::Asyncio => "asyncio",
+    };
     let outcome = py.import("bourbon._asgi").and_then(|m| {
         m.call_method1(
             "run",
-            (app, lifespan, cfg.graceful_timeout.as_secs_f64(), asgi2),
+            (
+                app,
+                lifespan,
+                cfg.graceful_timeout.as_secs_f64(),
+                asgi2,
+                event_loop,
+            ),
         )?
         .extract::<i32>()
     });
@@ -223,6 +241,19 @@ where
             report(serve(&listeners, Rc::new(handler), cfg, stop).await);
         }),
     })
+}
+
+/// This process's epoll descriptors (from `/proc/self/fd`).
+fn epoll_fds() -> std::collections::HashSet<std::os::fd::RawFd> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Default::default();
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:[eventpoll]")
+        })
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 fn report(res: std::io::Result<()>) {
