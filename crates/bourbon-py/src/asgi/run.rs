@@ -60,11 +60,7 @@ pub(crate) fn run(
         }
     };
     // The runtime's epoll: the one that appeared with it (tokio does not name it).
-    let runtime_fd = {
-        let after = epoll_fds();
-        let mut new: Vec<_> = after.difference(&before).copied().collect();
-        (new.len() == 1).then(|| new.remove(0))
-    };
+    let runtime_fd = runtime_epoll(&before);
     let mut signals = match StopSignals::install(&runtime, access_log.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -243,6 +239,31 @@ where
     })
 }
 
+/// The runtime's epoll: what appeared with it. tokio keeps two descriptors of the same epoll
+/// (its registry is cloned); they are told to be the same by their registrations
+/// (`/proc/self/fdinfo`). `None` when that is not what is seen.
+fn runtime_epoll(
+    before: &std::collections::HashSet<std::os::fd::RawFd>,
+) -> Option<std::os::fd::RawFd> {
+    let after = epoll_fds();
+    let mut new: Vec<_> = after.difference(before).copied().collect();
+    new.sort_unstable();
+    let watched = |fd: std::os::fd::RawFd| -> Option<Vec<String>> {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+        Some(
+            info.lines()
+                .filter(|l| l.starts_with("tfd:"))
+                .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                .collect(),
+        )
+    };
+    let first = *new.first()?;
+    let same = watched(first)?;
+    new.iter()
+        .all(|&fd| watched(fd).as_ref() == Some(&same))
+        .then_some(first)
+}
+
 /// This process's epoll descriptors (from `/proc/self/fd`).
 fn epoll_fds() -> std::collections::HashSet<std::os::fd::RawFd> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
@@ -259,5 +280,18 @@ fn epoll_fds() -> std::collections::HashSet<std::os::fd::RawFd> {
 fn report(res: std::io::Result<()>) {
     if let Err(e) = res {
         log::error(format_args!("server error: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_runtimes_epoll_is_found() {
+        let before = super::epoll_fds();
+        let rt = bourbon_server::cork::runtime(std::time::Duration::ZERO);
+        assert!(rt.is_ok());
+        let found = super::runtime_epoll(&before);
+        assert!(found.is_some(), "{:?}", super::epoll_fds());
+        assert!(!before.contains(&found.unwrap_or(-1)));
     }
 }
