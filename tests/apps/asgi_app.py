@@ -214,6 +214,10 @@ async def app(scope, receive, send):
         state["counter"][0] += 1
         state["mine"] = "per-request"
         await respond(send, body=json.dumps(state.get("counter")).encode())
+    elif path == "/loop":
+        await asyncio.sleep(0.01)  # a timer of the loop's own
+        loop = asyncio.get_running_loop()
+        await respond(send, body=type(loop).__module__.split(".")[0].encode())
     elif path == "/exit":
         sys.exit(3)
     else:

@@ -508,6 +508,27 @@ def test_lifespan_off_sends_nothing(start_server, events):
     # Without lifespan there is no state in the scope.
 
 
+# --- the event loop ---------------------------------------------------------------------------
+
+
+def test_default_loop_is_asyncio(start_server):
+    srv = start_server(APP)
+    assert fetch(srv, "/loop").body == b"asyncio"
+
+
+def test_uvloop_serves_http_streams_and_lifespan(start_server, events):
+    srv = start_server(APP, "--loop", "uvloop", env={"ASGI_EVENTS": str(events)})
+    assert fetch(srv, "/loop").body == b"uvloop"
+    assert fetch(srv, "/hello").body == b"Hello, World!"
+    body = os.urandom(1024 * 1024)
+    assert fetch(srv, "/echo", method="POST", body=body).body == body
+    with srv.connect() as s:
+        s.sendall(build("/stream?3"))
+        assert Reader(s).response().body == b"part0\npart1\npart2\n"
+    assert srv.stop(signal.SIGTERM) == 0
+    assert lines_of(events) == ["startup", "shutdown"]
+
+
 # --- process model ----------------------------------------------------------------------------
 
 
