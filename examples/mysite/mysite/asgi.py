@@ -1,4 +1,4 @@
-"""ASGI entry point (not used by bourbon, kept for completeness)."""
+"""ASGI entry point (bench/run.py's ASGI cells serve it: `--asgi-only`)."""
 
 import os
 
