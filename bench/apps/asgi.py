@@ -6,8 +6,8 @@ server, so each runs the same Python.
   app must before it answers (ASGI spec: ``http.request`` until ``more_body`` is false).
 - ``websocket``: accepts (no subprotocol) and echoes every message as it came, text as text,
   bytes as bytes, until the client disconnects.
-- ``lifespan``: completes startup and shutdown, so servers that run the lifespan protocol do
-  (uvicorn with ``--lifespan on``, Granian, bourbon) and those that do not (Daphne) are unaffected.
+- ``lifespan``: completes startup and shutdown, so servers that run the lifespan protocol
+  (uvicorn, Granian, bourbon) go through it, and one that does not (Daphne) is unaffected.
 """
 
 HELLO = b"Hello, World!"  # 13 bytes
