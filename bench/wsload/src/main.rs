@@ -302,3 +302,142 @@ mod tests {
         );
     }
 }
+
+/// The modes end to end on loopback: the client against its own server, and against a
+/// server that alters one echo (which must be counted as a mismatch, not as a message).
+#[cfg(test)]
+mod end_to_end {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use crate::{conn, echo, idle, proto, serve};
+
+    fn field<'a>(json: &'a str, name: &str) -> &'a str {
+        let at = json.find(&format!("\"{name}\":")).unwrap() + name.len() + 3;
+        let end = json[at..].find([',', '}']).unwrap();
+        &json[at..at + end]
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, f)
+    }
+
+    async fn own_server() -> conn::Url {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::task::spawn_local(serve::serve(listener, Duration::from_secs(20), 1000));
+        conn::Url::parse(&format!("ws://127.0.0.1:{port}/ws")).unwrap()
+    }
+
+    #[test]
+    fn echo_against_own_server() {
+        let out = block_on(async {
+            let url = own_server().await;
+            let mut outs = Vec::new();
+            for text in [false, true] {
+                let o = echo::Opts {
+                    url: url.clone(),
+                    conns: 4,
+                    size: 200, // over 125: the 16-bit length form
+                    secs: 0.3,
+                    warmup: 0.1,
+                    text,
+                    timeout: Duration::from_secs(5),
+                    connect: Duration::from_secs(5),
+                };
+                outs.push(echo::run(o).await);
+            }
+            outs
+        });
+        for json in out {
+            assert_eq!(field(&json, "errors"), "0", "{json}");
+            assert_eq!(field(&json, "connected"), "4", "{json}");
+            assert_eq!(field(&json, "clean_closes"), "4", "{json}");
+            assert!(
+                field(&json, "messages").parse::<u64>().unwrap() > 10,
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn idle_against_own_server() {
+        let json = block_on(async {
+            let url = own_server().await;
+            let o = idle::Opts {
+                url,
+                conns: 50,
+                secs: 0.2,
+                size: 64,
+                connect: Duration::from_secs(10),
+                parallel: 8,
+                probe: Duration::from_secs(10),
+            };
+            idle::run(o).await
+        });
+        assert_eq!(field(&json, "connected"), "50", "{json}");
+        assert_eq!(field(&json, "alive"), "50", "{json}");
+        assert_eq!(field(&json, "errors"), "0", "{json}");
+    }
+
+    #[test]
+    fn an_altered_echo_is_an_error() {
+        let json = block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::task::spawn_local(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let key = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                    .unwrap()
+                    .trim()
+                    .to_string();
+                let reply = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                    proto::accept_for(&key)
+                );
+                s.write_all(reply.as_bytes()).await.unwrap();
+                let mut got = Vec::new();
+                loop {
+                    let n = s.read(&mut buf).await.unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                    if let Some((mut frame, _)) = proto::parse_frame(&got, true, 1 << 20).unwrap() {
+                        frame.payload[20] ^= 1; // one bit of the pattern
+                        let mut out = Vec::new();
+                        proto::encode_frame(&mut out, true, frame.opcode, &frame.payload, None);
+                        s.write_all(&out).await.unwrap();
+                        break;
+                    }
+                }
+                // Hold the connection until the client gives up on it.
+                let _ = s.read(&mut buf).await;
+            });
+            let o = echo::Opts {
+                url: conn::Url::parse(&format!("ws://127.0.0.1:{port}/")).unwrap(),
+                conns: 1,
+                size: 64,
+                secs: 0.2,
+                warmup: 0.0,
+                text: false,
+                timeout: Duration::from_secs(2),
+                connect: Duration::from_secs(5),
+            };
+            echo::run(o).await
+        });
+        assert_eq!(field(&json, "messages"), "0", "{json}");
+        assert!(json.contains("\"mismatch\":1"), "{json}");
+    }
+}

@@ -38,14 +38,24 @@ pub(crate) async fn run(o: Opts) -> Result<String, String> {
         "{}",
         jobj(&[("event", jstr("listening")), ("port", port.to_string())])
     );
-    let deadline = Instant::now() + Duration::from_secs_f64(o.secs);
+    let accepted = serve(listener, Duration::from_secs_f64(o.secs), o.max_conns).await;
+    Ok(jobj(&[
+        ("event", jstr("stopped")),
+        ("accepted", accepted.to_string()),
+    ]))
+}
+
+/// Accepts and echoes on `listener` for `secs`, at most `max_conns` connections at a time;
+/// returns how many were accepted.
+pub(crate) async fn serve(listener: TcpListener, secs: Duration, max_conns: usize) -> u64 {
+    let deadline = Instant::now() + secs;
     let open = Rc::new(Cell::new(0usize));
     let mut accepted = 0u64;
     loop {
         tokio::select! {
             r = listener.accept() => {
                 let Ok((stream, _)) = r else { continue };
-                if open.get() >= o.max_conns {
+                if open.get() >= max_conns {
                     continue; // dropped: over the bound
                 }
                 accepted += 1;
@@ -59,10 +69,7 @@ pub(crate) async fn run(o: Opts) -> Result<String, String> {
             () = sleep_until(deadline) => break,
         }
     }
-    Ok(jobj(&[
-        ("event", jstr("stopped")),
-        ("accepted", accepted.to_string()),
-    ]))
+    accepted
 }
 
 async fn connection(mut stream: TcpStream) -> std::io::Result<()> {
