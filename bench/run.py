@@ -1604,6 +1604,14 @@ def render_asgi(results: dict) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(env["versions"].items())) + ".",
         "",
         "Servers: " + "; ".join(f"{s} `{ASGI_SERVERS[s].note}`" for s in servers) + ".",
+        "",
+        "Load average of the machine (1, 5, 15 min) at the start "
+        + ", ".join(f"{x:.1f}" for x in results.get("loadavg_start", ()))
+        + " and at the end "
+        + ", ".join(f"{x:.1f}" for x in results.get("loadavg_end", ()))
+        + f" ({env['cpus']} CPUs): over about 1 per CPU, other work shared the cores, and the"
+        " column server CPU % (the server's CPU time over the cell's length) shows how much of"
+        " its core each server got; CPU µs per request is then the steadier figure.",
     ]
     absent = {s: why for s, why in a["status"].items() if why != "ok"}
     if absent:
@@ -1616,8 +1624,8 @@ def render_asgi(results: dict) -> str:
         " CPU µs per request or message, ≈ for echo cells):",
         "",
         "| cell | server | per s | p50 ms | p99 ms | errors | peak RSS MiB | CPU µs"
-        " | bourbon ÷ this |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " | server CPU % | bourbon ÷ this |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, cell in a["cells"].items():
         b = cell.get("bourbon")
@@ -1630,12 +1638,13 @@ def render_asgi(results: dict) -> str:
             lines.append(
                 f"| {key} | {name} | {fmt(x['rps'])} | {fmt(x['p50_ms'], 3)}"
                 f" | {fmt(x['p99_ms'], 3)} | {x['errors']} | {fmt(x['peak_rss_mib'], 1)}"
-                f" | {fmt(x['cpu_us_per_req'], 1)} | {ratio} |"
+                f" | {fmt(x['cpu_us_per_req'], 1)} | {fmt(x['rps'] * x['cpu_us_per_req'] / 1e4)}"
+                f" | {ratio} |"
             )
     for key, c in a.get("ceiling_agg", {}).items():
         lines.append(
             f"| {key} | wsload serve (client ceiling) | {fmt(c['rps'])} | {fmt(c['p50_ms'], 3)}"
-            f" | {fmt(c['p99_ms'], 3)} | {c['errors']} | | | |"
+            f" | {fmt(c['p99_ms'], 3)} | {c['errors']} | | | | |"
         )
     bound = client_bound(a)
     if bound:
@@ -1707,6 +1716,7 @@ def asgi_main(args, ap) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "config": {"mode": "asgi", "servers": servers, **cfg},
         "environment": environment(),
+        "loadavg_start": os.getloadavg(),
     }
     t0 = time.monotonic()
     print(
@@ -1717,6 +1727,7 @@ def asgi_main(args, ap) -> int:
     prepare_django(env)
     results["asgi"] = asgi_cells(servers, env, log_dir, cfg)
     results["elapsed_s"] = time.monotonic() - t0
+    results["loadavg_end"] = os.getloadavg()
     out = RESULTS / f"{stamp}-asgi.json"
     out.write_text(json.dumps(results, indent=1, default=str))
     markdown = render_asgi(results)
