@@ -127,6 +127,11 @@ bench-bar: ## the bar's cells only (keep-alive, c=1/64) vs the peers it names, 5
 	bench/setup.sh
 	bench/.venv/bin/python bench/run.py --bar --update-docs $(BENCH_ARGS)
 
+.PHONY: bench-asgi
+bench-asgi: ## ASGI + WebSocket cells vs Granian, uvicorn, Daphne (~15 min); updates docs/performance.md
+	bench/setup.sh
+	bench/.venv/bin/python bench/run.py --asgi-only --update-docs $(BENCH_ARGS)
+
 .PHONY: bench-quick
 bench-quick: ## short benchmark: hello + Django /plain at c=64, bourbon vs granian and bjoern
 	bench/setup.sh

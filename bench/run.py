@@ -70,6 +70,7 @@ MIB = 1024 * 1024
 DOC_MARKERS = {
     "full": ("<!-- bench:results:start -->", "<!-- bench:results:end -->"),
     "bar": ("<!-- bench:bar:start -->", "<!-- bench:bar:end -->"),
+    "asgi": ("<!-- bench:asgi:start -->", "<!-- bench:asgi:end -->"),
 }
 
 # --------------------------------------------------------------------------- servers
@@ -1105,6 +1106,641 @@ def prepare_django(env: dict) -> None:
         subprocess.run([py, "manage.py", *args], cwd=MYSITE, env=env, check=True, timeout=300)
 
 
+# --------------------------------------------------------------------------- ASGI and WebSockets
+
+# The ASGI cells (--asgi-only): the same one-worker method as the WSGI cells, with ASGI
+# servers: bench/apps/asgi.py (hello over HTTP, an echo over WebSockets) and the example
+# site's async view through mysite.asgi. wrk loads HTTP; bench/wsload (Rust, in this
+# workspace) loads WebSockets and, in its `serve` mode, measures its own ceiling.
+WSLOAD = Path(os.environ.get("BENCH_WSLOAD", REPO / "target" / "release" / "wsload"))
+WS_PATH = "/ws"
+ASGI_DURATION = 5.0  # seconds per wrk cell, unless --duration
+ASGI_WARMUP = 2.0  # seconds of load before each cell's measurement (wrk run / wsload --warmup)
+ASGI_WS_SECS = 10.0  # seconds per echo cell, unless --duration
+ASGI_REPEAT = 3  # unless --repeat
+WS_SIZE = 64
+IDLE_CONNS = 10_000
+IDLE_SECS = 30.0
+IDLE_PARALLEL = 100  # handshakes in flight while opening the idle connections
+IDLE_CONNECT_S = 120.0
+IDLE_PROBE_S = 120.0
+# RLIMIT_NOFILE of the harness, inherited by every server it starts (and raised by wsload for
+# itself): the idle cell needs 10,000 sockets in the server, well over the usual 1,024.
+ASGI_NOFILE = 65_536
+CEILING_FACTOR = 2.0  # a cell is client-bound unless the client's ceiling is this × the best
+
+
+@dataclass(frozen=True)
+class AsgiServer:
+    name: str
+    note: str  # how it is configured, for the report
+    package: str
+
+    def command(self, target: str, port: int) -> list[str]:
+        b = str(VENV_BIN)
+        if self.name == "bourbon":
+            # ASGI is detected from the app; one worker, as in every cell.
+            return [f"{b}/bourbon", target, "-b", f"{HOST}:{port}", "-w", "1"]
+        if self.name == "granian":
+            # --backpressure: Granian admits at most backlog/workers (1,024) requests at a
+            # time per worker, and a WebSocket is one request for its whole life: without
+            # this the idle cell would stop at 1,024 connections.
+            return [
+                f"{b}/granian", "--interface", "asgi", "--workers", "1",
+                "--runtime-threads", "1", "--runtime-mode", "st", "--loop", "uvloop",
+                "--http", "1", "--ws", "--backpressure", str(IDLE_CONNS + 1024),
+                "--host", HOST, "--port", str(port), target,
+            ]  # fmt: skip
+        if self.name in ("uvicorn", "uvicorn-sansio"):
+            # --lifespan auto: run the lifespan protocol, and carry on when the app refuses it
+            # as Django's ASGIHandler does ("on" makes uvicorn exit on the Django site).
+            ws = "websockets" if self.name == "uvicorn" else "websockets-sansio"
+            return [
+                f"{b}/uvicorn", "--host", HOST, "--port", str(port), "--loop", "uvloop",
+                "--http", "httptools", "--ws", ws, "--lifespan", "auto", "--no-access-log",
+                "--log-level", "warning", target,
+            ]  # fmt: skip
+        if self.name == "daphne":
+            # -v 0: no access log (daphne writes one to stdout at its default verbosity).
+            return [f"{b}/daphne", "-b", HOST, "-p", str(port), "-v", "0", target]
+        raise ValueError(self.name)
+
+
+ASGI_SERVERS = {
+    s.name: s
+    for s in [
+        AsgiServer("bourbon", "-w 1 (ASGI detected from the app)", "bourbon"),
+        AsgiServer(
+            "granian",
+            "--interface asgi --workers 1 --runtime-threads 1 --runtime-mode st --loop uvloop"
+            " --http 1 --backpressure 11024",
+            "granian",
+        ),
+        AsgiServer(
+            "uvicorn",
+            "--loop uvloop --http httptools --ws websockets --lifespan auto --no-access-log",
+            "uvicorn",
+        ),
+        AsgiServer(
+            "uvicorn-sansio",
+            "--loop uvloop --http httptools --ws websockets-sansio --lifespan auto --no-access-log",
+            "uvicorn",
+        ),
+        AsgiServer("daphne", "-v 0 (Twisted, one process)", "daphne"),
+    ]
+}
+ASGI_PEER_PACKAGES = ("uvicorn", "uvloop", "httptools", "websockets", "daphne", "twisted")
+ASGI_TARGET = {"asgi": "apps.asgi:app", "django-asgi": "mysite.asgi:application"}
+GROUP_DIR.update({"asgi": BENCH, "django-asgi": MYSITE})
+GROUP_PROBE.update({"asgi": "/hello", "django-asgi": "/plain-async"})
+ASGI_HTTP = {
+    "asgi-hello": Workload(
+        "asgi-hello", "asgi", "/hello", "ASGI hello, 13-byte body", expect_len=13, conns=(64, 1)
+    ),
+    "dj-async": Workload(
+        "dj-async", "django-asgi", "/plain-async", "Django async view (/plain-async)",
+        expect_len=18, conns=(64,),
+    ),
+}  # fmt: skip
+WS_ECHO_CONNS = (64, 1)
+
+
+def asgi_key(cell: str, conns: int) -> str:
+    return f"{cell} c={conns}"
+
+
+def raise_nofile(want: int) -> int:
+    """Raise this process's RLIMIT_NOFILE (inherited by the servers it starts) to ``want``
+    where allowed (the hard limit too, as root); the soft limit in force afterwards."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    inf = resource.RLIM_INFINITY
+    if soft != inf and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want if hard != inf else hard))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < want:  # not root: as far as the hard limit allows
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft
+
+
+def run_wsload(args: list[str], timeout: float) -> dict:
+    """One wsload run pinned to the client's CPU; its last stdout line (JSON), or an error."""
+    cmd = ["taskset", "-c", CLIENT_CPU, str(WSLOAD), *args]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"wsload ran over {timeout:.0f} s"}
+    lines = out.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": f"wsload exit {out.returncode}: {out.stderr.strip()[-300:]}"}
+
+
+def ws_echo(port: int, conns: int, secs: float, warmup: float, text: bool = False) -> dict:
+    """wsload echo of WS_SIZE-byte messages; in the shape of a wrk result (rps = messages/s)."""
+    args = ["echo", "--url", f"ws://{HOST}:{port}{WS_PATH}", "--conns", str(conns)]
+    args += ["--size", str(WS_SIZE), "--secs", f"{secs:g}", "--warmup", f"{warmup:g}"]
+    if text:
+        args.append("--text")
+    r = run_wsload(args, timeout=secs + warmup + 60)
+    if "error" in r:
+        nan = float("nan")
+        return {"requests": 0, "rps": 0.0, "p50_ms": nan, "p99_ms": nan, "errors": 1,
+                "error_detail": {"wsload": r["error"]}}  # fmt: skip
+    ms = lambda v: float("nan") if v is None else v / 1000  # noqa: E731
+    return {
+        "requests": r["messages"],
+        "rps": r["msgs_per_s"],
+        "p50_ms": ms(r["p50_us"]),
+        "p99_ms": ms(r["p99_us"]),
+        "errors": r["errors"],
+        "error_detail": r["error_detail"],
+        "error_examples": r.get("error_examples", {}),
+        "connected": r["connected"],
+        "clean_closes": r["clean_closes"],
+    }
+
+
+def ws_echo_cell(run: Running, conns: int, secs: float, warmup: float) -> dict:
+    """One echo cell with the server's RSS peak and CPU. wsload's warm-up is inside its run,
+    so the CPU per message divides the whole run's CPU by the messages the whole run would
+    have counted at the measured rate (≈: it assumes the warm-up ran at the same rate)."""
+    cpu0 = tree_cpu(run.proc)
+    with RssSampler(run.proc) as sampler:
+        res = ws_echo(run.port, conns, secs, warmup)
+    cpu = tree_cpu(run.proc) - cpu0
+    res["peak_rss_mib"] = sampler.peak / MIB
+    res["cpu_s"] = cpu
+    total = res["rps"] * (secs + warmup)
+    res["cpu_us_per_req"] = cpu / total * 1e6 if total else float("nan")
+    return res
+
+
+def ws_check(port: int) -> str:
+    """One short echo run, binary then text: "ok" or what was wrong."""
+    for text in (False, True):
+        r = ws_echo(port, 1, 0.3, 0, text=text)
+        if r["errors"] or not r["requests"]:
+            detail = r.get("error_examples") or r.get("error_detail")
+            return f"WebSocket echo ({'text' if text else 'binary'}) failed: {detail}"
+    return "ok"
+
+
+class WsloadServe:
+    """wsload's own echo server, pinned to the servers' CPU, stopped by process group."""
+
+    def __init__(self, secs: float):
+        cmd = ["taskset", "-c", SERVER_CPU, str(WSLOAD), "serve", "--secs", f"{secs:g}"]
+        self.popen = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        line = read_line(self.popen.stdout, 10.0)
+        try:
+            self.port = int(json.loads(line)["port"])
+        except (TypeError, ValueError, KeyError) as exc:
+            self.stop()
+            raise RuntimeError(f"wsload serve did not start: {line!r}") from exc
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(5)
+
+
+def read_line(stream, timeout: float) -> str | None:
+    """The next line of a pipe within ``timeout`` seconds, else None."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return None
+    return stream.readline()
+
+
+def idle_cell(server: AsgiServer, env: dict, log_dir: Path) -> dict:
+    """IDLE_CONNS idle WebSockets held by one fresh server for IDLE_SECS seconds.
+
+    The server is started, checked (hello and one echo), and its tree's RSS taken; wsload
+    opens the connections (IDLE_PARALLEL handshakes at a time) and says when all are open;
+    the RSS is taken again just before the hold ends (the connections idle for IDLE_SECS,
+    answering pings); then wsload proves each alive with one echoed message and closes them,
+    and the RSS is taken once more. Stopped by process group whatever happens."""
+    run = Running(
+        server, "asgi", log_dir, env, command=partial(server.command, ASGI_TARGET["asgi"])
+    )
+    proc = None
+    try:
+        run.wait_ready(60)
+        verdict = ws_check(run.port)
+        if verdict != "ok":
+            return {"error": verdict}
+        time.sleep(0.5)
+        before = tree_rss(run.proc)
+        args = [
+            "idle", "--url", f"ws://{HOST}:{run.port}{WS_PATH}", "--conns", str(IDLE_CONNS),
+            "--secs", f"{IDLE_SECS:g}", "--parallel", str(IDLE_PARALLEL),
+            "--connect-secs", f"{IDLE_CONNECT_S:g}", "--probe-secs", f"{IDLE_PROBE_S:g}",
+        ]  # fmt: skip
+        cmd = ["taskset", "-c", CLIENT_CPU, str(WSLOAD), *args]
+        with RssSampler(run.proc) as sampler:
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                start_new_session=True,
+            )  # fmt: skip
+            held = json.loads(read_line(proc.stdout, IDLE_CONNECT_S + 30) or "{}")
+            if held.get("event") != "held":
+                return {"error": f"wsload idle: no 'held' line ({held})"}
+            # The connections idle for IDLE_SECS from here: measure just before the end.
+            time.sleep(max(0.0, IDLE_SECS - 2))
+            at_hold = tree_rss(run.proc)
+            hold_end = json.loads(read_line(proc.stdout, 30) or "{}")
+            final = json.loads(read_line(proc.stdout, IDLE_PROBE_S + 30) or "{}")
+            proc.wait(30)
+        time.sleep(1)
+        after = tree_rss(run.proc)
+        connected = held.get("connected", 0)
+        return {
+            "conns": IDLE_CONNS,
+            "connected": connected,
+            "connect_s": held.get("connect_s"),
+            "dropped_in_hold": hold_end.get("dropped_in_hold"),
+            "alive": final.get("alive"),
+            "clean_closes": final.get("clean_closes"),
+            "errors": final.get("error_detail", {}),
+            "error_examples": final.get("error_examples", {}),
+            "rss_before_mib": before / MIB,
+            "rss_held_mib": at_hold / MIB,
+            "rss_after_mib": after / MIB,
+            "peak_rss_mib": sampler.peak / MIB,
+            "kib_per_socket": (at_hold - before) / 1024 / connected if connected else None,
+        }
+    except Exception as exc:  # noqa: BLE001 - a peer failing is a result
+        return {"error": f"{exc!r}; log: {run.log_tail(3)}"}
+    finally:
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        run.stop()
+
+
+def start_failure(name: str, run: Running) -> str:
+    """Why a server that exited at start did, in words for the report."""
+    rc = run.popen.returncode
+    if name == "bourbon" and rc == 4:
+        return (
+            "exit 4 at start: this bourbon refuses ASGI applications (a build from before"
+            " ASGI support)"
+        )
+    return f"exited ({rc}) at start; log: {run.log_tail(3)}"
+
+
+def asgi_visit(
+    server: AsgiServer, group: str, env: dict, log_dir: Path, cfg: dict, rep: int, out: dict
+) -> str | None:
+    """Start ``server`` on ``group``'s app, check it, measure the group's cells, stop it.
+    Returns a reason when the server could not start at all (not worth another try)."""
+    name = server.name
+    run = Running(server, group, log_dir, env, command=partial(server.command, ASGI_TARGET[group]))
+    out["commands"].setdefault(
+        f"{name} {group}", shlex.join(run.cmd).replace(str(run.port), "PORT")
+    )
+
+    def record(key: str, res: dict) -> None:
+        res["rep"] = rep
+        out["runs"].setdefault(key, {}).setdefault(name, []).append(res)
+        err = f" errors={res['errors']} {res.get('error_detail') or ''}" if res["errors"] else ""
+        print(
+            f"  asgi rep{rep} {name:15} {key:16} {res['rps']:>10,.0f}/s p50 {res['p50_ms']:7.3f}"
+            f" p99 {res['p99_ms']:8.3f} ms rss {res['peak_rss_mib']:6.1f} MiB"
+            f" cpu {res['cpu_us_per_req']:6.1f} us{err}",
+            flush=True,
+        )
+
+    try:
+        try:
+            run.wait_ready(60)
+        except RuntimeError:
+            if run.popen.poll() is not None:
+                return start_failure(name, run)
+            raise
+        for w in (w for w in ASGI_HTTP.values() if w.group == group):
+            verdict = check(run, w)
+            if verdict != "ok":
+                problem(out, f"{name} {w.name}: {verdict}; not measured")
+                continue
+            if cfg["warmup"]:
+                run_wrk(run.port, w, max(w.conns), "ka", cfg["warmup"])
+            for conns in w.conns:
+                record(asgi_key(w.name, conns), measure_cell(run, w, conns, "ka", cfg["duration"]))
+        if group == "asgi":
+            verdict = ws_check(run.port)
+            if verdict != "ok":
+                problem(out, f"{name} ws-echo: {verdict}; not measured")
+            else:
+                for conns in WS_ECHO_CONNS:
+                    res = ws_echo_cell(run, conns, cfg["ws_secs"], cfg["warmup"])
+                    record(asgi_key("ws-echo", conns), res)
+    except Exception as exc:  # noqa: BLE001 - a peer failing is a result
+        problem(out, f"{name} ({group}, rep {rep}): {exc!r}; log: {run.log_tail(3)}")
+    finally:
+        run.stop()
+    return None
+
+
+def problem(out: dict, msg: str) -> None:
+    if msg not in out["problems"]:
+        out["problems"].append(msg)
+    print(f"  ! {msg}", flush=True)
+
+
+def asgi_ceiling(cfg: dict, rep: int, out: dict) -> None:
+    """The client's ceiling: the echo cells against wsload's own server."""
+    try:
+        srv = WsloadServe(secs=(cfg["ws_secs"] + cfg["warmup"] + 60) * len(WS_ECHO_CONNS))
+    except (OSError, RuntimeError) as exc:
+        problem(out, f"client ceiling: {exc!r}")
+        return
+    try:
+        for conns in WS_ECHO_CONNS:
+            res = ws_echo(srv.port, conns, cfg["ws_secs"], cfg["warmup"])
+            res.update(rep=rep, peak_rss_mib=float("nan"), cpu_us_per_req=float("nan"))
+            out["ceiling"].setdefault(asgi_key("ws-echo", conns), []).append(res)
+            print(
+                f"  ceiling rep{rep} wsload-serve ws-echo c={conns:<3} {res['rps']:>10,.0f}/s"
+                f" p50 {res['p50_ms']:7.3f} p99 {res['p99_ms']:8.3f} ms errors {res['errors']}",
+                flush=True,
+            )
+    finally:
+        srv.stop()
+
+
+def asgi_cells(servers: list[str], env: dict, log_dir: Path, cfg: dict) -> dict:
+    """Every ASGI cell for ``servers``: ``cfg["repeat"]`` repetitions of the HTTP and echo
+    cells (servers in a rotated order, each started once per app group), the client's
+    ceiling once per repetition, then the idle cell once per server."""
+    out: dict = {
+        "servers": servers, "config": cfg, "runs": {}, "ceiling": {}, "idle": {},
+        "status": {}, "commands": {}, "problems": [],
+        "nofile": raise_nofile(ASGI_NOFILE),
+    }  # fmt: skip
+    if out["nofile"] < IDLE_CONNS + 1024:
+        problem(out, f"RLIMIT_NOFILE is {out['nofile']}: the idle cell may run out of sockets")
+    if "bourbon" in servers and not (VENV_BIN / "bourbon").exists():
+        out["status"]["bourbon"] = f"not installed in {VENV_BIN.parent} (run bench/setup.sh)"
+    for s, why in out["status"].items():
+        print(f"  asgi: skipping {s}: {why}", flush=True)
+    for rep in range(cfg["repeat"]):
+        order = servers[rep % len(servers) :] + servers[: rep % len(servers)]
+        for group in ("asgi", "django-asgi"):
+            for name in order:
+                if name in out["status"]:
+                    continue
+                why = asgi_visit(ASGI_SERVERS[name], group, env, log_dir, cfg, rep, out)
+                if why:
+                    out["status"][name] = why
+                    print(f"  asgi: {name}: {why}; not measured", flush=True)
+        asgi_ceiling(cfg, rep, out)
+    if cfg["idle"]:
+        for name in servers:
+            if name in out["status"]:
+                continue
+            r = idle_cell(ASGI_SERVERS[name], env, log_dir)
+            out["idle"][name] = r
+            if "error" in r:
+                problem(out, f"{name} idle: {r['error']}")
+            else:
+                print(
+                    f"  idle {name}: {r['connected']}/{IDLE_CONNS} open in {r['connect_s']} s,"
+                    f" alive after {IDLE_SECS:g} s: {r['alive']}; RSS {r['rss_before_mib']:.1f}"
+                    f" -> {r['rss_held_mib']:.1f} MiB ({r['kib_per_socket'] or 0:.1f} KiB/socket),"
+                    f" {r['rss_after_mib']:.1f} after; errors {r['errors']}",
+                    flush=True,
+                )
+    for s in servers:
+        out["status"].setdefault(s, "ok")
+    out["cells"] = {
+        key: {s: asdict(aggregate(runs)) for s, runs in per.items()}
+        for key, per in out["runs"].items()
+    }
+    out["ceiling_agg"] = {key: asdict(aggregate(runs)) for key, runs in out["ceiling"].items()}
+    out["bars"] = asgi_bars(out)
+    return out
+
+
+def asgi_bars(out: dict) -> list[tuple[str, str, str, str]]:
+    """(bar, verdict, detail, repetitions passing) for the issue's ASGI and WebSocket lines."""
+    cells, runs = out["cells"], out["runs"]
+    lines = []
+
+    def per_rep(key: str, peer: str) -> list[float]:
+        theirs = {r["rep"]: r["rps"] for r in runs.get(key, {}).get(peer, [])}
+        mine = runs.get(key, {}).get("bourbon", [])
+        return [r["rps"] / theirs[r["rep"]] for r in mine if theirs.get(r["rep"])]
+
+    def line(key: str, peer: str | None, factor: float) -> tuple[str, str, str, str]:
+        cell = cells.get(key, {})
+        peers = {s: a for s, a in cell.items() if s != "bourbon" and a["rps"]}
+        label = f"{key}: bourbon ≥ {factor:g}× " + (peer or "best peer")
+        if peer is None and peers:
+            peer = max(peers, key=lambda s: peers[s]["rps"])
+        b, p = cell.get("bourbon"), peers.get(peer or "")
+        if not b or not p:
+            why = out["status"].get("bourbon", "ok")
+            return (
+                label,
+                "n/a",
+                "not measured" + (f" (bourbon: {why})" if why != "ok" else ""),
+                "—",
+            )
+        r = b["rps"] / p["rps"]
+        detail = f"{r:.2f}× {peer} ({fmt(b['rps'])} vs {fmt(p['rps'])}/s)"
+        each = per_rep(key, peer)
+        passing = f"{sum(x >= factor for x in each)} of {len(each)}" if each else "—"
+        return (label, "PASS" if r >= factor else "FAIL", detail, passing)
+
+    lines.append(line(asgi_key("asgi-hello", 64), "granian", 1.5))
+    lines.append(line(asgi_key("asgi-hello", 1), "uvicorn", 1.1))
+    lines.append(line(asgi_key("dj-async", 64), None, 1.0))
+    lines.append(line(asgi_key("ws-echo", 64), None, 1.5))
+    lines.append(line(asgi_key("ws-echo", 1), None, 1.1))
+    return lines
+
+
+def client_bound(out: dict) -> dict[str, str]:
+    """Per echo cell: whether wsload's ceiling is at least CEILING_FACTOR × the best server."""
+    verdicts = {}
+    for key, ceil in out.get("ceiling_agg", {}).items():
+        cell = out["cells"].get(key, {})
+        if not cell:
+            continue
+        best = max(cell, key=lambda s: cell[s]["rps"])
+        top = cell[best]["rps"]
+        ratio = ceil["rps"] / top if top else float("inf")
+        verdicts[key] = (
+            f"ceiling {fmt(ceil['rps'])}/s = {ratio:.1f}× the best server ({best},"
+            f" {fmt(top)}/s): "
+            + ("not client-bound" if ratio >= CEILING_FACTOR else "**client-bound**")
+        )
+    return verdicts
+
+
+def render_asgi(results: dict) -> str:
+    env, a = results["environment"], results["asgi"]
+    cfg = a["config"]
+    servers = a["servers"]
+    lines = [
+        f"Run {results['started']} (ASGI cells: wrk {cfg['duration']:g} s, echo"
+        f" {cfg['ws_secs']:g} s, after {cfg['warmup']:g} s of warm-up; {cfg['repeat']}"
+        f" repetition(s); {results['elapsed_s'] / 60:.1f} min in all). bourbon"
+        f" {env['bourbon_commit']}, CPython {env['python']}, Linux {env['kernel']}, {env['cpu']}"
+        f" ({env['cpus']} CPUs).",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(env["versions"].items())) + ".",
+        "",
+        "Servers: " + "; ".join(f"{s} `{ASGI_SERVERS[s].note}`" for s in servers) + ".",
+        "",
+        "Load average of the machine (1, 5, 15 min) at the start "
+        + ", ".join(f"{x:.1f}" for x in results.get("loadavg_start", ()))
+        + " and at the end "
+        + ", ".join(f"{x:.1f}" for x in results.get("loadavg_end", ()))
+        + f" ({env['cpus']} CPUs): over about 1 per CPU, other work shared the cores, and the"
+        " column server CPU % (the server's CPU time over the cell's length) shows how much of"
+        " its core each server got; CPU µs per request is then the steadier figure.",
+    ]
+    absent = {s: why for s, why in a["status"].items() if why != "ok"}
+    if absent:
+        lines += ["", "Not measured: " + "; ".join(f"{s}: {w}" for s, w in absent.items()) + "."]
+    lines += ["", "| bar | verdict | detail | repetitions passing |", "| --- | --- | --- | --- |"]
+    lines += [f"| {b} | {v} | {d} | {n} |" for b, v, d, n in a["bars"]]
+    lines += [
+        "",
+        "Per cell, medians over repetitions (req/s for wrk cells, messages/s for echo cells;"
+        " CPU µs per request or message, ≈ for echo cells):",
+        "",
+        "| cell | server | per s | p50 ms | p99 ms | errors | peak RSS MiB | CPU µs"
+        " | server CPU % | bourbon ÷ this |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, cell in a["cells"].items():
+        b = cell.get("bourbon")
+        for s in servers:
+            x = cell.get(s)
+            if x is None:
+                continue
+            ratio = f"{b['rps'] / x['rps']:.2f}×" if b and s != "bourbon" and x["rps"] else "—"
+            name = f"**{s}**" if s == "bourbon" else s
+            lines.append(
+                f"| {key} | {name} | {fmt(x['rps'])} | {fmt(x['p50_ms'], 3)}"
+                f" | {fmt(x['p99_ms'], 3)} | {x['errors']} | {fmt(x['peak_rss_mib'], 1)}"
+                f" | {fmt(x['cpu_us_per_req'], 1)} | {fmt(x['rps'] * x['cpu_us_per_req'] / 1e4)}"
+                f" | {ratio} |"
+            )
+    for key, c in a.get("ceiling_agg", {}).items():
+        lines.append(
+            f"| {key} | wsload serve (client ceiling) | {fmt(c['rps'])} | {fmt(c['p50_ms'], 3)}"
+            f" | {fmt(c['p99_ms'], 3)} | {c['errors']} | | | | |"
+        )
+    bound = client_bound(a)
+    if bound:
+        lines += [
+            "",
+            "Client ceiling (wsload against its own echo server on the servers' CPU):",
+            "",
+        ]
+        lines += [f"- {k}: {v}" for k, v in bound.items()]
+    if a["idle"]:
+        lines += [
+            "",
+            f"{IDLE_CONNS:,} idle WebSockets, held {IDLE_SECS:g} s (RSS of the server's process"
+            " tree; per socket: held minus before, over the connections open):",
+            "",
+            "| server | open | alive after hold | connect s | RSS before MiB | held MiB"
+            " | KiB/socket | after close MiB | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for s, r in a["idle"].items():
+            if "error" in r:
+                lines.append(f"| {s} | error: {r['error'][:150]} | | | | | | | |")
+                continue
+            errs = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "0"
+            kib = r["kib_per_socket"]
+            lines.append(
+                f"| {s} | {r['connected']} | {r['alive']} | {r['connect_s']}"
+                f" | {r['rss_before_mib']:.1f} | {r['rss_held_mib']:.1f}"
+                f" | {'—' if kib is None else f'{kib:.1f}'} | {r['rss_after_mib']:.1f} | {errs} |"
+            )
+    if a["commands"]:
+        lines += ["", "Command lines (PORT: a free loopback port):", ""]
+        lines += [f"- {k}: `{v}`" for k, v in a["commands"].items()]
+    if a["problems"]:
+        lines += ["", "Problems seen during the run:", ""]
+        lines += [f"- {p}" for p in a["problems"]]
+    return "\n".join(lines) + "\n"
+
+
+def asgi_main(args, ap) -> int:
+    """``--asgi-only``: the ASGI and WebSocket cells, their report, and (--update-docs) the
+    ``bench:asgi`` section of docs/performance.md."""
+    servers = args.servers.split(",") if args.servers else [*ASGI_SERVERS]
+    for s in servers:
+        if s not in ASGI_SERVERS:
+            ap.error(
+                f"{s!r} is not an ASGI server here: --asgi-only takes {','.join(ASGI_SERVERS)}"
+            )
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    if not WSLOAD.exists():
+        sys.exit(f"{WSLOAD} not found: cargo build --release -p wsload (or set BENCH_WSLOAD)")
+    cfg = {
+        "duration": args.duration or ASGI_DURATION,
+        "ws_secs": args.duration or ASGI_WS_SECS,
+        "warmup": args.warmup if args.warmup is not None else ASGI_WARMUP,
+        "repeat": args.repeat or (1 if args.quick else ASGI_REPEAT),
+        "idle": not args.no_extras,
+    }
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_dir = RESULTS / f"logs-{stamp}"
+    log_dir.mkdir()
+    env = dict(os.environ)
+    env.update(PYTHONDONTWRITEBYTECODE="1", PATH=f"{VENV_BIN}:{env.get('PATH', '')}")
+    env.pop("DJANGO_DEBUG", None)
+    results: dict = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "config": {"mode": "asgi", "servers": servers, **cfg},
+        "environment": environment(),
+        "loadavg_start": os.getloadavg(),
+    }
+    t0 = time.monotonic()
+    print(
+        f"bourbon bench, ASGI cells: {', '.join(servers)}; {cfg['repeat']} rep; logs in"
+        f" {log_dir.relative_to(REPO)}",
+        flush=True,
+    )
+    prepare_django(env)
+    results["asgi"] = asgi_cells(servers, env, log_dir, cfg)
+    results["elapsed_s"] = time.monotonic() - t0
+    results["loadavg_end"] = os.getloadavg()
+    out = RESULTS / f"{stamp}-asgi.json"
+    out.write_text(json.dumps(results, indent=1, default=str))
+    markdown = render_asgi(results)
+    (RESULTS / f"{stamp}-asgi.md").write_text(markdown)
+    print()
+    print(markdown)
+    print(f"results: {out.relative_to(REPO)} (+ .md)")
+    if args.update_docs:
+        update_doc(markdown, "asgi")
+        print(f"updated {DOC.relative_to(REPO)}")
+    return 0
+
+
 # --------------------------------------------------------------------------- icount
 
 
@@ -1326,7 +1962,7 @@ def environment() -> dict:
     for s in SERVERS.values():
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[s.package] = importlib.metadata.version(s.package)
-    for pkg in ("django", "whitenoise", "psutil"):
+    for pkg in ("django", "whitenoise", "psutil", *ASGI_PEER_PACKAGES):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[pkg] = importlib.metadata.version(pkg)
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
@@ -1654,8 +2290,19 @@ def main(argv=None) -> int:
                     help="only the static-file cells (16 KiB at c=64, 3 MiB at c=16) of"
                     f" {', '.join(STATIC_SERVERS)}; {STATIC_REPEAT} x {STATIC_DURATION:g} s"
                     " per cell unless --repeat/--duration, ~1 min per server")  # fmt: skip
+    ap.add_argument("--asgi-only", action="store_true",
+                    help="only the ASGI and WebSocket cells (hello c=64/c=1, Django async view"
+                    " c=64, echo 64/1 connections, 10,000 idle WebSockets) of"
+                    f" {', '.join(ASGI_SERVERS)}; {ASGI_REPEAT} x ({ASGI_DURATION:g} s wrk,"
+                    f" {ASGI_WS_SECS:g} s echo) unless --repeat/--duration; --quick: 1 rep;"
+                    " --no-extras: no idle cell")  # fmt: skip
     ap.add_argument("--update-docs", action="store_true", help="rewrite docs/performance.md")
     args = ap.parse_args(argv)
+    if args.asgi_only:
+        if args.bar or args.slow_readers_only or args.static_only or args.icount_only:
+            ap.error("--asgi-only is a run of its own: drop --bar/--slow-readers-only/"
+                     "--static-only/--icount-only")  # fmt: skip
+        return asgi_main(args, ap)
 
     quick, bar, slow_only = args.quick, args.bar, args.slow_readers_only
     static_only = args.static_only

@@ -17,5 +17,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   bench/.venv/bin/pip install -q -r bench/requirements.txt
   echo "$want" > "$stamp"
 fi
+# The WebSocket load client of the ASGI cells (a workspace member; maturin never builds it).
+echo "== cargo build --release -p wsload"
+cargo build -q --release -p wsload
 echo "== pip install . into bench/.venv (release build)"
 PATH="$PWD/bench/.venv/bin:$PATH" bench/.venv/bin/pip install -q --no-build-isolation .

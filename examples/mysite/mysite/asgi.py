@@ -3,6 +3,7 @@
 Every page of the site, plus the chat's WebSockets (``/ws/chat/<room>/``). HTTP goes to
 Django's own ASGI handler, so the pages are the same views as under ``mysite.wsgi``;
 WebSocket connections go through Channels' routing to ``chat.consumers.ChatConsumer``.
+bench/run.py's ASGI cells (``--asgi-only``) serve it too.
 """
 
 import os

@@ -110,6 +110,17 @@ class SimpleEndpointTests(TestCase):
         self.assertEqual(response["Content-Type"], "text/plain")
         self.assertEqual(response.content, b"Hello from Django\n")
 
+    def test_plain_async(self):
+        response = self.client.get("/plain-async")
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response["Content-Type"], "text/plain")
+        self.assertEqual(response.content, b"Hello from Django\n")
+
+    async def test_plain_async_on_the_async_stack(self):
+        response = await self.async_client.get("/plain-async")
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.content, b"Hello from Django\n")
+
     def test_json(self):
         response = self.client.get("/json")
         self.assertEqual(response["Content-Type"], "application/json")

@@ -10,6 +10,7 @@ urlpatterns = [
     path("<int:question_id>/vote/", views.vote, name="vote"),
     path("<int:question_id>/results/", views.results, name="results"),
     path("plain", views.plain, name="plain"),
+    path("plain-async", views.plain_async, name="plain-async"),
     path("json", views.json_view, name="json"),
     path("orm", views.orm, name="orm"),
     path("download", views.download, name="download"),

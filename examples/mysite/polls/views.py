@@ -81,6 +81,13 @@ def plain(request):
     return HttpResponse("Hello from Django\n", content_type="text/plain")
 
 
+async def plain_async(request):
+    """``/plain`` as a coroutine view: under an ASGI server (``mysite.asgi``) it runs on the
+    event loop itself, with no thread hand-off (every middleware of this site is async-capable);
+    bench/run.py's ASGI cells measure it. Under WSGI, Django runs it in a new event loop."""
+    return HttpResponse("Hello from Django\n", content_type="text/plain")
+
+
 def json_view(request):
     return JsonResponse({"message": "Hello from Django", "server": "bourbon", "items": [1, 2, 3]})
 
