@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import select
 import selectors
 import traceback
 
@@ -23,13 +24,33 @@ from bourbon import _bourbon
 _wait = _bourbon._asgi_wait
 
 
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_EVENT_READ = selectors.EVENT_READ
+_EVENT_WRITE = selectors.EVENT_WRITE
+
+
 class _Selector(selectors.EpollSelector):
-    """The stdlib epoll selector (asyncio's own registrations stay in it), waiting in Rust."""
+    """The stdlib epoll selector (asyncio's own registrations stay in it), waiting in Rust,
+    which also collects its events (the stdlib's own `select()` mapping, without a second
+    `epoll_wait`)."""
 
     def select(self, timeout=None):
-        if _wait(self._selector.fileno(), timeout):
-            return super().select(0)
-        return []
+        events = _wait(self._selector.fileno(), timeout)
+        if not events:
+            return []
+        ready = []
+        fd_to_key = self._fd_to_key
+        for fd, event in events:
+            key = fd_to_key.get(fd)
+            if key:
+                mask = 0
+                if event & ~_EPOLLIN:
+                    mask |= _EVENT_WRITE
+                if event & ~_EPOLLOUT:
+                    mask |= _EVENT_READ
+                ready.append((key, mask & key.events))
+        return ready
 
 
 def _log(level: str, message: str) -> None:

@@ -171,6 +171,8 @@ pub(crate) struct Engine {
     pub(crate) scope: Rc<super::scope::ScopeCtx>,
     /// The runtime's own epoll descriptor, for an event loop that watches it (uvloop).
     runtime_fd: Option<RawFd>,
+    /// The inner epoll's events of the last wait.
+    events: RefCell<Vec<libc::epoll_event>>,
 }
 
 impl Engine {
@@ -190,6 +192,7 @@ impl Engine {
             py: RefCell::new(None),
             scope: Rc::new(scope),
             runtime_fd,
+            events: RefCell::new(Vec::new()),
         });
         ENGINE.with(|e| *e.borrow_mut() = Some(engine));
     }
@@ -286,7 +289,7 @@ impl Engine {
         loop {
             match fd.poll_read_ready(cx) {
                 Poll::Ready(Ok(mut guard)) => {
-                    if has_events(fd.get_ref().1.as_raw_fd()) {
+                    if self.collect_events(fd.get_ref().1.as_raw_fd()) > 0 {
                         return true;
                     }
                     guard.clear_ready();
@@ -295,6 +298,23 @@ impl Engine {
                 Poll::Pending => return false,
             }
         }
+    }
+
+    /// The inner epoll's events, without waiting (level-triggered: whatever is not handled
+    /// stays ready); kept for Python, which gets them instead of polling again.
+    fn collect_events(&self, epfd: RawFd) -> usize {
+        let mut events = self.events.borrow_mut();
+        events.clear();
+        events.reserve(MAX_EVENTS);
+        // SAFETY: epoll_wait writes at most `MAX_EVENTS` events into the vector's reserved
+        // room, and we set its length to what it wrote; a zero timeout never blocks. The
+        // descriptor is our duplicate of the selector's epoll, open while we watch it.
+        let n =
+            unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), MAX_EVENTS as libc::c_int, 0) };
+        let n = usize::try_from(n).unwrap_or(0).min(MAX_EVENTS);
+        // SAFETY: the kernel initialised the first `n` entries.
+        unsafe { events.set_len(n) };
+        n
     }
 
     /// Hand the queued work to Python.
@@ -336,14 +356,9 @@ impl Engine {
     }
 }
 
-/// A look at the inner epoll without waiting: does it have an event?
-fn has_events(epfd: RawFd) -> bool {
-    let mut ev = libc::epoll_event { events: 0, u64: 0 };
-    // SAFETY: epoll_wait writes at most one event into our local; a zero timeout never blocks.
-    // The descriptor is the selector's epoll, which Python keeps open while it selects.
-    let n = unsafe { libc::epoll_wait(epfd, &mut ev, 1, 0) };
-    n > 0
-}
+/// Most events taken from the inner epoll per wait (asyncio's own selector takes as many
+/// as it has registrations; the rest stay ready for the next wait).
+const MAX_EVENTS: usize = 256;
 
 /// Moves the engine into the closure run without the GIL. `Python::detach` runs it at once on
 /// this same thread, so the `Rc` inside never reaches another thread.
@@ -360,14 +375,30 @@ impl SameThread {
     }
 }
 
-/// The selector's wait (see the module docs). `epfd`: the inner epoll; `timeout` in seconds.
+/// The selector's wait (see the module docs). `epfd`: the inner epoll (-1: none, one round
+/// of the runtime); `timeout` in seconds. Returns the inner epoll's events as `(fd, mask)`
+/// pairs, as `select.epoll.poll` does, or `None`.
 #[pyfunction]
-pub(crate) fn _asgi_wait(py: Python<'_>, epfd: RawFd, timeout: Option<f64>) -> PyResult<bool> {
+pub(crate) fn _asgi_wait<'py>(
+    py: Python<'py>,
+    epfd: RawFd,
+    timeout: Option<f64>,
+) -> PyResult<Option<Bound<'py, pyo3::types::PyList>>> {
     let engine = Engine::current()?;
     let moved = SameThread(engine.clone());
     let ready = py.detach(move || moved.wait(epfd, timeout));
     engine.drain(py);
-    Ok(ready)
+    if !ready {
+        return Ok(None);
+    }
+    let events = engine.events.borrow();
+    let list = pyo3::types::PyList::empty(py);
+    for ev in events.iter() {
+        // Python's epoll registers each descriptor with itself as the event's data.
+        let (fd, mask) = (ev.u64 as i32, ev.events);
+        list.append((fd, mask))?;
+    }
+    Ok(Some(list))
 }
 
 /// The runtime's epoll descriptor, for an event loop that watches it (uvloop), and the
