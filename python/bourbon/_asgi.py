@@ -211,8 +211,8 @@ def _await_chain(coro) -> traceback.StackSummary:
 
 def _uvloop():
     """uvloop's loop, watching the runtime's epoll: a round of the runtime whenever it has
-    events, when Rust asks (a connection task woken from Python), and every 20 ms for the
-    runtime's own timers (keep-alive, pings), which are not descriptors."""
+    events (a connection task woken from Python makes it readable too), and every 20 ms for
+    the runtime's own timers (keep-alive, pings), which are not descriptors."""
     import uvloop
 
     loop = uvloop.new_event_loop()
@@ -220,7 +220,7 @@ def _uvloop():
     def tick():
         _wait(-1, 0)
 
-    fd = _bourbon._asgi_runtime_fd(lambda: loop.call_soon(tick))
+    fd = _bourbon._asgi_runtime_fd()
     if fd is None:
         raise RuntimeError("cannot find the runtime's epoll descriptor for uvloop")
     loop.add_reader(fd, tick)

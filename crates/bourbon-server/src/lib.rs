@@ -22,4 +22,5 @@ pub mod log;
 pub mod request;
 pub mod serve;
 pub mod static_files;
+pub mod wake;
 pub mod ws;

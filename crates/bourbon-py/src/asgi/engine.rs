@@ -47,13 +47,6 @@ struct Queue {
     work: VecDeque<Work>,
     /// The selector's wait, parked until there is work.
     waiter: Option<Waker>,
-    /// Connection tasks woken from Python (outside the runtime): woken at the next wait,
-    /// from inside the runtime, where a wake schedules a task without a system call.
-    wakes: Vec<Waker>,
-    /// Under uvloop (which has no selector of ours that would run the runtime at the next
-    /// wait): schedules a round of the runtime soon (`loop.call_soon`), once per round.
-    kick: Option<Py<PyAny>>,
-    kicked: bool,
 }
 
 thread_local! {
@@ -73,26 +66,11 @@ pub(crate) fn push(work: Work) {
     }
 }
 
-/// Wake a connection task from Python's side: done at the next wait, inside the runtime.
+/// Wake a connection task from Python's side: held until the next wait, where it is woken
+/// inside the runtime without a system call (see `bourbon_server::wake`).
 pub(crate) fn wake_later(waker: Option<Waker>) {
-    let Some(w) = waker else { return };
-    let kick = QUEUE.with(|q| {
-        let mut q = q.borrow_mut();
-        q.wakes.push(w);
-        if q.kicked || q.kick.is_none() {
-            return None;
-        }
-        q.kicked = true;
-        q.kick
-            .as_ref()
-            .map(|k| Python::attach(|py| k.clone_ref(py)))
-    });
-    if let Some(k) = kick {
-        Python::attach(|py| {
-            if let Err(e) = k.call0(py) {
-                e.print(py);
-            }
-        });
+    if let Some(w) = waker {
+        bourbon_server::wake::wake(w);
     }
 }
 
@@ -201,6 +179,7 @@ impl Engine {
     /// before the interpreter's objects it holds.
     pub(crate) fn uninstall() -> Option<Rc<Engine>> {
         QUEUE.with(|q| *q.borrow_mut() = Queue::default());
+        bourbon_server::wake::release();
         ENGINE.with(|e| e.borrow_mut().take())
     }
 
@@ -214,14 +193,8 @@ impl Engine {
     /// no limit; zero: one round of ready tasks and a non-blocking look at the sockets).
     /// Returns whether `epfd` has events.
     async fn wait(&self, epfd: RawFd, timeout: Option<f64>) -> bool {
-        let wakes = QUEUE.with(|q| {
-            let mut q = q.borrow_mut();
-            q.kicked = false;
-            std::mem::take(&mut q.wakes)
-        });
-        for w in wakes {
-            w.wake();
-        }
+        // Connection tasks woken from Python since the last wait.
+        bourbon_server::wake::release();
         if epfd < 0 {
             // No selector of ours (uvloop): one round, nothing to report.
             tokio::task::yield_now().await;
@@ -371,7 +344,14 @@ unsafe impl Send for SameThread {}
 impl SameThread {
     fn wait(self, epfd: RawFd, timeout: Option<f64>) -> bool {
         let e = self.0;
-        e.local.block_on(&e.runtime, e.wait(epfd, timeout))
+        let ready = e.local.block_on(&e.runtime, e.wait(epfd, timeout));
+        // Back to Python: wakes it makes wait for the next wait, which comes before asyncio
+        // blocks. Not under uvloop (`epfd` -1), whose next round comes from the runtime's
+        // own descriptor, which only a real wake makes readable.
+        if epfd >= 0 {
+            bourbon_server::wake::hold();
+        }
+        ready
     }
 }
 
@@ -401,13 +381,11 @@ pub(crate) fn _asgi_wait<'py>(
     Ok(Some(list))
 }
 
-/// The runtime's epoll descriptor, for an event loop that watches it (uvloop), and the
-/// callable that schedules a round of the runtime soon. `None` when it is not known.
+/// The runtime's epoll descriptor, for an event loop that watches it (uvloop). `None` when it
+/// is not known.
 #[pyfunction]
-pub(crate) fn _asgi_runtime_fd(kick: Py<PyAny>) -> PyResult<Option<RawFd>> {
-    let engine = Engine::current()?;
-    QUEUE.with(|q| q.borrow_mut().kick = Some(kick));
-    Ok(engine.runtime_fd)
+pub(crate) fn _asgi_runtime_fd() -> PyResult<Option<RawFd>> {
+    Ok(Engine::current()?.runtime_fd)
 }
 
 /// Start serving, once lifespan startup is done: `http(app, scope, receive, send)` makes

@@ -153,8 +153,9 @@ thread_local! {
 
 impl Inner {
     fn wake_driver(&mut self) {
+        // Through `wake`: the application side may call this from outside the runtime.
         if let Some(w) = self.driver_waker.take() {
-            w.wake();
+            crate::wake::wake(w);
         }
     }
 
