@@ -1,7 +1,9 @@
 //! A WebSocket echo server on the serving core, with no Python: the handshake (with
 //! permessage-deflate negotiation) and [`Session`] echoing every message. It is what the
 //! Autobahn fuzzing client is pointed at to check the codec alone
-//! (`cargo run --release -p bourbon-server --example ws_echo -- 127.0.0.1:9001`).
+//! (`cargo run --release -p bourbon-server --example ws_echo -- 127.0.0.1:9001`; a second
+//! argument `no-context-takeover` negotiates permessage-deflate without context takeover,
+//! which frees the compression streams after every message).
 #![allow(missing_docs)]
 
 use std::rc::Rc;
@@ -18,13 +20,16 @@ use bourbon_server::ws::handshake;
 use bourbon_server::ws::session::{Session, WsConfig};
 use bytes::Bytes;
 
-struct Echo;
+struct Echo {
+    deflate: DeflateConfig,
+}
 
 impl Handler for Echo {
     type Body = Full;
 
     fn call(&self, req: Request, _conn: &Rc<ConnInfo>) -> HandlerFuture<Self::Body> {
         let head = req.head;
+        let deflate_cfg = self.deflate;
         Box::pin(async move {
             if !handshake::is_websocket_request(&head) {
                 let mut resp =
@@ -46,7 +51,7 @@ impl Handler for Echo {
                 .fields()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(b"sec-websocket-extensions"))
                 .map(|(_, v)| v);
-            let deflate = negotiate(offers, DeflateConfig::default());
+            let deflate = negotiate(offers, deflate_cfg);
             let mut resp = Response::new(101, Full::empty());
             if hs
                 .response_headers(&mut resp.headers, None, deflate.as_ref())
@@ -98,6 +103,9 @@ fn main() -> std::io::Result<()> {
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
+    let deflate = DeflateConfig {
+        no_context_takeover: std::env::args().nth(2).as_deref() == Some("no-context-takeover"),
+    };
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let cfg = ServeConfig {
         limits: Limits::default(),
@@ -110,5 +118,8 @@ fn main() -> std::io::Result<()> {
         graceful_timeout: Duration::from_secs(1),
         access_log: None,
     };
-    local.block_on(&rt, serve(&listeners, Rc::new(Echo), cfg, stop_rx))
+    local.block_on(
+        &rt,
+        serve(&listeners, Rc::new(Echo { deflate }), cfg, stop_rx),
+    )
 }

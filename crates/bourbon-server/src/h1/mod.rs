@@ -176,29 +176,8 @@ pub(crate) async fn drive<S, H>(
 {
     let accepted = Instant::now();
     let mut stop_wait = StopWait::new(&stop);
-    let conn = Rc::new(Conn {
-        stream,
-        rd: RefCell::new(Reader {
-            buf: BytesMut::with_capacity(READ_CHUNK),
-            guard: Guard::new(cfg.limits),
-            unscanned: false,
-            eof: false,
-            body_done: true,
-            body_failed: None,
-            stall: None,
-            stall_armed: false,
-            data: Vec::new(),
-        }),
-        shared: info.shared.clone(),
-        timeouts: cfg.timeouts,
-        continue_owed: Cell::new(0),
-        responding: Cell::new(false),
-        held: RefCell::new(HeldWrite::default()),
-        deadline: RefCell::new(None),
-        write_waited: Cell::new(false),
-        body_sent: Cell::new(0),
-        tcp: matches!(info.peer, crate::serve::Peer::Tcp(_)),
-    });
+    let tcp = matches!(info.peer, crate::serve::Peer::Tcp(_));
+    let conn = Rc::new(Conn::new(stream, &cfg, info.shared.clone(), tcp));
     let keep_alive = !cfg.timeouts.keep_alive.is_zero();
     let mut wbuf: Vec<u8> = Vec::with_capacity(512);
     // When the connection was last seen busy: the keep-alive wait counts from here.
@@ -304,6 +283,33 @@ pub(crate) async fn drive<S, H>(
 }
 
 impl<S: Socket> Conn<S> {
+    /// A connection at its start, with an empty read buffer of one read's size.
+    fn new(stream: S, cfg: &ServeConfig, shared: Rc<ConnShared>, tcp: bool) -> Self {
+        Conn {
+            stream,
+            rd: RefCell::new(Reader {
+                buf: BytesMut::with_capacity(READ_CHUNK),
+                guard: Guard::new(cfg.limits),
+                unscanned: false,
+                eof: false,
+                body_done: true,
+                body_failed: None,
+                stall: None,
+                stall_armed: false,
+                data: Vec::new(),
+            }),
+            shared,
+            timeouts: cfg.timeouts,
+            continue_owed: Cell::new(0),
+            responding: Cell::new(false),
+            held: RefCell::new(HeldWrite::default()),
+            deadline: RefCell::new(None),
+            write_waited: Cell::new(false),
+            body_sent: Cell::new(0),
+            tcp,
+        }
+    }
+
     /// Whether the client's bytes wait in the socket (checked by the kernel, not by the
     /// runtime's cached readiness, which may not have seen them yet).
     pub(super) fn peer_sent_bytes(&self) -> bool {

@@ -74,3 +74,62 @@ impl<S: Socket> Upgraded for Conn<S> {
         Conn::shutdown_write(self);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::future::poll_fn;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use tokio::io::AsyncWriteExt;
+
+    use super::Conn;
+    use crate::guard::Limits;
+    use crate::io::{ConnShared, Timeouts, Upgraded};
+    use crate::serve::ServeConfig;
+
+    #[test]
+    fn the_driver_buffer_goes_once_the_leftover_bytes_are_handed_over() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+            let t = Duration::from_secs(5);
+            let cfg = ServeConfig {
+                limits: Limits::default(),
+                timeouts: Timeouts {
+                    header: t,
+                    keep_alive: t,
+                    body_stall: t,
+                    write: t,
+                },
+                graceful_timeout: t,
+                access_log: None,
+            };
+            let conn = Conn::new(a, &cfg, Rc::new(ConnShared::default()), false);
+            // What the client sent after the request that switched.
+            conn.rd.borrow_mut().buf.extend_from_slice(b"left over");
+            let mut out = BytesMut::new();
+            let n = poll_fn(|cx| conn.poll_read(cx, &mut out)).await.unwrap();
+            assert_eq!((n, &out[..]), (9, &b"left over"[..]));
+            assert_eq!(
+                conn.rd.borrow().buf.capacity(),
+                0,
+                "the driver's buffer was kept"
+            );
+            // Later reads go straight into the caller's buffer.
+            b.write_all(b"more").await.unwrap();
+            out.clear();
+            let n = poll_fn(|cx| conn.poll_read(cx, &mut out)).await.unwrap();
+            assert_eq!((n, &out[..]), (4, &b"more"[..]));
+            assert_eq!(conn.rd.borrow().buf.capacity(), 0);
+            drop(b);
+            out.clear();
+            assert_eq!(poll_fn(|cx| conn.poll_read(cx, &mut out)).await.unwrap(), 0);
+        });
+    }
+}

@@ -247,7 +247,7 @@ pub struct Inflater {
 impl Inflater {
     /// Inflate a piece of a compressed message's data onto `out`, which may grow to at most
     /// `max` bytes. `last` marks the message's final piece, after which the sync-flush tail
-    /// is inflated too. Returns the bytes appended.
+    /// is inflated too.
     pub fn inflate(
         &mut self,
         input: &[u8],

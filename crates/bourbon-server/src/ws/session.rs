@@ -15,7 +15,9 @@
 //!   its FIN first (§7.1.1) and waits, at most `close_timeout`, for the client's;
 //! - it fails the connection on a protocol violation (1002), invalid UTF-8 (1007) or a
 //!   message over `max_size` (1009): Close with that code, FIN, and no further reading of
-//!   frames (§7.1.7);
+//!   frames (§7.1.7). Messages that arrived before the violation and wait in the inbox are
+//!   left to the application first (bounded by `close_timeout`), so what the client sent
+//!   before its mistake is answered before the Close;
 //! - on the worker's graceful stop (when started from [`Switched`]) it sends Close 1012
 //!   (service restart) and waits for the client's Close at most `close_timeout`; it holds
 //!   the connection's live token until it ends, so the drain waits for it.
@@ -48,7 +50,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::close::{ABNORMAL, NO_STATUS};
 use super::deflate::DeflateParams;
-use super::message::{Encoder, Event, Message, OutFrame, Receiver};
+use super::message::{Encoder, Event, Fail, Message, OutFrame, Receiver};
 use crate::io::{LiveGuard, Switched, Upgraded};
 
 /// The size of the per-thread read buffer.
@@ -133,6 +135,10 @@ struct Inner {
     queued: u32,
     phase: Phase,
     close_sent: bool,
+    /// A violation found after messages that are still in the inbox: the connection fails
+    /// once the application has taken them (or `close_timeout` passed), so that what the
+    /// client sent before its mistake is handled first.
+    deferred_fail: Option<Fail>,
     /// What the application is told (set once).
     result: Option<Closed>,
     /// The deadline of the current phase (Closing, Finishing, Linger).
@@ -231,7 +237,7 @@ impl Inner {
     /// Whether the driver should read from the socket now.
     fn wants_read(&self) -> bool {
         match self.phase {
-            Phase::Open => self.inbox.len() < self.cfg.max_queue,
+            Phase::Open => self.inbox.len() < self.cfg.max_queue && self.deferred_fail.is_none(),
             Phase::Closing | Phase::Linger => true,
             Phase::Finishing | Phase::Done => false,
         }
@@ -297,13 +303,24 @@ impl Inner {
                     }
                 }
                 Err(f) => {
-                    self.set_result(Closed::new(f.code, f.why));
                     self.rx.discard();
-                    self.send_close(OutFrame::close(Some((f.code, ""))), Phase::Finishing);
+                    if self.phase == Phase::Open && !self.inbox.is_empty() {
+                        self.deferred_fail = Some(f);
+                        self.deadline = Some(Instant::now() + self.cfg.close_timeout);
+                    } else {
+                        self.fail(f);
+                    }
                     return (buf.len(), false);
                 }
             }
         }
+    }
+
+    /// Fail the connection (§7.1.7): Close with the code, then our FIN.
+    fn fail(&mut self, f: Fail) {
+        self.deferred_fail = None;
+        self.set_result(Closed::new(f.code, f.why));
+        self.send_close(OutFrame::close(Some((f.code, ""))), Phase::Finishing);
     }
 
     /// Read and process client bytes while the inbox has room. Ready when the connection's
@@ -430,6 +447,13 @@ impl Inner {
 
     /// Act on timers that have passed.
     fn on_timers(&mut self, now: Instant) {
+        if let Some(f) = self.deferred_fail {
+            if self.deadline.is_some_and(|d| d <= now) {
+                // The application did not take its messages in time.
+                self.fail(f);
+                return;
+            }
+        }
         if self.deadline.is_some_and(|d| d <= now) {
             // The peer did not do its part in time: drop the connection.
             self.enter(Phase::Done);
@@ -534,6 +558,7 @@ impl Session {
             queued: 0,
             phase: Phase::Open,
             close_sent: false,
+            deferred_fail: None,
             result: None,
             deadline: None,
             next_ping,
@@ -572,8 +597,10 @@ impl Session {
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Message, Closed>> {
         let mut inner = self.inner();
         if let Some(m) = inner.inbox.pop_front() {
-            if inner.inbox.len() + 1 >= inner.cfg.max_queue {
-                // There is room again: reading may resume.
+            if inner.inbox.len() + 1 >= inner.cfg.max_queue
+                || (inner.inbox.is_empty() && inner.deferred_fail.is_some())
+            {
+                // There is room again: reading may resume (or a deferred failure proceed).
                 inner.wake_driver();
             }
             if inner.inbox.is_empty() && inner.inbox.capacity() > 8 {
@@ -668,6 +695,11 @@ impl Driver {
         loop {
             if inner.phase == Phase::Done {
                 return Poll::Ready(());
+            }
+            if let Some(f) = inner.deferred_fail {
+                if inner.inbox.is_empty() {
+                    inner.fail(f);
+                }
             }
             // A graceful stop: say goodbye with 1012 (service restart).
             if let Some(stop) = &mut self.stop {
@@ -949,6 +981,34 @@ mod tests {
             }
             assert!(answered >= 3, "{answered}");
             assert_eq!(s.closed(), None);
+        });
+    }
+
+    #[test]
+    fn messages_before_a_violation_are_handled_before_the_failure() {
+        run(async {
+            let mock = Rc::new(Mock {
+                chunk: 1000,
+                ..Mock::default()
+            });
+            // A message and a frame with a reserved opcode, in one read (Autobahn 4.1.3).
+            let mut wire = frame(0x81, b"hello");
+            wire.extend(frame(0x85, b""));
+            mock.push(&wire);
+            let (s, driver) = Session::new(mock.clone(), None, cfg());
+            let driver = tokio::task::spawn_local(driver);
+            let msg = s.recv().await.unwrap();
+            assert_eq!(msg, Message::Text(Bytes::from("hello")));
+            // The application answers before the connection fails ...
+            s.send(msg).unwrap();
+            assert_eq!(s.recv().await.unwrap_err().code, 1002);
+            mock.eof.set(true);
+            assert_eq!(driver.await.unwrap().code, 1002);
+            // ... so its answer goes out before the Close.
+            let out = mock.output.borrow();
+            assert_eq!(&out[..7], b"\x81\x05hello");
+            assert_eq!(&out[7..11], &[0x88, 2, 0x03, 0xea]);
+            assert!(mock.shut.get());
         });
     }
 
