@@ -18,6 +18,8 @@ def _note(event: str) -> None:
     if EVENTS_FILE:
         with open(EVENTS_FILE, "a") as f:
             f.write(f"{os.getpid()} {event}\n")
+        # Also on stdout (the server's log), which a test can wait for without polling.
+        print(f"asgi-event {event}", flush=True)
 
 
 async def lifespan(scope, receive, send):

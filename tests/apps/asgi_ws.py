@@ -14,6 +14,8 @@ def note(**event) -> None:
     if EVENTS_FILE:
         with open(EVENTS_FILE, "a") as f:
             f.write(json.dumps(event) + "\n")
+        # Also on stdout (the server's log), which a test can wait for without polling.
+        print(f"asgi-event {event['event']}", flush=True)
 
 
 async def app(scope, receive, send):

@@ -159,6 +159,19 @@ class Server:
                     )
                 self._cond.wait(min(left, 0.5))
 
+    def wait_for_count(self, pattern: str, count: int, timeout: float = 10.0) -> None:
+        """Wait until ``count`` log lines match ``pattern`` (a regex)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while sum(1 for line in self._lines if rx.search(line)) < count:
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(
+                        f"fewer than {count} log lines match {pattern!r}:\n{''.join(self._lines)}"
+                    )
+                self._cond.wait(min(left, 0.5))
+
     @property
     def url(self) -> str:
         return next(a for a in self.addresses if a.startswith("http://"))

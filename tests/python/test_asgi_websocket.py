@@ -38,14 +38,11 @@ def read_events(path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines()]
 
 
-def wait_event(path, pred, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for e in read_events(path):
-            if pred(e):
-                return e
-        time.sleep(0.02)
-    raise AssertionError(f"no matching event in {read_events(path)}")
+def wait_event(srv, path, name: str, timeout: float = 10.0) -> dict:
+    """Wait for the application to note the event `name` (it writes it to the server's log
+    too); its record from the events file."""
+    srv.wait_for_log(rf"asgi-event {name}$", timeout=timeout)
+    return next(e for e in read_events(path) if e.get("event") == name)
 
 
 def handshake(path: str = "/", extra: str = "", version: str = "13") -> bytes:
@@ -221,7 +218,7 @@ def test_client_close_code_reaches_the_app(start_server, events):
     srv = start_server(APP, env={"ASGI_EVENTS": str(events)})
     with connect(url(srv), open_timeout=10) as ws:
         ws.close(code=4321, reason="client leaving")
-    e = wait_event(events, lambda e: e.get("event") == "disconnect")
+    e = wait_event(srv, events, "disconnect")
     assert e["code"] == 4321
     assert e["reason"] == "client leaving"
 
@@ -233,7 +230,7 @@ def test_vanished_client_is_1006(start_server, events):
     assert read_head(s).startswith(b"HTTP/1.1 101")
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
-    e = wait_event(events, lambda e: e.get("event") == "disconnect")
+    e = wait_event(srv, events, "disconnect")
     assert e["code"] == 1006
 
 
@@ -304,7 +301,7 @@ def test_unanswered_pings_close_the_connection(start_server, events):
             data += chunk
     assert data[0] == 0x89, "a ping first"
     assert b"\x88" in data, data
-    e = wait_event(events, lambda e: e.get("event") == "disconnect")
+    e = wait_event(srv, events, "disconnect")
     assert e["code"] == 1006
 
 
@@ -337,7 +334,7 @@ def test_backpressure_holds_the_apps_send(start_server, events):
         pushed = [e["n"] for e in read_events(events) if e.get("event") == "pushed"]
         assert not pushed or max(pushed) < 1000, pushed
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    wait_event(events, lambda e: e.get("event") == "push-stopped")
+    wait_event(srv, events, "push-stopped")
 
 
 def test_many_connections_at_once(start_server):

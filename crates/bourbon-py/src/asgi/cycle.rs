@@ -939,10 +939,7 @@ pub(crate) fn start(py: Python<'_>, cycle: &Rc<Cycle>, ctx: &Rc<PyCtx>, scope_ct
                 ctx: ctx.clone(),
             },
         )?;
-        let coro = ctx
-            .http
-            .call1(py, (ctx.app.clone_ref(py), scope, receive, send))?;
-        let task = ctx.task_type.call1(py, (coro,))?;
+        let task = ctx.spawn(py, scope, receive.into_any(), send.into_any())?;
         cycle.st.borrow_mut().task = Some(task);
         Ok(())
     })();

@@ -104,6 +104,21 @@ impl PyCtx {
         Ok(self.future_type.bind(py).call0()?.unbind())
     }
 
+    /// Create the application's task for one connection scope: `_http(app, scope, receive,
+    /// send)`, which reports its end through `send._finish`.
+    pub(crate) fn spawn(
+        &self,
+        py: Python<'_>,
+        scope: Bound<'_, pyo3::types::PyDict>,
+        receive: Py<PyAny>,
+        send: Py<PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let coro = self
+            .http
+            .call1(py, (self.app.clone_ref(py), scope, receive, send))?;
+        self.task_type.call1(py, (coro,))
+    }
+
     /// A future already done with `value`.
     pub(crate) fn done_with(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
         let fut = self.future_type.bind(py).call0()?;
