@@ -304,6 +304,13 @@ fn decide(cfg: Config) -> Result<Action, ConfigError> {
             "--reload cannot be combined with --preload: preloaded code stays in the master and cannot be reloaded (drop one of them)",
         ));
     }
+    // One path cannot answer two probes that mean different things.
+    if !cfg.health_path.is_empty() && cfg.health_path == cfg.liveness_path {
+        return Err(ConfigError::new(format_args!(
+            "--health-path and --liveness-path are both '{}': give the liveness probe a path of its own (e.g. /livez)",
+            cfg.health_path
+        )));
+    }
     if cfg.print_config {
         return Ok(Action::PrintConfig(print_config(&cfg)));
     }

@@ -15,10 +15,10 @@ pub(crate) use crate::setting::{
 };
 use crate::types::{
     format_duration, parse_account, parse_app, parse_bind, parse_bool, parse_duration,
-    parse_env_pair, parse_event_loop, parse_interface, parse_lifespan, parse_log_format,
-    parse_log_level, parse_positive_u32, parse_root_path, parse_size, parse_socket_mode,
-    parse_static_mount, parse_umask, parse_url_prefix, parse_usize_in, parse_whole, parse_workers,
-    Bad, LogTarget,
+    parse_env_pair, parse_event_loop, parse_health_path, parse_interface, parse_lifespan,
+    parse_log_format, parse_log_level, parse_positive_u32, parse_root_path, parse_size,
+    parse_socket_mode, parse_static_mount, parse_umask, parse_url_prefix, parse_usize_in,
+    parse_whole, parse_workers, Bad, LogTarget,
 };
 
 fn opt_path(s: &str) -> Option<PathBuf> {
@@ -1500,6 +1500,78 @@ atoms: `h` remote address, `l` `-`, `u` user, `t` time, `r` request line, `s` \
 status, `b` response length, `f` referer, `a` user agent, among others. The \
 default is the common combined log format.",
         show: |c| Shown::Str(c.access_logformat.clone()),
+    },
+    // ---- Health checks ----
+    Setting {
+        name: "health_path",
+        long: &["--health-path", "--readiness-path"],
+        short: None,
+        metavar: "PATH",
+        section: Section::Health,
+        kind: Kind::Value(|c, s| {
+            c.health_path = parse_health_path(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "/readyz",
+        help: "answer this path from the server itself: 200 ready, 503 draining or stuck",
+        doc: "A readiness check answered by the server itself, on every listener, before \
+static files and before the application, which never sees these requests (so a busy \
+application does not fail its health check, and the check does not count as a request). \
+`GET` or `HEAD` of exactly this path (the query is ignored) gets `200` with the body `ok` \
+while this server can take work; `503` with `draining` once it is stopping (SIGTERM, \
+SIGINT or SIGQUIT to the master), with `Connection: close`; `503` with `stuck` when every \
+worker has been busy for more than half of `timeout` (every application thread in a call \
+that long, or the event loop blocked that long), which the master judges from the \
+workers' shared slots about twice a second. Any other method gets `405`. Responses carry \
+`Cache-Control: no-store` and are not written to the access log unless \
+`health_access_log` is on. `--readiness-path` is accepted too. Empty means off. See \
+docs/health.md.",
+        show: |c| Shown::Str(c.health_path.clone()),
+    },
+    Setting {
+        name: "liveness_path",
+        long: &["--liveness-path"],
+        short: None,
+        metavar: "PATH",
+        section: Section::Health,
+        kind: Kind::Value(|c, s| {
+            c.liveness_path = parse_health_path(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "/livez",
+        help: "answer this path from the server itself: 200 whenever it answers at all",
+        doc: "A liveness check answered by the server itself, like `health_path`, but \
+always `200` with the body `ok`, also while the server drains or its workers are busy: \
+the master already replaces a worker stuck past `timeout`, so an orchestrator should \
+restart the whole server only when nothing answers. It must differ from `health_path`. \
+Empty means off. See docs/health.md.",
+        show: |c| Shown::Str(c.liveness_path.clone()),
+    },
+    Setting {
+        name: "health_access_log",
+        long: &["--health-access-log"],
+        short: None,
+        metavar: "",
+        section: Section::Health,
+        kind: Kind::Switch(|c, s| {
+            c.health_access_log = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("false"),
+        example: "true",
+        help: "write health-check requests to the access log too",
+        doc: "Health checks come every few seconds from every load balancer and \
+orchestrator, so by default they are not written to the access log. With this on they \
+are, like any other request.",
+        show: |c| Shown::Num(c.health_access_log.to_string()),
     },
     // ---- Actions ----
     Setting {

@@ -44,11 +44,12 @@ pub(crate) enum Section {
     Static,
     Asgi,
     Logging,
+    Health,
     Actions,
 }
 
 impl Section {
-    pub(crate) const ALL: [Section; 11] = [
+    pub(crate) const ALL: [Section; 12] = [
         Section::Application,
         Section::Socket,
         Section::Workers,
@@ -59,6 +60,7 @@ impl Section {
         Section::Static,
         Section::Asgi,
         Section::Logging,
+        Section::Health,
         Section::Actions,
     ];
 
@@ -74,6 +76,7 @@ impl Section {
             Section::Static => "Static files",
             Section::Asgi => "ASGI and WebSockets",
             Section::Logging => "Logging",
+            Section::Health => "Health checks",
             Section::Actions => "Actions",
         }
     }

@@ -135,6 +135,12 @@ pub struct Config {
     pub access_logfile: Option<LogTarget>,
     /// Access log line format (gunicorn `%(x)s` syntax).
     pub access_logformat: String,
+    /// The readiness path answered by the server itself ("" = none).
+    pub health_path: String,
+    /// The liveness path answered by the server itself ("" = none).
+    pub liveness_path: String,
+    /// Write health-check requests to the access log too.
+    pub health_access_log: bool,
     /// The process umask set before anything is bound or written (unix socket files get
     /// `0o777 & !umask`).
     pub umask: u32,
@@ -216,6 +222,9 @@ impl Config {
             error_logfile: LogTarget::Stderr,
             access_logfile: None,
             access_logformat: String::new(),
+            health_path: String::new(),
+            liveness_path: String::new(),
+            health_access_log: false,
             umask: 0,
             user: None,
             group: None,
@@ -702,6 +711,33 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, Bad> {
 }
 
 /// Parse a boolean the way people write them in env vars and config files.
+/// A health-check path: empty (off), or an absolute path of visible ASCII without a query,
+/// compared byte for byte with the request target's path.
+pub(crate) fn parse_health_path(s: &str) -> Result<String, Bad> {
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    if !s.starts_with('/') {
+        return Err(Bad::form(format!(
+            "'{s}' must start with '/' (e.g. /healthz)"
+        )));
+    }
+    if s == "/" {
+        return Err(Bad::form(
+            "'/' would hide the application's root page; use a path of its own (e.g. /healthz)",
+        ));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|&c| !c.is_ascii_graphic() || c == '?' || c == '#')
+    {
+        return Err(Bad::form(format!(
+            "'{s}' contains {c:?}; a path of visible ASCII without '?' or '#' (e.g. /healthz)"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
 pub(crate) fn parse_bool(s: &str) -> Result<bool, Bad> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),

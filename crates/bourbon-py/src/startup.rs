@@ -17,6 +17,7 @@ use crate::appkind::Kind;
 use bourbon_server::access_log::{AccessFormat, AccessLog, Target as AccessTarget};
 use bourbon_server::guard::Limits;
 use bourbon_server::io::Timeouts;
+use bourbon_server::layer::health::Health;
 use bourbon_server::listener::{self, Listener};
 use bourbon_server::log;
 use bourbon_server::serve::{serve, ServeConfig};
@@ -571,6 +572,8 @@ impl From<&Config> for Settings {
                 timeouts,
                 graceful_timeout: cfg.graceful_timeout,
                 access_log: None,
+                health: Health::new(&cfg.health_path, &cfg.liveness_path, cfg.health_access_log)
+                    .map(Arc::new),
             },
             handler: HandlerConfig {
                 post_buffering: cfg.post_buffering,

@@ -6,7 +6,7 @@
 //! [`body`]: bytes and file-region chunks), socket primitives, sendfile and the connection
 //! hand-over after a 101 ([`io`]), coalesced response writes and the worker's runtime
 //! ([`cork`]), the accept loops with graceful drain ([`serve`]), static files
-//! ([`static_files`]), WebSockets after the handshake ([`ws`]), and the error and access logs ([`log`], [`access_log`]), the latter
+//! ([`static_files`]), health checks answered without any handler ([`layer`]), WebSockets after the handshake ([`ws`]), and the error and access logs ([`log`], [`access_log`]), the latter
 //! written by the driver for every response. Applications plug in through
 //! [`serve::Handler`]; the Python adapter lives in the `bourbon-py` crate, so everything here
 //! builds and is tested without an interpreter.
@@ -17,6 +17,7 @@ pub mod cork;
 pub mod guard;
 mod h1;
 pub mod io;
+pub mod layer;
 pub mod listener;
 pub mod log;
 pub mod request;

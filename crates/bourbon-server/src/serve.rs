@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify};
 use crate::access_log::AccessLog;
 use crate::guard::Limits;
 use crate::io::{ConnShared, LiveGuard, Socket, Timeouts};
+use crate::layer::health::Health;
 use crate::listener::Listener;
 use crate::request::{Request, Response};
 
@@ -216,6 +217,8 @@ pub struct ServeConfig {
     /// Where each finished response is logged, if anywhere: written by the driver once a
     /// response's body has ended, whichever handler answered.
     pub access_log: Option<Arc<AccessLog>>,
+    /// The health-check paths, answered by the driver before any handler sees the request.
+    pub health: Option<Arc<Health>>,
 }
 
 /// Counts live connections so a drain knows when it is done.

@@ -14,6 +14,7 @@ use bourbon_config::Bind;
 use bourbon_server::body::{BodyAbort, Chunk, FileRegion};
 use bourbon_server::guard::Limits;
 use bourbon_server::io::{Switched, Timeouts};
+use bourbon_server::layer::health::Health;
 use bourbon_server::listener::{bind, Listener};
 use bourbon_server::request::{HeaderBlock, OnUpgrade, Request, Response};
 use bourbon_server::serve::{serve, ConnInfo, Handler, HandlerFuture, ServeConfig};
@@ -164,6 +165,18 @@ fn start(
     std::thread::JoinHandle<()>,
     tokio::sync::watch::Sender<bool>,
 ) {
+    start_with(timeouts, file, None)
+}
+
+fn start_with(
+    timeouts: Timeouts,
+    file: Option<std::path::PathBuf>,
+    health: Option<Arc<Health>>,
+) -> (
+    std::net::SocketAddr,
+    std::thread::JoinHandle<()>,
+    tokio::sync::watch::Sender<bool>,
+) {
     let listener = bind(
         &Bind::Tcp {
             host: "127.0.0.1".into(),
@@ -185,6 +198,7 @@ fn start(
                 timeouts,
                 graceful_timeout: Duration::from_secs(2),
                 access_log: None,
+                health,
             };
             serve(&listeners, Rc::new(Echo { file }), cfg, rx)
                 .await
@@ -225,6 +239,52 @@ fn pipelined_requests_are_answered_in_order() {
     let three = out.find("/three").unwrap();
     assert!(one < two && two < three, "{out}");
     assert_eq!(count(out.as_bytes(), b"HTTP/1.1 200"), 3);
+    stop.send(true).unwrap();
+    h.join().unwrap();
+}
+
+#[test]
+fn health_probes_are_answered_by_the_driver() {
+    let health = Health::new("/readyz", "/livez", false).map(Arc::new);
+    let (addr, h, stop) = start_with(timeouts(), None, health);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(
+        b"GET /readyz?x=1 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /app HTTP/1.1\r\nHost: x\r\n\r\n\
+          HEAD http://x/livez HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /livez HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+          GET /readyz/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let out = String::from_utf8(read_all(s)).unwrap();
+    let parts: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(parts.len(), 5, "{out}");
+    assert!(parts[0].starts_with("200 OK\r\n"), "{out}");
+    assert!(parts[0].contains("Cache-Control: no-store\r\n"), "{out}");
+    assert!(
+        parts[0]
+            .to_ascii_lowercase()
+            .contains("content-length: 3\r\n"),
+        "{out}"
+    );
+    assert!(parts[0].ends_with("\r\n\r\nok\n"), "{out}");
+    // The handler sees the requests that are not probes, and only those.
+    assert!(
+        parts[1].starts_with("200 OK") && parts[1].contains("/app"),
+        "{out}"
+    );
+    assert!(
+        parts[2].starts_with("200 OK") && parts[2].ends_with("\r\n\r\n"),
+        "{out}"
+    );
+    assert!(
+        parts[3].starts_with("405 ") && parts[3].contains("Allow: GET, HEAD"),
+        "{out}"
+    );
+    assert!(
+        parts[4].starts_with("200 OK") && parts[4].contains("/readyz/"),
+        "{out}"
+    );
     stop.send(true).unwrap();
     h.join().unwrap();
 }

@@ -1,7 +1,8 @@
 //! The HTTP/1.1 connection driver: one task per connection, on the request guard's parser.
 //!
 //! This module owns the life of a connection: read a request head (the [`Guard`] validates
-//! and locates its parts in one pass, RFC 9112 §2–§6), hand the request to the [`Handler`],
+//! and locates its parts in one pass, RFC 9112 §2–§6), answer it at once if it is a health
+//! probe ([`crate::layer::health`]), else hand the request to the [`Handler`],
 //! read the body when the handler pulls it (answering `Expect: 100-continue` on the first
 //! pull, RFC 9110 §10.1.1), write the response with the framing it needs (RFC 9112 §6:
 //! `Content-Length`, chunked, or close-delimited for HTTP/1.0), then go on with the next
@@ -203,6 +204,48 @@ pub(crate) async fn drive<S, H>(
         };
         let wants_close = head.wants_close();
         let body = conn.start_request(&head);
+        // A health probe is answered here, before static files and before any interface's
+        // handler: it never waits for an application thread or the GIL (see
+        // `layer::health`), and it is not a request of the application's.
+        if let Some(probe) = cfg
+            .health
+            .as_deref()
+            .and_then(|h| h.answer(&head, || stop_signalled(&stop)))
+        {
+            drop(body);
+            let pending = cfg
+                .access_log
+                .as_ref()
+                .filter(|_| probe.log)
+                .map(|_| Pending::new(&head));
+            let close = wants_close || !keep_alive || stop_signalled(&stop);
+            let logged = match (&cfg.access_log, pending) {
+                (Some(log), Some(pending)) => Some((log, pending.responded(log, &probe.response))),
+                _ => None,
+            };
+            conn.body_sent.set(0);
+            let now = std::time::Instant::now();
+            let written = conn
+                .write_response(&conn, probe.response, facts, close, &mut wbuf, now)
+                .await;
+            if let Some((log, record)) = logged {
+                record.write(log, &info.remote.ip, conn.body_sent.get());
+            }
+            match written {
+                Ok(true) => {}
+                Ok(false) | Err(_) => break,
+            }
+            idle_from = if conn.write_waited.replace(false) {
+                Instant::now()
+            } else {
+                now.into()
+            };
+            if !conn.finish_body().await {
+                conn.linger().await;
+                return;
+            }
+            continue;
+        }
         // The access log's view of the request, taken before the handler owns the head.
         let pending = cfg.access_log.as_ref().map(|_| Pending::new(&head));
         info.shared.request_started();

@@ -109,6 +109,7 @@ mod tests {
                 },
                 graceful_timeout: t,
                 access_log: None,
+                health: None,
             };
             let conn = Conn::new(a, &cfg, Rc::new(ConnShared::default()), false);
             // What the client sent after the request that switched.
