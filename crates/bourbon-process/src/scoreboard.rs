@@ -247,6 +247,18 @@ impl Slot {
         self.header().dumped.load(Ordering::Acquire) != 0
     }
 
+    /// How many calls in progress started before `before` (monotonic nanoseconds).
+    pub fn calls_started_before(&self, before: u64) -> usize {
+        let n = usize::try_from(self.header().records.load(Ordering::Relaxed)).unwrap_or(0);
+        (0..n)
+            .filter_map(|i| self.record(i))
+            .filter(|r| {
+                let started = r.started.load(Ordering::Acquire);
+                started != 0 && started < before
+            })
+            .count()
+    }
+
     /// The oldest call in progress, with its request line.
     pub fn oldest_call(&self) -> Option<Call> {
         self.oldest_call_with(&mut |_| {})

@@ -69,6 +69,42 @@ pub fn stuck(slot: &Slot, now: u64, timeout: Duration, serving: bool) -> Option<
     None
 }
 
+/// Whether the worker behind `slot` has been unable to take work for longer than `limit` at
+/// `now`, for the readiness probe (`--health-path`): each of its `threads` application
+/// threads in a call that started before then, or its event loop silent since then. Judged
+/// at half of `--timeout` (see [`readiness_limit`]), before the master kills the worker.
+pub fn saturated(slot: &Slot, now: u64, limit: Duration, threads: usize) -> bool {
+    if limit.is_zero() {
+        return false;
+    }
+    let limit = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+    let since = now.saturating_sub(limit);
+    slot.heartbeat() < since || slot.calls_started_before(since) >= threads.max(1)
+}
+
+/// How long a worker must have been saturated for the readiness probe to call it stuck:
+/// half of `--timeout`. At the full timeout the master kills it, so a flag raised only then
+/// would be seen by nobody; `0` (no timeout) means never.
+pub fn readiness_limit(timeout: Duration) -> Duration {
+    timeout / 2
+}
+
+/// Whether the server is stuck for the readiness probe, from each serving worker's
+/// `(booted, saturated)`: at least one booted worker, all of them saturated. Workers still
+/// booting count neither way (they cannot take work yet, but are not stuck either).
+pub fn all_stuck(workers: impl IntoIterator<Item = (bool, bool)>) -> bool {
+    let mut any = false;
+    for (booted, saturated) in workers {
+        if booted {
+            if !saturated {
+                return false;
+            }
+            any = true;
+        }
+    }
+    any
+}
+
 /// The per-worker request limit: `max_requests` plus a random 0..=`jitter` (0 = no limit),
 /// drawn once for each worker, when it is forked.
 pub fn request_limit(max_requests: u64, jitter: u64) -> u64 {
@@ -177,6 +213,40 @@ mod tests {
             s.to_string(),
             "request \"GET /loop HTTP/1.1\" running for 3.0 s"
         );
+    }
+
+    #[test]
+    fn saturated_needs_every_thread_busy_or_a_silent_loop() {
+        let sec = 1_000_000_000u64;
+        let half = readiness_limit(Duration::from_secs(4));
+        assert_eq!(half, Duration::from_secs(2));
+        let slot = Slot::new(3, 10 * sec).unwrap();
+        slot.beat(20 * sec);
+        assert!(!saturated(&slot, 21 * sec, half, 2));
+        let a = slot.claim().unwrap();
+        slot.begin(a, 15 * sec, [b"GET", b"/a", b"HTTP/1.1"]);
+        // One of two threads busy long enough: still room.
+        assert!(!saturated(&slot, 21 * sec, half, 2));
+        let b = slot.claim().unwrap();
+        slot.begin(b, 19 * sec + 1, [b"GET", b"/b", b"HTTP/1.1"]);
+        // Both busy, but the second not for long enough yet.
+        assert!(!saturated(&slot, 21 * sec, half, 2));
+        assert!(saturated(&slot, 21 * sec + 2, half, 2));
+        slot.end(Some(b));
+        assert!(!saturated(&slot, 22 * sec, half, 2));
+        // The event loop silent past the limit.
+        assert!(saturated(&slot, 23 * sec, half, 2));
+        // No timeout: never.
+        assert!(!saturated(&slot, 100 * sec, Duration::ZERO, 2));
+    }
+
+    #[test]
+    fn all_stuck_needs_one_booted_worker_and_no_free_one() {
+        assert!(!all_stuck([]));
+        assert!(!all_stuck([(false, true)]));
+        assert!(all_stuck([(true, true)]));
+        assert!(all_stuck([(true, true), (false, false)]));
+        assert!(!all_stuck([(true, true), (true, false)]));
     }
 
     /// Milliseconds on the monotonic clock, as the slot stores them (nanoseconds).

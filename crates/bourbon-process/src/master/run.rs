@@ -61,6 +61,8 @@ struct Driver<'a, B: Boot> {
     slots: HashMap<Pid, Slot>,
     /// The file watcher (`--reload`).
     reloader: Option<Reloader>,
+    /// Every booted worker is saturated, as last published for readiness probes.
+    all_stuck: bool,
 }
 
 /// Run the master until it is stopped; returns the exit code (in a forked worker: the
@@ -90,6 +92,12 @@ pub fn run<B: Boot>(
     for l in listeners {
         defer_accept(l);
     }
+    // The health board: mapped before any worker is forked, so all of them share it.
+    if let Err(e) = bourbon_server::layer::health::map_board() {
+        log::warn(format_args!(
+            "cannot map the health board: {e}; probes will not see a stop or stuck workers"
+        ));
+    }
     boot.announce(listeners, cfg);
     log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
     let master = Master::new(cfg.clone());
@@ -115,6 +123,7 @@ pub fn run<B: Boot>(
         write_fd,
         slots: HashMap::new(),
         reloader,
+        all_stuck: false,
     };
     let code = driver.run();
     // Forked workers return through here too; the hook is the master's.
@@ -384,6 +393,35 @@ impl<B: Boot> Driver<'_, B> {
             }
             looks.push((pid, look));
         }
+        // The readiness probe's view: every booted serving worker saturated.
+        let threads = usize::try_from(cfg.threads.max(1)).unwrap_or(1);
+        let limit = watchdog::readiness_limit(cfg.timeout);
+        let stuck = watchdog::all_stuck(
+            self.master
+                .workers()
+                .filter(|(_, w)| w.phase == Phase::Serving)
+                .filter_map(|(pid, _)| self.slots.get(&pid))
+                .map(|slot| {
+                    (
+                        slot.booted(),
+                        watchdog::saturated(slot, mono, limit, threads),
+                    )
+                }),
+        );
+        bourbon_server::layer::health::publish(false, stuck);
+        if stuck != self.all_stuck {
+            self.all_stuck = stuck;
+            if stuck {
+                log::warn(format_args!(
+                    "every worker has been busy for more than {} s; readiness probes answer 503",
+                    limit.as_secs_f64()
+                ));
+            } else {
+                log::info(format_args!(
+                    "a worker can take work again; readiness probes answer 200"
+                ));
+            }
+        }
         let abort_hook = self.boot.has_abort_hook();
         self.master.tick(Instant::now(), &looks, abort_hook)
     }
@@ -433,6 +471,9 @@ impl<B: Boot> Driver<'_, B> {
                 log::warn(format_args!("cannot close {}: {e}", l.describe()));
             }
         }
+        // Before any worker hears of the stop: a probe it answers from now on says
+        // "draining" (`--health-path`).
+        bourbon_server::layer::health::publish(true, false);
         let out = self.master.stop_signals(sig);
         let _ = self.execute(out);
         let deadline = Instant::now() + patience;
