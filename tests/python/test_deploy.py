@@ -1076,6 +1076,12 @@ def kubernetes_numbers() -> tuple[int, int, str]:
     return int(grace), int(pause), ready
 
 
+def kubernetes_liveness_path() -> str:
+    manifest = doc_block("kubernetes.md", "kubernetes-deployment")
+    (live,) = re.findall(r"livenessProbe:\s+httpGet:\s+path: (\S+)", manifest)
+    return live
+
+
 def test_kubernetes_grace_period_covers_the_drain():
     grace, pause, _ = kubernetes_numbers()
     assert pause > 0
@@ -1093,13 +1099,16 @@ def test_docker_cmd_serves_and_drains_on_sigterm(launch, django_site):
     _, _, probe = kubernetes_numbers()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
-        for path in (probe, "/"):
+        for path in (probe, kubernetes_liveness_path(), "/"):
             conn.request("GET", path)
             resp = conn.getresponse()
             assert resp.status == 200, (path, resp.read()[:300])
             resp.read()
     finally:
         conn.close()
+    # The probes are bourbon's own: answered without Django, so not in the access log.
+    srv.wait_for_log(r'"GET / HTTP/1.1" 200')
+    assert probe not in srv.log, srv.log
     # A slow request in flight (five events 0.2 s apart) when SIGTERM arrives, sent to
     # process 1 only, as docker stop and the kubelet do.
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
