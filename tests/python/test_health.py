@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import signal
 import socket
+import tempfile
 import threading
 import time
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 from conftest import run_bourbon
@@ -137,9 +139,7 @@ def test_health_503_during_a_term_drain(start_server, app):
 
 
 def test_health_503_when_every_thread_is_stuck(start_server):
-    srv = start_server(
-        WSGI, *PROBES, "--threads", "2", "--timeout", "6", "--keep-alive", "30"
-    )
+    srv = start_server(WSGI, *PROBES, "--threads", "2", "--timeout", "6", "--keep-alive", "30")
     with closing(srv.connect(timeout=20)) as keep:
         keep.settimeout(20)
         assert ask(keep, "/readyz").status == 200
@@ -186,3 +186,45 @@ def test_bad_probe_paths_exit_2(args, needle):
     assert res.returncode == 2, res
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], res.stderr
+
+
+def test_probes_on_every_listener_before_static_files_in_the_combined_mode(start_server):
+    """WSGI and ASGI side by side (``--asgi``), a static mount that holds a file at the probe's
+    path, a TCP and a unix listener: the probe is the server's on both listeners."""
+    with tempfile.TemporaryDirectory(prefix="bb-health-", dir="/tmp") as d:
+        root = Path(d)
+        (root / "files").mkdir()
+        (root / "files" / "ready").write_text("a static file\n")
+        (root / "files" / "other").write_text("static other\n")
+        sock = root / "s.sock"
+        srv = start_server(
+            "combined_app:wsgi",
+            "--asgi",
+            "combined_app:asgi",
+            "--asgi-path",
+            "/a",
+            "--static",
+            f"/health/={root / 'files'}",
+            "--health-path",
+            "/health/ready",
+            "--liveness-path",
+            "/a/live",
+            "-b",
+            "127.0.0.1:0",
+            "-b",
+            f"unix:{sock}",
+        )
+        with closing(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)) as u:
+            u.settimeout(10)
+            u.connect(str(sock))
+            for path in ("/health/ready", "/a/live"):
+                resp = ask(u, path)
+                assert (resp.status, resp.body) == (200, b"ok\n"), path
+            # Everything else still reaches the static files and both applications.
+            assert ask(u, "/health/ready?x").body == b"ok\n"
+            assert ask(u, "/health/other").body == b"static other\n"
+            assert ask(u, "/a/other").body.startswith(b"asgi ")
+            assert ask(u, "/w").body.startswith(b"wsgi ")
+        for path in ("/health/ready", "/a/live"):
+            assert probe(srv, path).body == b"ok\n", path
+        srv.stop()
