@@ -138,6 +138,25 @@ def test_health_503_during_a_term_drain(start_server, app):
     assert srv.stop(timeout=20) == 0
 
 
+def test_a_worker_recycled_alone_answers_ready_and_closes(start_server):
+    """A worker stopping on its own (here ``--max-requests``) while the server goes on is not
+    "draining": the server can take work through the worker's replacement. The probe says
+    200, with ``Connection: close`` so that the next one reaches a worker that stays."""
+    srv = start_server(WSGI, *PROBES, "--max-requests", "1", "--log-level", "debug")
+    with closing(srv.connect(timeout=20)) as keep:
+        keep.settimeout(20)
+        assert ask(keep, "/readyz").status == 200
+        keep.sendall(b"GET /readyz HTTP/1.1\r\n")
+        assert probe(srv, "/one").status == 200
+        srv.wait_for_log(r"Autorestarting worker", timeout=10)
+        srv.wait_for_log(r"stopped listening; draining", timeout=10)
+        keep.sendall(b"Host: localhost\r\n\r\n")
+        resp = Reader(keep).response()
+        assert (resp.status, resp.body) == (200, b"ok\n")
+        assert resp.header("Connection") == "close"
+    assert probe(srv, "/readyz").status == 200
+
+
 def test_health_503_when_every_thread_is_stuck(start_server):
     srv = start_server(WSGI, *PROBES, "--threads", "2", "--timeout", "6", "--keep-alive", "30")
     with closing(srv.connect(timeout=20)) as keep:
