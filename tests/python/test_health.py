@@ -158,7 +158,7 @@ def test_a_worker_recycled_alone_answers_ready_and_closes(start_server):
 
 
 def test_health_503_when_every_thread_is_stuck(start_server):
-    srv = start_server(WSGI, *PROBES, "--threads", "2", "--timeout", "6", "--keep-alive", "30")
+    srv = start_server(WSGI, *PROBES, "--threads", "2", "--timeout", "8", "--keep-alive", "30")
     with closing(srv.connect(timeout=20)) as keep:
         keep.settimeout(20)
         assert ask(keep, "/readyz").status == 200
@@ -170,7 +170,7 @@ def test_health_503_when_every_thread_is_stuck(start_server):
         second = Background(srv, "/sleep?seconds=30")
         second.start()
         srv.wait_for_count(r"health_app: sleeping", 2, timeout=10)
-        srv.wait_for_log(r"every worker has been busy for more than 3 s", timeout=10)
+        srv.wait_for_log(r"every worker has been busy for more than 4 s", timeout=10)
         stuck = ask(keep, "/readyz")
         assert (stuck.status, stuck.body) == (503, b"stuck\n")
         # Liveness stays 200: the master replaces the worker itself (at --timeout).
