@@ -237,6 +237,24 @@ mod tests {
         assert_eq!(path_of(b"/healthz/"), b"/healthz/");
     }
 
+    /// One test for the process-wide board, so no other test sees it half set.
+    #[test]
+    fn readiness_follows_the_board() {
+        // No master (no board): this process's own stop is the server's.
+        assert_eq!(readiness(false), Readiness::Ready);
+        assert_eq!(readiness(true), Readiness::Draining);
+        map_board().unwrap();
+        map_board().unwrap(); // a reload keeps the page
+                              // With the board, a worker stopping alone (recycling) leaves the server ready.
+        assert_eq!(readiness(true), Readiness::Ready);
+        publish(false, true);
+        assert_eq!(readiness(false), Readiness::Stuck);
+        publish(true, true);
+        assert_eq!(readiness(false), Readiness::Draining);
+        publish(false, false);
+        assert_eq!(readiness(false), Readiness::Ready);
+    }
+
     #[test]
     fn probes_need_a_path() {
         assert!(Health::new("", "", false).is_none());
