@@ -195,6 +195,16 @@ def test_without_capture_output_the_applications_stdout_is_not_in_the_error_log(
     assert f"print-stdout {t}" not in text and f"fd1-write {t}" not in text
 
 
+def test_check_config_keeps_its_verdict_on_the_terminal(tmp_path: Path):
+    errlog = tmp_path / "error.log"
+    r = run_bourbon(
+        WSGI, "--capture-output", "--error-logfile", str(errlog), "--check-config", timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert "configuration and application OK" in r.stdout
+    assert "configuration and application OK" not in (errlog.read_text() if errlog.exists() else "")
+
+
 # ---- --log-config -----------------------------------------------------------------------
 
 

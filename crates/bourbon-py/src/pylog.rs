@@ -29,10 +29,11 @@ fn python_level(level: LogLevel) -> i32 {
 }
 
 /// In the master (or `--check-config`), after `--chdir` and `--pythonpath` (a log
-/// configuration may name the project's handler classes): capture the standard streams,
-/// apply `--log-config`, route records without a handler to the error log. A log
-/// configuration that cannot be applied is one line naming it, and exit 2.
-pub(crate) fn setup(py: Python<'_>, cfg: &Config) -> Result<(), i32> {
+/// configuration may name the project's handler classes): capture the standard streams
+/// when `capture` (not for `--check-config`, whose verdict is for the terminal), apply
+/// `--log-config`, route records without a handler to the error log. A log configuration
+/// that cannot be applied is one line naming it, and exit 2.
+pub(crate) fn setup(py: Python<'_>, cfg: &Config, capture: bool) -> Result<(), i32> {
     let module = match py.import("bourbon._logging") {
         Ok(m) => m,
         Err(e) => {
@@ -40,7 +41,7 @@ pub(crate) fn setup(py: Python<'_>, cfg: &Config) -> Result<(), i32> {
             return Err(1);
         }
     };
-    if cfg.capture_output {
+    if capture && cfg.capture_output {
         let _ = module.call_method0("capture_prepare");
         match log::capture_stdio() {
             Ok(true) => {

@@ -65,7 +65,7 @@ pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
             if let Err(code) = prepare_python(py, &cfg) {
                 return code;
             }
-            if let Err(code) = crate::pylog::setup(py, &cfg) {
+            if let Err(code) = crate::pylog::setup(py, &cfg, false) {
                 return code;
             }
             match load_app(py, &cfg) {
@@ -276,7 +276,7 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
     if let Err(code) = prepare_python(py, cfg) {
         return code;
     }
-    if let Err(code) = crate::pylog::setup(py, cfg) {
+    if let Err(code) = crate::pylog::setup(py, cfg, true) {
         return code;
     }
     // Raised in the master, so every worker inherits it.
