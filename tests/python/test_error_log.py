@@ -396,6 +396,24 @@ def test_log_format_json_is_one_object_per_line(tmp_path: Path, logged, app):
         assert f"errors-first {t}\nerrors-second {t}" in by_message
 
 
+def test_log_format_json_from_a_websocket(tmp_path: Path, logged):
+    from websockets.sync.client import connect
+
+    errlog = tmp_path / "error.log"
+    srv = logged([ASGI, "--log-format", "json"], errlog)
+    t = token()
+    with connect(srv.url().replace("http://", "ws://") + f"/log?t={t}", open_timeout=TIMEOUT) as ws:
+        worker = int(ws.recv(timeout=TIMEOUT))
+    srv.wait_for(f"ws-boom {t}")
+    records = json_lines(errlog.read_text())
+    by_message = {r["message"]: r for r in records}
+    info = by_message[f"info-record {t}"]
+    assert (info["level"], info["logger"], info["pid"]) == ("INFO", "app.log", worker)
+    (boom,) = [r for r in records if f"ws-boom {t}" in r.get("traceback", "")]
+    assert boom["message"] == "Exception in ASGI application" and boom["pid"] == worker
+    assert boom["traceback"].endswith(f"RuntimeError: ws-boom {t}")
+
+
 def children_pids(boots: list[dict]) -> set[int]:
     return {int(r["message"].rsplit(" ", 1)[1]) for r in boots}
 
