@@ -167,6 +167,19 @@ def test_django_logging_configured_at_import_is_kept(tmp_path: Path, logged):
     assert f"django-record {t}" not in srv.text()
 
 
+def test_django_without_logging_sends_its_request_errors_to_the_error_log(tmp_path: Path, logged):
+    # Django's default LOGGING gives only its own loggers handlers (a console one for DEBUG,
+    # mail_admins): its "Internal Server Error" propagates to the root, bourbon's.
+    srv = logged(["django_logging_app:application"], tmp_path / "error.log")
+    t = token()
+    srv.get(f"/boom?t={t}", status=500)
+    text = srv.wait_for(f"ValueError: django-boom {t}")
+    assert "[ERROR] django.request: Internal Server Error: /boom\nTraceback" in text
+    assert f"django-record {t}" not in text
+    srv.get(f"/?t={t}")
+    assert f"[INFO] site.views: django-record {t}\n" in srv.wait_for(f"django-record {t}")
+
+
 # ---- --capture-output -------------------------------------------------------------------
 
 
