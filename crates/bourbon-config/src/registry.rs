@@ -1515,8 +1515,9 @@ application is imported, so that workers inherit it: `.json` or `.toml` is a \
 `logging.config.dictConfig` dictionary (`version = 1`, `formatters`, `handlers`, \
 `loggers`, `root`), `.ini`, `.conf` or `.cfg` a `logging.config.fileConfig` file \
 (gunicorn's `--log-config`, with existing loggers kept). A handler of class \
-`bourbon.ErrorLogHandler` writes to bourbon's error log. A file that cannot be read or \
-applied stops the start with one line naming it (exit 2). See docs/logging.md.",
+`bourbon.ErrorLogHandler` writes to bourbon's error log; the root logger is left as the \
+file sets it. A file that cannot be read or applied stops the start with one line naming \
+it (exit 2). See docs/logging.md.",
         show: |c| {
             Shown::Str(
                 c.log_config
