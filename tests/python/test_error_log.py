@@ -317,6 +317,23 @@ def test_log_config_configures_python_logging(tmp_path: Path, logged, app, flag,
     assert err.count(f"info-record {t}") == 1
 
 
+def test_gunicorn_config_file_names_capture_output_and_logconfig_json(tmp_path: Path, logged):
+    app_log = tmp_path / "app.log"
+    conf = tmp_path / "logging.json"
+    conf.write_text(json.dumps(dict_config(app_log)))
+    gconf = tmp_path / "gunicorn.conf.py"
+    gconf.write_text(f"capture_output = True\nlogconfig_json = {str(conf)!r}\n")
+    srv = logged([WSGI, "-c", str(gconf)], tmp_path / "error.log")
+    t = token()
+    srv.get(f"/print?t={t}")
+    srv.get(f"/log?t={t}")
+    srv.wait_for(f"child-stderr {t}")
+    wait_until(
+        lambda: app_log.exists() and f"CFG INFO app.log info-record {t}" in app_log.read_text(),
+        what="the record in the configured file",
+    )
+
+
 @pytest.mark.parametrize(
     "name,content,says",
     [
