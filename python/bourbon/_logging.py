@@ -16,10 +16,7 @@ only connects Python's ``logging`` to it:
 
 from __future__ import annotations
 
-import configparser
-import json
 import logging
-import logging.config
 import os
 import sys
 
@@ -63,6 +60,11 @@ class LogConfigError(Exception):
 
 def configure(path: str) -> None:
     """Apply ``--log-config``: dictConfig from ``.json``/``.toml``, else fileConfig (INI)."""
+    # Imported here: only a server given --log-config pays for them.
+    import configparser
+    import json
+    import logging.config
+
     ext = os.path.splitext(path)[1].lower()
     try:
         with open(path, "rb") as f:
