@@ -5,8 +5,9 @@ entry points (``bourbon`` command, ``python -m bourbon``) and small helpers.
 """
 
 from bourbon._bourbon import ClientDisconnected, FileWrapper, __version__
+from bourbon._logging import ErrorLogHandler
 
-__all__ = ["ClientDisconnected", "FileWrapper", "__version__", "run"]
+__all__ = ["ClientDisconnected", "ErrorLogHandler", "FileWrapper", "__version__", "run"]
 
 
 def run(argv: list[str]) -> int:

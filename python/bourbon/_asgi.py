@@ -53,8 +53,8 @@ class _Selector(selectors.EpollSelector):
         return ready
 
 
-def _log(level: str, message: str) -> None:
-    _bourbon._log(level, message)
+def _log(level: str, message: str, traceback: str | None = None) -> None:
+    _bourbon._log(level, message, traceback)
 
 
 async def _http(app, scope, receive, send):
@@ -119,8 +119,11 @@ class _Lifespan:
         except BaseException as exc:
             if not self.started.done():
                 if self.strict:
-                    _log("error", "Exception in 'lifespan' startup (--lifespan on)")
-                    _log("raw", traceback.format_exc())
+                    _log(
+                        "error",
+                        "Exception in 'lifespan' startup (--lifespan on)",
+                        traceback.format_exc(),
+                    )
                     _settle(self.started, ("raised", None))
                 else:
                     # Django's ASGIHandler, for one, raises for any scope but http: the app
@@ -128,8 +131,7 @@ class _Lifespan:
                     _log("debug", f"the application does not support lifespan ({exc!r})")
                     _settle(self.started, _UNSUPPORTED)
             elif not self.stopped.done():
-                _log("error", "Exception in 'lifespan' protocol")
-                _log("raw", traceback.format_exc())
+                _log("error", "Exception in 'lifespan' protocol", traceback.format_exc())
                 _settle(self.stopped, ("failed", "exception"))
             if not isinstance(exc, Exception):
                 raise
@@ -188,11 +190,10 @@ def _dump_tasks() -> None:
     else:
         return
     out = io.StringIO()
-    out.write(f"Stacks of the {len(tasks)} asyncio tasks of the event loop:\n")
     for task in tasks:
         out.write(f"\n{task!r} (most recent call last):\n")
         out.writelines(traceback.format_list(_await_chain(task.get_coro())))
-    _log("raw", out.getvalue())
+    _log("error", f"Stacks of the {len(tasks)} asyncio tasks of the event loop:", out.getvalue())
 
 
 def _await_chain(coro) -> traceback.StackSummary:

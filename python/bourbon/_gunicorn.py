@@ -54,14 +54,14 @@ def read_config(location: str) -> dict[str, Any]:
 class Log:
     """``server.log`` / ``worker.log``: writes to bourbon's error log."""
 
-    def _write(self, level: str, msg: object, args: tuple) -> None:
+    def _write(self, level: str, msg: object, args: tuple, tb: str | None = None) -> None:
         text = str(msg)
         if args:
             try:
                 text = text % args
             except (TypeError, ValueError):
                 text = " ".join([text, *map(str, args)])
-        _log(level, text)
+        _log(level, text, tb)
 
     def debug(self, msg: object, *args: object, **_: object) -> None:
         self._write("debug", msg, args)
@@ -82,9 +82,8 @@ class Log:
 
     def exception(self, msg: object, *args: object, **_: object) -> None:
         """An error line followed by the traceback being handled."""
-        self._write("error", msg, args)
-        if sys.exc_info()[0] is not None:
-            _log("raw", traceback.format_exc())
+        tb = traceback.format_exc() if sys.exc_info()[0] is not None else None
+        self._write("error", msg, args, tb)
 
 
 class Config:

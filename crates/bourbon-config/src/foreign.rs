@@ -203,8 +203,10 @@ const CHECK_STATIC: &str = "bourbon serves a directory under a prefix: for uWSGI
 const NO_DIRTY: &str = "bourbon has no dirty arbiters; run such work in the application \
 or a task queue";
 const NO_PASTE: &str = "bourbon loads a WSGI callable: give APP as module:callable";
-const LOGGING: &str = "bourbon's logs are set with --log-level, --error-logfile and \
---access-logfile; the application's own logging is its business";
+const LOGGING: &str = "bourbon's logs are set with --log-level, --error-logfile, \
+--log-format and --access-logfile; Python logging with --log-config";
+const LOGCONFIG_DICT: &str = "write the dictionary to a JSON or TOML file and give it as \
+--log-config FILE";
 
 /// gunicorn's worker classes that are bourbon's own way of working (`-k`).
 pub(crate) const THREAD_WORKERS: &[&str] = &[
@@ -532,18 +534,11 @@ pub(crate) static WORDS: &[Word] = &[
     ),
     w(G, "Logging", "errorlog", &["--error-logfile", "--log-file"], Value, S("error_logfile")),
     w(G, "Logging", "loglevel", &["--log-level"], Value, S("log_level")),
-    w(
-        G,
-        "Logging",
-        "capture_output",
-        &["--capture-output"],
-        Switch,
-        Ignored("the application's stdout and stderr stay the server's; with --daemon, stderr goes to --error-logfile"),
-    ),
+    w(G, "Logging", "capture_output", &["--capture-output"], Switch, S("capture_output")),
     w(G, "Logging", "logger_class", &["--logger-class"], Value, Ignored(LOGGING)),
-    w(G, "Logging", "logconfig", &["--log-config"], Value, Ignored(LOGGING)),
-    w(G, "Logging", "logconfig_dict", &[], Value, Ignored(LOGGING)),
-    w(G, "Logging", "logconfig_json", &["--log-config-json"], Value, Ignored(LOGGING)),
+    w(G, "Logging", "logconfig", &["--log-config"], Value, S("log_config")),
+    w(G, "Logging", "logconfig_dict", &[], Value, Ignored(LOGCONFIG_DICT)),
+    w(G, "Logging", "logconfig_json", &["--log-config-json"], Value, S("log_config")),
     w(G, "Logging", "syslog_addr", &["--log-syslog-to"], Value, Ignored(NO_SYSLOG)),
     w(G, "Logging", "syslog", &["--log-syslog"], Switch, Ignored(NO_SYSLOG)),
     w(G, "Logging", "syslog_prefix", &["--log-syslog-prefix"], Value, Ignored(NO_SYSLOG)),
@@ -1001,11 +996,12 @@ pub(crate) static WORDS: &[Word] = &[
         Switch,
         Already("requests are logged only with --access-logfile"),
     ),
+    // Only as an ini key: on the command line, --log-format is bourbon's error log format.
     w(
         U,
         "Logging",
         "log-format",
-        &["--log-format"],
+        &[],
         Value,
         Ignored("set --access-logfile and --access-logformat (gunicorn's %(h)s atoms)"),
     ),
@@ -1312,7 +1308,10 @@ pub(crate) static WORDS: &[Word] = &[
         Ignored(FORWARDED),
     ),
     w(V, "Logging", "log-level", &["--log-level"], Value, S("log_level")),
-    w(V, "Logging", "log-config", &["--log-config"], Value, Ignored(LOGGING)),
+    noted(
+        w(V, "Logging", "log-config", &["--log-config"], Value, S("log_config")),
+        "a .json or .ini file as uvicorn reads it; YAML is not read: write it as JSON or TOML",
+    ),
     noted(
         w(V, "Logging", "no-access-log", &["--no-access-log"], Switch, Already(ACCESS_LOG)),
         "uvicorn's `--access-log` (on by default) is `--access-logfile -` here; `--access-log` itself is Daphne's, taking a file",

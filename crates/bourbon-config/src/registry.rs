@@ -15,10 +15,10 @@ pub(crate) use crate::setting::{
 };
 use crate::types::{
     format_duration, parse_account, parse_app, parse_bind, parse_bool, parse_duration,
-    parse_env_pair, parse_event_loop, parse_health_path, parse_interface, parse_lifespan,
-    parse_log_format, parse_log_level, parse_positive_u32, parse_root_path, parse_size,
-    parse_socket_mode, parse_static_mount, parse_umask, parse_url_prefix, parse_usize_in,
-    parse_whole, parse_workers, Bad, LogTarget,
+    parse_env_pair, parse_error_log_format, parse_event_loop, parse_health_path, parse_interface,
+    parse_lifespan, parse_log_config, parse_log_format, parse_log_level, parse_positive_u32,
+    parse_root_path, parse_size, parse_socket_mode, parse_static_mount, parse_umask,
+    parse_url_prefix, parse_usize_in, parse_whole, parse_workers, Bad, LogTarget,
 };
 
 fn opt_path(s: &str) -> Option<PathBuf> {
@@ -1448,6 +1448,84 @@ not exist is created with mode 0640 whatever the umask; an existing one keeps it
 SIGUSR1 reopens it (after logrotate moved it), also for the stack dumps of timed-out \
 workers. `--log-file` is accepted as an alias.",
         show: |c| Shown::Str(c.error_logfile.to_string()),
+    },
+    Setting {
+        name: "log_format",
+        long: &["--log-format"],
+        short: None,
+        metavar: "FORMAT",
+        section: Section::Logging,
+        kind: Kind::Value(|c, s| {
+            c.log_format = parse_error_log_format(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("text"),
+        example: "json",
+        help: "error log lines: text (gunicorn's) or json (one object per line)",
+        doc: "How the error log's lines are written, in the master and every worker. \
+`text` is gunicorn's `[time] [pid] [LEVEL] message`, a traceback following its headline \
+as it is. `json` writes one JSON object per line with `time` (RFC 3339, UTC), `level`, \
+`pid`, `message`, `logger` for the application's `logging` records and `traceback` when \
+there is one (the whole traceback in one string). The access log has its own format \
+(`--access-logformat`).",
+        show: |c| Shown::Str(c.log_format.to_string()),
+    },
+    Setting {
+        name: "capture_output",
+        long: &["--capture-output"],
+        short: None,
+        metavar: "",
+        section: Section::Logging,
+        kind: Kind::Switch(|c, s| {
+            c.capture_output = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("false"),
+        example: "true",
+        help: "send the application's stdout and stderr to the error log file",
+        doc: "Point standard output and standard error (descriptors 1 and 2) of the master \
+and every worker at the `--error-logfile` file, as gunicorn's `--capture-output` does: \
+`print()`, and what C extensions and subprocesses write to those descriptors, end up in \
+the error log, and SIGUSR1 moves them to the reopened file. Python's `sys.stdout` is made \
+line-buffered so that a `print()` arrives at once. It has no effect when the error log is \
+standard error (`-`). Captured output is written as it is, also with `--log-format json`.",
+        show: |c| Shown::Num(c.capture_output.to_string()),
+    },
+    Setting {
+        name: "log_config",
+        long: &["--log-config", "--log-config-json"],
+        short: None,
+        metavar: "FILE",
+        section: Section::Logging,
+        kind: Kind::Value(|c, s| {
+            c.log_config = parse_log_config(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "logging.toml",
+        help: "configure Python logging from a file (.json/.toml dictConfig, .ini fileConfig)",
+        doc: "A file that configures Python's `logging` in the master before any \
+application is imported, so that workers inherit it: `.json` or `.toml` is a \
+`logging.config.dictConfig` dictionary (`version = 1`, `formatters`, `handlers`, \
+`loggers`, `root`), `.ini`, `.conf` or `.cfg` a `logging.config.fileConfig` file \
+(gunicorn's `--log-config`, with existing loggers kept). A handler of class \
+`bourbon.ErrorLogHandler` writes to bourbon's error log; the root logger is left as the \
+file sets it. A file that cannot be read or applied stops the start with one line naming \
+it (exit 2). See docs/logging.md.",
+        show: |c| {
+            Shown::Str(
+                c.log_config
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            )
+        },
     },
     Setting {
         name: "access_logfile",

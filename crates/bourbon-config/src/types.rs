@@ -7,7 +7,7 @@
 //! in the registry, which fills a `Config` through the parsers defined here.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The fully resolved configuration of one bourbon run.
@@ -131,6 +131,13 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Where the error log goes.
     pub error_logfile: LogTarget,
+    /// How the server's own error log lines are written.
+    pub log_format: ErrorLogFormat,
+    /// Send the application's standard output and error (descriptors 1 and 2) to the error
+    /// log file.
+    pub capture_output: bool,
+    /// A Python logging configuration file (dictConfig from JSON or TOML, fileConfig INI).
+    pub log_config: Option<PathBuf>,
     /// Where the access log goes; `None` disables access logging.
     pub access_logfile: Option<LogTarget>,
     /// Access log line format (gunicorn `%(x)s` syntax).
@@ -220,6 +227,9 @@ impl Config {
             ws_per_message_deflate: false,
             log_level: LogLevel::Info,
             error_logfile: LogTarget::Stderr,
+            log_format: ErrorLogFormat::Text,
+            capture_output: false,
+            log_config: None,
             access_logfile: None,
             access_logformat: String::new(),
             health_path: String::new(),
@@ -438,6 +448,54 @@ impl LogLevel {
 impl fmt::Display for LogLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// How the error log's lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorLogFormat {
+    /// gunicorn's `[time] [pid] [LEVEL] message` lines, tracebacks as they are.
+    Text,
+    /// One JSON object per line (time, level, pid, logger, message, traceback).
+    Json,
+}
+
+impl fmt::Display for ErrorLogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorLogFormat::Text => "text",
+            ErrorLogFormat::Json => "json",
+        })
+    }
+}
+
+/// Parse `--log-format` (case-insensitive).
+pub(crate) fn parse_error_log_format(s: &str) -> Result<ErrorLogFormat, Bad> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(ErrorLogFormat::Text),
+        "json" => Ok(ErrorLogFormat::Json),
+        _ => Err(Bad::form(format!(
+            "'{s}' is not an error log format (text, json; the access log's is --access-logformat)"
+        ))),
+    }
+}
+
+/// Check `--log-config`: a file name whose extension says how it is read. The file itself
+/// is read by Python at start-up (its handlers name Python classes).
+pub(crate) fn parse_log_config(s: &str) -> Result<Option<PathBuf>, Bad> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let ext = Path::new(s)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("json" | "toml" | "ini" | "conf" | "cfg") => Ok(Some(PathBuf::from(s))),
+        _ => Err(Bad::form(format!(
+            "'{s}' must end in .json or .toml (logging.config.dictConfig) or .ini, .conf, \
+.cfg (logging.config.fileConfig)"
+        ))),
     }
 }
 

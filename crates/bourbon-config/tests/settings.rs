@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bourbon_config::{load, Action, AppSpec, Bind, LogLevel, LogTarget};
+use bourbon_config::{load, Action, AppSpec, Bind, ErrorLogFormat, LogLevel, LogTarget};
 use common::{args, env, err, err_env, run, run_env};
 
 fn app_of(spec: &str) -> Result<AppSpec, String> {
@@ -507,6 +507,51 @@ fn error_logfile() {
         LogTarget::File("e.log".into())
     );
     assert!(err(&["--log-file="]).contains("--log-file: the error log file name is empty"));
+}
+
+#[test]
+fn log_format() {
+    assert_eq!(run(&[]).log_format, ErrorLogFormat::Text);
+    assert_eq!(
+        run(&["--log-format", "JSON"]).log_format,
+        ErrorLogFormat::Json
+    );
+    assert_eq!(
+        run_env(&[], &[("BOURBON_LOG_FORMAT", "json")]).log_format,
+        ErrorLogFormat::Json
+    );
+    let e = err(&["--log-format", "yaml"]);
+    assert!(
+        e.contains("--log-format: 'yaml' is not an error log format (text, json;"),
+        "{e}"
+    );
+}
+
+#[test]
+fn capture_output() {
+    assert!(!run(&[]).capture_output);
+    assert!(run(&["--capture-output"]).capture_output);
+    assert!(run_env(&[], &[("BOURBON_CAPTURE_OUTPUT", "true")]).capture_output);
+}
+
+#[test]
+fn log_config() {
+    assert_eq!(run(&[]).log_config, None);
+    for (flag, file) in [
+        ("--log-config", "logging.json"),
+        ("--log-config", "conf/Logging.TOML"),
+        ("--log-config", "gunicorn-logging.conf"),
+        ("--log-config", "logging.ini"),
+        ("--log-config-json", "logging.json"),
+    ] {
+        assert_eq!(run(&[flag, file]).log_config, Some(PathBuf::from(file)));
+    }
+    let e = err(&["--log-config", "logging.yaml"]);
+    assert!(
+        e.contains("--log-config: 'logging.yaml' must end in .json or .toml"),
+        "{e}"
+    );
+    assert!(e.lines().count() == 1, "{e}");
 }
 
 #[test]

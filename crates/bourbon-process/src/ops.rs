@@ -219,7 +219,8 @@ pub fn app_name(cfg: &Config) -> String {
     }
 }
 
-/// SIGUSR1 in any process: reopen the error log and the access log files.
+/// SIGUSR1 in any process: reopen the error log (and with it descriptors 1 and 2 when
+/// `--capture-output` captured them, see `log::reopen`) and the access log files.
 pub fn reopen_logs(access_log: Option<&AccessLog>) {
     let mut failed = Vec::new();
     if let Err(e) = log::reopen() {

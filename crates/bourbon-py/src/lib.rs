@@ -16,6 +16,7 @@ mod compat;
 mod ops;
 mod pool;
 mod preload;
+mod pylog;
 mod startup;
 mod statics;
 mod supervise;
@@ -37,11 +38,13 @@ fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
     startup::run(py, &argv)
 }
 
-/// Write to bourbon's error log, for the `log` object of gunicorn's server hooks:
-/// `level` is `debug`, `info`, `warning`, `error` or `critical`, or `raw` for text written
-/// as it is (a traceback).
+/// Write to bourbon's error log, for the `log` object of gunicorn's server hooks and the
+/// ASGI glue: `level` is `debug`, `info`, `warning`, `error` or `critical`, with the
+/// `traceback` that goes with the message if any; `raw` writes text as an application's
+/// error stream would (`wsgi.errors`).
 #[pyfunction]
-fn _log(level: &str, message: &str) {
+#[pyo3(signature = (level, message, traceback=None))]
+fn _log(level: &str, message: &str, traceback: Option<&str>) {
     use bourbon_server::log;
     let level = match level {
         "debug" => log::Level::Debug,
@@ -50,17 +53,19 @@ fn _log(level: &str, message: &str) {
         "error" => log::Level::Error,
         "critical" => log::Level::Critical,
         _ => {
-            log::write_raw(message.as_bytes());
+            log::write_stream(message);
+            log::flush_stream();
             return;
         }
     };
-    log::log(level, format_args!("{message}"));
+    log::record(level, None, message, traceback);
 }
 
 #[pymodule]
 fn _bourbon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(_log, m)?)?;
+    m.add_function(wrap_pyfunction!(pylog::_log_record, m)?)?;
     m.add_function(wrap_pyfunction!(asgi::engine::_asgi_wait, m)?)?;
     m.add_function(wrap_pyfunction!(asgi::engine::_asgi_serve, m)?)?;
     m.add_function(wrap_pyfunction!(asgi::engine::_asgi_runtime_fd, m)?)?;

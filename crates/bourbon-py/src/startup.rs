@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bourbon_config::{Action, AppSpec, Config, Interface, LogLevel, LogTarget};
+use bourbon_config::{Action, AppSpec, Config, ErrorLogFormat, Interface, LogLevel, LogTarget};
 
 use crate::appkind::Kind;
 use bourbon_server::access_log::{AccessFormat, AccessLog, Target as AccessTarget};
@@ -66,6 +66,9 @@ pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
             if let Err(code) = prepare_python(py, &cfg) {
                 return code;
             }
+            if let Err(code) = crate::pylog::setup(py, &cfg, false) {
+                return code;
+            }
             match load_app(py, &cfg) {
                 Ok(_) => {
                     println!("bourbon: configuration and application OK");
@@ -110,7 +113,11 @@ fn init_log(cfg: &Config) {
         LogTarget::File(p) => Some(p.as_path()),
         LogTarget::Stderr | LogTarget::Stdout => None,
     };
-    if let Err(e) = log::init(level, file) {
+    let format = match cfg.log_format {
+        ErrorLogFormat::Text => log::Format::Text,
+        ErrorLogFormat::Json => log::Format::Json,
+    };
+    if let Err(e) = log::init(level, format, file) {
         eprintln!(
             "error: --error-logfile: cannot open {}: {e}",
             cfg.error_logfile
@@ -185,6 +192,9 @@ pub(crate) fn load_any<'py>(
         eprintln!("error: cannot load application {spec}: {summary}");
         LoadError::Reported(EXIT_APP_LOAD)
     })?;
+    // After the import, so that what the application configured (Django's LOGGING,
+    // basicConfig) is found and kept.
+    crate::pylog::adopt_root(py, cfg);
     let kind = kind_of(py, cfg, &app)?;
     Ok((app, kind))
 }
@@ -265,6 +275,9 @@ fn serve_forever(py: Python<'_>, cfg: &Config, argv: &[String]) -> i32 {
             Err(code) => return code,
         };
     if let Err(code) = prepare_python(py, cfg) {
+        return code;
+    }
+    if let Err(code) = crate::pylog::setup(py, cfg, true) {
         return code;
     }
     // Raised in the master, so every worker inherits it.

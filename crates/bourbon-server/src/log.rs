@@ -1,7 +1,10 @@
 //! The error log: one process-wide sink (stderr or a file) with gunicorn's line format,
-//! `[2026-11-25 12:00:00 +0000] [pid] [LEVEL] message`.
+//! `[2026-11-25 12:00:00 +0000] [pid] [LEVEL] message`, or with `--log-format json` one JSON
+//! object per line (`{"time":…,"level":…,"pid":…,"logger":…,"message":…,"traceback":…}`).
 //!
-//! This module owns where diagnostic lines go and which levels pass, and how bourbon opens a
+//! This module owns where diagnostic lines go, how they are written and which levels pass,
+//! where the process's standard output and error go with `--capture-output`
+//! ([`capture_stdio`]), and how bourbon opens a
 //! log file ([`open_log_file`], also used for the access log): created with mode
 //! [`LOG_FILE_MODE`] whatever the umask, an existing file left as it is. It is deliberately
 //! tiny and lock-based: it is off the request hot path (nothing is logged per successful
@@ -9,7 +12,12 @@
 //!
 //! The error log file keeps one descriptor number for the life of the process: [`reopen`]
 //! opens the new file onto it (`dup2`), so whoever else writes to that number (faulthandler's
-//! stack dumps, registered with [`file_fd`]) follows the rotation too.
+//! stack dumps, registered with [`file_fd`]) follows the rotation too, and so do descriptors
+//! 1 and 2 when they were captured.
+//!
+//! Writers: [`log`] for the server's own lines, [`record`] for a line with a logger name
+//! and a traceback (Python `logging` records, exceptions), [`write_stream`] for text an
+//! application writes to a stream (`wsgi.errors`), [`write_raw`] for bytes as they are.
 
 use std::fmt::Arguments;
 use std::fs::{File, OpenOptions, Permissions};
@@ -41,6 +49,18 @@ pub enum Level {
 }
 
 impl Level {
+    /// The level a Python `logging` level number falls in (a custom level between two
+    /// standard ones counts as the lower one).
+    pub fn from_python(levelno: i64) -> Level {
+        match levelno {
+            i64::MIN..=19 => Level::Debug,
+            20..=29 => Level::Info,
+            30..=39 => Level::Warning,
+            40..=49 => Level::Error,
+            _ => Level::Critical,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Level::Debug => "DEBUG",
@@ -72,8 +92,18 @@ impl Sink {
     }
 }
 
+/// How lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// gunicorn's text lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 struct Logger {
     level: Level,
+    format: Format,
     sink: Mutex<Sink>,
     /// The file behind `sink`, if it is one: what [`reopen`] opens again.
     path: Option<PathBuf>,
@@ -83,8 +113,9 @@ struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
-/// Set the level and the destination (`-` or `None` = stderr). Only the first call counts.
-pub fn init(level: Level, file: Option<&Path>) -> io::Result<()> {
+/// Set the level, the format and the destination (`-` or `None` = stderr). Only the first
+/// call counts.
+pub fn init(level: Level, format: Format, file: Option<&Path>) -> io::Result<()> {
     let path = file.filter(|p| p.as_os_str() != "-");
     let (sink, fd) = match path {
         Some(p) => {
@@ -96,6 +127,7 @@ pub fn init(level: Level, file: Option<&Path>) -> io::Result<()> {
     };
     let _ = LOGGER.set(Logger {
         level,
+        format,
         sink: Mutex::new(sink),
         path: path.map(Path::to_path_buf),
         fd,
@@ -163,9 +195,44 @@ pub fn reopen() -> io::Result<()> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Sink::File(current) = &*sink {
             dup_onto(&file, current.as_raw_fd())?;
+            if CAPTURED.load(Ordering::Relaxed) {
+                for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+                    dup_onto(current, fd)?;
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// Set once [`capture_stdio`] pointed descriptors 1 and 2 at the error log file.
+static CAPTURED: AtomicBool = AtomicBool::new(false);
+
+/// `--capture-output`: make descriptors 1 and 2 (standard output and error) refer to the
+/// error log file, so that what the application, its C extensions and its subprocesses write
+/// there lands in the error log, as gunicorn's `--capture-output` does. Called in the master
+/// before it forks, so every worker inherits it; [`reopen`] keeps it across rotations.
+/// Returns whether it did anything: with stderr as the error log, nothing is changed (as in
+/// gunicorn).
+pub fn capture_stdio() -> io::Result<bool> {
+    let l = logger();
+    let sink = l
+        .sink
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Sink::File(file) = &*sink else {
+        return Ok(false);
+    };
+    for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        dup_onto(file, fd)?;
+    }
+    CAPTURED.store(true, Ordering::Relaxed);
+    Ok(true)
+}
+
+/// Whether descriptors 1 and 2 go to the error log file ([`capture_stdio`]).
+pub fn captured() -> bool {
+    CAPTURED.load(Ordering::Relaxed)
 }
 
 /// Set by SIGUSR1 once [`watch_reopen_signal`] was called.
@@ -208,6 +275,7 @@ pub fn dup_onto(from: &File, to: RawFd) -> io::Result<()> {
 fn logger() -> &'static Logger {
     LOGGER.get_or_init(|| Logger {
         level: Level::Info,
+        format: Format::Text,
         sink: Mutex::new(Sink::Stderr),
         path: None,
         fd: None,
@@ -225,17 +293,135 @@ pub fn log(level: Level, args: Arguments<'_>) {
     if level < l.level {
         return;
     }
-    let now = httpdate_like_now();
-    let line = format!(
-        "[{now}] [{}] [{}] {args}\n",
-        std::process::id(),
-        level.name()
-    );
-    write_raw(line.as_bytes());
+    match l.format {
+        Format::Text => {
+            let now = httpdate_like_now();
+            let line = format!(
+                "[{now}] [{}] [{}] {args}\n",
+                std::process::id(),
+                level.name()
+            );
+            write_raw(line.as_bytes());
+        }
+        Format::Json => {
+            let message = args.to_string();
+            write_raw(json_line(level, None, &message, None).as_bytes());
+        }
+    }
 }
 
-/// Write bytes as they are (tracebacks, `wsgi.errors`), flushing at once so that a crash
-/// never loses them.
+/// Write one record at `level`: a message from the named `logger` (a Python logger's name;
+/// `None` for the server's own lines) with the `traceback` that goes with it. As text, the
+/// logger's name prefixes the message and the traceback follows the line as it is (the
+/// gunicorn shape); as JSON, they are fields of the one object.
+pub fn record(level: Level, logger_name: Option<&str>, message: &str, traceback: Option<&str>) {
+    let l = logger();
+    if level < l.level {
+        return;
+    }
+    match l.format {
+        Format::Text => {
+            let mut line = String::with_capacity(message.len() + 64);
+            line.push_str(&format!(
+                "[{}] [{}] [{}] ",
+                httpdate_like_now(),
+                std::process::id(),
+                level.name()
+            ));
+            if let Some(name) = logger_name {
+                line.push_str(name);
+                line.push_str(": ");
+            }
+            line.push_str(message);
+            line.push('\n');
+            if let Some(tb) = traceback.filter(|t| !t.is_empty()) {
+                line.push_str(tb);
+                if !tb.ends_with('\n') {
+                    line.push('\n');
+                }
+            }
+            // One write: the headline and its traceback are never split by another line.
+            write_raw(line.as_bytes());
+        }
+        Format::Json => {
+            let line = json_line(level, logger_name, message, traceback);
+            write_raw(line.as_bytes());
+        }
+    }
+}
+
+/// An error with its traceback (`headline` names what failed).
+pub fn exception(headline: &str, traceback: &str) {
+    record(Level::Error, None, headline, Some(traceback));
+}
+
+/// One JSON object and its newline. Every string goes through serde_json, so quotes,
+/// backslashes, control characters and newlines (a traceback's) are escaped and the object
+/// stays on one line.
+fn json_line(level: Level, logger_name: Option<&str>, message: &str, tb: Option<&str>) -> String {
+    let s = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".to_owned());
+    let mut line = format!(
+        "{{\"time\":\"{}\",\"level\":\"{}\",\"pid\":{}",
+        rfc3339_now(),
+        level.name(),
+        std::process::id()
+    );
+    if let Some(name) = logger_name {
+        line.push_str(",\"logger\":");
+        line.push_str(&s(name));
+    }
+    line.push_str(",\"message\":");
+    line.push_str(&s(message.strip_suffix('\n').unwrap_or(message)));
+    if let Some(tb) = tb.filter(|t| !t.is_empty()) {
+        line.push_str(",\"traceback\":");
+        line.push_str(&s(tb.strip_suffix('\n').unwrap_or(tb)));
+    }
+    line.push_str("}\n");
+    line
+}
+
+thread_local! {
+    /// Text written to a stream by this thread that does not end a line yet.
+    static PARTIAL: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// The logger name of [`write_stream`]'s records.
+const STREAM_LOGGER: &str = "wsgi.errors";
+
+/// Text an application writes to its error stream (`wsgi.errors`). As text it goes out as
+/// it is, at once. As JSON, each thread's writes are gathered into lines and the complete
+/// lines of a write become one record (at ERROR, logger `wsgi.errors`), so that
+/// `print(x, file=errors)`, which writes `x` and `\n` apart, makes one object, and a
+/// traceback written at once stays one object; [`flush_stream`] writes what is left.
+pub fn write_stream(text: &str) {
+    let l = logger();
+    if l.format == Format::Text {
+        write_raw(text.as_bytes());
+        return;
+    }
+    let complete = PARTIAL.with(|p| {
+        let mut p = p.borrow_mut();
+        p.push_str(text);
+        let end = p.rfind('\n')? + 1;
+        let rest = p.split_off(end);
+        Some(std::mem::replace(&mut *p, rest))
+    });
+    if let Some(lines) = complete {
+        record(Level::Error, Some(STREAM_LOGGER), &lines, None);
+    }
+}
+
+/// Write what this thread left unfinished in [`write_stream`] (the stream's `flush()`).
+pub fn flush_stream() {
+    let rest = PARTIAL.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    if !rest.is_empty() {
+        record(Level::Error, Some(STREAM_LOGGER), &rest, None);
+    }
+}
+
+/// Write bytes as they are, flushing at once so that a crash never loses them. With
+/// `--log-format json` only JSON lines should come here; text goes through [`record`] or
+/// [`write_stream`].
 pub fn write_raw(bytes: &[u8]) {
     let l = logger();
     if let Ok(mut sink) = l.sink.lock() {
@@ -268,6 +454,16 @@ fn httpdate_like_now() -> String {
         .unwrap_or(0);
     let (y, mo, d, h, mi, s) = civil_from_unix(secs);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000")
+}
+
+/// `2026-11-25T12:00:00.123Z`: RFC 3339 in UTC with milliseconds, for JSON lines.
+fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (y, mo, d, h, mi, s) = civil_from_unix(now.as_secs());
+    let ms = now.subsec_millis();
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
 }
 
 /// Convert seconds since the epoch to a UTC civil date and time (days-from-civil inverse,
@@ -325,6 +521,44 @@ mod tests {
         assert_eq!(mode(&old), 0o600);
         assert_eq!(std::fs::read(&old).unwrap(), b"kept\nmore\n");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn json_lines_are_one_escaped_object_per_line() {
+        let tb =
+            "Traceback (most recent call last):\n  File \"app.py\", line 1\nValueError: a\tb\n";
+        let line = json_line(Level::Error, Some("my.app"), "bad \"x\"\n", Some(tb));
+        assert!(line.ends_with("}\n"));
+        assert_eq!(line.matches('\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["level"], "ERROR");
+        assert_eq!(v["logger"], "my.app");
+        assert_eq!(v["message"], "bad \"x\"");
+        assert_eq!(v["traceback"], tb.trim_end_matches('\n'));
+        assert_eq!(v["pid"], u64::from(std::process::id()));
+        let time = v["time"].as_str().unwrap();
+        assert_eq!((time.len(), &time[10..11], &time[23..]), (24, "T", "Z"));
+        let plain: serde_json::Value =
+            serde_json::from_str(&json_line(Level::Info, None, "up", None)).unwrap();
+        assert!(plain.get("logger").is_none() && plain.get("traceback").is_none());
+    }
+
+    #[test]
+    fn python_levels() {
+        let l = |n| Level::from_python(n);
+        assert_eq!(
+            [l(0), l(10), l(20), l(25), l(30), l(40), l(50), l(60)],
+            [
+                Level::Debug,
+                Level::Debug,
+                Level::Info,
+                Level::Info,
+                Level::Warning,
+                Level::Error,
+                Level::Critical,
+                Level::Critical
+            ]
+        );
     }
 
     #[test]

@@ -582,7 +582,6 @@ fn unsafe_zeroed_stat() -> libc::stat {
 /// Write an exception and its traceback to the error log, under a one-line `headline`.
 pub(crate) fn log_exception(py: Python<'_>, e: &PyErr, headline: &str) {
     static FORMAT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    bourbon_server::log::error(format_args!("{headline}"));
     let formatted = FORMAT
         .get_or_try_init(py, || -> PyResult<_> {
             Ok(py
@@ -597,9 +596,10 @@ pub(crate) fn log_exception(py: Python<'_>, e: &PyErr, headline: &str) {
             let joined: String = join_lines(py, &lines)?;
             Ok(joined)
         });
+    // The headline and its traceback in one write (one JSON object with --log-format json).
     match formatted {
-        Ok(text) => bourbon_server::log::write_raw(text.as_bytes()),
-        Err(_) => bourbon_server::log::write_raw(format!("{e}\n").as_bytes()),
+        Ok(text) => bourbon_server::log::exception(headline, &text),
+        Err(_) => bourbon_server::log::exception(headline, &format!("{e}\n")),
     }
 }
 

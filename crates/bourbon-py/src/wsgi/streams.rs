@@ -17,7 +17,7 @@ pub(crate) struct ErrorsStream;
 impl ErrorsStream {
     fn write(&self, s: &Bound<'_, PyString>) -> PyResult<usize> {
         let text = s.to_cow()?;
-        bourbon_server::log::write_raw(text.as_bytes());
+        bourbon_server::log::write_stream(&text);
         Ok(text.chars().count())
     }
 
@@ -25,12 +25,15 @@ impl ErrorsStream {
         for line in lines.try_iter()? {
             let line = line?;
             let s = line.cast::<PyString>()?;
-            bourbon_server::log::write_raw(s.to_cow()?.as_bytes());
+            bourbon_server::log::write_stream(&s.to_cow()?);
         }
         Ok(())
     }
 
-    fn flush(&self) {}
+    /// With `--log-format json`, writes an unfinished line as a record of its own.
+    fn flush(&self) {
+        bourbon_server::log::flush_stream();
+    }
 }
 
 /// The `wsgi.file_wrapper` callable and the iterable it returns.
