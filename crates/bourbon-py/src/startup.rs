@@ -571,6 +571,13 @@ impl From<&Config> for Settings {
                 timeouts,
                 graceful_timeout: cfg.graceful_timeout,
                 access_log: None,
+                proxy: std::sync::Arc::new(bourbon_server::layer::forwarded::ProxyConfig {
+                    forwarded_allow: cfg.forwarded_allow_ips.clone(),
+                    proxy_protocol: cfg.proxy_protocol,
+                    proxy_allow: cfg.proxy_allow_ips.clone(),
+                    request_id: (!cfg.request_id_header.is_empty())
+                        .then(|| cfg.request_id_header.as_bytes().into()),
+                }),
             },
             handler: HandlerConfig {
                 post_buffering: cfg.post_buffering,

@@ -136,6 +136,67 @@ impl RequestHead {
         self.info.http10 && self.info.keep_alive && !self.info.close
     }
 
+    /// The value of field `i` as a shared slice of the head (no copy).
+    pub(crate) fn field_value_bytes(&self, i: usize) -> Bytes {
+        match self.info.fields.get(i) {
+            Some(f) if f[2] <= f[3] && f[3] as usize <= self.bytes.len() => {
+                self.bytes.slice(f[2] as usize..f[3] as usize)
+            }
+            _ => Bytes::new(),
+        }
+    }
+
+    /// The head with fields set, for what a trusted proxy or the server says instead of
+    /// the client (see `layer::forwarded`): for each `(name, value, is_host)`, the first
+    /// field named `name` takes `value` and later ones are dropped, or, with none, the field
+    /// is added at the end; with `is_host`, the request's host becomes `value` too (it wins
+    /// over an absolute-form target's authority as well). One copy of the head, with the
+    /// new bytes after the old ones so every other offset stays valid.
+    pub(crate) fn with_fields(self, edits: &[(&[u8], &[u8], bool)]) -> RequestHead {
+        let extra: usize = edits.iter().map(|(n, v, _)| n.len() + v.len()).sum();
+        if u32::try_from(self.bytes.len() + extra).is_err() {
+            return self;
+        }
+        let mut buf = bytes::BytesMut::with_capacity(self.bytes.len() + extra);
+        buf.extend_from_slice(&self.bytes);
+        let old = self.bytes;
+        let mut info = self.info;
+        // In range: the total was checked against u32 above.
+        let at = |buf: &bytes::BytesMut| buf.len() as u32;
+        for &(name, value, is_host) in edits {
+            let vs = at(&buf);
+            buf.extend_from_slice(value);
+            let ve = at(&buf);
+            let mut found = false;
+            info.fields.retain_mut(|f| {
+                let n = old.get(f[0] as usize..f[1] as usize).unwrap_or_default();
+                if !n.eq_ignore_ascii_case(name) {
+                    return true;
+                }
+                if found {
+                    return false;
+                }
+                found = true;
+                f[2] = vs;
+                f[3] = ve;
+                true
+            });
+            if !found {
+                let ns = at(&buf);
+                buf.extend_from_slice(name);
+                let ne = at(&buf);
+                info.fields.push([ns, ne, vs, ve]);
+            }
+            if is_host {
+                info.host = Some((vs, ve));
+            }
+        }
+        RequestHead {
+            bytes: buf.freeze(),
+            info,
+        }
+    }
+
     /// The headers as an `http::HeaderMap`, for the rare consumers that want one (access-log
     /// formats naming request headers). Fields that do not convert are skipped.
     pub fn header_map(&self) -> http::HeaderMap {

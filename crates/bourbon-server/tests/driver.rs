@@ -185,6 +185,7 @@ fn start(
                 timeouts,
                 graceful_timeout: Duration::from_secs(2),
                 access_log: None,
+                proxy: Default::default(),
             };
             serve(&listeners, Rc::new(Echo { file }), cfg, rx)
                 .await

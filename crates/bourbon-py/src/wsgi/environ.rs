@@ -182,6 +182,8 @@ fn server_name_port(host: Option<&[u8]>, local: &Local) -> (String, String) {
             return (name, addr.port().to_string());
         }
         Local::Unix(path) => path,
+        // What a trusted proxy said (layer/forwarded.rs): the host the client asked for.
+        Local::Proxied { name, port } => return (name.to_string(), port.to_string()),
     };
     let host = host
         .filter(|h| !h.is_empty())
