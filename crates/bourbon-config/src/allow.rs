@@ -17,10 +17,14 @@ struct Net {
 impl Net {
     fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(u128::from(u32::from(net)) << 96, u128::from(u32::from(ip)) << 96, self.prefix)
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
+                u128::from(u32::from(net)) << 96,
+                u128::from(u32::from(ip)) << 96,
+                self.prefix,
+            ),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_eq(u128::from(net), u128::from(ip), self.prefix)
             }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(u128::from(net), u128::from(ip), self.prefix),
             _ => false,
         }
     }
@@ -128,6 +132,8 @@ impl fmt::Display for IpAllow {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::IpAllow;
 
     fn allow(list: &[&str]) -> IpAllow {
@@ -136,11 +142,31 @@ mod tests {
 
     #[test]
     fn addresses_and_blocks_match() {
-        let a = allow(&["127.0.0.1", "::1", "10.0.0.0/8", "fd00::/8", "192.168.1.128/25"]);
-        for ok in ["127.0.0.1", "::1", "10.1.2.3", "fd12::5", "192.168.1.200", "::ffff:10.9.9.9"] {
+        let a = allow(&[
+            "127.0.0.1",
+            "::1",
+            "10.0.0.0/8",
+            "fd00::/8",
+            "192.168.1.128/25",
+        ]);
+        for ok in [
+            "127.0.0.1",
+            "::1",
+            "10.1.2.3",
+            "fd12::5",
+            "192.168.1.200",
+            "::ffff:10.9.9.9",
+        ] {
             assert!(a.allows(ok.parse().unwrap()), "{ok}");
         }
-        for no in ["127.0.0.2", "::2", "11.0.0.1", "fe80::1", "192.168.1.127", "::ffff:127.0.0.2"] {
+        for no in [
+            "127.0.0.2",
+            "::2",
+            "11.0.0.1",
+            "fe80::1",
+            "192.168.1.127",
+            "::ffff:127.0.0.2",
+        ] {
             assert!(!a.allows(no.parse().unwrap()), "{no}");
         }
     }
@@ -157,14 +183,24 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused() {
-        for bad in ["localhost", "10.0.0.0/33", "::/129", "1.2.3", "10.0.0.0/x", "*/8"] {
+        for bad in [
+            "localhost",
+            "10.0.0.0/33",
+            "::/129",
+            "1.2.3",
+            "10.0.0.0/x",
+            "*/8",
+        ] {
             assert!(IpAllow::parse(&[bad]).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn shows_as_given() {
-        assert_eq!(allow(&["127.0.0.1", "::1", "10.0.0.0/8"]).to_string(), "127.0.0.1,::1,10.0.0.0/8");
+        assert_eq!(
+            allow(&["127.0.0.1", "::1", "10.0.0.0/8"]).to_string(),
+            "127.0.0.1,::1,10.0.0.0/8"
+        );
         assert_eq!(allow(&["*"]).to_string(), "*");
     }
 }

@@ -185,6 +185,8 @@ const NOT_TUNABLE: &str = "bourbon has no such setting";
 const FORWARDED: &str = "forwarded headers (Forwarded, X-Forwarded-For, -Proto, -Host, \
 -Port) are read from the peers in --forwarded-allow-ips (default 127.0.0.1,::1 and unix \
 sockets) and passed untouched from anyone else";
+const PROXY_HEADERS: &str = "forwarded headers are read from the peers in \
+--forwarded-allow-ips (127.0.0.1, ::1 and unix sockets by default)";
 const ENDPOINT: &str = "give each address as --bind: tcp:PORT:interface=HOST is --bind \
 HOST:PORT, unix:PATH is --bind unix:PATH, fd:fileno=N is --bind fd://N";
 const SERVER_HEADER: &str = "responses carry Server: bourbon unless the application sets \
@@ -1110,7 +1112,7 @@ pub(crate) static WORDS: &[Word] = &[
         Value,
         Ignored("there is no deadline on a response; --timeout replaces a worker that stops responding"),
     ),
-    w(D, "Proxies", "proxy-headers", &["--proxy-headers"], Switch, Ignored(FORWARDED)),
+    w(D, "Proxies", "proxy-headers", &["--proxy-headers"], Switch, Already(PROXY_HEADERS)),
     w(D, "Proxies", "proxy-headers-host", &["--proxy-headers-host"], Value, Ignored(FORWARDED)),
     w(D, "Proxies", "proxy-headers-port", &["--proxy-headers-port"], Value, Ignored(FORWARDED)),
     w(
@@ -1292,8 +1294,15 @@ pub(crate) static WORDS: &[Word] = &[
         S("ws_per_message_deflate"),
     ),
     noted(
-        w(V, "Proxies", "proxy-headers", &["--proxy-headers"], Switch, Ignored(FORWARDED)),
-        "as in uvicorn, they are read from 127.0.0.1 by default (--forwarded-allow-ips)",
+        w(
+            V,
+            "Proxies",
+            "proxy-headers",
+            &["--proxy-headers"],
+            Switch,
+            Already(PROXY_HEADERS),
+        ),
+        "the client is the rightmost untrusted X-Forwarded-For address, as in uvicorn",
     ),
     w(
         V,

@@ -21,8 +21,8 @@ use crate::guard::Limits;
 use crate::io::{ConnShared, LiveGuard, Socket, Timeouts};
 use crate::layer::forwarded::ProxyConfig;
 use crate::listener::Listener;
-use crate::transport::proxy_protocol::{self, Addresses};
 use crate::request::{Request, Response};
+use crate::transport::proxy_protocol::{self, Addresses};
 
 /// Where a connection came from.
 #[derive(Clone, Debug)]

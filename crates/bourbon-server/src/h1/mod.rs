@@ -43,9 +43,9 @@ use tokio::time::{Instant, Sleep};
 
 use crate::access_log::Pending;
 use crate::cork;
-use crate::layer::forwarded::{self, Applied, ForwardState};
 use crate::guard::{Guard, Reject};
 use crate::io::{ConnShared, LiveGuard, Socket, Switched, Timeouts, Upgraded};
+use crate::layer::forwarded::{self, Applied, ForwardState};
 use crate::request::{
     BodyError, Interim, InterimSink, PeerSource, PeerWatch, Request, RequestHead,
 };
@@ -186,7 +186,13 @@ pub(crate) async fn drive<S, H>(
 {
     let accepted = start.accepted;
     let mut stop_wait = StopWait::new(&stop);
-    let conn = Rc::new(Conn::new(stream, &cfg, info.shared.clone(), start.tcp, start.initial));
+    let conn = Rc::new(Conn::new(
+        stream,
+        &cfg,
+        info.shared.clone(),
+        start.tcp,
+        start.initial,
+    ));
     let mut forward_state = ForwardState::default();
     let keep_alive = !cfg.timeouts.keep_alive.is_zero();
     let mut wbuf: Vec<u8> = Vec::with_capacity(512);

@@ -111,7 +111,13 @@ mod tests {
                 access_log: None,
                 proxy: Default::default(),
             };
-            let conn = Conn::new(a, &cfg, Rc::new(ConnShared::default()), false, BytesMut::new());
+            let conn = Conn::new(
+                a,
+                &cfg,
+                Rc::new(ConnShared::default()),
+                false,
+                BytesMut::new(),
+            );
             // What the client sent after the request that switched.
             conn.rd.borrow_mut().buf.extend_from_slice(b"left over");
             let mut out = BytesMut::new();

@@ -154,7 +154,11 @@ pub(crate) fn apply(
         }
         _ => RequestId::Made(next_id()),
     });
-    let view = if found.any { found.view(&head, cfg) } else { None };
+    let view = if found.any {
+        found.view(&head, cfg)
+    } else {
+        None
+    };
     let conn_view = view.as_ref().map(|v| {
         if let Some((key, rc)) = &state.last {
             if *key == v.key {
@@ -245,12 +249,11 @@ impl Found {
         let value = |i: usize| head.field(i).map_or(&b""[..], |(_, v)| v);
         let trusted = |ip: IpAddr| cfg.forwarded_allow.allows(ip);
         let mut key = Vec::new();
-        for &i in self
-            .forwarded
-            .iter()
-            .chain(&self.xff)
-            .chain([self.proto, self.protocol, self.ssl, self.host, self.port].iter().flatten())
-        {
+        for &i in self.forwarded.iter().chain(&self.xff).chain(
+            [self.proto, self.protocol, self.ssl, self.host, self.port]
+                .iter()
+                .flatten(),
+        ) {
             key.extend_from_slice(value(i));
             key.push(0);
         }
@@ -473,7 +476,8 @@ fn xff_client<'a>(
         .map(<[u8]>::trim_ascii)
         .filter(|e| !e.is_empty())
         .collect();
-    let parsed: Vec<Option<(IpAddr, Option<u16>)>> = entries.iter().map(|e| parse_addr(e)).collect();
+    let parsed: Vec<Option<(IpAddr, Option<u16>)>> =
+        entries.iter().map(|e| parse_addr(e)).collect();
     let i = choose(&parsed, |p| p.is_some_and(|(ip, _)| trusted(ip)))?;
     parsed[i]
 }
@@ -553,6 +557,10 @@ fn valid_obf(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// A `Forwarded` field that breaks RFC 7239's grammar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadForwarded;
+
 /// One element of a `Forwarded` field: what one proxy said about the connection it received.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Element {
@@ -569,7 +577,7 @@ pub struct Element {
 /// a parameter given twice in one element, a `for=` that is not a node, or broken syntax is
 /// an error. Parameters other than `for`, `proto` and `host` (`by`, extensions) are read
 /// and ignored.
-pub fn parse_forwarded(v: &[u8], out: &mut Vec<Element>) -> Result<(), ()> {
+pub fn parse_forwarded(v: &[u8], out: &mut Vec<Element>) -> Result<(), BadForwarded> {
     let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     let mut i = 0;
     let mut el = Element::default();
@@ -601,7 +609,7 @@ pub fn parse_forwarded(v: &[u8], out: &mut Vec<Element>) -> Result<(), ()> {
             i += 1;
         }
         if start == i || i == n || v[i] != b'=' {
-            return Err(());
+            return Err(BadForwarded);
         }
         let name = &v[start..i];
         i += 1;
@@ -610,13 +618,13 @@ pub fn parse_forwarded(v: &[u8], out: &mut Vec<Element>) -> Result<(), ()> {
             i += 1;
             loop {
                 match v.get(i) {
-                    None => return Err(()),
+                    None => return Err(BadForwarded),
                     Some(b'"') => {
                         i += 1;
                         break;
                     }
                     Some(b'\\') => {
-                        let c = *v.get(i + 1).ok_or(())?;
+                        let c = *v.get(i + 1).ok_or(BadForwarded)?;
                         value.push(c);
                         i += 2;
                     }
@@ -632,7 +640,7 @@ pub fn parse_forwarded(v: &[u8], out: &mut Vec<Element>) -> Result<(), ()> {
                 i += 1;
             }
             if vs == i {
-                return Err(());
+                return Err(BadForwarded);
             }
             value.extend_from_slice(&v[vs..i]);
         }
@@ -649,10 +657,10 @@ pub fn parse_forwarded(v: &[u8], out: &mut Vec<Element>) -> Result<(), ()> {
             continue;
         };
         if std::mem::replace(&mut seen[slot], true) {
-            return Err(());
+            return Err(BadForwarded);
         }
         match slot {
-            0 => el.for_ = Some(Node::parse(&value).ok_or(())?),
+            0 => el.for_ = Some(Node::parse(&value).ok_or(BadForwarded)?),
             1 => el.proto = Some(value),
             2 => el.host = Some(value),
             _ => {}
@@ -706,9 +714,11 @@ fn random_u64() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
-    fn parse(v: &str) -> Result<Vec<Element>, ()> {
+    fn parse(v: &str) -> Result<Vec<Element>, BadForwarded> {
         let mut out = Vec::new();
         parse_forwarded(v.as_bytes(), &mut out).map(|()| out)
     }
@@ -723,9 +733,13 @@ mod tests {
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].for_, Some(Node::Ip(ip("192.0.2.60"), None)));
         assert_eq!(e[0].proto.as_deref(), Some(&b"http"[..]));
-        let e = parse("For=\"[2001:db8:cafe::17]:4711\", for=\"192.0.2.43:80\";Host=example.com").unwrap();
+        let e = parse("For=\"[2001:db8:cafe::17]:4711\", for=\"192.0.2.43:80\";Host=example.com")
+            .unwrap();
         assert_eq!(e.len(), 2);
-        assert_eq!(e[0].for_, Some(Node::Ip(ip("2001:db8:cafe::17"), Some(4711))));
+        assert_eq!(
+            e[0].for_,
+            Some(Node::Ip(ip("2001:db8:cafe::17"), Some(4711)))
+        );
         assert_eq!(e[1].for_, Some(Node::Ip(ip("192.0.2.43"), Some(80))));
         assert_eq!(e[1].host.as_deref(), Some(&b"example.com"[..]));
         let e = parse("for=unknown, for=_hidden, for=\"_SEV:_port\"").unwrap();
@@ -765,25 +779,52 @@ mod tests {
         let xff = |v: &str| xff_client([v.as_bytes()].into_iter(), trusted);
         assert_eq!(xff("203.0.113.7"), Some((ip("203.0.113.7"), None)));
         // A forged leftmost entry is skipped: the proxy appended what it saw.
-        assert_eq!(xff("1.1.1.1, 203.0.113.7, 10.0.0.1"), Some((ip("203.0.113.7"), None)));
+        assert_eq!(
+            xff("1.1.1.1, 203.0.113.7, 10.0.0.1"),
+            Some((ip("203.0.113.7"), None))
+        );
         // All trusted: the leftmost.
         assert_eq!(xff("127.0.0.1, 10.0.0.1"), Some((ip("127.0.0.1"), None)));
-        assert_eq!(xff("[2001:db8::1]:443"), Some((ip("2001:db8::1"), Some(443))));
-        assert_eq!(xff("203.0.113.7:5555"), Some((ip("203.0.113.7"), Some(5555))));
+        assert_eq!(
+            xff("[2001:db8::1]:443"),
+            Some((ip("2001:db8::1"), Some(443)))
+        );
+        assert_eq!(
+            xff("203.0.113.7:5555"),
+            Some((ip("203.0.113.7"), Some(5555)))
+        );
         // Garbage where the walk stops: nothing.
         assert_eq!(xff("1.1.1.1, garbage, 10.0.0.1"), None);
         assert_eq!(xff(""), None);
         // Several fields are one list.
-        let two = xff_client([&b"198.51.100.1"[..], &b"10.0.0.1"[..]].into_iter(), trusted);
+        let two = xff_client(
+            [&b"198.51.100.1"[..], &b"10.0.0.1"[..]].into_iter(),
+            trusted,
+        );
         assert_eq!(two, Some((ip("198.51.100.1"), None)));
     }
 
     #[test]
     fn hosts_are_checked_and_split() {
-        for ok in ["example.com", "example.com:8443", "[::1]:80", "127.0.0.1", "a-b.c_d~"] {
+        for ok in [
+            "example.com",
+            "example.com:8443",
+            "[::1]:80",
+            "127.0.0.1",
+            "a-b.c_d~",
+        ] {
             assert!(valid_host(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "a b", "a/b", "a@b", "example.com:x", "[nope]", "ex:1:2", "h:99999"] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "a@b",
+            "example.com:x",
+            "[nope]",
+            "ex:1:2",
+            "h:99999",
+        ] {
             assert!(!valid_host(bad.as_bytes()), "{bad}");
         }
         assert_eq!(split_host(b"[::1]:8080"), (&b"[::1]"[..], Some(8080)));

@@ -218,7 +218,9 @@ pub enum Refused {
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refused::NotAllowed => f.write_str("a PROXY header from a peer not in --proxy-allow-from"),
+            Refused::NotAllowed => {
+                f.write_str("a PROXY header from a peer not in --proxy-allow-from")
+            }
             Refused::Missing => f.write_str("no PROXY header (--proxy-protocol)"),
             Refused::Invalid(why) => write!(f, "a malformed PROXY header ({why})"),
             Refused::Timeout => f.write_str("no complete PROXY header within the header timeout"),
@@ -278,6 +280,8 @@ pub(crate) async fn read<S: Socket>(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn sa(s: &str) -> SocketAddr {
@@ -317,7 +321,10 @@ mod tests {
                 }
             )
         );
-        assert_eq!(parse(b"PROXY UNKNOWN\r\n"), Parsed::Done(15, Addresses::Keep));
+        assert_eq!(
+            parse(b"PROXY UNKNOWN\r\n"),
+            Parsed::Done(15, Addresses::Keep)
+        );
         let unknown = b"PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n";
         assert_eq!(parse(unknown), Parsed::Done(unknown.len(), Addresses::Keep));
     }
@@ -338,7 +345,11 @@ mod tests {
             b"PROXY UDP4 1.2.3.4 1.2.3.4 1 2\r\n",
             b"PROXY TCP4  1.2.3.4 1.2.3.4 1 2\r\n",
         ] {
-            assert!(matches!(parse(bad), Parsed::Invalid(_)), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                matches!(parse(bad), Parsed::Invalid(_)),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let mut long = b"PROXY UNKNOWN ".to_vec();
         long.resize(120, b'x');
@@ -347,8 +358,18 @@ mod tests {
 
     #[test]
     fn plain_http_is_not_proxy() {
-        for http in [&b"GET / HTTP/1.1\r\n"[..], b"PROPFIND / HTTP/1.1\r\n", b"POST", b"\r\n\r\nX"] {
-            assert_eq!(parse(http), Parsed::NotProxy, "{}", String::from_utf8_lossy(http));
+        for http in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"PROPFIND / HTTP/1.1\r\n",
+            b"POST",
+            b"\r\n\r\nX",
+        ] {
+            assert_eq!(
+                parse(http),
+                Parsed::NotProxy,
+                "{}",
+                String::from_utf8_lossy(http)
+            );
         }
         assert_eq!(parse(b""), Parsed::Incomplete);
         assert_eq!(parse(b"PRO"), Parsed::Incomplete);
@@ -394,7 +415,10 @@ mod tests {
         let local = v2(0, 0x00, &[]);
         assert_eq!(parse(&local), Parsed::Done(16, Addresses::Keep));
         let local_with_addrs = v2(0, 0x11, &body);
-        assert_eq!(parse(&local_with_addrs), Parsed::Done(local_with_addrs.len(), Addresses::Keep));
+        assert_eq!(
+            parse(&local_with_addrs),
+            Parsed::Done(local_with_addrs.len(), Addresses::Keep)
+        );
         let unspec = v2(1, 0x00, &[]);
         assert_eq!(parse(&unspec), Parsed::Done(16, Addresses::Keep));
         let unix = v2(1, 0x31, &[0u8; 216]);
@@ -419,7 +443,13 @@ mod tests {
         assert!(matches!(parse(&bad_family), Parsed::Invalid(_)));
         body.truncate(8);
         assert!(matches!(parse(&v2(1, 0x11, &body)), Parsed::Invalid(_)));
-        assert!(matches!(parse(&v2(1, 0x21, &[0u8; 20])), Parsed::Invalid(_)));
-        assert!(matches!(parse(&v2(1, 0x31, &[0u8; 100])), Parsed::Invalid(_)));
+        assert!(matches!(
+            parse(&v2(1, 0x21, &[0u8; 20])),
+            Parsed::Invalid(_)
+        ));
+        assert!(matches!(
+            parse(&v2(1, 0x31, &[0u8; 100])),
+            Parsed::Invalid(_)
+        ));
     }
 }
