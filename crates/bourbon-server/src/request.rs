@@ -416,6 +416,8 @@ pub struct HeaderBlock {
     /// An `X-Accel-Redirect` or `X-Sendfile` field was pushed: the application hands a
     /// file to the server.
     names_file: bool,
+    /// An `X-Request-ID` field was pushed (the driver then adds none).
+    has_request_id: bool,
 }
 
 impl HeaderBlock {
@@ -439,6 +441,7 @@ impl HeaderBlock {
             4 if name.eq_ignore_ascii_case(b"date") => self.has_date = true,
             6 if name.eq_ignore_ascii_case(b"server") => self.has_server = true,
             10 if name.eq_ignore_ascii_case(b"x-sendfile") => self.names_file = true,
+            12 if name.eq_ignore_ascii_case(b"x-request-id") => self.has_request_id = true,
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 self.content_length = std::str::from_utf8(value)
                     .ok()
@@ -472,6 +475,15 @@ impl HeaderBlock {
         self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
+    }
+
+    /// Whether a field named `name` was pushed; for `X-Request-ID` without a scan.
+    pub(crate) fn has_field(&self, name: &[u8]) -> bool {
+        if name.eq_ignore_ascii_case(b"x-request-id") {
+            self.has_request_id
+        } else {
+            self.get(name).is_some()
+        }
     }
 
     /// Whether the application named a file for the server to send instead of its body
@@ -592,7 +604,55 @@ impl<B> Response<B> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{HeaderBlock, HeaderError};
+    use super::{HeaderBlock, HeaderError, RequestHead};
+    use crate::guard::{Guard, Limits};
+
+    fn head(raw: &[u8]) -> RequestHead {
+        let mut g = Guard::new(Limits::default());
+        let n = g.scan(raw).unwrap();
+        RequestHead::new(
+            bytes::Bytes::copy_from_slice(&raw[..n]),
+            g.take_head().unwrap(),
+        )
+    }
+
+    #[test]
+    fn fields_are_replaced_added_and_the_host_moved() {
+        let h = head(
+            b"GET http://a.example:1/p HTTP/1.1\r\nHost: b.example\r\nX-Request-ID: one\r\n\
+X-Other: 1\r\nx-request-id: two\r\n\r\n",
+        );
+        assert_eq!(h.host(), Some(&b"a.example:1"[..]));
+        let h = h.with_fields(&[
+            (b"Host", b"c.example", true),
+            (b"X-Request-ID", b"new", false),
+        ]);
+        let fields: Vec<_> = h.fields().collect();
+        assert_eq!(
+            fields,
+            [
+                (&b"Host"[..], &b"c.example"[..]),
+                (b"X-Request-ID", b"new"),
+                (b"X-Other", b"1"),
+            ]
+        );
+        assert_eq!(h.host(), Some(&b"c.example"[..]));
+        assert_eq!(h.target(), b"http://a.example:1/p");
+        // A field the head does not have is added at the end.
+        let h = head(b"GET / HTTP/1.0\r\n\r\n").with_fields(&[(b"X-Id", b"7", false)]);
+        assert_eq!(h.fields().collect::<Vec<_>>(), [(&b"X-Id"[..], &b"7"[..])]);
+        assert_eq!(h.method(), b"GET");
+        assert_eq!(h.field_value_bytes(0), &b"7"[..]);
+    }
+
+    #[test]
+    fn the_request_id_field_is_noted() {
+        let mut h = HeaderBlock::default();
+        assert!(!h.has_field(b"X-Request-ID") && !h.has_field(b"X-Trace"));
+        h.push(b"x-request-id", b"a").unwrap();
+        h.push(b"X-Trace", b"b").unwrap();
+        assert!(h.has_field(b"X-Request-ID") && h.has_field(b"x-trace"));
+    }
 
     #[test]
     fn header_block_encodes_checks_and_notes() {

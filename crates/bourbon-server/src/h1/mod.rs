@@ -252,7 +252,7 @@ pub(crate) async fn drive<S, H>(
         let mut resp = resp;
         if let (Some(id), Some(name)) = (&request_id, cfg.proxy.request_id.as_deref()) {
             // The response says which request it answers, unless the application did.
-            if resp.headers.get(name).is_none() {
+            if !resp.headers.has_field(name) {
                 resp.headers.push_trusted(name, id.as_bytes());
             }
         }
