@@ -16,6 +16,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from conftest import run_bourbon
 from rawhttp import Reader, request
 from websockets.sync.client import connect
 
@@ -336,3 +337,32 @@ def test_a_proxy_header_that_never_completes_times_out(start_server):
         assert body["REMOTE_ADDR"] == "192.0.2.10"
         assert refused(slow)
     srv.wait_for_log("within the header timeout")
+
+
+# ---- settings ----
+
+
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["--forwarded-allow-ips", "localhost"], "--forwarded-allow-ips"),
+        (["--proxy-allow-from", "10.0.0.0/40"], "--proxy-allow-from"),
+        (["--request-id-header", "X Bad"], "--request-id-header"),
+    ],
+)
+def test_bad_values_are_one_line_and_exit_2(args, named):
+    r = run_bourbon("hello_app:app", *args, "--check-config", timeout=30)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {named}: "), r.stderr
+
+
+def test_gunicorns_forwarded_allow_ips_variable_is_the_default():
+    env = {"FORWARDED_ALLOW_IPS": "10.0.0.0/8, 192.0.2.1"}
+    r = run_bourbon("hello_app:app", "--print-config", env=env, timeout=30)
+    assert 'forwarded_allow_ips = ["10.0.0.0/8", "192.0.2.1"]' in r.stdout, r.stdout
+    # The flag wins over the variable.
+    r = run_bourbon(
+        "hello_app:app", "--print-config", "--forwarded-allow-ips", "*", env=env, timeout=30
+    )
+    assert 'forwarded_allow_ips = ["*"]' in r.stdout, r.stdout
