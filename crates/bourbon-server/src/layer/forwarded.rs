@@ -126,6 +126,13 @@ pub(crate) fn apply(
 ) -> Applied {
     let trusted = conn.trusted;
     let id_name = cfg.request_id.as_deref();
+    if !trusted && id_name.is_none() {
+        return Applied {
+            head,
+            conn: None,
+            request_id: None,
+        };
+    }
     let mut found = Found::default();
     for i in 0..head.field_count() {
         let Some((name, value)) = head.field(i) else {
