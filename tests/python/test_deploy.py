@@ -512,8 +512,10 @@ def test_nginx_forwards_host_and_client_address(stack):
     assert meta["HTTP_X_FORWARDED_FOR"] == "203.0.113.7, 127.0.0.1"
     assert meta["HTTP_X_FORWARDED_PROTO"] == "http"
     assert meta["QUERY_STRING"] == "x=1"
-    # On a Unix socket there is no peer address; the client's is in X-Forwarded-For.
-    assert meta["REMOTE_ADDR"] == ""
+    # nginx on the unix socket is trusted: the client is the rightmost address in
+    # X-Forwarded-For that is not a trusted proxy (127.0.0.1, this test's own address, is;
+    # docs/proxies.md).
+    assert meta["REMOTE_ADDR"] == "203.0.113.7"
     assert meta["wsgi.url_scheme"] == "http"
     # nginx clears Connection for upstream keep-alive.
     assert "HTTP_CONNECTION" not in meta
@@ -832,8 +834,9 @@ def test_apache_forwards_host_and_client_address(apache):
     assert meta["HTTP_X_FORWARDED_PROTO"] == "http"
     assert meta["HTTP_X_FORWARDED_HOST"] == "www.example.com:8443"
     assert meta["QUERY_STRING"] == "x=1"
-    # On a Unix socket there is no peer address; the client's is in X-Forwarded-For.
-    assert meta["REMOTE_ADDR"] == ""
+    # Apache on the unix socket is trusted: the rightmost untrusted X-Forwarded-For address
+    # (docs/proxies.md).
+    assert meta["REMOTE_ADDR"] == "203.0.113.7"
     assert meta["wsgi.url_scheme"] == "http"
 
 

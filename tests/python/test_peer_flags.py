@@ -132,7 +132,7 @@ def test_check_config_accepts_peer_flags_and_warns():
         "127.0.0.1",
         "--port",
         "0",
-        "--proxy-headers",
+        "--no-proxy-headers",
         "--loop",
         "uvloop",
         "--no-access-log",
@@ -140,7 +140,7 @@ def test_check_config_accepts_peer_flags_and_warns():
         timeout=30,
     )
     assert r.returncode == 0, r.stderr
-    assert "--proxy-headers: has no effect in bourbon: forwarded headers" in r.stderr
+    assert "--no-proxy-headers: has no effect in bourbon: give --forwarded-allow-ips" in r.stderr
     assert "--loop" not in r.stderr, "bourbon's own setting (loop)"
     assert "--no-access-log" not in r.stderr
 

@@ -182,9 +182,11 @@ const NO_SYSLOG: &str = "bourbon logs to stderr or --error-logfile; let journald
 container runtime forward it";
 const NO_METRICS: &str = "bourbon sends no metrics yet";
 const NOT_TUNABLE: &str = "bourbon has no such setting";
-const FORWARDED: &str = "forwarded headers (X-Forwarded-For, -Proto, Forwarded) are passed \
-to the application as they are; the client address (REMOTE_ADDR, the ASGI scope's client) \
-is the peer's and the scheme is http";
+const FORWARDED: &str = "forwarded headers (Forwarded, X-Forwarded-For, -Proto, -Host, \
+-Port) are read from the peers in --forwarded-allow-ips (default 127.0.0.1,::1 and unix \
+sockets) and passed untouched from anyone else";
+const PROXY_HEADERS: &str = "forwarded headers are read from the peers in \
+--forwarded-allow-ips (127.0.0.1, ::1 and unix sockets by default)";
 const ENDPOINT: &str = "give each address as --bind: tcp:PORT:interface=HOST is --bind \
 HOST:PORT, unix:PATH is --bind unix:PATH, fd:fileno=N is --bind fd://N";
 const SERVER_HEADER: &str = "responses carry Server: bourbon unless the application sets \
@@ -405,7 +407,7 @@ pub(crate) static WORDS: &[Word] = &[
         "secure_scheme_headers",
         &[],
         Value,
-        Ignored("wsgi.url_scheme is always http; have the application trust the proxy's header (Django: SECURE_PROXY_SSL_HEADER)"),
+        Ignored("the secure-scheme headers are fixed: X-Forwarded-Proto, X-Forwarded-Protocol: ssl and X-Forwarded-Ssl: on (gunicorn's defaults), and Forwarded's proto=, from --forwarded-allow-ips peers"),
     ),
     w(
         G,
@@ -413,7 +415,7 @@ pub(crate) static WORDS: &[Word] = &[
         "forwarded_allow_ips",
         &["--forwarded-allow-ips"],
         Value,
-        Ignored(FORWARDED),
+        S("forwarded_allow_ips"),
     ),
     w(G, "Server mechanics", "pythonpath", &["--pythonpath"], Value, S("pythonpath")),
     w(G, "Server mechanics", "paste", &["--paste", "--paster"], Value, Refused(NO_PASTE)),
@@ -422,8 +424,8 @@ pub(crate) static WORDS: &[Word] = &[
         "Server mechanics",
         "proxy_protocol",
         &["--proxy-protocol"],
-        Value,
-        Only(&["off", "false", "0"], "the PROXY protocol is not understood yet; have the proxy send plain HTTP"),
+        Switch,
+        S("proxy_protocol"),
     ),
     w(
         G,
@@ -431,7 +433,7 @@ pub(crate) static WORDS: &[Word] = &[
         "proxy_allow_ips",
         &["--proxy-allow-from"],
         Value,
-        Ignored("the PROXY protocol is not understood yet"),
+        S("proxy_allow_ips"),
     ),
     w(
         G,
@@ -1106,7 +1108,7 @@ pub(crate) static WORDS: &[Word] = &[
         Value,
         Ignored("there is no deadline on a response; --timeout replaces a worker that stops responding"),
     ),
-    w(D, "Proxies", "proxy-headers", &["--proxy-headers"], Switch, Ignored(FORWARDED)),
+    w(D, "Proxies", "proxy-headers", &["--proxy-headers"], Switch, Already(PROXY_HEADERS)),
     w(D, "Proxies", "proxy-headers-host", &["--proxy-headers-host"], Value, Ignored(FORWARDED)),
     w(D, "Proxies", "proxy-headers-port", &["--proxy-headers-port"], Value, Ignored(FORWARDED)),
     w(
@@ -1288,8 +1290,15 @@ pub(crate) static WORDS: &[Word] = &[
         S("ws_per_message_deflate"),
     ),
     noted(
-        w(V, "Proxies", "proxy-headers", &["--proxy-headers"], Switch, Ignored(FORWARDED)),
-        "uvicorn reads them by default from 127.0.0.1; bourbon does not",
+        w(
+            V,
+            "Proxies",
+            "proxy-headers",
+            &["--proxy-headers"],
+            Switch,
+            Already(PROXY_HEADERS),
+        ),
+        "the client is the rightmost untrusted X-Forwarded-For address, as in uvicorn",
     ),
     w(
         V,
@@ -1297,7 +1306,7 @@ pub(crate) static WORDS: &[Word] = &[
         "no-proxy-headers",
         &["--no-proxy-headers"],
         Switch,
-        Already("forwarded headers are never read"),
+        Ignored("give --forwarded-allow-ips '' to trust no TCP peer"),
     ),
     w(
         V,
@@ -1305,7 +1314,7 @@ pub(crate) static WORDS: &[Word] = &[
         "forwarded-allow-ips",
         &["--forwarded-allow-ips"],
         Value,
-        Ignored(FORWARDED),
+        S("forwarded_allow_ips"),
     ),
     w(V, "Logging", "log-level", &["--log-level"], Value, S("log_level")),
     noted(

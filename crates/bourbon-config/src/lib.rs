@@ -28,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+mod allow;
 mod cli;
 mod cpus;
 mod docs;
@@ -40,6 +41,7 @@ mod types;
 
 use std::collections::HashMap;
 
+pub use allow::IpAllow;
 pub use cpus::available_cpus;
 pub use docs::{help_text, print_config, settings_markdown};
 pub use docs::{migrating_markdown, MIGRATING_BEGIN, MIGRATING_END};

@@ -33,6 +33,23 @@ fn show_opt_path(p: &Option<PathBuf>) -> Shown {
     )
 }
 
+/// An allow-list setting: entries may also be comma-separated within one item.
+fn parse_allow(items: &[String]) -> Result<crate::IpAllow, Bad> {
+    let entries: Vec<&str> = items.iter().flat_map(|i| i.split(',')).collect();
+    crate::IpAllow::parse(&entries).map_err(Bad::form)
+}
+
+/// A header field name (RFC 9110 §5.1 token), or "" for none.
+fn parse_header_name(s: &str) -> Result<String, Bad> {
+    let t = s.trim();
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if t.chars().all(tchar) {
+        Ok(t.to_owned())
+    } else {
+        Err(Bad::form(format!("'{t}' is not a header field name")))
+    }
+}
+
 fn num(n: impl ToString) -> Shown {
     Shown::Num(n.to_string())
 }
@@ -690,6 +707,104 @@ later, but its directory must exist when bourbon starts.",
                     .collect(),
             )
         },
+    },
+    Setting {
+        name: "forwarded_allow_ips",
+        long: &["--forwarded-allow-ips"],
+        short: None,
+        metavar: "LIST",
+        section: Section::Mechanics,
+        kind: Kind::List(|c, items| {
+            c.forwarded_allow_ips = parse_allow(items)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("127.0.0.1,::1"),
+        example: "10.0.0.0/8,fd00::/8",
+        help: "peers whose X-Forwarded-*, Forwarded and X-Request-ID are believed (IPs, CIDRs, *)",
+        doc: "The proxies allowed to say who the client is: IP addresses, CIDR blocks \
+(`10.0.0.0/8`, `fd00::/8`) or `*` for any peer, comma-separated. Only on a connection from \
+one of them do `Forwarded` (RFC 7239), `X-Forwarded-For`, `X-Forwarded-Proto` (and \
+gunicorn's `X-Forwarded-Protocol: ssl`, `X-Forwarded-Ssl: on`), `X-Forwarded-Host` and \
+`X-Forwarded-Port` set the client address (`REMOTE_ADDR`, the ASGI `client`, the access \
+log's `%(h)s`), the scheme (`wsgi.url_scheme`, the ASGI `scheme`) and the host \
+(`HTTP_HOST`, `SERVER_NAME`, `SERVER_PORT`, the ASGI `server` and `host` header) the \
+application sees, and is an `X-Request-ID` kept; from anyone else they reach the \
+application untouched and change nothing. Peers on a unix socket are always trusted. As \
+in gunicorn, the `FORWARDED_ALLOW_IPS` environment variable is the default when set. An \
+empty value trusts no TCP peer. See [proxies.md](proxies.md).",
+        show: |c| Shown::List(split_list(&c.forwarded_allow_ips.to_string())),
+    },
+    Setting {
+        name: "proxy_protocol",
+        long: &["--proxy-protocol"],
+        short: None,
+        metavar: "",
+        section: Section::Mechanics,
+        kind: Kind::Switch(|c, s| {
+            c.proxy_protocol = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("false"),
+        example: "true",
+        help: "read a PROXY protocol header (v1 or v2) from peers in --proxy-allow-from",
+        doc: "Expect HAProxy's PROXY protocol (version 1, text, or 2, binary: told apart by \
+their signatures) at the start of each connection from a peer in `proxy_allow_ips`, on TCP \
+and unix listeners alike; the addresses it carries become the client address the \
+application and the access log see. From an allowed peer the header is required; a \
+connection from another peer that starts with one is closed, and one that does not is \
+served as plain HTTP. A malformed header, or none within `header_timeout`, closes the \
+connection without an answer (an HTTP answer would be read as the proxy's); other \
+connections are not affected. `LOCAL` (health checks by the proxy) and `UNKNOWN` keep the \
+real peer. See [proxies.md](proxies.md).",
+        show: |c| Shown::Num(c.proxy_protocol.to_string()),
+    },
+    Setting {
+        name: "proxy_allow_ips",
+        long: &["--proxy-allow-from"],
+        short: None,
+        metavar: "LIST",
+        section: Section::Mechanics,
+        kind: Kind::List(|c, items| {
+            c.proxy_allow_ips = parse_allow(items)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("127.0.0.1,::1"),
+        example: "10.0.0.0/8",
+        help: "peers allowed to send a PROXY protocol header (IPs, CIDRs, *)",
+        doc: "With `proxy_protocol`, the peers that may send a PROXY header (the load \
+balancers): IP addresses, CIDR blocks or `*`, comma-separated, as gunicorn's \
+`--proxy-allow-from`. Peers on a unix socket are always allowed.",
+        show: |c| Shown::List(split_list(&c.proxy_allow_ips.to_string())),
+    },
+    Setting {
+        name: "request_id_header",
+        long: &["--request-id-header"],
+        short: None,
+        metavar: "NAME",
+        section: Section::Mechanics,
+        kind: Kind::Value(|c, s| {
+            c.request_id_header = parse_header_name(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("X-Request-ID"),
+        example: "X-Correlation-ID",
+        help: "the request-id header: kept from trusted proxies, else made; \"\" turns ids off",
+        doc: "Every request gets an id in this header. One sent by a peer in \
+`forwarded_allow_ips` is kept (if it is 1 to 200 visible ASCII characters); otherwise \
+bourbon makes one (32 hex digits: a random per-worker prefix and a counter), replacing \
+whatever the client sent. The application sees it as a request header \
+(`HTTP_X_REQUEST_ID` in WSGI, `x-request-id` in the ASGI scope), and the response carries \
+it back unless the application set the field itself, so the access log can show it with \
+`%({x-request-id}o)s`. An empty value turns request ids off.",
+        show: |c| Shown::Str(c.request_id_header.clone()),
     },
     // ---- Timeouts ----
     Setting {

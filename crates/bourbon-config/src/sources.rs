@@ -57,6 +57,13 @@ pub(crate) fn apply_derived_defaults(
             port: p,
         }];
     }
+    // gunicorn reads its default for forwarded_allow_ips from this variable.
+    if let Some(list) = env.get("FORWARDED_ALLOW_IPS") {
+        if let Some(s) = by_name("forwarded_allow_ips") {
+            apply(s, cfg, &split_list(list))
+                .map_err(|b| bad_value(s, Origin::Derived("FORWARDED_ALLOW_IPS"), b))?;
+        }
+    }
     if let Some(n) = set_env(env, "WEB_CONCURRENCY") {
         if let Some(s) = by_name("workers") {
             apply(s, cfg, &[n]).map_err(|b| bad_value(s, Origin::Derived("WEB_CONCURRENCY"), b))?;

@@ -93,6 +93,15 @@ pub struct Config {
     pub static_mounts: Vec<StaticMount>,
     /// Locations the application may hand files from (`X-Accel-Redirect`, `X-Sendfile`).
     pub static_internal: Vec<StaticMount>,
+    /// Peers whose forwarding headers (`X-Forwarded-*`, `Forwarded`, `X-Request-ID`) are
+    /// believed.
+    pub forwarded_allow_ips: crate::IpAllow,
+    /// Read a PROXY protocol header (v1 or v2) at the start of each connection.
+    pub proxy_protocol: bool,
+    /// Peers allowed to send a PROXY protocol header.
+    pub proxy_allow_ips: crate::IpAllow,
+    /// The request-id header ("" = no request ids).
+    pub request_id_header: String,
     /// `max-age` for static files whose names are not hashed.
     pub static_max_age: u64,
     /// Follow symlinks out of a static root.
@@ -209,6 +218,10 @@ impl Config {
             temp_path: None,
             static_mounts: Vec::new(),
             static_internal: Vec::new(),
+            forwarded_allow_ips: crate::IpAllow::nobody(),
+            proxy_protocol: false,
+            proxy_allow_ips: crate::IpAllow::nobody(),
+            request_id_header: String::new(),
             static_max_age: 0,
             static_follow_symlinks: false,
             static_index: String::new(),

@@ -427,7 +427,7 @@ fn flags_that_change_nothing_here_warn_or_pass_quietly() {
         "h11",
         "--ws",
         "wsproto",
-        "--no-proxy-headers",
+        "--proxy-headers",
         "--no-access-log",
         "--use-colors",
         "--server-header",
@@ -445,15 +445,14 @@ fn flags_that_change_nothing_here_warn_or_pass_quietly() {
     assert_eq!(run(&["--http", ":9000"]).bind, [tcp("0.0.0.0", 9000)]);
     assert_eq!(run(&["--http", "httptools"]).bind, [tcp("127.0.0.1", 8000)]);
     // Values bourbon cannot honour: a warning naming the flag and what bourbon does.
-    let forwarded = "has no effect in bourbon: forwarded headers (X-Forwarded-For, -Proto, Forwarded) are passed to the application as they are; the client address (REMOTE_ADDR, the ASGI scope's client) is the peer's and the scheme is http";
     assert_eq!(
-        warnings(&["--proxy-headers"]),
-        [format!("--proxy-headers: {forwarded}")]
+        warnings(&["--no-proxy-headers"]),
+        ["--no-proxy-headers: has no effect in bourbon: give --forwarded-allow-ips '' to trust no TCP peer"]
     );
-    assert_eq!(
-        warnings(&["--forwarded-allow-ips", "*"]),
-        [format!("--forwarded-allow-ips: {forwarded}")]
-    );
+    // uvicorn's --forwarded-allow-ips is bourbon's.
+    let trusted = run(&["--forwarded-allow-ips", "10.0.0.0/8"]).forwarded_allow_ips;
+    assert!(trusted.allows("10.1.2.3".parse().unwrap()));
+    assert!(!trusted.allows("127.0.0.1".parse().unwrap()));
     assert_eq!(warnings(&["--loop", "uvloop"]), Vec::<String>::new());
     assert_eq!(run(&["--loop", "uvloop"]).event_loop, EventLoop::Uvloop);
     assert_eq!(run(&["--loop", "none"]).event_loop, EventLoop::Asyncio);
@@ -573,8 +572,9 @@ fn whole_command_lines() {
             .iter()
             .filter(|n| n.level == NoteLevel::Warning)
             .count(),
-        2
+        0
     );
+    assert!(c.forwarded_allow_ips.allows_any());
     // daphne -b 0.0.0.0 --port 8001 --root-path /x --ping-interval 15 ... myproject.asgi:application
     let c = run(&[
         "-b",

@@ -587,6 +587,13 @@ impl From<&Config> for Settings {
                 access_log: None,
                 health: Health::new(&cfg.health_path, &cfg.liveness_path, cfg.health_access_log)
                     .map(Arc::new),
+                proxy: std::sync::Arc::new(bourbon_server::layer::forwarded::ProxyConfig {
+                    forwarded_allow: cfg.forwarded_allow_ips.clone(),
+                    proxy_protocol: cfg.proxy_protocol,
+                    proxy_allow: cfg.proxy_allow_ips.clone(),
+                    request_id: (!cfg.request_id_header.is_empty())
+                        .then(|| cfg.request_id_header.as_bytes().into()),
+                }),
             },
             handler: HandlerConfig {
                 post_buffering: cfg.post_buffering,

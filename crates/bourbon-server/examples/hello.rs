@@ -54,6 +54,7 @@ fn main() -> std::io::Result<()> {
         graceful_timeout: Duration::from_secs(1),
         access_log: None,
         health: None,
+        proxy: Default::default(),
     };
     local.block_on(&rt, serve(&listeners, Rc::new(Hello), cfg, stop_rx))
 }

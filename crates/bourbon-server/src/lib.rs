@@ -5,8 +5,9 @@
 //! its deadlines (`h1`), the request and response types at the handler seam ([`request`],
 //! [`body`]: bytes and file-region chunks), socket primitives, sendfile and the connection
 //! hand-over after a 101 ([`io`]), coalesced response writes and the worker's runtime
-//! ([`cork`]), the accept loops with graceful drain ([`serve`]), static files
-//! ([`static_files`]), health checks answered without any handler ([`layer`]), WebSockets after the handshake ([`ws`]), and the error and access logs ([`log`], [`access_log`]), the latter
+//! ([`cork`]), the accept loops with graceful drain ([`serve`]), proxy trust, request ids and
+//! health checks answered without any handler ([`layer`]), the PROXY protocol ([`transport`]),
+//! static files ([`static_files`]), WebSockets after the handshake ([`ws`]), and the error and access logs ([`log`], [`access_log`]), the latter
 //! written by the driver for every response. Applications plug in through
 //! [`serve::Handler`]; the Python adapter lives in the `bourbon-py` crate, so everything here
 //! builds and is tested without an interpreter.
@@ -23,5 +24,6 @@ pub mod log;
 pub mod request;
 pub mod serve;
 pub mod static_files;
+pub mod transport;
 pub mod wake;
 pub mod ws;

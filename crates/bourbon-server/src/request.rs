@@ -136,6 +136,67 @@ impl RequestHead {
         self.info.http10 && self.info.keep_alive && !self.info.close
     }
 
+    /// The value of field `i` as a shared slice of the head (no copy).
+    pub(crate) fn field_value_bytes(&self, i: usize) -> Bytes {
+        match self.info.fields.get(i) {
+            Some(f) if f[2] <= f[3] && f[3] as usize <= self.bytes.len() => {
+                self.bytes.slice(f[2] as usize..f[3] as usize)
+            }
+            _ => Bytes::new(),
+        }
+    }
+
+    /// The head with fields set, for what a trusted proxy or the server says instead of
+    /// the client (see `layer::forwarded`): for each `(name, value, is_host)`, the first
+    /// field named `name` takes `value` and later ones are dropped, or, with none, the field
+    /// is added at the end; with `is_host`, the request's host becomes `value` too (it wins
+    /// over an absolute-form target's authority as well). One copy of the head, with the
+    /// new bytes after the old ones so every other offset stays valid.
+    pub(crate) fn with_fields(self, edits: &[(&[u8], &[u8], bool)]) -> RequestHead {
+        let extra: usize = edits.iter().map(|(n, v, _)| n.len() + v.len()).sum();
+        if u32::try_from(self.bytes.len() + extra).is_err() {
+            return self;
+        }
+        let mut buf = bytes::BytesMut::with_capacity(self.bytes.len() + extra);
+        buf.extend_from_slice(&self.bytes);
+        let old = self.bytes;
+        let mut info = self.info;
+        // In range: the total was checked against u32 above.
+        let at = |buf: &bytes::BytesMut| buf.len() as u32;
+        for &(name, value, is_host) in edits {
+            let vs = at(&buf);
+            buf.extend_from_slice(value);
+            let ve = at(&buf);
+            let mut found = false;
+            info.fields.retain_mut(|f| {
+                let n = old.get(f[0] as usize..f[1] as usize).unwrap_or_default();
+                if !n.eq_ignore_ascii_case(name) {
+                    return true;
+                }
+                if found {
+                    return false;
+                }
+                found = true;
+                f[2] = vs;
+                f[3] = ve;
+                true
+            });
+            if !found {
+                let ns = at(&buf);
+                buf.extend_from_slice(name);
+                let ne = at(&buf);
+                info.fields.push([ns, ne, vs, ve]);
+            }
+            if is_host {
+                info.host = Some((vs, ve));
+            }
+        }
+        RequestHead {
+            bytes: buf.freeze(),
+            info,
+        }
+    }
+
     /// The headers as an `http::HeaderMap`, for the rare consumers that want one (access-log
     /// formats naming request headers). Fields that do not convert are skipped.
     pub fn header_map(&self) -> http::HeaderMap {
@@ -355,6 +416,8 @@ pub struct HeaderBlock {
     /// An `X-Accel-Redirect` or `X-Sendfile` field was pushed: the application hands a
     /// file to the server.
     names_file: bool,
+    /// An `X-Request-ID` field was pushed (the driver then adds none).
+    has_request_id: bool,
 }
 
 impl HeaderBlock {
@@ -378,6 +441,7 @@ impl HeaderBlock {
             4 if name.eq_ignore_ascii_case(b"date") => self.has_date = true,
             6 if name.eq_ignore_ascii_case(b"server") => self.has_server = true,
             10 if name.eq_ignore_ascii_case(b"x-sendfile") => self.names_file = true,
+            12 if name.eq_ignore_ascii_case(b"x-request-id") => self.has_request_id = true,
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 self.content_length = std::str::from_utf8(value)
                     .ok()
@@ -411,6 +475,15 @@ impl HeaderBlock {
         self.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
+    }
+
+    /// Whether a field named `name` was pushed; for `X-Request-ID` without a scan.
+    pub(crate) fn has_field(&self, name: &[u8]) -> bool {
+        if name.eq_ignore_ascii_case(b"x-request-id") {
+            self.has_request_id
+        } else {
+            self.get(name).is_some()
+        }
     }
 
     /// Whether the application named a file for the server to send instead of its body
@@ -531,7 +604,55 @@ impl<B> Response<B> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{HeaderBlock, HeaderError};
+    use super::{HeaderBlock, HeaderError, RequestHead};
+    use crate::guard::{Guard, Limits};
+
+    fn head(raw: &[u8]) -> RequestHead {
+        let mut g = Guard::new(Limits::default());
+        let n = g.scan(raw).unwrap();
+        RequestHead::new(
+            bytes::Bytes::copy_from_slice(&raw[..n]),
+            g.take_head().unwrap(),
+        )
+    }
+
+    #[test]
+    fn fields_are_replaced_added_and_the_host_moved() {
+        let h = head(
+            b"GET http://a.example:1/p HTTP/1.1\r\nHost: b.example\r\nX-Request-ID: one\r\n\
+X-Other: 1\r\nx-request-id: two\r\n\r\n",
+        );
+        assert_eq!(h.host(), Some(&b"a.example:1"[..]));
+        let h = h.with_fields(&[
+            (b"Host", b"c.example", true),
+            (b"X-Request-ID", b"new", false),
+        ]);
+        let fields: Vec<_> = h.fields().collect();
+        assert_eq!(
+            fields,
+            [
+                (&b"Host"[..], &b"c.example"[..]),
+                (b"X-Request-ID", b"new"),
+                (b"X-Other", b"1"),
+            ]
+        );
+        assert_eq!(h.host(), Some(&b"c.example"[..]));
+        assert_eq!(h.target(), b"http://a.example:1/p");
+        // A field the head does not have is added at the end.
+        let h = head(b"GET / HTTP/1.0\r\n\r\n").with_fields(&[(b"X-Id", b"7", false)]);
+        assert_eq!(h.fields().collect::<Vec<_>>(), [(&b"X-Id"[..], &b"7"[..])]);
+        assert_eq!(h.method(), b"GET");
+        assert_eq!(h.field_value_bytes(0), &b"7"[..]);
+    }
+
+    #[test]
+    fn the_request_id_field_is_noted() {
+        let mut h = HeaderBlock::default();
+        assert!(!h.has_field(b"X-Request-ID") && !h.has_field(b"X-Trace"));
+        h.push(b"x-request-id", b"a").unwrap();
+        h.push(b"X-Trace", b"b").unwrap();
+        assert!(h.has_field(b"X-Request-ID") && h.has_field(b"x-trace"));
+    }
 
     #[test]
     fn header_block_encodes_checks_and_notes() {

@@ -20,8 +20,10 @@ use crate::access_log::AccessLog;
 use crate::guard::Limits;
 use crate::io::{ConnShared, LiveGuard, Socket, Timeouts};
 use crate::layer::health::Health;
+use crate::layer::forwarded::ProxyConfig;
 use crate::listener::Listener;
 use crate::request::{Request, Response};
+use crate::transport::proxy_protocol::{self, Addresses};
 
 /// Where a connection came from.
 #[derive(Clone, Debug)]
@@ -39,6 +41,15 @@ pub enum Local {
     Tcp(SocketAddr),
     /// A unix listener's path.
     Unix(Arc<str>),
+    /// The host a trusted proxy says the request was for (`X-Forwarded-Host`, `Forwarded:
+    /// host=`, see [`crate::layer::forwarded`]): the name and the port (given, or the
+    /// scheme's default), for `SERVER_NAME`/`SERVER_PORT` and the ASGI `server`.
+    Proxied {
+        /// A host name or an IP address (IPv6 in brackets).
+        name: Arc<str>,
+        /// The port.
+        port: u16,
+    },
 }
 
 /// The URI scheme requests on a connection have (RFC 9110 §4.2): `https` once TLS
@@ -76,6 +87,9 @@ pub struct ConnInfo {
     /// connection rather than per request. Behind one `Arc`: a request takes it with one
     /// reference count, not three.
     pub remote: Arc<Remote>,
+    /// The peer is in `--forwarded-allow-ips` (or on a unix socket): its forwarding headers
+    /// and request id are believed.
+    pub trusted: bool,
 }
 
 /// A client address as text, plus a place for an adapter's per-connection values.
@@ -91,7 +105,7 @@ pub struct Remote {
 }
 
 impl Remote {
-    fn of(addr: SocketAddr) -> Self {
+    pub(crate) fn of(addr: SocketAddr) -> Self {
         Remote {
             ip: Arc::from(addr.ip().to_string()),
             port: Arc::from(addr.port().to_string()),
@@ -219,6 +233,8 @@ pub struct ServeConfig {
     pub access_log: Option<Arc<AccessLog>>,
     /// The health-check paths, answered by the driver before any handler sees the request.
     pub health: Option<Arc<Health>>,
+    /// Proxy trust, the PROXY protocol and request ids.
+    pub proxy: Arc<ProxyConfig>,
 }
 
 /// Counts live connections so a drain knows when it is done.
@@ -392,20 +408,37 @@ async fn accept_loop<L: Accept, H: Handler>(
         };
         match accepted {
             Ok((stream, peer, remote)) => {
-                let info = ConnInfo {
-                    peer,
-                    scheme: Scheme::Http,
-                    local: local.clone(),
-                    shared: Rc::new(ConnShared::default()),
-                    remote: Arc::new(remote),
-                };
                 let token = LiveToken::new(&live);
                 let (handler, stop, cfg) = (handler.clone(), stop.clone(), cfg.clone());
+                let local = local.clone();
                 tokio::task::spawn_local(async move {
                     // The token ends with the connection: when `drive` returns, or, after a
                     // switch of protocols, when the handler drops the connection.
                     let live = LiveGuard::new(token);
-                    drive(stream, info, handler, cfg, stop, live).await;
+                    let accepted = tokio::time::Instant::now();
+                    let tcp = matches!(peer, Peer::Tcp(_));
+                    let (peer, remote, start) = if cfg.proxy.proxy_protocol {
+                        match proxy_header(&stream, peer, remote, &cfg).await {
+                            Some(v) => v,
+                            None => return,
+                        }
+                    } else {
+                        (peer, remote, bytes::BytesMut::new())
+                    };
+                    let info = ConnInfo {
+                        trusted: cfg.proxy.trusts(&peer),
+                        peer,
+                        scheme: Scheme::Http,
+                        local,
+                        shared: Rc::new(ConnShared::default()),
+                        remote: Arc::new(remote),
+                    };
+                    let start = crate::h1::Start {
+                        accepted,
+                        tcp,
+                        initial: start,
+                    };
+                    crate::h1::drive(stream, Rc::new(info), handler, cfg, stop, live, start).await;
                 });
             }
             Err(e) => accept_backoff(&e).await,
@@ -420,17 +453,27 @@ async fn accept_backoff(e: &std::io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-/// Drive one connection to its end.
-async fn drive<S, H>(
-    stream: S,
-    info: ConnInfo,
-    handler: Rc<H>,
-    cfg: ServeConfig,
-    stop: watch::Receiver<bool>,
-    live: LiveGuard,
-) where
-    S: Socket,
-    H: Handler,
-{
-    crate::h1::drive(stream, Rc::new(info), handler, cfg, stop, live).await;
+/// Read the PROXY header of a new connection (`--proxy-protocol`): the client it names
+/// replaces the peer. `None`: the connection is refused (logged) and goes.
+async fn proxy_header<S: Socket>(
+    stream: &S,
+    peer: Peer,
+    remote: Remote,
+    cfg: &ServeConfig,
+) -> Option<(Peer, Remote, bytes::BytesMut)> {
+    let allowed = cfg.proxy.proxy_allowed(&peer);
+    match proxy_protocol::read(stream, allowed, cfg.timeouts.header).await {
+        Ok((Some(Addresses::Proxied { src, .. }), rest)) => {
+            Some((Peer::Tcp(src), Remote::of(src), rest))
+        }
+        Ok((_, rest)) => Some((peer, remote, rest)),
+        Err(why) => {
+            let from = match &peer {
+                Peer::Tcp(addr) => addr.to_string(),
+                Peer::Unix => "a unix-socket peer".to_owned(),
+            };
+            crate::log::warn(format_args!("closing a connection from {from}: {why}"));
+            None
+        }
+    }
 }

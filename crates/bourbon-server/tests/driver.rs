@@ -199,6 +199,7 @@ fn start_with(
                 graceful_timeout: Duration::from_secs(2),
                 access_log: None,
                 health,
+                proxy: Default::default(),
             };
             serve(&listeners, Rc::new(Echo { file }), cfg, rx)
                 .await

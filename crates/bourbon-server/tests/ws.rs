@@ -105,6 +105,7 @@ fn start() -> (
                 graceful_timeout: Duration::from_secs(5),
                 access_log: None,
                 health: None,
+                proxy: Default::default(),
             };
             serve(&listeners, Rc::new(Echo), cfg, rx).await.unwrap();
         });

@@ -2,7 +2,7 @@
 //! the guard already validated: nothing is parsed twice.
 
 use bourbon_server::request::RequestHead;
-use bourbon_server::serve::{ConnInfo, Local, Peer};
+use bourbon_server::serve::{ConnInfo, Local};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -64,19 +64,22 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// The address pair of a TCP peer or listener, `None` for a unix client.
+/// The client's address pair, `None` for a unix client: from the connection's address
+/// strings, which a trusted proxy may have set (layer/forwarded.rs; an obfuscated `for=`
+/// identifier is kept as the host, a port nobody gave is 0, as in uvicorn).
 fn client<'py>(py: Python<'py>, conn: &ConnInfo) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match &conn.peer {
-        Peer::Tcp(addr) => PyTuple::new(
-            py,
-            [
-                addr.ip().to_string().into_pyobject(py)?.into_any(),
-                addr.port().into_pyobject(py)?.into_any(),
-            ],
-        )?
-        .into_any(),
-        Peer::Unix => py.None().into_bound(py),
-    })
+    if conn.remote.ip.is_empty() {
+        return Ok(py.None().into_bound(py));
+    }
+    let port: u16 = conn.remote.port.parse().unwrap_or(0);
+    Ok(PyTuple::new(
+        py,
+        [
+            PyString::new(py, &conn.remote.ip).into_any(),
+            port.into_pyobject(py)?.into_any(),
+        ],
+    )?
+    .into_any())
 }
 
 fn server<'py>(py: Python<'py>, conn: &ConnInfo) -> PyResult<Bound<'py, PyAny>> {
@@ -92,6 +95,14 @@ fn server<'py>(py: Python<'py>, conn: &ConnInfo) -> PyResult<Bound<'py, PyAny>> 
         Local::Unix(path) => PyTuple::new(
             py,
             [PyString::new(py, path).into_any(), py.None().into_bound(py)],
+        )?
+        .into_any(),
+        Local::Proxied { name, port } => PyTuple::new(
+            py,
+            [
+                PyString::new(py, name).into_any(),
+                port.into_pyobject(py)?.into_any(),
+            ],
         )?
         .into_any(),
     })

@@ -141,6 +141,10 @@ fn header_key<'py>(py: Python<'py>, name: &[u8]) -> Option<Bound<'py, PyString>>
         10 if known(b"user-agent") => Some(intern!(py, "HTTP_USER_AGENT")),
         10 if known(b"connection") => Some(intern!(py, "HTTP_CONNECTION")),
         12 if known(b"content-type") => Some(intern!(py, "CONTENT_TYPE")),
+        // Every request has one (layer/forwarded.rs).
+        12 if known(b"x-request-id") => Some(intern!(py, "HTTP_X_REQUEST_ID")),
+        15 if known(b"x-forwarded-for") => Some(intern!(py, "HTTP_X_FORWARDED_FOR")),
+        17 if known(b"x-forwarded-proto") => Some(intern!(py, "HTTP_X_FORWARDED_PROTO")),
         13 if known(b"cache-control") => Some(intern!(py, "HTTP_CACHE_CONTROL")),
         13 if known(b"authorization") => Some(intern!(py, "HTTP_AUTHORIZATION")),
         13 if known(b"if-none-match") => Some(intern!(py, "HTTP_IF_NONE_MATCH")),
@@ -182,6 +186,8 @@ fn server_name_port(host: Option<&[u8]>, local: &Local) -> (String, String) {
             return (name, addr.port().to_string());
         }
         Local::Unix(path) => path,
+        // What a trusted proxy said (layer/forwarded.rs): the host the client asked for.
+        Local::Proxied { name, port } => return (name.to_string(), port.to_string()),
     };
     let host = host
         .filter(|h| !h.is_empty())

@@ -46,6 +46,7 @@ use crate::access_log::Pending;
 use crate::cork;
 use crate::guard::{Guard, Reject};
 use crate::io::{ConnShared, LiveGuard, Socket, Switched, Timeouts, Upgraded};
+use crate::layer::forwarded::{self, Applied, ForwardState};
 use crate::request::{
     BodyError, Interim, InterimSink, PeerSource, PeerWatch, Request, RequestHead,
 };
@@ -161,6 +162,14 @@ enum Framing {
     Eof,
 }
 
+/// How a connection starts: when it was accepted (the first head's deadline counts from
+/// there), whether it is TCP, and bytes already read from it (after a PROXY header).
+pub(crate) struct Start {
+    pub accepted: Instant,
+    pub tcp: bool,
+    pub initial: BytesMut,
+}
+
 /// Drive one connection to its end. `live` counts it among the worker's connections; after
 /// a `101` it goes with the connection to the handler (S1 in the ASGI design), so a graceful
 /// stop waits for the switched connection too.
@@ -171,14 +180,21 @@ pub(crate) async fn drive<S, H>(
     cfg: ServeConfig,
     stop: watch::Receiver<bool>,
     live: LiveGuard,
+    start: Start,
 ) where
     S: Socket,
     H: Handler,
 {
-    let accepted = Instant::now();
+    let accepted = start.accepted;
     let mut stop_wait = StopWait::new(&stop);
-    let tcp = matches!(info.peer, crate::serve::Peer::Tcp(_));
-    let conn = Rc::new(Conn::new(stream, &cfg, info.shared.clone(), tcp));
+    let conn = Rc::new(Conn::new(
+        stream,
+        &cfg,
+        info.shared.clone(),
+        start.tcp,
+        start.initial,
+    ));
+    let mut forward_state = ForwardState::default();
     let keep_alive = !cfg.timeouts.keep_alive.is_zero();
     let mut wbuf: Vec<u8> = Vec::with_capacity(512);
     // When the connection was last seen busy: the keep-alive wait counts from here.
@@ -197,6 +213,14 @@ pub(crate) async fn drive<S, H>(
             }
         };
         first = false;
+        // Proxy trust and the request id (layer/forwarded.rs): the head and the connection
+        // as the application, and the access log, should see them.
+        let Applied {
+            head,
+            conn: forwarded,
+            request_id,
+        } = forwarded::apply(&cfg.proxy, head, &info, &mut forward_state);
+        let req_info = forwarded.as_ref().unwrap_or(&info);
         let facts = ReqFacts {
             is_head: head.is_head(),
             http10: head.http10(),
@@ -264,10 +288,17 @@ pub(crate) async fn drive<S, H>(
                     interim,
                     peer: PeerWatch::new(conn.clone() as Rc<dyn PeerSource>),
                 },
-                &info,
+                req_info,
             )
             .await;
         let done = cork::call_done(started);
+        let mut resp = resp;
+        if let (Some(id), Some(name)) = (&request_id, cfg.proxy.request_id.as_deref()) {
+            // The response says which request it answers, unless the application did.
+            if !resp.headers.has_field(name) {
+                resp.headers.push_trusted(name, id.as_bytes());
+            }
+        }
         let close = wants_close || !keep_alive || stop_signalled(&stop);
         let logged = match (&cfg.access_log, pending) {
             (Some(log), Some(pending)) => Some((log, pending.responded(log, &resp))),
@@ -275,7 +306,6 @@ pub(crate) async fn drive<S, H>(
         };
         // A switch of protocols (RFC 9110 §15.2.2): after the 101 the connection is the
         // handler's. HTTP/1.0 cannot switch (§7.8 applies to HTTP/1.1).
-        let mut resp = resp;
         let upgrade = match resp.upgrade.take() {
             Some(to) if resp.status == 101 && !facts.http10 => Some(to),
             _ => None,
@@ -287,7 +317,7 @@ pub(crate) async fn drive<S, H>(
             .await;
         info.shared.request_finished();
         if let Some((log, record)) = logged {
-            record.write(log, &info.remote.ip, conn.body_sent.get());
+            record.write(log, &req_info.remote.ip, conn.body_sent.get());
         }
         if let Some(to) = upgrade {
             // The 101 must be on the wire before the new protocol's first byte.
@@ -327,13 +357,22 @@ pub(crate) async fn drive<S, H>(
 
 impl<S: Socket> Conn<S> {
     /// A connection at its start, with an empty read buffer of one read's size.
-    fn new(stream: S, cfg: &ServeConfig, shared: Rc<ConnShared>, tcp: bool) -> Self {
+    fn new(
+        stream: S,
+        cfg: &ServeConfig,
+        shared: Rc<ConnShared>,
+        tcp: bool,
+        initial: BytesMut,
+    ) -> Self {
+        let unscanned = !initial.is_empty();
+        let mut buf = initial;
+        buf.reserve(READ_CHUNK);
         Conn {
             stream,
             rd: RefCell::new(Reader {
-                buf: BytesMut::with_capacity(READ_CHUNK),
+                buf,
                 guard: Guard::new(cfg.limits),
-                unscanned: false,
+                unscanned,
                 eof: false,
                 body_done: true,
                 body_failed: None,

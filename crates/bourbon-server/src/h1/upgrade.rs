@@ -110,8 +110,15 @@ mod tests {
                 graceful_timeout: t,
                 access_log: None,
                 health: None,
+                proxy: Default::default(),
             };
-            let conn = Conn::new(a, &cfg, Rc::new(ConnShared::default()), false);
+            let conn = Conn::new(
+                a,
+                &cfg,
+                Rc::new(ConnShared::default()),
+                false,
+                BytesMut::new(),
+            );
             // What the client sent after the request that switched.
             conn.rd.borrow_mut().buf.extend_from_slice(b"left over");
             let mut out = BytesMut::new();

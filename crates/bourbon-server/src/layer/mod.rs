@@ -1,5 +1,6 @@
-//! What the server answers or adds around every interface's handler, without Python.
-//!
-//! `health` answers the health-check paths itself.
+//! What the server answers or adds around every interface's handler, without Python:
+//! health checks answered before any handler ([`health`]), proxy trust and request ids
+//! ([`forwarded`]).
 
+pub mod forwarded;
 pub mod health;
