@@ -376,11 +376,11 @@ fn render(snap: &Value, interval: Option<f64>) -> String {
         };
         out.push_str(&format!(
             "{:<8} {:>4} {:<9} {:>7} {:>9} {:>8} {:>7} {:>6}  {}\n",
-            w["pid"],
-            w["id"],
+            w["pid"].to_string(),
+            w["id"].to_string(),
             w["state"].as_str().unwrap_or("?"),
             fmt_secs(&w["age_s"]),
-            w["requests"],
+            w["requests"].to_string(),
             fmt_bytes(&w["rss_bytes"]),
             threads,
             fmt_secs(&w["heartbeat_age_s"]),
@@ -415,7 +415,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].contains("master 10") && lines[0].contains("2/2 workers"));
         assert!(lines[1].ends_with("requests served: 4"));
-        assert!(lines[4].starts_with("11 ") && lines[4].contains("busy"));
+        assert!(lines[4].starts_with("11          1 busy "), "{}", lines[4]);
         assert!(lines[4].contains("2/4") && lines[4].contains("10.0M"));
         assert!(lines[4].ends_with("1.2s GET /a HTTP/1.1"), "{}", lines[4]);
         assert!(lines[5].trim() == "0.5s GET /b HTTP/1.1");
