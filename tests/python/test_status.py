@@ -283,3 +283,31 @@ def test_status_is_not_an_app_named_status(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "configuration and application OK" in res.stdout
+
+
+def test_usr2_new_master_takes_a_fixed_socket_and_a_roll_back_gives_it_back(start_server, tmp_path):
+    sock = tmp_path / "ctl.sock"
+    pid_file = tmp_path / "app.pid"
+    srv = start_server("slow_app:app", "--pid", str(pid_file), "--control-socket", str(sock))
+    old = srv.pid
+    wait_snapshot(sock, lambda s: s["master"]["pid"] == old and states(s) == ["idle"])
+    os.kill(old, signal.SIGUSR2)
+    line = srv.wait_for_log(r"usr2; started a new master \(pid:\d+\)")
+    new = int(line.split("(pid:")[1].split(")")[0])
+    try:
+        wait_snapshot(sock, lambda s: s["master"]["pid"] == new and states(s) == ["idle"])
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        res = status("--json", "--control-socket", str(sock))
+        assert res.returncode == 0 and json.loads(res.stdout)["master"]["pid"] == new
+        # Roll-back: the new master stops and removes its socket; the old one makes its
+        # own again.
+        os.kill(new, signal.SIGTERM)
+        srv.wait_for_log(rf"New master \(pid:{new}\) exited")
+        wait_snapshot(sock, lambda s: s["master"]["pid"] == old)
+    finally:
+        try:
+            os.kill(new, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    srv.stop()
+    assert not sock.exists()

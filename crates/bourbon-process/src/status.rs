@@ -10,6 +10,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -190,6 +191,7 @@ pub fn top_main(args: &[String]) -> i32 {
             Err(e) => fail(&e),
         };
     }
+    let _signals = QuitSignals::install();
     let raw = RawInput::enter();
     let mut stdout = std::io::stdout();
     // The alternate screen, cursor hidden: the terminal comes back as it was.
@@ -210,11 +212,8 @@ pub fn top_main(args: &[String]) -> i32 {
         frame.push_str("\x1b[J");
         let _ = stdout.write_all(frame.as_bytes());
         let _ = stdout.flush();
-        if raw.as_ref().is_some_and(|r| r.quit_within(interval)) {
+        if wait_for_quit(raw.is_some(), interval) {
             break Ok(());
-        }
-        if raw.is_none() {
-            std::thread::sleep(interval);
         }
     };
     let _ = stdout.write_all(b"\x1b[?25h\x1b[?1049l");
@@ -253,39 +252,88 @@ impl RawInput {
             Some(RawInput { saved })
         }
     }
+}
 
-    /// Wait up to `wait` for a key; whether it was q, Q or Ctrl-C.
-    fn quit_within(&self, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        // Bounded: every turn either reads a key or waits until the deadline.
-        for _ in 0..1000 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let mut pfd = libc::pollfd {
-                fd: libc::STDIN_FILENO,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(1000);
-            // SAFETY: poll on one pollfd we own.
-            if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
-                continue;
-            }
-            let mut buf = [0u8; 32];
-            // SAFETY: reading into our buffer from stdin (VMIN 0: never blocks).
-            let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
-            if n == 0 {
-                return true; // the terminal went away
-            }
-            let n = usize::try_from(n).unwrap_or(0);
-            if buf[..n].iter().any(|&b| matches!(b, b'q' | b'Q' | 0x03)) {
-                return true;
+/// Set by a SIGINT, SIGTERM or SIGHUP while `top` runs (with the terminal in raw mode,
+/// Ctrl-C arrives as a key instead).
+static QUIT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_quit(_sig: libc::c_int) {
+    QUIT.store(true, Ordering::Relaxed);
+}
+
+/// `top`'s own handlers for the stop signals (the process's, Python's, are put back on
+/// drop): the loop is in Rust, where Python's handler would only set a flag no one reads.
+struct QuitSignals {
+    saved: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl QuitSignals {
+    fn install() -> QuitSignals {
+        let mut saved = Vec::new();
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: a zeroed sigaction is valid; the handler only stores an atomic. No
+            // SA_RESTART, so a wait in poll(2) returns at once.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_quit as *const () as libc::sighandler_t;
+                libc::sigemptyset(&mut action.sa_mask);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &action, &mut old) == 0 {
+                    saved.push((sig, old));
+                }
             }
         }
-        false
+        QuitSignals { saved }
     }
+}
+
+impl Drop for QuitSignals {
+    fn drop(&mut self) {
+        for (sig, old) in &self.saved {
+            // SAFETY: restoring the action saved for this signal.
+            unsafe {
+                libc::sigaction(*sig, old, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// Wait up to `wait`; whether to quit: a stop signal, or (`keys`: stdin is the raw
+/// terminal) q, Q or Ctrl-C typed.
+fn wait_for_quit(keys: bool, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    // Bounded: every turn reads a key, is woken by a signal, or waits to the deadline.
+    for _ in 0..1000 {
+        if QUIT.load(Ordering::Relaxed) {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut pfd = libc::pollfd {
+            fd: if keys { libc::STDIN_FILENO } else { -1 },
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(1000);
+        // SAFETY: poll on one pollfd we own (a negative fd is skipped: a plain wait).
+        if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 || !keys {
+            continue;
+        }
+        let mut buf = [0u8; 32];
+        // SAFETY: reading into our buffer from stdin (VMIN 0: never blocks).
+        let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 {
+            return true; // the terminal went away
+        }
+        let n = usize::try_from(n).unwrap_or(0);
+        if buf[..n].iter().any(|&b| matches!(b, b'q' | b'Q' | 0x03)) {
+            return true;
+        }
+    }
+    false
 }
 
 impl Drop for RawInput {
