@@ -283,6 +283,17 @@ def test_status_is_not_an_app_named_status(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "configuration and application OK" in res.stdout
+    # The bare word is the command, even beside a module named status.
+    res = subprocess.run(
+        [bourbon_exe(), "status", "--control-socket", str(tmp_path / "none.sock")],
+        cwd=str(tmp_path),
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert res.returncode == 3 and res.stdout == "", (res.stdout, res.stderr)
 
 
 def test_usr2_new_master_takes_a_fixed_socket_and_a_roll_back_gives_it_back(start_server, tmp_path):

@@ -373,8 +373,17 @@ fn secs(d: Duration) -> serde_json::Value {
     serde_json::json!((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
-/// The snapshot as the JSON document the master sends (schema in `docs/status.md`).
+/// The snapshot as the JSON document the master sends (schema in `docs/status.md`). Past
+/// [`MAX_REPLY`] bytes the calls in progress are left out, and `"truncated"` says so.
 pub fn snapshot_json(master: &MasterInfo, workers: &[WorkerInfo]) -> Vec<u8> {
+    let out = snapshot_with(master, workers, MAX_CALLS);
+    if out.len() <= MAX_REPLY {
+        return out;
+    }
+    snapshot_with(master, workers, 0)
+}
+
+fn snapshot_with(master: &MasterInfo, workers: &[WorkerInfo], max_calls: usize) -> Vec<u8> {
     use serde_json::json;
     let workers: Vec<serde_json::Value> = workers
         .iter()
@@ -389,7 +398,7 @@ pub fn snapshot_json(master: &MasterInfo, workers: &[WorkerInfo]) -> Vec<u8> {
                 "interface": w.interface,
                 "threads": w.threads.map(|(busy, total)| json!({"busy": busy, "total": total})),
                 "heartbeat_age_s": secs(w.heartbeat_age),
-                "current": w.calls.iter().take(MAX_CALLS).map(|c| json!({
+                "current": w.calls.iter().take(max_calls).map(|c| json!({
                     "request": c.line,
                     "age_s": secs(c.age),
                 })).collect::<Vec<_>>(),
@@ -411,6 +420,7 @@ pub fn snapshot_json(master: &MasterInfo, workers: &[WorkerInfo]) -> Vec<u8> {
             "stopping": master.stopping,
         },
         "workers": workers,
+        "truncated": max_calls < MAX_CALLS,
     });
     let mut out = serde_json::to_vec(&doc).unwrap_or_default();
     out.push(b'\n');
@@ -650,6 +660,51 @@ mod tests {
             owner: c.owner,
             clients: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_huge_snapshot_leaves_the_calls_out() {
+        let master = MasterInfo {
+            pid: 1,
+            app: "a:b".into(),
+            uptime: Duration::ZERO,
+            workers_target: 1,
+            interface: "wsgi".into(),
+            threads: 64,
+            timeout: Duration::ZERO,
+            stopping: false,
+        };
+        let worker = |id| WorkerInfo {
+            pid: 2,
+            id,
+            state: "busy",
+            age: Duration::ZERO,
+            requests: 0,
+            rss_bytes: None,
+            interface: Some("wsgi"),
+            threads: Some((64, 64)),
+            heartbeat_age: Duration::ZERO,
+            calls: (0..100)
+                .map(|_| CallInfo {
+                    line: "x".repeat(200),
+                    age: Duration::ZERO,
+                })
+                .collect(),
+        };
+        let small: serde_json::Value =
+            serde_json::from_slice(&snapshot_json(&master, &[worker(1)])).unwrap();
+        assert_eq!(
+            small["workers"][0]["current"].as_array().unwrap().len(),
+            MAX_CALLS
+        );
+        assert_eq!(small["truncated"], false);
+        let many: Vec<WorkerInfo> = (0..200).map(worker).collect();
+        let out = snapshot_json(&master, &many);
+        assert!(out.len() <= MAX_REPLY);
+        let big: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(big["truncated"], true);
+        assert_eq!(big["workers"].as_array().unwrap().len(), 200);
+        assert!(big["workers"][0]["current"].as_array().unwrap().is_empty());
     }
 
     #[test]
