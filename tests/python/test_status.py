@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import socket
 import stat
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -322,3 +325,71 @@ def test_usr2_new_master_takes_a_fixed_socket_and_a_roll_back_gives_it_back(star
             pass
     srv.stop()
     assert not sock.exists()
+
+
+def read_pty_until(fd: int, done, timeout: float = 15.0) -> bytes:
+    """Read from the pty master ``fd`` until ``done(data)`` holds or it closes."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not done(data) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_top_in_a_terminal_refreshes_and_quits_on_q(start_server, tmp_path):
+    sock = tmp_path / "ctl.sock"
+    srv = start_server("slow_app:app", "-w", "1", "--control-socket", str(sock))
+    wait_snapshot(sock, lambda s: states(s) == ["idle"])
+    # A terminal of its own: stdin and stdout are the pty's slave side.
+    fd, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [bourbon_exe(), "top", "--interval", "0.2", "--control-socket", str(sock)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=base_env(),
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        # Two frames: each starts by homing the cursor.
+        out = read_pty_until(fd, lambda d: d.count(b"\x1b[H") >= 2 and b" idle " in d)
+        assert out.startswith(b"\x1b[?1049h"), out[:200]
+        assert out.count(b"\x1b[H") >= 2, out[-400:]
+        assert f"master {srv.pid}".encode() in out
+        os.write(fd, b"q")
+        out = read_pty_until(fd, lambda d: b"\x1b[?1049l" in d)
+        assert out.endswith(b"\x1b[?25h\x1b[?1049l"), out[-200:]
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(fd)
+
+
+def test_asgi_websocket_sessions_are_counted(start_server, tmp_path):
+    from websockets.sync.client import connect
+
+    sock = tmp_path / "ctl.sock"
+    srv = start_server("asgi_ws:app", "-w", "1", "--control-socket", str(sock))
+    wait_snapshot(sock, lambda s: states(s) == ["serving"])
+    host, port = srv.host_port
+    with connect(f"ws://{host}:{port}/", open_timeout=10) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "hello"
+        # Open: the worker serves it, and the session is not counted yet.
+        snap = snapshot(sock)
+        assert snap["workers"][0]["state"] == "serving"
+        assert snap["workers"][0]["requests"] == 0
+    # Closed: one session finished.
+    wait_snapshot(sock, lambda s: s["workers"][0]["requests"] == 1)

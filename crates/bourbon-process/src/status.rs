@@ -207,7 +207,7 @@ pub fn top_main(args: &[String]) -> i32 {
         let mut frame = String::from("\x1b[H");
         for line in view.lines() {
             frame.push_str(line);
-            frame.push_str("\x1b[K\r\n");
+            frame.push_str("\x1b[K\n");
         }
         frame.push_str("\x1b[J");
         let _ = stdout.write_all(frame.as_bytes());
