@@ -393,3 +393,13 @@ def test_asgi_websocket_sessions_are_counted(start_server, tmp_path):
         assert snap["workers"][0]["requests"] == 0
     # Closed: one session finished.
     wait_snapshot(sock, lambda s: s["workers"][0]["requests"] == 1)
+
+
+def test_help_names_the_commands():
+    res = run_bourbon("--help")
+    assert res.returncode == 0 and "bourbon status [--json]" in res.stdout
+    for cmd in ("status", "top"):
+        res = run_bourbon(cmd, "--help")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith(f"usage: bourbon {cmd}")
+        assert "3 no server" in res.stdout
