@@ -174,6 +174,14 @@ may live in a root-owned directory such as `/run`. Empty means no file.",
             c.control_socket = match s {
                 "" => ControlSocket::Default,
                 "off" => ControlSocket::Off,
+                // sockaddr_un holds 108 bytes, the terminating NUL included.
+                p if p.len() > 107 => {
+                    return Err(Bad::range(format!(
+                        "'{p}' is {} bytes long; a unix socket path holds at most 107 \
+                         (choose a shorter path)",
+                        p.len()
+                    )))
+                }
                 p => ControlSocket::Path(PathBuf::from(p)),
             };
             Ok(())
