@@ -53,7 +53,9 @@ pub fn help_text() -> String {
         out,
         "usage: bourbon [OPTIONS] APP\n       \
          bourbon compress DIR [DIR...]   write NAME.br / NAME.gz beside static files \
-         (bourbon compress --help)\n"
+         (bourbon compress --help)\n       \
+         bourbon status [--json]         each worker of a running server (bourbon status --help)\n       \
+         bourbon top                     the same, refreshed in the terminal\n"
     );
     for sec in Section::ALL {
         let _ = writeln!(out, "{}:", sec.title());

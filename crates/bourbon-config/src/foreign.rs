@@ -701,7 +701,7 @@ pub(crate) static WORDS: &[Word] = &[
         "control_socket",
         &["--control-socket"],
         Value,
-        Ignored("no control socket: the master is driven by signals (docs/signals.md)"),
+        S("control_socket"),
     ),
     w(
         G,
@@ -709,7 +709,7 @@ pub(crate) static WORDS: &[Word] = &[
         "control_socket_mode",
         &["--control-socket-mode"],
         Value,
-        Ignored("no control socket: the master is driven by signals (docs/signals.md)"),
+        Ignored("the control socket is always 0600, its user's (docs/status.md)"),
     ),
     w(
         G,
@@ -717,7 +717,7 @@ pub(crate) static WORDS: &[Word] = &[
         "control_socket_disable",
         &["--no-control-socket"],
         Switch,
-        Already("there is no control socket"),
+        Ignored("use --control-socket off"),
     ),
     // ---- uWSGI: loading the application ----
     w(U, "Application", "module", &["--module"], Value, App(AppPart::Module)),

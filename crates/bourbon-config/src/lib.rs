@@ -48,7 +48,7 @@ pub use docs::{migrating_markdown, MIGRATING_BEGIN, MIGRATING_END};
 pub use error::ConfigError;
 pub use foreign::{Note, NoteLevel};
 pub use types::{
-    AppSpec, Bind, Config, ErrorLogFormat, EventLoop, Interface, Lifespan, LogLevel, LogTarget,
+    AppSpec, Bind, Config, ControlSocket, ErrorLogFormat, EventLoop, Interface, Lifespan, LogLevel, LogTarget,
     StaticMount,
 };
 

@@ -18,7 +18,7 @@ use crate::types::{
     parse_env_pair, parse_error_log_format, parse_event_loop, parse_health_path, parse_interface,
     parse_lifespan, parse_log_config, parse_log_format, parse_log_level, parse_positive_u32,
     parse_root_path, parse_size, parse_socket_mode, parse_static_mount, parse_umask,
-    parse_url_prefix, parse_usize_in, parse_whole, parse_workers, Bad, LogTarget,
+    parse_url_prefix, parse_usize_in, parse_whole, parse_workers, Bad, ControlSocket, LogTarget,
 };
 
 fn opt_path(s: &str) -> Option<PathBuf> {
@@ -180,6 +180,43 @@ it, renamed over the name) with mode 0644 whatever the umask, so only its owner 
 it. With `user`, a small process that stays root removes it once the master is gone, so it \
 may live in a root-owned directory such as `/run`. Empty means no file.",
         show: |c| show_opt_path(&c.pid),
+    },
+    Setting {
+        name: "control_socket",
+        long: &["--control-socket"],
+        short: None,
+        metavar: "PATH",
+        section: Section::Workers,
+        kind: Kind::Value(|c, s| {
+            c.control_socket = match s {
+                "" => ControlSocket::Default,
+                "off" => ControlSocket::Off,
+                // sockaddr_un holds 108 bytes, the terminating NUL included.
+                p if p.len() > 107 => {
+                    return Err(Bad::range(format!(
+                        "'{p}' is {} bytes long; a unix socket path holds at most 107 \
+                         (choose a shorter path)",
+                        p.len()
+                    )))
+                }
+                p => ControlSocket::Path(PathBuf::from(p)),
+            };
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "/run/mysite/control.sock",
+        help: "the master's control socket, read by `bourbon status` and `bourbon top` ('off': none)",
+        doc: "The unix socket on which the master answers `bourbon status` and `bourbon top` \
+(see `docs/status.md`). The master creates it once it runs as its final user (after `user` \
+and `group`), with mode 0600, so only that user (and root) may read it; it is removed at \
+exit, kept across HUP, and made again by the new master of a USR2 upgrade. Empty (the \
+default) means `$XDG_RUNTIME_DIR/bourbon/PID.sock` when `XDG_RUNTIME_DIR` is set, else \
+`/tmp/bourbon-UID/PID.sock` (PID the master's, UID its user's; the directory is made 0700). \
+Under systemd give a path in the unit's `RuntimeDirectory=`. `off` turns it off. It is read \
+at start: a HUP does not move it.",
+        show: |c| Shown::Str(c.control_socket.to_string()),
     },
     Setting {
         name: "pythonpath",

@@ -28,6 +28,8 @@ pub struct Config {
     pub pythonpath: Vec<PathBuf>,
     /// Where to write the server's process id.
     pub pid: Option<PathBuf>,
+    /// Where the master serves `bourbon status` (`--control-socket`).
+    pub control_socket: ControlSocket,
     /// Extra `(KEY, VALUE)` pairs to set in the process environment.
     pub env: Vec<(String, String)>,
     /// Addresses to listen on.
@@ -189,6 +191,7 @@ impl Config {
             config: None,
             chdir: None,
             pid: None,
+            control_socket: ControlSocket::Default,
             pythonpath: Vec::new(),
             env: Vec::new(),
             bind: Vec::new(),
@@ -264,6 +267,27 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         crate::registry::defaults()
+    }
+}
+
+/// Where the master's control socket (`bourbon status`) lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlSocket {
+    /// `$XDG_RUNTIME_DIR/bourbon/PID.sock`, else `/tmp/bourbon-UID/PID.sock`.
+    Default,
+    /// No control socket.
+    Off,
+    /// This path.
+    Path(PathBuf),
+}
+
+impl fmt::Display for ControlSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlSocket::Default => Ok(()),
+            ControlSocket::Off => f.write_str("off"),
+            ControlSocket::Path(p) => write!(f, "{}", p.display()),
+        }
     }
 }
 

@@ -128,3 +128,33 @@ fn reload_with_preload_is_an_error() {
     let msg = err_env(&["--reload"], &[("BOURBON_PRELOAD", "1")]);
     assert!(msg.contains("cannot be reloaded"), "{msg}");
 }
+
+#[test]
+fn control_socket() {
+    use bourbon_config::ControlSocket;
+    use std::path::PathBuf;
+    assert_eq!(run(&[]).control_socket, ControlSocket::Default);
+    assert_eq!(
+        run(&["--control-socket", "/run/x/c.sock"]).control_socket,
+        ControlSocket::Path(PathBuf::from("/run/x/c.sock"))
+    );
+    assert_eq!(
+        run(&["--control-socket", "off"]).control_socket,
+        ControlSocket::Off
+    );
+    assert_eq!(
+        run_env(&[], &[("BOURBON_CONTROL_SOCKET", "off")]).control_socket,
+        ControlSocket::Off
+    );
+    let long = format!("/{}", "d".repeat(120));
+    let msg = err(&["--control-socket", &long]);
+    assert!(
+        msg.starts_with("error: --control-socket: ") && msg.contains("at most 107"),
+        "{msg}"
+    );
+    let f = temp_file("control_socket = \"/tmp/c.sock\"\n");
+    assert_eq!(
+        run(&["-c", f.to_str().unwrap()]).control_socket,
+        ControlSocket::Path(PathBuf::from("/tmp/c.sock"))
+    );
+}

@@ -13,8 +13,10 @@
 //! drives it (`master/run.rs`: self-pipe, `waitpid`, `kill(2)`, fork); [`signals`] the
 //! masks and the self-pipe; [`scoreboard`] the memory each worker shares with the master,
 //! and [`watchdog`] the master's judgement of it; the rest are the operations steps that
-//! [`ops`] puts in order.
+//! [`ops`] puts in order; [`control`] is the master's control socket and [`status`] the
+//! `bourbon status` and `bourbon top` commands that read it.
 
+pub mod control;
 pub mod daemon;
 pub mod master;
 pub mod notify;
@@ -25,6 +27,7 @@ pub mod proctitle;
 pub mod reloader;
 pub mod scoreboard;
 pub mod signals;
+pub mod status;
 pub mod upgrade;
 pub mod watchdog;
 

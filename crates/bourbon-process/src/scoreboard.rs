@@ -11,7 +11,8 @@
 //!   progress (0 when there is none) and its request line, truncated to [`LINE_MAX`] bytes;
 //! - a flag the worker raises once it has loaded the application and serves (so the master
 //!   can tell a worker that failed to boot from one that crashed later);
-//! - a flag the worker raises once it has written its Python stacks.
+//! - a flag the worker raises once it has written its Python stacks;
+//! - the interface the worker serves (WSGI or ASGI), for `bourbon status`.
 //!
 //! A record is written like a seqlock: the start time is stored last (release) and cleared
 //! when the call ends, and the master re-reads it after copying the line, discarding the copy
@@ -38,6 +39,16 @@ struct Header {
     dumped: AtomicU32,
     /// Raised by the worker once the application is loaded and it serves.
     booted: AtomicU32,
+    /// The interface the worker serves ([`Interface`] as a number; 0 until it booted).
+    interface: AtomicU32,
+}
+
+/// The interface a worker serves, as it reports it (`--interface auto` is decided in the
+/// worker, once the application is loaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interface {
+    Wsgi = 1,
+    Asgi = 2,
 }
 
 #[repr(C)]
@@ -152,6 +163,13 @@ impl Slot {
         self.header().booted.store(1, Ordering::Release);
     }
 
+    /// The worker serves `interface` (written once, at boot).
+    pub fn set_interface(&self, interface: Interface) {
+        self.header()
+            .interface
+            .store(interface as u32, Ordering::Relaxed);
+    }
+
     /// Give the calling thread a record of its own, if any are left.
     pub fn claim(&self) -> Option<usize> {
         let i = self.header().claimed.fetch_add(1, Ordering::Relaxed);
@@ -242,6 +260,27 @@ impl Slot {
         self.header().booted.load(Ordering::Acquire) != 0
     }
 
+    /// The interface the worker said it serves, once it booted.
+    pub fn interface(&self) -> Option<Interface> {
+        match self.header().interface.load(Ordering::Relaxed) {
+            1 => Some(Interface::Wsgi),
+            2 => Some(Interface::Asgi),
+            _ => None,
+        }
+    }
+
+    /// Every call in progress, oldest first (for `bourbon status`); torn copies are left out,
+    /// as in [`Slot::oldest_call`].
+    pub fn calls(&self) -> Vec<Call> {
+        let n = usize::try_from(self.header().records.load(Ordering::Relaxed)).unwrap_or(0);
+        let mut calls: Vec<Call> = (0..n)
+            .filter_map(|i| self.record(i))
+            .filter_map(|r| copy_call(r, &mut || {}))
+            .collect();
+        calls.sort_by_key(|c| c.started);
+        calls
+    }
+
     /// Whether the worker has written its stacks since it was asked.
     pub fn dumped(&self) -> bool {
         self.header().dumped.load(Ordering::Acquire) != 0
@@ -274,30 +313,42 @@ impl Slot {
             if started == 0 || oldest.as_ref().is_some_and(|o| o.started <= started) {
                 continue;
             }
-            let len = usize::try_from(r.len.load(Ordering::Relaxed))
-                .unwrap_or(0)
-                .min(LINE_MAX);
-            let mut bytes = Vec::with_capacity(len);
-            for word in &r.line {
-                bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
-                if bytes.len() >= len {
-                    break;
-                }
+            if let Some(call) = copy_call(r, &mut || copied(i)) {
+                oldest = Some(call);
             }
-            bytes.truncate(len);
-            copied(i);
-            fence(Ordering::Acquire);
-            if r.started.load(Ordering::Relaxed) != started {
-                // The call ended (and maybe another began) while we copied: not stuck.
-                continue;
-            }
-            oldest = Some(Call {
-                started,
-                line: String::from_utf8_lossy(&bytes).into_owned(),
-            });
         }
         oldest
     }
+}
+
+/// Copy record `r`'s call in progress, if any and if it did not change while it was copied
+/// (`copied` runs between the copy and the second read of the start time).
+fn copy_call(r: &Record, copied: &mut dyn FnMut()) -> Option<Call> {
+    let started = r.started.load(Ordering::Acquire);
+    if started == 0 {
+        return None;
+    }
+    let len = usize::try_from(r.len.load(Ordering::Relaxed))
+        .unwrap_or(0)
+        .min(LINE_MAX);
+    let mut bytes = Vec::with_capacity(len);
+    for word in &r.line {
+        bytes.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        if bytes.len() >= len {
+            break;
+        }
+    }
+    bytes.truncate(len);
+    copied();
+    fence(Ordering::Acquire);
+    if r.started.load(Ordering::Relaxed) != started {
+        // The call ended (and maybe another began) while we copied.
+        return None;
+    }
+    Some(Call {
+        started,
+        line: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 impl Drop for Slot {
@@ -363,6 +414,31 @@ mod tests {
         assert!(!slot.booted());
         slot.mark_booted();
         assert!(slot.booted());
+    }
+
+    #[test]
+    fn every_call_in_progress_is_listed_oldest_first() {
+        let slot = Slot::new(3, 1).unwrap();
+        assert!(slot.calls().is_empty());
+        assert_eq!(slot.interface(), None);
+        slot.set_interface(Interface::Asgi);
+        assert_eq!(slot.interface(), Some(Interface::Asgi));
+        slot.begin(0, 30, [b"GET", b"/a", b"HTTP/1.1"]);
+        slot.begin(2, 10, [b"GET", b"/c", b"HTTP/1.0"]);
+        let lines: Vec<(u64, String)> = slot
+            .calls()
+            .into_iter()
+            .map(|c| (c.started, c.line))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                (10, "GET /c HTTP/1.0".to_owned()),
+                (30, "GET /a HTTP/1.1".to_owned())
+            ]
+        );
+        slot.end(Some(2));
+        assert_eq!(slot.calls().len(), 1);
     }
 
     #[test]

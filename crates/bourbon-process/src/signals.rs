@@ -96,30 +96,34 @@ fn install(sig: libc::c_int, handler: libc::sighandler_t) {
     }
 }
 
-/// Wait up to `timeout` for signal bytes on the pipe, or for `watch` (the file watcher)
-/// to become readable; return the signals read and whether `watch` is readable.
+/// Wait up to `timeout` for signal bytes on the pipe, for `watch` (the file watcher) to
+/// become readable, or for an event on one of `extra` (the control socket and its clients,
+/// which the caller then serves without looking at which); return the signals read and
+/// whether `watch` is readable.
 pub fn wait_signals(
     fd: RawFd,
     watch: Option<RawFd>,
+    extra: &[libc::pollfd],
     timeout: Duration,
 ) -> (Vec<libc::c_int>, bool) {
-    let mut pfds = [
-        libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            // A negative descriptor is skipped by poll(2).
-            fd: watch.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    let mut pfds = Vec::with_capacity(2 + extra.len());
+    pfds.push(libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    pfds.push(libc::pollfd {
+        // A negative descriptor is skipped by poll(2).
+        fd: watch.unwrap_or(-1),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    pfds.extend_from_slice(extra);
     // Rounded up, so a deadline a fraction of a millisecond away is not a busy loop.
     let ms = libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(1000);
-    // SAFETY: poll reads and writes the two pollfds we own.
-    let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+    let n = libc::nfds_t::try_from(pfds.len()).unwrap_or(2);
+    // SAFETY: poll reads and writes the `n` pollfds of the vector we own.
+    let ready = unsafe { libc::poll(pfds.as_mut_ptr(), n, ms) };
     let mut out = Vec::new();
     // Any event, an error included, so that a broken watcher is read (and dropped) rather
     // than polled again at once.

@@ -157,13 +157,18 @@ pub fn recycle_reason(
 
 /// The resident set size of `pid` in MiB, from `/proc/PID/statm` (its second field, in pages).
 pub fn rss_mib(pid: libc::pid_t) -> Option<u64> {
+    rss_bytes(pid).map(|b| b / (1024 * 1024))
+}
+
+/// The resident set size of `pid` in bytes, from `/proc/PID/statm`.
+pub fn rss_bytes(pid: libc::pid_t) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no memory effects.
     #[allow(unsafe_code)]
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     let page = u64::try_from(page).ok().filter(|&p| p > 0).unwrap_or(4096);
-    Some(pages * page / (1024 * 1024))
+    Some(pages * page)
 }
 
 /// A random number from the kernel (falls back to the clock: jitter needs no strength).

@@ -42,6 +42,13 @@ pub(crate) fn run(py: Python<'_>, argv: &[String]) -> i32 {
     if argv.first().is_some_and(|a| a == "compress") {
         return compress(py, &argv[1..]);
     }
+    // `bourbon status` and `bourbon top` read a running master's control socket; the same
+    // rule: only the bare word (`bourbon status:app` serves a module named `status`).
+    match argv.first().map(String::as_str) {
+        Some("status") => return py.detach(|| bourbon_process::status::status_main(&argv[1..])),
+        Some("top") => return py.detach(|| bourbon_process::status::top_main(&argv[1..])),
+        _ => {}
+    }
     let env: HashMap<String, String> = std::env::vars().collect();
     // Executes a gunicorn Python config file when `-c` names one.
     let loaded = match crate::compat::load(py, argv, &env, false) {
@@ -677,7 +684,7 @@ impl Worker {
         // Booted: the application is loaded and everything the worker needs exists. An exit
         // with 3 or 4 from here on (an application calling os._exit(4)) is a crash the
         // master replaces, not a failure to boot that stops it.
-        crate::supervise::booted();
+        crate::supervise::booted(crate::scoreboard::Interface::Wsgi);
         let local = tokio::task::LocalSet::new();
         let code = local.block_on(&runtime, async move {
             let (stop_tx, stop_rx) = watch::channel(false);

@@ -82,9 +82,11 @@ fn error_log_fd(cfg: &Config) -> i32 {
 }
 
 /// The application is loaded and this worker is about to serve: from now on an exit with
-/// 3 or 4 is a crash to replace, not a failure to boot that stops the master.
-pub(crate) fn booted() {
+/// 3 or 4 is a crash to replace, not a failure to boot that stops the master. `interface`
+/// is what it serves, shown by `bourbon status`.
+pub(crate) fn booted(interface: crate::scoreboard::Interface) {
     if let Some(slot) = SLOT.get() {
+        slot.set_interface(interface);
         slot.mark_booted();
     }
 }

@@ -209,6 +209,11 @@ impl Master {
         self.target
     }
 
+    /// Whether a stop began.
+    pub fn stopping(&self) -> bool {
+        self.stopping
+    }
+
     /// How many workers count towards the target.
     pub fn serving(&self) -> usize {
         self.workers

@@ -10,7 +10,8 @@
 //! everything else, logging included, happens here. The loop wakes at least twice a second
 //! (every 10 ms while a stack dump is pending) to read each worker's slot
 //! (`scoreboard.rs`), which the master then judges. With `--reload` it also polls the file
-//! watcher (`reloader.rs`) and reloads as on SIGHUP when a file changed.
+//! watcher (`reloader.rs`) and reloads as on SIGHUP when a file changed. It also serves
+//! the control socket (`control.rs`) from the same wait, never blocking on a client.
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
@@ -24,8 +25,9 @@ use bourbon_server::listener::Listener;
 use bourbon_server::log;
 
 use super::{Ended, Look, Master, Output, Phase, Pid, Reaped, Sig};
+use crate::control::{CallInfo, Control, MasterInfo, WorkerInfo};
 use crate::reloader::Reloader;
-use crate::scoreboard::{now_ns, Slot};
+use crate::scoreboard::{now_ns, Interface, Slot};
 use crate::signals::{block_signals, route_to_pipe, self_pipe, unblock_signals, wait_signals};
 use crate::{watchdog, Boot, Hook, WorkerCtx, WorkerId};
 
@@ -63,6 +65,10 @@ struct Driver<'a, B: Boot> {
     reloader: Option<Reloader>,
     /// Every booted worker is saturated, as last published for readiness probes.
     all_stuck: bool,
+    /// The control socket (`bourbon status`), made once the master runs as its user.
+    control: Option<Control>,
+    /// When the master started, for its uptime.
+    started: Instant,
 }
 
 /// Run the master until it is stopped; returns the exit code (in a forked worker: the
@@ -89,6 +95,8 @@ pub fn run<B: Boot>(
         }
     };
     route_to_pipe(write_fd);
+    // Before the readiness lines, so that a server that says it listens can be asked.
+    let control = Control::open(&cfg.control_socket);
     for l in listeners {
         defer_accept(l);
     }
@@ -124,6 +132,8 @@ pub fn run<B: Boot>(
         slots: HashMap::new(),
         reloader,
         all_stuck: false,
+        control,
+        started: Instant::now(),
     };
     let code = driver.run();
     // Forked workers return through here too; the hook is the master's.
@@ -158,11 +168,21 @@ impl<B: Boot> Driver<'_, B> {
             if let Some(due) = self.reloader.as_ref().and_then(|r| r.wait(Instant::now())) {
                 wait = wait.min(due);
             }
+            if let Some(due) = self.control.as_ref().and_then(|c| c.wait(Instant::now())) {
+                wait = wait.min(due);
+            }
             let watch = self.reloader.as_ref().map(Reloader::fd);
             let read_fd = self.read_fd;
+            let extra = self
+                .control
+                .as_ref()
+                .map(Control::pollfds)
+                .unwrap_or_default();
             let (mut signals, mut changed) = (Vec::new(), false);
-            self.boot
-                .unlocked(&mut || (signals, changed) = wait_signals(read_fd, watch, wait));
+            self.boot.unlocked(&mut || {
+                (signals, changed) = wait_signals(read_fd, watch, &extra, wait);
+            });
+            self.serve_control();
             if changed {
                 if let Some(Err(e)) = self.reloader.as_mut().map(Reloader::read) {
                     log::error(format_args!("reload: cannot read file changes: {e}; off"));
@@ -312,6 +332,8 @@ impl<B: Boot> Driver<'_, B> {
         }
         // The other workers' slots are the master's; each is unmapped by its one owner.
         self.slots.clear();
+        // The control socket too (its file stays: it is the master's).
+        self.control = None;
         // As gunicorn, before the application is loaded.
         log::info(format_args!(
             "Booting worker with pid: {}",
@@ -339,6 +361,10 @@ impl<B: Boot> Driver<'_, B> {
                 break;
             }
             if crate::upgrade::reaped(pid, status) {
+                // A new master that took a fixed --control-socket path removed it at exit.
+                if let Some(c) = self.control.as_mut() {
+                    c.rebind();
+                }
                 continue;
             }
             let Some(id) = self.master.worker(pid).map(|w| w.id) else {
@@ -426,6 +452,80 @@ impl<B: Boot> Driver<'_, B> {
         self.master.tick(Instant::now(), &looks, abort_hook)
     }
 
+    /// Answer the control socket's clients, if any (the snapshot is made only when one
+    /// connected).
+    fn serve_control(&mut self) {
+        let Some(mut control) = self.control.take() else {
+            return;
+        };
+        control.serve(Instant::now(), &mut || self.snapshot());
+        self.control = Some(control);
+    }
+
+    /// What `bourbon status` shows: the master and each worker, read from its slot and
+    /// from `/proc`.
+    fn snapshot(&self) -> Vec<u8> {
+        let mono = now_ns();
+        let cfg = self.master.cfg();
+        let ago = |t: u64| Duration::from_nanos(mono.saturating_sub(t));
+        let mut workers: Vec<WorkerInfo> = Vec::with_capacity(self.slots.len());
+        for (pid, w) in self.master.workers() {
+            let Some(slot) = self.slots.get(&pid) else {
+                continue;
+            };
+            let calls = slot.calls();
+            let interface = slot.interface();
+            let state = match w.phase {
+                Phase::Dumping { .. } | Phase::Aborting { .. } => "stuck",
+                Phase::Retiring { .. } | Phase::Killed => "draining",
+                Phase::Serving if self.master.stopping() => "draining",
+                Phase::Serving if !slot.booted() => "booting",
+                Phase::Serving if watchdog::stuck(slot, mono, cfg.timeout, true).is_some() => {
+                    "stuck"
+                }
+                // An ASGI worker's event loop serves many requests at once, without a
+                // record per request: it is only known to serve.
+                Phase::Serving if interface == Some(Interface::Asgi) => "serving",
+                Phase::Serving if calls.is_empty() => "idle",
+                Phase::Serving => "busy",
+            };
+            workers.push(WorkerInfo {
+                pid,
+                id: w.id,
+                state,
+                age: w.started.elapsed(),
+                requests: slot.requests(),
+                rss_bytes: watchdog::rss_bytes(pid),
+                interface: interface.map(|i| match i {
+                    Interface::Wsgi => "wsgi",
+                    Interface::Asgi => "asgi",
+                }),
+                threads: (interface == Some(Interface::Wsgi))
+                    .then(|| (calls.len(), cfg.threads.max(1))),
+                heartbeat_age: ago(slot.heartbeat()),
+                calls: calls
+                    .into_iter()
+                    .map(|c| CallInfo {
+                        line: c.line,
+                        age: ago(c.started),
+                    })
+                    .collect(),
+            });
+        }
+        workers.sort_by_key(|w| w.id);
+        let master = MasterInfo {
+            pid: std::process::id(),
+            app: crate::ops::app_name(cfg),
+            uptime: self.started.elapsed(),
+            workers_target: self.master.target(),
+            interface: cfg.interface.to_string(),
+            threads: cfg.threads.max(1),
+            timeout: cfg.timeout,
+            stopping: self.master.stopping(),
+        };
+        crate::control::snapshot_json(&master, &workers)
+    }
+
     /// HUP, or `--reload` saw a change: re-read the settings (command line, environment,
     /// config file) and hand them to the master. A preloaded application is kept (the new
     /// workers are forked from this process, which holds its modules); `--preload` turned
@@ -479,9 +579,16 @@ impl<B: Boot> Driver<'_, B> {
         let deadline = Instant::now() + patience;
         let read_fd = self.read_fd;
         while self.master.workers().next().is_some() && Instant::now() < deadline {
+            let extra = self
+                .control
+                .as_ref()
+                .map(Control::pollfds)
+                .unwrap_or_default();
             self.boot.unlocked(&mut || {
-                let _ = wait_signals(read_fd, None, Duration::from_millis(100));
+                let _ = wait_signals(read_fd, None, &extra, Duration::from_millis(100));
             });
+            // `bourbon status` shows the drain.
+            self.serve_control();
             let reaped = self.collect();
             // Only log lines while stopping: nothing is forked and nothing stops again.
             let out = self.master.reaped(&reaped);

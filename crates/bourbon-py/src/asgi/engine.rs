@@ -434,6 +434,6 @@ pub(crate) fn _asgi_serve(
             push(Work::Stopped { fast: false });
         });
     }
-    crate::supervise::booted();
+    crate::supervise::booted(crate::scoreboard::Interface::Asgi);
     Ok(())
 }
