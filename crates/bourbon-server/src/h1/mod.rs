@@ -243,19 +243,26 @@ pub(crate) async fn drive<S, H>(
             .write_response(&conn, resp, facts, close, &mut wbuf, done)
             .await;
         info.shared.request_finished();
-        if let Some((log, record)) = logged {
-            record.write(log, &info.remote.ip, conn.body_sent.get());
-        }
         if let Some(to) = upgrade {
-            // The 101 must be on the wire before the new protocol's first byte.
+            // The 101 must be on the wire before the new protocol's first byte. Its line is
+            // written when the session ends, with what the session did (`SessionLog`).
             if written.is_ok() && conn.settle_held(&mut wbuf).await.is_ok() {
+                let log = logged.map(|(log, record)| {
+                    record.into_session(log.clone(), info.remote.clone(), info.scheme)
+                });
                 let _ = to.0.send(Switched {
                     io: conn.clone() as Rc<dyn Upgraded>,
                     live,
                     stop: stop.clone(),
+                    log,
                 });
+            } else if let Some((log, record)) = logged {
+                record.write(log, &info.remote, info.scheme, conn.body_sent.get(), None);
             }
             return;
+        }
+        if let Some((log, record)) = logged {
+            record.write(log, &info.remote, info.scheme, conn.body_sent.get(), None);
         }
         match written {
             Ok(true) => {}
