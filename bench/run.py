@@ -1845,7 +1845,12 @@ def access_log_cells(servers: list[str], env: dict, log_dir: Path, tmp: Path, cf
                         res = measure_cell(run, w, conns, mode, cfg["duration"])
                         key = f"{sname} c={conns} {'on' if on else 'off'}"
                         runs.setdefault(key, []).append(res["rps"])
-                        print(f"  rep{rep} {key:28} {res['rps']:>10,.0f} req/s", flush=True)
+                        runs.setdefault(f"{key} cpu", []).append(res["cpu_us_per_req"])
+                        print(
+                            f"  rep{rep} {key:28} {res['rps']:>10,.0f} req/s"
+                            f" {res['cpu_us_per_req']:7.1f} us cpu/req",
+                            flush=True,
+                        )
                 finally:
                     run.stop()
                     if log_file is not None:
@@ -1857,7 +1862,16 @@ def access_log_cells(servers: list[str], env: dict, log_dir: Path, tmp: Path, cf
         for conns, _ in ACCESS_CELLS:
             off = med(runs.get(f"{sname} c={conns} off", []))
             on = med(runs.get(f"{sname} c={conns} on", []))
-            out["ratios"][f"{sname} c={conns}"] = {"off": off, "on": on, "on/off": on / off}
+            cpu_off = med(runs.get(f"{sname} c={conns} off cpu", []))
+            cpu_on = med(runs.get(f"{sname} c={conns} on cpu", []))
+            out["ratios"][f"{sname} c={conns}"] = {
+                "off": off,
+                "on": on,
+                "on/off": on / off if off else float("nan"),
+                "cpu_off": cpu_off,
+                "cpu_on": cpu_on,
+                "cpu on/off": cpu_on / cpu_off if cpu_off else float("nan"),
+            }
     if cfg["icount"] and "bourbon" in servers:
         log_file = tmp / "access-icount.log"
         n = cfg["icount_requests"]
@@ -1871,14 +1885,15 @@ def access_log_cells(servers: list[str], env: dict, log_dir: Path, tmp: Path, cf
 
 def render_access_log(r: dict) -> str:
     lines = [
-        "| server | cell | off req/s | on req/s | on/off |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| server | cell | off req/s | on req/s | on/off | CPU µs/req off | on | on/off |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, v in r["ratios"].items():
         sname, cell = key.split(" ")
         lines.append(
             f"| {sname} | hello {cell} keep-alive | {fmt(v['off'])} | {fmt(v['on'])} |"
-            f" {v['on/off']:.3f} |"
+            f" {v['on/off']:.3f} | {fmt(v['cpu_off'], 1)} | {fmt(v['cpu_on'], 1)} |"
+            f" {v['cpu on/off']:.3f} |"
         )
     ic = r.get("icount")
     if ic and "instructions_per_request" in ic["off"] and "instructions_per_request" in ic["on"]:

@@ -84,6 +84,10 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// rather than kept for the life of the worker.
 const MAX_KEPT_BUFFER: usize = 4 * FLUSH_BYTES;
 
+/// A connection keeps the copy of its last head for the next one up to this size (heads are
+/// limited to 64 KiB by default; most are a few hundred bytes).
+const MAX_KEPT_SCRATCH: usize = 8 * 1024;
+
 /// One value an atom stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Atom {
@@ -204,6 +208,8 @@ enum Piece {
 pub struct AccessFormat {
     pieces: Vec<Piece>,
     json: bool,
+    /// See [`AccessFormat::needs_response_headers`]; asked per request, so kept.
+    response_headers: bool,
 }
 
 impl AccessFormat {
@@ -220,6 +226,7 @@ impl AccessFormat {
                 return Ok(AccessFormat {
                     pieces: Vec::new(),
                     json: true,
+                    response_headers: true,
                 })
             }
             "common" => return AccessFormat::compile(COMMON_FORMAT),
@@ -270,9 +277,13 @@ impl AccessFormat {
         if !literal.is_empty() {
             pieces.push(Piece::Literal(literal.into()));
         }
+        let response_headers = pieces
+            .iter()
+            .any(|p| matches!(p, Piece::Atom(Atom::ResponseHeader(_))));
         Ok(AccessFormat {
             pieces,
             json: false,
+            response_headers,
         })
     }
 
@@ -284,11 +295,7 @@ impl AccessFormat {
     /// Whether rendering reads [`Entry::response_headers`] (a `{..}o` atom, or the JSON
     /// preset's `request_id`). When false the response's fields are not kept for the log.
     pub fn needs_response_headers(&self) -> bool {
-        self.json
-            || self
-                .pieces
-                .iter()
-                .any(|p| matches!(p, Piece::Atom(Atom::ResponseHeader(_))))
+        self.response_headers
     }
 
     /// Append the rendered line for `e` to `out`, without a trailing newline.
@@ -476,7 +483,7 @@ fn render_atom(atom: &Atom, e: &Entry<'_>, out: &mut Vec<u8>) {
             push_escaped(out, e.version.as_bytes());
         }
         Atom::Method => push_or_dash(out, e.method),
-        Atom::Path => push_path(out, e.target, push_escaped_byte),
+        Atom::Path => push_path(out, e.target, push_escaped),
         Atom::Query => push_escaped(out, query_of(e.target)),
         Atom::Protocol => push_or_dash(out, e.version.as_bytes()),
         Atom::Status => push_int(out, e.status),
@@ -519,7 +526,7 @@ fn render_env(var: &EnvVar, e: &Entry<'_>, out: &mut Vec<u8>) {
         EnvVar::ServerProtocol => push_or_dash(out, e.version.as_bytes()),
         EnvVar::RemoteAddr => push_or_dash(out, e.remote.as_bytes()),
         EnvVar::RemotePort => push_or_dash(out, e.remote_port.as_bytes()),
-        EnvVar::PathInfo => push_path(out, e.target, push_escaped_byte),
+        EnvVar::PathInfo => push_path(out, e.target, push_escaped),
         EnvVar::ContentType => push_header(out, e.request_headers, b"content-type"),
         EnvVar::ContentLength => push_header(out, e.request_headers, b"content-length"),
         EnvVar::UrlScheme => push_or_dash(out, e.scheme.as_bytes()),
@@ -554,7 +561,7 @@ fn render_json(e: &Entry<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"path\":\"");
     // Decoded first, then escaped as a whole: a percent-encoded UTF-8 character stays one.
     let mut path = Vec::new();
-    push_path(&mut path, e.target, |out, b| out.push(b));
+    push_path(&mut path, e.target, |out, b| out.extend_from_slice(b));
     push_json_bytes(out, &path);
     out.extend_from_slice(b"\",\"query\":");
     push_json_str(out, query_of(e.target));
@@ -716,16 +723,57 @@ fn push_escaped_byte(out: &mut Vec<u8>, b: u8) {
 
 /// Append `v`, escaped. Most values need no escaping, so check first and copy in one go.
 fn push_escaped(out: &mut Vec<u8>, v: &[u8]) {
-    if v.iter()
-        .all(|&b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
-    {
-        out.extend_from_slice(v);
-    } else {
-        for &b in v {
-            push_escaped_byte(out, b);
-        }
+    // Runs of plain bytes are copied whole.
+    let mut rest = v;
+    loop {
+        let n = plain_prefix(rest);
+        out.extend_from_slice(&rest[..n]);
+        let Some((&b, after)) = rest[n..].split_first() else {
+            return;
+        };
+        push_escaped_byte(out, b);
+        rest = after;
     }
 }
+
+/// How many leading bytes of `v` are [`PLAIN`]: eight at a time while a word holds no byte
+/// that needs escaping (the usual case: values are short printable ASCII), then byte by
+/// byte. The word tests may report a byte that is plain (a carry), never miss one that is
+/// not; the byte loop then decides.
+fn plain_prefix(v: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Some byte of `x` is zero.
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut i = 0;
+    for chunk in v.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // A byte below 0x20 (control), above 0x7e (DEL and non-ASCII), `"` or `\`.
+        let below = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
+        let above = (x.wrapping_add(ONES) | x) & HIGH != 0;
+        if below || above || has_zero(x ^ (ONES * 0x22)) || has_zero(x ^ (ONES * 0x5c)) {
+            break;
+        }
+        i += 8;
+    }
+    i + v[i..]
+        .iter()
+        .position(|&b| !PLAIN[usize::from(b)])
+        .unwrap_or(v.len() - i)
+}
+
+/// The bytes a text line carries as they are: printable ASCII but `"` and `\`.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = b' ';
+    while b <= b'~' {
+        t[b as usize] = b != b'"' && b != b'\\';
+        b += 1;
+    }
+    t
+};
 
 fn push_or_dash(out: &mut Vec<u8>, v: &[u8]) {
     if v.is_empty() {
@@ -760,9 +808,10 @@ fn query_of(target: &[u8]) -> &[u8] {
     memchr::memchr(b'?', t).map_or(&[], |i| &t[i + 1..])
 }
 
-/// Append the path of `target` percent-decoded, as gunicorn's `PATH_INFO` is, each byte
-/// through `push_byte` (the format's escaping), so `%0A` is logged as `\x0a`.
-fn push_path(out: &mut Vec<u8>, target: &[u8], push_byte: impl Fn(&mut Vec<u8>, u8)) {
+/// Append the path of `target` percent-decoded, as gunicorn's `PATH_INFO` is, through
+/// `push` (the format's escaping), so `%0A` is logged as `\x0a`: runs of bytes between
+/// escapes go to `push` whole, each decoded byte on its own.
+fn push_path(out: &mut Vec<u8>, target: &[u8], push: impl Fn(&mut Vec<u8>, &[u8])) {
     let mut path = without_fragment(target);
     path = memchr::memchr(b'?', path).map_or(path, |i| &path[..i]);
     // Absolute-form (`http://host/p`): the path starts at the first `/` after the authority.
@@ -772,22 +821,24 @@ fn push_path(out: &mut Vec<u8>, target: &[u8], push_byte: impl Fn(&mut Vec<u8>, 
             path = memchr::memchr(b'/', after).map_or(&[], |j| &after[j..]);
         }
     }
-    let b = path;
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let (Some(hi), Some(lo)) = (
-                b.get(i + 1).and_then(|&c| hex_value(c)),
-                b.get(i + 2).and_then(|&c| hex_value(c)),
-            ) {
-                push_byte(out, hi << 4 | lo);
-                i += 3;
-                continue;
+    let mut rest = path;
+    while let Some(i) = memchr::memchr(b'%', rest) {
+        push(out, &rest[..i]);
+        match (
+            rest.get(i + 1).and_then(|&c| hex_value(c)),
+            rest.get(i + 2).and_then(|&c| hex_value(c)),
+        ) {
+            (Some(hi), Some(lo)) => {
+                push(out, &[hi << 4 | lo]);
+                rest = &rest[i + 3..];
+            }
+            _ => {
+                push(out, b"%");
+                rest = &rest[i + 1..];
             }
         }
-        push_byte(out, b[i]);
-        i += 1;
     }
+    push(out, rest);
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -903,10 +954,50 @@ fn format_time(out: &mut Vec<u8>, secs: u64) {
 /// handler owns it, completed with the response's status (and fields, when the format reads
 /// some), and written by the connection driver once the body has ended — for every handler
 /// alike. After a `101` it goes with the connection as a [`SessionLog`].
+///
+/// The head's bytes and field offsets are copied into buffers the connection reuses
+/// ([`Scratch`]) rather than the head being cloned: a copy of a few hundred bytes costs less
+/// than making the head's buffer shared and allocating and freeing a field list per request.
 pub(crate) struct Pending {
-    head: RequestHead,
+    head: Scratch,
+    method: (u32, u32),
+    target: (u32, u32),
+    http10: bool,
     started: SystemTime,
-    clock: std::time::Instant,
+}
+
+/// The buffers a connection lends to each [`Pending`] in turn.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    bytes: Vec<u8>,
+    fields: Vec<crate::guard::FieldPos>,
+}
+
+impl Pending {
+    fn slice(&self, (start, end): (u32, u32)) -> &[u8] {
+        self.head
+            .bytes
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    fn version(&self) -> &'static str {
+        if self.http10 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        }
+    }
+}
+
+impl Fields for Pending {
+    fn each(&self, name: &[u8], f: &mut dyn FnMut(&[u8])) {
+        for pos in &self.head.fields {
+            if self.slice((pos[0], pos[1])).eq_ignore_ascii_case(name) {
+                f(self.slice((pos[2], pos[3])));
+            }
+        }
+    }
 }
 
 /// A [`Pending`] request that has its response.
@@ -918,11 +1009,22 @@ pub(crate) struct Responded {
 }
 
 impl Pending {
-    pub(crate) fn new(head: &RequestHead) -> Self {
+    /// The log's copy of `head`, in `scratch`'s buffers.
+    pub(crate) fn new(head: &RequestHead, scratch: &mut Scratch) -> Self {
+        let (bytes, info) = head.parts();
+        let mut copy = std::mem::take(scratch);
+        copy.bytes.clear();
+        copy.bytes.extend_from_slice(bytes);
+        copy.fields.clear();
+        copy.fields.extend_from_slice(&info.fields);
         Pending {
-            head: head.clone(),
+            head: copy,
+            method: info.method,
+            target: info.target,
+            http10: info.http10,
+            // The wall clock serves for the duration too, as in gunicorn: one clock read at
+            // each end of the request (a monotonic one would cost a third).
             started: SystemTime::now(),
-            clock: std::time::Instant::now(),
         }
     }
 
@@ -950,23 +1052,39 @@ impl Responded {
         sent: u64,
         ws: Option<WsStats>,
     ) {
-        let head = &self.pending.head;
+        let p = &self.pending;
         log.write(&Entry {
             remote: &remote.ip,
             remote_port: &remote.port,
-            method: head.method(),
-            target: head.target(),
-            version: head.version_str(),
+            method: p.slice(p.method),
+            target: p.slice(p.target),
+            version: p.version(),
             scheme: scheme.as_str(),
             status: self.status,
             response_bytes: Some(sent),
-            request_headers: head,
+            request_headers: p,
             response_headers: self.response_headers.as_ref().map(|h| h as &dyn Fields),
-            started: self.pending.started,
-            duration: self.pending.clock.elapsed(),
+            started: p.started,
+            duration: p.started.elapsed().unwrap_or_default(),
             interface: self.interface,
             ws,
         });
+    }
+
+    /// Write the line, and give the buffers back for the connection's next request.
+    pub(crate) fn write_and_reuse(
+        self,
+        log: &AccessLog,
+        remote: &crate::serve::Remote,
+        scheme: crate::serve::Scheme,
+        sent: u64,
+    ) -> Scratch {
+        self.write(log, remote, scheme, sent, None);
+        let mut scratch = self.pending.head;
+        if scratch.bytes.capacity() > MAX_KEPT_SCRATCH {
+            scratch = Scratch::default();
+        }
+        scratch
     }
 
     /// The record of a request that switched to WebSocket: written when the session ends.
@@ -1634,6 +1752,35 @@ mod tests {
         e.remote = "";
         e.remote_port = "";
         assert_eq!(render("%({REMOTE_ADDR}e)s %({REMOTE_PORT}e)s", &e), "- -");
+    }
+
+    #[test]
+    fn plain_prefix_agrees_with_the_table() {
+        let naive = |v: &[u8]| {
+            v.iter()
+                .position(|&b| !PLAIN[usize::from(b)])
+                .unwrap_or(v.len())
+        };
+        for bad in 0..=255u8 {
+            for at in 0..20 {
+                let mut v = vec![b'a'; 20];
+                v[at] = bad;
+                assert_eq!(plain_prefix(&v), naive(&v), "byte {bad:#x} at {at}");
+            }
+        }
+        // Neighbours that make the word tests carry.
+        for pair in [
+            [0x7e, 0x7f],
+            [0xff, 0x20],
+            [0x20, 0x1f],
+            [0x21, 0x23],
+            [0x5b, 0x5d],
+        ] {
+            let mut v = vec![b'x'; 16];
+            v[3..5].copy_from_slice(&pair);
+            assert_eq!(plain_prefix(&v), naive(&v), "{pair:x?}");
+        }
+        assert_eq!(plain_prefix(b""), 0);
     }
 
     #[test]

@@ -136,6 +136,11 @@ impl RequestHead {
         self.info.http10 && self.info.keep_alive && !self.info.close
     }
 
+    /// The head's bytes as received and where their parts are (the access log copies both).
+    pub(crate) fn parts(&self) -> (&[u8], &HeadInfo) {
+        (&self.bytes, &self.info)
+    }
+
     /// The headers as an `http::HeaderMap`, for the rare consumers that want one (access-log
     /// formats naming request headers). Fields that do not convert are skipped.
     pub fn header_map(&self) -> http::HeaderMap {

@@ -41,7 +41,7 @@ use bytes::BytesMut;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use crate::access_log::Pending;
+use crate::access_log::{Pending, Scratch};
 use crate::cork;
 use crate::guard::{Guard, Reject};
 use crate::io::{ConnShared, LiveGuard, Socket, Switched, Timeouts, Upgraded};
@@ -183,6 +183,8 @@ pub(crate) async fn drive<S, H>(
     // When the connection was last seen busy: the keep-alive wait counts from here.
     let mut idle_from = accepted;
     let mut first = true;
+    // The access log's copy of each head, reused from one request to the next.
+    let mut log_scratch = Scratch::default();
     loop {
         let head = match conn
             .read_head(first, accepted, idle_from, &stop, &mut stop_wait)
@@ -204,7 +206,10 @@ pub(crate) async fn drive<S, H>(
         let wants_close = head.wants_close();
         let body = conn.start_request(&head);
         // The access log's view of the request, taken before the handler owns the head.
-        let pending = cfg.access_log.as_ref().map(|_| Pending::new(&head));
+        let pending = cfg
+            .access_log
+            .as_ref()
+            .map(|_| Pending::new(&head, &mut log_scratch));
         info.shared.request_started();
         let started = cork::before_call();
         // HTTP/1.0 clients get no informational responses (RFC 9110 §15.2).
@@ -262,7 +267,8 @@ pub(crate) async fn drive<S, H>(
             return;
         }
         if let Some((log, record)) = logged {
-            record.write(log, &info.remote, info.scheme, conn.body_sent.get(), None);
+            log_scratch =
+                record.write_and_reuse(log, &info.remote, info.scheme, conn.body_sent.get());
         }
         match written {
             Ok(true) => {}
