@@ -315,3 +315,26 @@ def test_usr1_writes_buffered_lines_to_the_old_file(start_server, tmp_path):
     assert srv.stop() == 0, srv.log
     assert "/before" in rotated.read_text() and "/after" not in rotated.read_text()
     assert "/after" in log.read_text() and "/before" not in log.read_text()
+
+
+def test_json_interface_of_a_static_file(start_server, tmp_path):
+    (tmp_path / "site.css").write_bytes(b"body{}")
+    srv = start_server(
+        "access_app:app",
+        "--static",
+        f"/static/={tmp_path}",
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        "json",
+    )
+    request(srv, b"GET /static/site.css HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    request(srv, b"GET /app HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    from_rust, from_app = json_lines(srv, 2)
+    assert (from_rust["path"], from_rust["status"], from_rust["bytes_sent"]) == (
+        "/static/site.css",
+        200,
+        6,
+    )
+    assert from_rust["interface"] == "static"
+    assert (from_app["path"], from_app["interface"]) == ("/app", "wsgi")
