@@ -208,7 +208,7 @@ def test_json_preset_wsgi(start_server):
         b'GET /id?q=%22x%22 HTTP/1.1\r\nHost: h\r\nUser-Agent: a "q" \\ \t\xff end\r\n'
         b"Referer: http://r/\r\nConnection: close\r\n\r\n",
     )
-    request(
+    posted = request(
         srv, b"POST /post HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
     )
     first, second = json_lines(srv, 2)
@@ -229,8 +229,9 @@ def test_json_preset_wsgi(start_server):
     assert before - 5 < stamp.timestamp() < time.time() + 5
     assert (second["method"], second["status"], second["bytes_sent"]) == ("POST", 200, 5)
     assert second["referer"] is None and second["user_agent"] is None
-    # Null unless the response carried one (the server may add one to every response).
-    assert second["request_id"] in (None, second["request_id"] or None)
+    # The response's X-Request-ID (the application sets none here; the server may add one).
+    sent_id = re.search(rb"(?im)^x-request-id: *(\S+)\r$", posted.split(b"\r\n\r\n")[0])
+    assert second["request_id"] == (sent_id.group(1).decode() if sent_id else None)
 
 
 # ---- ASGI: HTTP and WebSocket sessions ------------------------------------------------
