@@ -8,9 +8,10 @@ PYTHON_DEMO ?= 3.11
 pyexe = $(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1)) $(shell command -v python$(1) 2>/dev/null))
 venv = .venv-$(1)
 # channels: the example site's chat (in-memory channel layer); websockets: the tests' WebSocket
-# client; starlette and fastapi: the ASGI framework apps in tests/apps; uvloop: --loop uvloop.
+# client; starlette and fastapi: the ASGI framework apps in tests/apps; uvloop: --loop uvloop;
+# gunicorn: the access log test compares bourbon's lines with gunicorn's own.
 DEV_PACKAGES := maturin pytest pytest-timeout ruff "django>=5.2,<7" flask brotli "tomli; python_version<'3.11'" \
-	"channels>=4.2,<5" "websockets>=13" starlette fastapi uvloop
+	"channels>=4.2,<5" "websockets>=13" starlette fastapi uvloop gunicorn
 DEMO_BIND ?= 127.0.0.1:8000
 
 .PHONY: help

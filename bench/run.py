@@ -7,6 +7,7 @@ Run it with the bench virtualenv's Python (``make bench`` / ``make bench-quick``
     bench/.venv/bin/python bench/run.py --slow-readers-only --servers bourbon,granian
     bench/.venv/bin/python bench/run.py --static-only     # static files vs nginx, Granian, uWSGI
     bench/.venv/bin/python bench/run.py --servers bourbon,bjoern --workloads hello --repeat 5
+    bench/.venv/bin/python bench/run.py --access-log-only    # hello, access log off vs on
 
 Method (see docs/performance.md): each server runs as ONE worker process pinned to CPU 0
 (``taskset -c 0``, inherited by all its processes); wrk runs pinned to CPU 1, as does this
@@ -1799,6 +1800,154 @@ def icount(server: Server, w: Workload, env: dict, log_dir: Path, n: int, warm: 
         return {"error": repr(exc)}
 
 
+# --------------------------------------------------------------------------- access log
+
+# --access-log-only: hello over keep-alive with the access log off and on (the default
+# format, to a file), for bourbon and gunicorn in the same run; reported as on/off ratios.
+ACCESS_SERVERS = ["bourbon", "gunicorn-sync", "gunicorn-gthread"]
+ACCESS_CELLS = [(64, "ka"), (1, "ka")]
+
+
+@dataclass(frozen=True)
+class Logged(Server):
+    """A server of SERVERS with ``--access-logfile`` (bourbon and gunicorn spell it alike)."""
+
+    log_file: str = ""
+
+    def command(self, target: str, port: int) -> list[str]:
+        return [*super().command(target, port), "--access-logfile", self.log_file]
+
+
+def with_log(server: Server, log_file: Path | None) -> Server:
+    if log_file is None:
+        return server
+    return Logged(server.name, server.note, server.package, str(log_file))
+
+
+def access_log_cells(servers: list[str], env: dict, log_dir: Path, tmp: Path, cfg: dict) -> dict:
+    """Requests/s of hello with the access log off and on, each server started afresh for
+    each; off and on alternate their order by repetition, like the servers, so drift spreads
+    over both. Then, unless --no-extras, bourbon's instructions per request off and on."""
+    w = WORKLOADS["hello"]
+    runs: dict = {}
+    for rep in range(cfg["repeat"]):
+        order = servers[rep % len(servers) :] + servers[: rep % len(servers)]
+        for sname in order:
+            for on in (False, True) if rep % 2 == 0 else (True, False):
+                log_file = tmp / f"access-{sname}.log" if on else None
+                run = Running(with_log(SERVERS[sname], log_file), "micro", log_dir, env)
+                try:
+                    run.wait_ready(60)
+                    if check(run, w) != "ok":
+                        raise RuntimeError(f"hello check failed: {check(run, w)}")
+                    run_wrk(run.port, w, 64, "ka", cfg["warmup"])
+                    for conns, mode in ACCESS_CELLS:
+                        res = measure_cell(run, w, conns, mode, cfg["duration"])
+                        key = f"{sname} c={conns} {'on' if on else 'off'}"
+                        runs.setdefault(key, []).append(res["rps"])
+                        runs.setdefault(f"{key} cpu", []).append(res["cpu_us_per_req"])
+                        print(
+                            f"  rep{rep} {key:28} {res['rps']:>10,.0f} req/s"
+                            f" {res['cpu_us_per_req']:7.1f} us cpu/req",
+                            flush=True,
+                        )
+                finally:
+                    run.stop()
+                    if log_file is not None:
+                        lines = log_file.read_bytes().count(b"\n") if log_file.exists() else 0
+                        runs.setdefault(f"{sname} lines", []).append(lines)
+                        log_file.unlink(missing_ok=True)
+    out: dict = {"runs": runs, "ratios": {}}
+    for sname in servers:
+        for conns, _ in ACCESS_CELLS:
+            off = med(runs.get(f"{sname} c={conns} off", []))
+            on = med(runs.get(f"{sname} c={conns} on", []))
+            cpu_off = med(runs.get(f"{sname} c={conns} off cpu", []))
+            cpu_on = med(runs.get(f"{sname} c={conns} on cpu", []))
+            out["ratios"][f"{sname} c={conns}"] = {
+                "off": off,
+                "on": on,
+                "on/off": on / off if off else float("nan"),
+                "cpu_off": cpu_off,
+                "cpu_on": cpu_on,
+                "cpu on/off": cpu_on / cpu_off if cpu_off else float("nan"),
+            }
+    if cfg["icount"] and "bourbon" in servers:
+        log_file = tmp / "access-icount.log"
+        n = cfg["icount_requests"]
+        out["icount"] = {
+            "off": icount(SERVERS["bourbon"], w, env, log_dir, n, 200),
+            "on": icount(with_log(SERVERS["bourbon"], log_file), w, env, log_dir, n, 200),
+        }
+        log_file.unlink(missing_ok=True)
+    return out
+
+
+def render_access_log(r: dict) -> str:
+    lines = [
+        "| server | cell | off req/s | on req/s | on/off | CPU µs/req off | on | on/off |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, v in r["ratios"].items():
+        sname, cell = key.split(" ")
+        lines.append(
+            f"| {sname} | hello {cell} keep-alive | {fmt(v['off'])} | {fmt(v['on'])} |"
+            f" {v['on/off']:.3f} | {fmt(v['cpu_off'], 1)} | {fmt(v['cpu_on'], 1)} |"
+            f" {v['cpu on/off']:.3f} |"
+        )
+    ic = r.get("icount")
+    if ic and "instructions_per_request" in ic["off"] and "instructions_per_request" in ic["on"]:
+        off, on = ic["off"]["instructions_per_request"], ic["on"]["instructions_per_request"]
+        lines += [
+            "",
+            f"bourbon hello under callgrind: {off:,.0f} instructions per request without the"
+            f" access log, {on:,.0f} with it ({on / off:.3f}x, +{on - off:,.0f}).",
+        ]
+    return "\n".join(lines)
+
+
+def access_log_main(args, ap) -> int:
+    servers = args.servers.split(",") if args.servers else ACCESS_SERVERS
+    for s in servers:
+        if s not in SERVERS:
+            ap.error(f"unknown server {s!r}")
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    cfg = {
+        "duration": args.duration or 5.0,
+        "repeat": args.repeat or (1 if args.quick else 5),
+        "warmup": args.warmup if args.warmup is not None else 1.0,
+        "icount": not args.no_extras and shutil.which("valgrind") is not None,
+        "icount_requests": args.icount_requests,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_dir = RESULTS / f"logs-{stamp}"
+    log_dir.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix="bourbon-bench-"))
+    env = dict(os.environ)
+    env.update(PYTHONDONTWRITEBYTECODE="1", PATH=f"{VENV_BIN}:{env.get('PATH', '')}")
+    print(
+        f"bourbon bench, access log: {', '.join(servers)}; hello c=64/c=1 off and on,"
+        f" {cfg['repeat']} x {cfg['duration']:g} s; logs in {log_dir.relative_to(REPO)}",
+        flush=True,
+    )
+    try:
+        result = access_log_cells(servers, env, log_dir, tmp, cfg)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result.update(config=cfg, environment=environment(), started=stamp)
+    out = RESULTS / f"{stamp}-access-log.json"
+    out.write_text(json.dumps(result, indent=1, default=str))
+    markdown = render_access_log(result)
+    (RESULTS / f"{stamp}-access-log.md").write_text(markdown + "\n")
+    print()
+    print(markdown)
+    print(f"results: {out.relative_to(REPO)} (+ .md)")
+    return 0
+
+
 # --------------------------------------------------------------------------- reporting
 
 
@@ -2296,8 +2445,17 @@ def main(argv=None) -> int:
                     f" {', '.join(ASGI_SERVERS)}; {ASGI_REPEAT} x ({ASGI_DURATION:g} s wrk,"
                     f" {ASGI_WS_SECS:g} s echo) unless --repeat/--duration; --quick: 1 rep;"
                     " --no-extras: no idle cell")  # fmt: skip
+    ap.add_argument("--access-log-only", action="store_true",
+                    help="only hello (keep-alive, c=64 and c=1) with the access log off and on"
+                    f" for {', '.join(ACCESS_SERVERS)}, as on/off ratios, and bourbon's"
+                    " instructions per request off and on (unless --no-extras); 5 x 5 s"
+                    " unless --repeat/--duration, --quick: 1 rep")  # fmt: skip
     ap.add_argument("--update-docs", action="store_true", help="rewrite docs/performance.md")
     args = ap.parse_args(argv)
+    if args.access_log_only:
+        if args.bar or args.slow_readers_only or args.static_only or args.asgi_only:
+            ap.error("--access-log-only is a run of its own")
+        return access_log_main(args, ap)
     if args.asgi_only:
         if args.bar or args.slow_readers_only or args.static_only or args.icount_only:
             ap.error("--asgi-only is a run of its own: drop --bar/--slow-readers-only/"

@@ -1700,7 +1700,8 @@ it (exit 2). See docs/logging.md.",
         help: "where to write the access log ('-' = stdout; default: none)",
         doc: "File the access log is appended to. `-` means standard output. A file that \
 does not exist is created with mode 0640 whatever the umask; an existing one keeps its mode. \
-SIGUSR1 reopens it. Empty (the default) means no access log.",
+Lines are buffered in each worker and written within a second, and when the worker stops. \
+SIGUSR1 reopens it. Empty (the default) means no access log. See docs/logging.md.",
         show: |c| {
             Shown::Str(
                 c.access_logfile
@@ -1724,11 +1725,20 @@ SIGUSR1 reopens it. Empty (the default) means no access log.",
         from_file: true,
         default: Some(r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#),
         example: "%(h)s %(r)s %(s)s",
-        help: "access log line format",
-        doc: "The format of each access log line, using gunicorn's `%(name)s` \
-atoms: `h` remote address, `l` `-`, `u` user, `t` time, `r` request line, `s` \
-status, `b` response length, `f` referer, `a` user agent, among others. The \
-default is the common combined log format.",
+        help: "access log line format: a %(atom)s template, or common, combined or json",
+        doc: "The format of each access log line: a preset, `common` (the Common Log \
+Format), `combined` (nginx's and Apache's combined format, the default) or `json` (one \
+JSON object per line with the keys `time`, `remote_addr`, `method`, `path`, `query`, \
+`protocol`, `status`, `bytes_sent`, `duration_ms`, `referer`, `user_agent`, \
+`request_id`, `pid`, `interface`, and for a WebSocket session `ws_messages_in`, \
+`ws_messages_out`, `ws_close_code`); or a template with gunicorn's `%(name)s` atoms: \
+`h` remote address, `l` `-`, `u` Basic-auth user, `t` time, `r` request line, `m` \
+method, `U` path, `q` query, `H` protocol, `s` status, `B`/`b` body bytes (`0`/`-` when \
+unknown), `f` referer, `a` user agent, `T`/`M`/`D`/`L` duration in seconds, \
+milliseconds, microseconds, decimal seconds, `p` `<pid>`, `{header}i` and `{header}o` \
+request and response fields, `{VAR}e` a CGI variable of the request (`REMOTE_PORT`, \
+`HTTP_HOST`...) or else an environment variable. A WebSocket session is one line, written \
+when it ends. Lines are buffered and written within a second. See docs/logging.md.",
         show: |c| Shown::Str(c.access_logformat.clone()),
     },
     // ---- Health checks ----

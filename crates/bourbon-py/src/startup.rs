@@ -653,6 +653,9 @@ impl Worker {
             access_log,
             statics,
         } = self;
+        // Kept to write what is still buffered once every connection has gone, however the
+        // worker stopped (the serving loop flushes after a graceful drain itself).
+        let final_log = access_log.clone();
         s.serve.access_log = access_log;
         // A bounded queue: when every Python thread is busy, connections wait here (and stop
         // reading more requests) instead of piling up work.
@@ -761,6 +764,9 @@ impl Worker {
         drop(local);
         drop(runtime);
         pool_busy.join_threads();
+        if let Some(log) = final_log {
+            log.flush();
+        }
         code
     }
 }

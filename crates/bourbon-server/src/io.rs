@@ -132,6 +132,9 @@ pub struct Switched {
     pub live: LiveGuard,
     /// The stop signal.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// The access-log line of the request that switched, written when the session ends
+    /// (`None` without an access log). A WebSocket session counts into it.
+    pub log: Option<crate::access_log::SessionLog>,
 }
 
 impl std::fmt::Debug for Switched {

@@ -197,6 +197,11 @@ impl RequestHead {
         }
     }
 
+    /// The head's bytes as received and where their parts are (the access log copies both).
+    pub(crate) fn parts(&self) -> (&[u8], &HeadInfo) {
+        (&self.bytes, &self.info)
+    }
+
     /// The headers as an `http::HeaderMap`, for the rare consumers that want one (access-log
     /// formats naming request headers). Fields that do not convert are skipped.
     pub fn header_map(&self) -> http::HeaderMap {
@@ -561,8 +566,36 @@ pub struct Response<B> {
     /// is written; the driver then stops reading HTTP on it. Ignored for other statuses and
     /// for HTTP/1.0, which cannot switch protocols.
     pub upgrade: Option<OnUpgrade>,
+    /// Who answered, for the access log.
+    pub interface: Interface,
     /// The body.
     pub body: B,
+}
+
+/// Who made a response: what the access log's JSON `interface` key says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Interface {
+    /// Not said (a handler outside the adapters below).
+    #[default]
+    Unknown,
+    /// The WSGI adapter.
+    Wsgi,
+    /// The ASGI adapter (HTTP and WebSocket).
+    Asgi,
+    /// The static file layer, from Rust.
+    Static,
+}
+
+impl Interface {
+    /// `wsgi`, `asgi`, `static`, or `None` when unknown.
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            Interface::Unknown => None,
+            Interface::Wsgi => Some("wsgi"),
+            Interface::Asgi => Some("asgi"),
+            Interface::Static => Some("static"),
+        }
+    }
 }
 
 /// Where a connection goes after `101 Switching Protocols`: the sending end of a channel
@@ -584,6 +617,7 @@ impl<B> Response<B> {
             headers: self.headers,
             close: self.close,
             upgrade: self.upgrade,
+            interface: self.interface,
             body: f(self.body),
         }
     }
@@ -596,6 +630,7 @@ impl<B> Response<B> {
             headers: HeaderBlock::with_capacity(256),
             close: false,
             upgrade: None,
+            interface: Interface::Unknown,
             body,
         }
     }

@@ -273,6 +273,11 @@ pub async fn serve<H: Handler>(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let live = Rc::new(Live::default());
+    // Buffered access-log lines reach the sink within a second even when the worker is idle.
+    let flusher = cfg
+        .access_log
+        .clone()
+        .map(|log| tokio::task::spawn_local(log.run_flusher()));
     let mut accept_tasks = Vec::new();
     for l in listeners {
         let task = match l {
@@ -335,6 +340,12 @@ pub async fn serve<H: Handler>(
         }
     };
     let _ = tokio::time::timeout(cfg.graceful_timeout, drained).await;
+    if let Some(flusher) = flusher {
+        flusher.abort();
+    }
+    if let Some(log) = &cfg.access_log {
+        log.flush();
+    }
     Ok(())
 }
 

@@ -107,7 +107,10 @@ impl Handler for Echo {
                 // says STOPPING when the worker begins a graceful stop.
                 let (tx, rx) = tokio::sync::oneshot::channel::<Switched>();
                 tokio::task::spawn_local(async move {
-                    let Ok(Switched { io, live, mut stop }) = rx.await else {
+                    let Ok(Switched {
+                        io, live, mut stop, ..
+                    }) = rx.await
+                    else {
                         return;
                     };
                     let mut buf = bytes::BytesMut::new();

@@ -251,6 +251,7 @@ impl Cycle {
                 let status = st.status;
                 drop(st);
                 let mut resp = Response::new(status, AsgiBody::of(self.clone()));
+                resp.interface = bourbon_server::request::Interface::Asgi;
                 resp.headers = headers;
                 Poll::Ready(resp)
             }
@@ -732,6 +733,7 @@ fn plain(cycle: Rc<Cycle>, status: u16, body: &'static [u8], phase: Phase) -> Re
         st.phase = phase;
     }
     let mut resp = Response::new(status, AsgiBody::of(cycle));
+    resp.interface = bourbon_server::request::Interface::Asgi;
     let _ = resp
         .headers
         .push(b"Content-Type", b"text/plain; charset=utf-8");

@@ -79,6 +79,9 @@ pub(crate) fn run(
         }
     };
     let mut settings = Settings::from(cfg);
+    // Kept to write what is still buffered once everything (WebSocket sessions included)
+    // has ended, however the worker stopped.
+    let final_log = access_log.clone();
     settings.serve.access_log = access_log;
     crate::supervise::arm_task_dump();
     let local = tokio::task::LocalSet::new();
@@ -184,6 +187,9 @@ pub(crate) fn run(
     }
     if let Some(busy) = busy {
         py.detach(|| busy.join_threads());
+    }
+    if let Some(log) = final_log {
+        log.flush();
     }
     code
 }

@@ -217,6 +217,7 @@ impl Drop for Gone {
 fn plain(status: u16, text: &str) -> Response<AsgiBody> {
     let body = Bytes::from(format!("{text}\n"));
     let mut resp = Response::new(status, AsgiBody::fixed(body.clone()));
+    resp.interface = bourbon_server::request::Interface::Asgi;
     let _ = resp
         .headers
         .push(b"Content-Type", b"text/plain; charset=utf-8");
@@ -261,6 +262,7 @@ impl WsCycle {
             Phase::Denied => {
                 let body = std::mem::take(&mut st.deny_body).freeze();
                 let mut resp = Response::new(st.deny_status, AsgiBody::fixed(body.clone()));
+                resp.interface = bourbon_server::request::Interface::Asgi;
                 resp.headers = std::mem::take(&mut st.deny_headers);
                 if resp.headers.content_length().is_none() {
                     let mut len = itoa::Buffer::new();
@@ -278,6 +280,7 @@ impl WsCycle {
             }
             Phase::Accepted => {
                 let mut resp = Response::new(101, AsgiBody::fixed(Bytes::new()));
+                resp.interface = bourbon_server::request::Interface::Asgi;
                 let protocol = st.subprotocol.take();
                 if let Err(e) = self.handshake.response_headers(
                     &mut resp.headers,

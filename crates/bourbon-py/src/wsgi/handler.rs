@@ -299,6 +299,7 @@ fn error_response(status: u16) -> Response<ResponseBody> {
         status,
         ResponseBody::new(BodyKind::Full(Some(Bytes::from(text)))),
     );
+    resp.interface = bourbon_server::request::Interface::Wsgi;
     let _ = resp
         .headers
         .push(b"Content-Type", b"text/plain; charset=utf-8");
@@ -319,6 +320,7 @@ fn build(head: Head, kind: BodyKind, facts: RequestFacts) -> Response<ResponseBo
         headers: head.headers,
         close,
         upgrade: None,
+        interface: bourbon_server::request::Interface::Wsgi,
         body,
     }
 }

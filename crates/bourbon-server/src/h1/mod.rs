@@ -42,7 +42,7 @@ use bytes::BytesMut;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use crate::access_log::Pending;
+use crate::access_log::{Pending, Scratch};
 use crate::cork;
 use crate::guard::{Guard, Reject};
 use crate::io::{ConnShared, LiveGuard, Socket, Switched, Timeouts, Upgraded};
@@ -200,6 +200,8 @@ pub(crate) async fn drive<S, H>(
     // When the connection was last seen busy: the keep-alive wait counts from here.
     let mut idle_from = accepted;
     let mut first = true;
+    // The access log's copy of each head, reused from one request to the next.
+    let mut log_scratch = Scratch::default();
     loop {
         let head = match conn
             .read_head(first, accepted, idle_from, &stop, &mut stop_wait)
@@ -241,7 +243,7 @@ pub(crate) async fn drive<S, H>(
                 .access_log
                 .as_ref()
                 .filter(|_| probe.log)
-                .map(|_| Pending::new(&head));
+                .map(|_| Pending::new(&head, &mut log_scratch));
             let close = wants_close || !keep_alive || stop_signalled(&stop);
             let logged = match (&cfg.access_log, pending) {
                 (Some(log), Some(pending)) => Some((log, pending.responded(log, &probe.response))),
@@ -253,7 +255,12 @@ pub(crate) async fn drive<S, H>(
                 .write_response(&conn, probe.response, facts, close, &mut wbuf, now)
                 .await;
             if let Some((log, record)) = logged {
-                record.write(log, &info.remote.ip, conn.body_sent.get());
+                log_scratch = record.write_and_reuse(
+                    log,
+                    &req_info.remote,
+                    req_info.scheme,
+                    conn.body_sent.get(),
+                );
             }
             match written {
                 Ok(true) => {}
@@ -271,7 +278,10 @@ pub(crate) async fn drive<S, H>(
             continue;
         }
         // The access log's view of the request, taken before the handler owns the head.
-        let pending = cfg.access_log.as_ref().map(|_| Pending::new(&head));
+        let pending = cfg
+            .access_log
+            .as_ref()
+            .map(|_| Pending::new(&head, &mut log_scratch));
         info.shared.request_started();
         let started = cork::before_call();
         // HTTP/1.0 clients get no informational responses (RFC 9110 §15.2).
@@ -316,19 +326,27 @@ pub(crate) async fn drive<S, H>(
             .write_response(&conn, resp, facts, close, &mut wbuf, done)
             .await;
         info.shared.request_finished();
-        if let Some((log, record)) = logged {
-            record.write(log, &req_info.remote.ip, conn.body_sent.get());
-        }
         if let Some(to) = upgrade {
-            // The 101 must be on the wire before the new protocol's first byte.
+            // The 101 must be on the wire before the new protocol's first byte. Its line is
+            // written when the session ends, with what the session did (`SessionLog`).
             if written.is_ok() && conn.settle_held(&mut wbuf).await.is_ok() {
+                let log = logged.map(|(log, record)| {
+                    record.into_session(log.clone(), req_info.remote.clone(), req_info.scheme)
+                });
                 let _ = to.0.send(Switched {
                     io: conn.clone() as Rc<dyn Upgraded>,
                     live,
                     stop: stop.clone(),
+                    log,
                 });
+            } else if let Some((log, record)) = logged {
+                record.write(log, &req_info.remote, req_info.scheme, conn.body_sent.get(), None);
             }
             return;
+        }
+        if let Some((log, record)) = logged {
+            log_scratch =
+                record.write_and_reuse(log, &req_info.remote, req_info.scheme, conn.body_sent.get());
         }
         match written {
             Ok(true) => {}

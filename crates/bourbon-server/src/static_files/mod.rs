@@ -217,7 +217,7 @@ where
         if let Some(route) = state.route(&req.head) {
             match state.decide(route, &req.head) {
                 Decision::Respond(resp) => {
-                    return Box::pin(std::future::ready(resp.map_body(Either::Left)));
+                    return Box::pin(std::future::ready(from_rust(resp)));
                 }
                 Decision::Look(look) => {
                     let (state, inner, conn) = (state.clone(), self.inner.clone(), conn.clone());
@@ -349,7 +349,7 @@ impl State {
                 Missing::NotFound => short(404),
             },
         };
-        resp.map_body(Either::Left)
+        from_rust(resp)
     }
 
     /// Read again the manifests that changed on disk (off the event loop; until then the
@@ -474,6 +474,7 @@ impl State {
                     headers: headers(304),
                     close: false,
                     upgrade: None,
+                    interface: crate::request::Interface::Static,
                     body: Either::Left(Full::empty()),
                 }
             }
@@ -508,6 +509,7 @@ impl State {
                 headers: headers(200),
                 close: false,
                 upgrade: None,
+                interface: crate::request::Interface::Static,
                 body: body_of(rep, 0, rep.len),
             },
             RangeOutcome::Partial { start, end } => {
@@ -522,6 +524,7 @@ impl State {
                     headers: h,
                     close: false,
                     upgrade: None,
+                    interface: crate::request::Interface::Static,
                     body: body_of(rep, start, end + 1 - start),
                 }
             }
@@ -540,7 +543,7 @@ impl State {
         drop(body);
         let target = self.internal_target(&headers);
         let Some((mount, rel)) = target else {
-            return short(500).map_body(Either::Left);
+            return from_rust(short(500));
         };
         let root = &self.mounts[mount].root;
         let found = match self.cache.get(mount, &rel) {
@@ -551,7 +554,7 @@ impl State {
             Found::File(entry) => self.respond(mount, &rel, &entry, &head, Some(&headers)),
             _ => short(404),
         };
-        resp.map_body(Either::Left)
+        from_rust(resp)
     }
 
     /// Which internal mount and file the application's header names; logs and gives `None`
@@ -641,6 +644,14 @@ fn vary(mut resp: Response<StaticBody>, entry: &Entry) -> Response<StaticBody> {
 }
 
 /// A short plain-text answer of our own.
+/// A response this layer made, as the handler's body type, marked as served by Rust for the
+/// access log.
+fn from_rust<B>(resp: Response<StaticBody>) -> Response<Either<StaticBody, B>> {
+    let mut resp = resp.map_body(Either::Left);
+    resp.interface = crate::request::Interface::Static;
+    resp
+}
+
 fn short(status: u16) -> Response<StaticBody> {
     let reason = http::StatusCode::from_u16(status)
         .ok()

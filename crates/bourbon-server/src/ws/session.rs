@@ -51,6 +51,7 @@ use tokio::time::{Instant, Sleep};
 use super::close::{ABNORMAL, NO_STATUS};
 use super::deflate::DeflateParams;
 use super::message::{Encoder, Event, Fail, Message, OutFrame, Receiver};
+use crate::access_log::SessionLog;
 use crate::io::{LiveGuard, Switched, Upgraded};
 
 /// The size of the per-thread read buffer.
@@ -150,6 +151,9 @@ struct Inner {
     recv_waker: Option<Waker>,
     drain_waker: Option<(Waker, usize)>,
     driver_waker: Option<Waker>,
+    /// The access-log line of the request that switched, counting what the session does;
+    /// written when the driver ends (or, failing that, when this state goes).
+    log: Option<SessionLog>,
 }
 
 thread_local! {
@@ -248,6 +252,9 @@ impl Inner {
         match ev {
             Event::Message(m) => {
                 if self.phase == Phase::Open {
+                    if let Some(log) = &mut self.log {
+                        log.stats.messages_in += 1;
+                    }
                     self.inbox.push_back(m);
                     if let Some(w) = self.recv_waker.take() {
                         w.wake();
@@ -409,6 +416,9 @@ impl Inner {
                 Poll::Ready(Ok(n)) => n,
             };
             drop(slices);
+            if let Some(log) = &mut self.log {
+                log.stats.bytes_out += n as u64;
+            }
             self.out_bytes -= n.min(self.out_bytes);
             let mut n = n + self.out_sent;
             while let Some(f) = self.out.front() {
@@ -525,7 +535,7 @@ impl Session {
         deflate: Option<DeflateParams>,
         cfg: WsConfig,
     ) -> (Session, impl Future<Output = Closed>) {
-        Session::build(sw.io, deflate, cfg, Some(sw.stop), sw.live)
+        Session::build(sw.io, deflate, cfg, Some(sw.stop), sw.live, sw.log)
     }
 
     /// A session on any upgraded connection, with no stop signal.
@@ -534,7 +544,7 @@ impl Session {
         deflate: Option<DeflateParams>,
         cfg: WsConfig,
     ) -> (Session, impl Future<Output = Closed>) {
-        Session::build(io, deflate, cfg, None, LiveGuard::detached())
+        Session::build(io, deflate, cfg, None, LiveGuard::detached(), None)
     }
 
     fn build(
@@ -543,6 +553,7 @@ impl Session {
         cfg: WsConfig,
         stop: Option<watch::Receiver<bool>>,
         live: LiveGuard,
+        log: Option<SessionLog>,
     ) -> (Session, impl Future<Output = Closed>) {
         let next_ping = cfg.ping_interval.map(|i| Instant::now() + i);
         let inner = Rc::new(RefCell::new(Inner {
@@ -567,6 +578,7 @@ impl Session {
             recv_waker: None,
             drain_waker: None,
             driver_waker: None,
+            log,
         }));
         let driver = Driver {
             inner: inner.clone(),
@@ -631,6 +643,9 @@ impl Session {
                 .unwrap_or_else(|| Closed::new(ABNORMAL, "")));
         }
         let frame = inner.enc.message(msg);
+        if let Some(log) = &mut inner.log {
+            log.stats.messages_out += 1;
+        }
         inner.queue(frame);
         inner.wake_driver();
         Ok(())
@@ -682,11 +697,15 @@ impl Driver {
     async fn run(mut self) -> Closed {
         std::future::poll_fn(|cx| self.poll(cx)).await;
         // Dropping the driver drops the connection and the live token.
-        let inner = self.inner.borrow();
-        inner
+        let mut inner = self.inner.borrow_mut();
+        let closed = inner
             .result
             .clone()
-            .unwrap_or_else(|| Closed::new(ABNORMAL, ""))
+            .unwrap_or_else(|| Closed::new(ABNORMAL, ""));
+        if let Some(log) = inner.log.take() {
+            log.finish(closed.code);
+        }
+        closed
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
