@@ -175,6 +175,7 @@ pub(crate) async fn drive<S, H>(
     H: Handler,
 {
     let accepted = Instant::now();
+    let _open = crate::metrics::connection_opened();
     let mut stop_wait = StopWait::new(&stop);
     let tcp = matches!(info.peer, crate::serve::Peer::Tcp(_));
     let conn = Rc::new(Conn::new(stream, &cfg, info.shared.clone(), tcp));
@@ -196,12 +197,21 @@ pub(crate) async fn drive<S, H>(
             }
         };
         first = false;
+        // When the head was read: the start of the request's duration and queue time.
+        let arrived = crate::metrics::request_started();
+        let mut head = head;
+        head.set_arrived(arrived);
         let facts = ReqFacts {
             is_head: head.is_head(),
             http10: head.http10(),
             http10_keep_alive: head.http10_keep_alive(),
         };
         let wants_close = head.wants_close();
+        let method = if arrived == 0 {
+            0
+        } else {
+            crate::metrics::method_index(head.method())
+        };
         let body = conn.start_request(&head);
         // The access log's view of the request, taken before the handler owns the head.
         let pending = cfg.access_log.as_ref().map(|_| Pending::new(&head));
@@ -238,11 +248,13 @@ pub(crate) async fn drive<S, H>(
             _ => None,
         };
         let close = close && upgrade.is_none();
+        let status = resp.status;
         conn.body_sent.set(0);
         let written = conn
             .write_response(&conn, resp, facts, close, &mut wbuf, done)
             .await;
         info.shared.request_finished();
+        crate::metrics::request_done(arrived, method, status, conn.body_sent.get());
         if let Some((log, record)) = logged {
             record.write(log, &info.remote.ip, conn.body_sent.get());
         }
