@@ -103,23 +103,35 @@ pub fn wait_signals(
     watch: Option<RawFd>,
     timeout: Duration,
 ) -> (Vec<libc::c_int>, bool) {
-    let mut pfds = [
-        libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            // A negative descriptor is skipped by poll(2).
-            fd: watch.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    wait_signals_and(fd, watch, &[], timeout)
+}
+
+/// [`wait_signals`], also woken by any of the `extra` descriptors' events (the metrics
+/// endpoint's, which the caller then services without waiting).
+pub fn wait_signals_and(
+    fd: RawFd,
+    watch: Option<RawFd>,
+    extra: &[libc::pollfd],
+    timeout: Duration,
+) -> (Vec<libc::c_int>, bool) {
+    let mut pfds = Vec::with_capacity(2 + extra.len());
+    pfds.push(libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    pfds.push(libc::pollfd {
+        // A negative descriptor is skipped by poll(2).
+        fd: watch.unwrap_or(-1),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    pfds.extend_from_slice(extra);
+    let n = libc::nfds_t::try_from(pfds.len()).unwrap_or(2);
     // Rounded up, so a deadline a fraction of a millisecond away is not a busy loop.
     let ms = libc::c_int::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(1000);
-    // SAFETY: poll reads and writes the two pollfds we own.
-    let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+    // SAFETY: poll reads and writes the pollfds in our vector, `n` of them.
+    let ready = unsafe { libc::poll(pfds.as_mut_ptr(), n, ms) };
     let mut out = Vec::new();
     // Any event, an error included, so that a broken watcher is read (and dropped) rather
     // than polled again at once.

@@ -24,9 +24,12 @@ use bourbon_server::listener::Listener;
 use bourbon_server::log;
 
 use super::{Ended, Look, Master, Output, Phase, Pid, Reaped, Sig};
+use crate::metrics::{Endpoint, Extra, Region};
 use crate::reloader::Reloader;
 use crate::scoreboard::{now_ns, Slot};
-use crate::signals::{block_signals, route_to_pipe, self_pipe, unblock_signals, wait_signals};
+use crate::signals::{
+    block_signals, route_to_pipe, self_pipe, unblock_signals, wait_signals, wait_signals_and,
+};
 use crate::{watchdog, Boot, Hook, WorkerCtx, WorkerId};
 
 /// How often the master looks at its workers when nothing else wakes it.
@@ -61,6 +64,15 @@ struct Driver<'a, B: Boot> {
     slots: HashMap<Pid, Slot>,
     /// The file watcher (`--reload`).
     reloader: Option<Reloader>,
+    /// `--metrics-bind`: the endpoint, and the counters it serves.
+    endpoint: Option<Endpoint>,
+    metrics: Option<Metrics>,
+}
+
+/// The master's metrics: the exited workers' totals and each live worker's region, by pid.
+struct Metrics {
+    totals: Region,
+    regions: HashMap<Pid, Region>,
 }
 
 /// Run the master until it is stopped; returns the exit code (in a forked worker: the
@@ -100,6 +112,11 @@ pub fn run<B: Boot>(
         log::error(format_args!("when_ready hook failed; stopping"));
         return 1;
     }
+    let (endpoint, metrics) = match start_metrics(cfg) {
+        Ok(Some((e, m))) => (Some(e), Some(m)),
+        Ok(None) => (None, None),
+        Err(code) => return code,
+    };
     let master_pid = std::process::id();
     let reloader = if cfg.reload {
         Reloader::start(cfg, &boot.watch(cfg))
@@ -115,6 +132,8 @@ pub fn run<B: Boot>(
         write_fd,
         slots: HashMap::new(),
         reloader,
+        endpoint,
+        metrics,
     };
     let code = driver.run();
     // Forked workers return through here too; the hook is the master's.
@@ -122,6 +141,74 @@ pub fn run<B: Boot>(
         let _ = driver.boot.hook(Hook::OnExit);
     }
     code
+}
+
+/// Bind the metrics endpoint (`--metrics-bind`) and open the StatsD socket
+/// (`--statsd-host`); `Err` is the exit code.
+fn start_metrics(cfg: &Config) -> Result<Option<(Endpoint, Metrics)>, i32> {
+    if let Some(target) = &cfg.statsd_host {
+        let started = match target {
+            bourbon_config::Bind::Tcp { host, port } => bourbon_server::metrics::start_statsd(
+                bourbon_server::metrics::StatsdTarget::Udp(host, *port),
+                &cfg.statsd_prefix,
+                &cfg.dogstatsd_tags,
+            ),
+            bourbon_config::Bind::Unix(path) => bourbon_server::metrics::start_statsd(
+                bourbon_server::metrics::StatsdTarget::Unix(path),
+                &cfg.statsd_prefix,
+                &cfg.dogstatsd_tags,
+            ),
+            bourbon_config::Bind::Fd(_) => Ok(()),
+        };
+        // As gunicorn: metrics that cannot be sent never stop the server.
+        if let Err(e) = started {
+            log::warn(format_args!("statsd_host {target}: {e}; no StatsD metrics"));
+        }
+    }
+    let Some(bind) = &cfg.metrics_bind else {
+        return Ok(None);
+    };
+    let endpoint = Endpoint::bind(bind).map_err(|e| {
+        log::error(format_args!("metrics_bind: cannot listen at {bind}: {e}"));
+        1
+    })?;
+    let totals = Region::new(false).map_err(|e| {
+        log::error(format_args!("metrics: cannot map the counters: {e}"));
+        1
+    })?;
+    log::info(format_args!(
+        "Serving metrics at: http://{}/metrics",
+        endpoint.describe()
+    ));
+    Ok(Some((
+        endpoint,
+        Metrics {
+            totals,
+            regions: HashMap::new(),
+        },
+    )))
+}
+
+impl Metrics {
+    /// The exposition, now.
+    fn page(&self, master: &Master) -> String {
+        let extra = Extra {
+            restarts: master.restarts(),
+            workers: master.workers().count(),
+        };
+        crate::metrics::render(
+            self.totals.counters(),
+            self.regions.values().map(Region::counters),
+            &extra,
+        )
+    }
+
+    /// Worker `pid` was collected: its counts join the totals.
+    fn fold(&mut self, pid: Pid) {
+        if let Some(region) = self.regions.remove(&pid) {
+            self.totals.counters().absorb(region.counters());
+        }
+    }
 }
 
 fn signal(pid: Pid, sig: libc::c_int) {
@@ -149,11 +236,22 @@ impl<B: Boot> Driver<'_, B> {
             if let Some(due) = self.reloader.as_ref().and_then(|r| r.wait(Instant::now())) {
                 wait = wait.min(due);
             }
+            let extra = match &self.endpoint {
+                Some(e) => {
+                    if let Some(due) = e.next_deadline() {
+                        wait = wait.min(due.saturating_duration_since(Instant::now()));
+                    }
+                    e.pollfds()
+                }
+                None => Vec::new(),
+            };
             let watch = self.reloader.as_ref().map(Reloader::fd);
             let read_fd = self.read_fd;
             let (mut signals, mut changed) = (Vec::new(), false);
-            self.boot
-                .unlocked(&mut || (signals, changed) = wait_signals(read_fd, watch, wait));
+            self.boot.unlocked(&mut || {
+                (signals, changed) = wait_signals_and(read_fd, watch, &extra, wait);
+            });
+            self.serve_metrics();
             if changed {
                 if let Some(Err(e)) = self.reloader.as_mut().map(Reloader::read) {
                     log::error(format_args!("reload: cannot read file changes: {e}; off"));
@@ -189,6 +287,14 @@ impl<B: Boot> Driver<'_, B> {
             if let Flow::Return(code) = self.execute(out) {
                 return code;
             }
+        }
+    }
+
+    /// Serve the metrics scrapes that can progress without waiting.
+    fn serve_metrics(&mut self) {
+        if let (Some(endpoint), Some(m)) = (self.endpoint.as_mut(), self.metrics.as_ref()) {
+            let master = &self.master;
+            endpoint.service(&mut || m.page(master));
         }
     }
 
@@ -262,6 +368,13 @@ impl<B: Boot> Driver<'_, B> {
         // that may call the application: the Python threads and the connection thread.
         let threads = usize::try_from(self.master.cfg().threads.max(1)).unwrap_or(1);
         let slot = Slot::new(threads + 1, now_ns())?;
+        // Likewise the worker's counters, when metrics are served.
+        let region = match &self.metrics {
+            Some(_) => Some(Region::new(true)?),
+            None => None,
+        };
+        // Lines the master buffered for StatsD go now, or the child would send them too.
+        bourbon_server::metrics::flush_statsd();
         // The `pre_fork` hook, and `gc.freeze()` when preloaded.
         self.boot.prepare_worker(id);
         // Signals are blocked across fork: a TERM sent to the whole process group at that
@@ -286,6 +399,9 @@ impl<B: Boot> Driver<'_, B> {
         if pid > 0 {
             unblock_signals(&blocked);
             self.boot.worker_forked(id, Some(pid));
+            if let (Some(m), Some(region)) = (self.metrics.as_mut(), region) {
+                m.regions.insert(pid, region);
+            }
             return Ok(Forked::Parent(pid, slot));
         }
         // The child: give the signals back to their defaults (the worker installs its own),
@@ -303,6 +419,16 @@ impl<B: Boot> Driver<'_, B> {
         }
         // The other workers' slots are the master's; each is unmapped by its one owner.
         self.slots.clear();
+        // So are the metrics endpoint and the totals; this worker counts into its region.
+        self.endpoint = None;
+        self.metrics = None;
+        bourbon_server::metrics::statsd_after_fork();
+        if let Some(region) = region {
+            bourbon_server::metrics::install(
+                region.leak(),
+                bourbon_server::metrics::Interface::Wsgi,
+            );
+        }
         // As gunicorn, before the application is loaded.
         log::info(format_args!(
             "Booting worker with pid: {}",
@@ -315,6 +441,7 @@ impl<B: Boot> Driver<'_, B> {
             listeners: self.listeners,
             access_log: self.access_log.clone(),
         });
+        bourbon_server::metrics::flush_statsd();
         Ok(Forked::Child(code))
     }
 
@@ -336,6 +463,9 @@ impl<B: Boot> Driver<'_, B> {
                 continue;
             };
             let booted = self.slots.remove(&pid).is_some_and(|s| s.booted());
+            if let Some(m) = self.metrics.as_mut() {
+                m.fold(pid);
+            }
             let _ = self.boot.hook(Hook::ChildExit(id));
             self.boot.forget_worker(id);
             // Without WUNTRACED/WCONTINUED, waitpid reports only ended children.
@@ -384,6 +514,9 @@ impl<B: Boot> Driver<'_, B> {
             }
             looks.push((pid, look));
         }
+        // gunicorn's gauge, sent each time the master looks at its workers.
+        bourbon_server::metrics::statsd_workers(self.master.workers().count());
+        bourbon_server::metrics::flush_statsd();
         let abort_hook = self.boot.has_abort_hook();
         self.master.tick(Instant::now(), &looks, abort_hook)
     }
@@ -456,11 +589,18 @@ impl<B: Boot> Driver<'_, B> {
                 break;
             }
             self.slots.remove(&pid);
+            if let Some(m) = self.metrics.as_mut() {
+                m.fold(pid);
+            }
             if let Some(id) = self.master.forget(pid) {
                 let _ = self.boot.hook(Hook::ChildExit(id));
                 self.boot.forget_worker(id);
             }
         }
+        if let Some(e) = &self.endpoint {
+            e.remove_file();
+        }
+        bourbon_server::metrics::flush_statsd();
         log::info(format_args!("Shutting down: Master"));
     }
 }
