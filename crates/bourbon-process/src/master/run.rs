@@ -102,6 +102,12 @@ pub fn run<B: Boot>(
     for l in listeners {
         defer_accept(l);
     }
+    // Before the readiness lines: once they are out, the endpoint answers.
+    let (endpoint, metrics) = match start_metrics(cfg) {
+        Ok(Some((e, m))) => (Some(e), Some(m)),
+        Ok(None) => (None, None),
+        Err(code) => return code,
+    };
     boot.announce(listeners, cfg);
     log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
     let master = Master::new(cfg.clone());
@@ -112,11 +118,6 @@ pub fn run<B: Boot>(
         log::error(format_args!("when_ready hook failed; stopping"));
         return 1;
     }
-    let (endpoint, metrics) = match start_metrics(cfg) {
-        Ok(Some((e, m))) => (Some(e), Some(m)),
-        Ok(None) => (None, None),
-        Err(code) => return code,
-    };
     let master_pid = std::process::id();
     let reloader = if cfg.reload {
         Reloader::start(cfg, &boot.watch(cfg))
