@@ -143,7 +143,7 @@ def wait_scrape(sock_path: Path, predicate, what: str) -> Samples:
         if predicate(samples):
             return samples
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: {sorted(samples.items())}")
+            raise AssertionError(f"{what}: {sorted(kv for kv in samples.items() if kv[1])}")
         time.sleep(0.02)
 
 
@@ -436,3 +436,35 @@ def test_bad_values_exit_2_naming_the_setting(args, setting):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert setting.replace("_", "-") in lines[0] or setting in lines[0], lines
+
+
+def test_a_binary_upgrade_hands_the_endpoint_to_the_new_master(start_server, tmp_path):
+    pidfile = tmp_path / "bourbon.pid"
+    sock = tmp_path / "metrics.sock"
+    srv = start_server(
+        "supervision_app:app", "--pid", str(pidfile), "--metrics-bind", f"unix:{sock}"
+    )
+    old = srv.pid
+    new = None
+    try:
+        os.kill(old, signal.SIGUSR2)
+        line = srv.wait_for_log(r"usr2; started a new master \(pid:\d+\)")
+        new = int(line.split("(pid:")[1].split(")")[0])
+        # The new master serves the same endpoint (it could not bind the path again).
+        srv.wait_for_log(rf"\[{new}\] \[INFO\] Serving metrics at: http://unix:{sock}/metrics")
+        srv.wait_for_log(rf"\[{new}\] \[INFO\] Arbiter booted")
+        os.kill(old, signal.SIGTERM)
+        assert srv.proc.wait(TIMEOUT) == 0
+        assert sock.exists(), "the old master left the socket file to the new one"
+        s = wait_scrape(sock, lambda s: value(s, "bourbon_workers") == 1, "new master's")
+        assert total(s, "bourbon_worker_restarts_total") == 0
+    finally:
+        try:
+            os.killpg(old, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if new is not None:
+            try:
+                os.kill(new, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -421,6 +421,53 @@ impl Endpoint {
         })
     }
 
+    /// The listening socket `fd` that the master which re-executed this one handed over
+    /// (a binary upgrade, USR2), serving `bind`.
+    pub fn inherit(fd: RawFd, bind: &Bind) -> io::Result<Endpoint> {
+        use std::os::fd::FromRawFd;
+        let mut st: libc::sockaddr_storage =
+            // SAFETY: an all-zero sockaddr_storage is a valid value.
+            unsafe { std::mem::zeroed() };
+        let mut len =
+            libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_storage>()).unwrap_or(0);
+        // SAFETY: getsockname writes at most `len` bytes into the storage we own; it fails
+        // (EBADF, ENOTSOCK) on anything that is not a socket of ours.
+        let rc = unsafe { libc::getsockname(fd, std::ptr::addr_of_mut!(st).cast(), &mut len) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let listener = match (i32::from(st.ss_family), bind) {
+            (libc::AF_UNIX, Bind::Unix(path)) => {
+                // SAFETY: a listening socket handed to this process, owned from now on.
+                let l = unsafe { UnixListener::from_raw_fd(fd) };
+                l.set_nonblocking(true)?;
+                MListener::Unix(l, path.clone())
+            }
+            (libc::AF_INET | libc::AF_INET6, Bind::Tcp { .. }) => {
+                // SAFETY: as above.
+                let l = unsafe { TcpListener::from_raw_fd(fd) };
+                l.set_nonblocking(true)?;
+                MListener::Tcp(l)
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the inherited socket is not of the configured kind",
+                ))
+            }
+        };
+        set_cloexec(listener_fd(&listener));
+        Ok(Endpoint {
+            listener,
+            scrapes: Vec::new(),
+        })
+    }
+
+    /// The listening descriptor (handed to the new master of a binary upgrade).
+    pub fn fd(&self) -> RawFd {
+        listener_fd(&self.listener)
+    }
+
     /// Where it listens, for the log.
     pub fn describe(&self) -> String {
         match &self.listener {
@@ -495,8 +542,12 @@ impl Endpoint {
         drop(self);
     }
 
-    /// The master exits: remove a unix socket's file.
+    /// The master exits: remove a unix socket's file, unless a new master (a binary
+    /// upgrade) serves it too now.
     pub fn remove_file(&self) {
+        if crate::upgrade::child().is_some() {
+            return;
+        }
         if let MListener::Unix(_, p) = &self.listener {
             let _ = std::fs::remove_file(p);
         }

@@ -593,7 +593,7 @@ mod tests {
         assert_eq!(c.counter(duration_index(0)), 1);
         assert_eq!(c.counter(duration_index(0) + 1), 1);
         assert_eq!(c.counter(duration_index(0) + BOUNDS_NS.len()), 1);
-        assert_eq!(c.counter(duration_index(0) + HIST - 1), 61_002_000_001);
+        assert_eq!(c.counter(duration_index(0) + HIST - 1), 60_002_000_001);
         c.gauge(IN_FLIGHT, 3);
         let total = zeroed();
         total.absorb(&c);

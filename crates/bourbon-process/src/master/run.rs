@@ -169,7 +169,15 @@ fn start_metrics(cfg: &Config) -> Result<Option<(Endpoint, Metrics)>, i32> {
     let Some(bind) = &cfg.metrics_bind else {
         return Ok(None);
     };
-    let endpoint = Endpoint::bind(bind).map_err(|e| {
+    // A binary upgrade hands the old master's endpoint over, as it does the serving
+    // sockets: the address is then served throughout, and never bound twice.
+    let inherited = std::env::var(crate::upgrade::METRICS_FD_VAR).ok();
+    std::env::remove_var(crate::upgrade::METRICS_FD_VAR);
+    let endpoint = match inherited.and_then(|v| v.parse::<RawFd>().ok()) {
+        Some(fd) => Endpoint::inherit(fd, bind),
+        None => Endpoint::bind(bind),
+    }
+    .map_err(|e| {
         log::error(format_args!("metrics_bind: cannot listen at {bind}: {e}"));
         1
     })?;
@@ -329,7 +337,10 @@ impl<B: Boot> Driver<'_, B> {
                 }
                 Output::Report(code) => self.boot.report_private(code, self.master.cfg()),
                 Output::ReopenLogs => crate::ops::reopen_logs(self.access_log.as_deref()),
-                Output::Reexec => crate::upgrade::reexec(&crate::ops::fds(self.listeners)),
+                Output::Reexec => crate::upgrade::reexec(
+                    &crate::ops::fds(self.listeners),
+                    self.endpoint.as_ref().map(Endpoint::fd),
+                ),
                 Output::Reload => {
                     if let Flow::Return(code) = self.reload() {
                         return Flow::Return(code);
