@@ -181,12 +181,12 @@ def test_requests_are_summed_exactly_over_two_workers(start_server, tmp_path):
     )
     srv.wait_for_log(r"Serving metrics at: http://unix:")
     wait_children(srv.pid, lambda k: len(k) == 2)
-    sent = received_body = 0
+    sent = received = 0
     pids: set[int] = set()
     counts = {"GET": 0, "POST": 0, "HEAD": 0}
 
     def one(method: str, target: str, body: bytes = b"") -> bytes:
-        nonlocal sent, received_body
+        nonlocal sent, received
         raw = (
             f"{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
@@ -194,7 +194,7 @@ def test_requests_are_summed_exactly_over_two_workers(start_server, tmp_path):
         resp = exchange(srv, raw)
         assert resp.startswith(b"HTTP/1.1 200"), resp
         sent += len(raw)
-        received_body += len(body_of(resp))
+        received += len(resp)
         counts[method] += 1
         return resp
 
@@ -214,7 +214,7 @@ def test_requests_are_summed_exactly_over_two_workers(start_server, tmp_path):
             slow_resp += chunk
     assert slow_resp.startswith(b"HTTP/1.1 200"), slow_resp
     sent += len(slow_raw)
-    received_body += len(body_of(slow_resp))
+    received += len(slow_resp)
     counts["GET"] += 1
     pids.add(int(body_of(slow_resp)))
     assert len(pids) == 2, "both workers answered"
@@ -234,7 +234,7 @@ def test_requests_are_summed_exactly_over_two_workers(start_server, tmp_path):
     assert value(s, "bourbon_request_duration_seconds_count", interface="wsgi") == n
     assert value(s, "bourbon_request_queue_seconds_count", interface="wsgi") == n
     assert value(s, "bourbon_received_bytes_total") == sent
-    assert value(s, "bourbon_response_body_bytes_total") == received_body
+    assert value(s, "bourbon_sent_bytes_total") == received
     assert value(s, "bourbon_connections_total") == n
     assert value(s, "bourbon_requests_in_flight") == 0
     assert value(s, "bourbon_python_threads", state="idle") == 2

@@ -259,8 +259,8 @@ pub fn render<'a>(
             BYTES_IN,
         ),
         (
-            "bourbon_response_body_bytes_total",
-            "Response body bytes handed to clients' connections.",
+            "bourbon_sent_bytes_total",
+            "Response bytes (heads and bodies) handed to clients' connections.",
             BYTES_OUT,
         ),
         (

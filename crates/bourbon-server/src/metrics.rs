@@ -81,7 +81,8 @@ const DURATION: usize = REQUESTS + INTERFACES.len() * METHODS.len() * CLASSES.le
 const QUEUE: usize = DURATION + INTERFACES.len() * HIST;
 /// Bytes read from clients' connections (heads, bodies, WebSocket frames).
 pub const BYTES_IN: usize = QUEUE + 2 * HIST;
-/// Response body bytes handed to the clients' sockets.
+/// Response bytes handed to the clients' sockets: heads and bodies (chunk framing and
+/// WebSocket frames aside).
 pub const BYTES_OUT: usize = BYTES_IN + 1;
 /// Static files answered (a `200` or `206` with a file, a `304`).
 pub const STATIC_FILES: usize = BYTES_OUT + 1;
@@ -210,6 +211,14 @@ pub fn now_ns() -> u64 {
     let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
     secs * 1_000_000_000 + nanos
+}
+
+/// A response head of `n` bytes was handed to a client's connection.
+#[inline]
+pub fn bytes_out(n: usize) {
+    if let Some(c) = counters() {
+        c.add(BYTES_OUT, n as u64);
+    }
 }
 
 /// Bytes read from a client's connection.
