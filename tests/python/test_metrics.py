@@ -242,8 +242,20 @@ def test_requests_are_summed_exactly_over_two_workers(start_server, tmp_path):
     assert value(s, "bourbon_workers") == 2
     assert total(s, "bourbon_worker_restarts_total") == 0
     assert value(s, "bourbon_static_files_total") == 0
+    assert total(s, "bourbon_rejected_requests_total") == 0
+    # A head the parser refuses: counted apart, by status class.
+    bad = b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n"
+    assert exchange(srv, bad).startswith(b"HTTP/1.1 400")
+    s = wait_scrape(
+        sock,
+        lambda s: value(s, "bourbon_rejected_requests_total", status="4xx") == 1,
+        "one rejected",
+    )
+    assert total(s, "bourbon_requests_total") == n
     # Nothing more is counted later: the sums were exact, not still growing.
-    assert total(wait_scrape(sock, lambda _: True, "again"), "bourbon_requests_total") == n
+    s = wait_scrape(sock, lambda _: True, "again")
+    assert total(s, "bourbon_requests_total") == n
+    assert total(s, "bourbon_rejected_requests_total") == 1
 
 
 def test_a_request_in_progress_is_in_flight_and_busy(start_server, tmp_path):
@@ -303,7 +315,7 @@ def test_counts_survive_recycling_hup_and_crashes_with_restarts_by_reason(start_
 
     # HUP: a new worker, the old one retired; nothing counted is lost.
     (old,) = wait_children(srv.pid, lambda k: len(k) == 1)
-    srv.send_signal(signal.SIGHUP)
+    os.kill(srv.pid, signal.SIGHUP)  # to the master, as an operator or systemd does
     wait_children(srv.pid, lambda k: len(k) == 1 and old not in k)
     s = check(
         lambda s: value(s, "bourbon_worker_restarts_total", reason="reload") == 1,

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use bourbon_config::Bind;
 use bourbon_server::metrics::{
     duration_index, queue_index, req_index, Counters, BOUNDS_NS, BYTES_IN, BYTES_OUT, CLASSES,
-    CONNECTIONS, CONNECTIONS_OPENED, HIST, INTERFACES, IN_FLIGHT, METHODS, STATIC_FILES, THREADS,
-    THREADS_BUSY, WEBSOCKETS, WEBSOCKETS_OPENED,
+    CONNECTIONS, CONNECTIONS_OPENED, HIST, INTERFACES, IN_FLIGHT, METHODS, REJECTED, STATIC_FILES,
+    THREADS, THREADS_BUSY, WEBSOCKETS, WEBSOCKETS_OPENED,
 };
 
 /// Why a worker was replaced: the label of `bourbon_worker_restarts_total`.
@@ -185,6 +185,22 @@ pub fn render<'a>(
                     );
                 }
             }
+        }
+    }
+    head(
+        &mut out,
+        "bourbon_rejected_requests_total",
+        "Requests refused by bourbon's HTTP parser before any interface saw them, by status class.",
+        "counter",
+    );
+    for (c, class) in CLASSES.iter().enumerate() {
+        let n = counter(REJECTED + c);
+        if n > 0 {
+            let _ = writeln!(
+                out,
+                "bourbon_rejected_requests_total{{status=\"{}\"}} {n}",
+                escape(class)
+            );
         }
     }
     head(

@@ -90,8 +90,11 @@ pub const STATIC_FILES: usize = BYTES_OUT + 1;
 pub const CONNECTIONS_OPENED: usize = STATIC_FILES + 1;
 /// WebSocket sessions opened.
 pub const WEBSOCKETS_OPENED: usize = CONNECTIONS_OPENED + 1;
+/// Requests refused by the request guard before any interface saw them, by status class
+/// (first of [`CLASSES`]`.len()`).
+pub const REJECTED: usize = WEBSOCKETS_OPENED + 1;
 /// How many counters a region holds.
-pub const N_COUNTERS: usize = WEBSOCKETS_OPENED + 1;
+pub const N_COUNTERS: usize = REJECTED + CLASSES.len();
 
 /// Requests between head and end of response.
 pub const IN_FLIGHT: usize = 0;
@@ -211,6 +214,14 @@ pub fn now_ns() -> u64 {
     let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
     secs * 1_000_000_000 + nanos
+}
+
+/// The request guard refused a request with `status` (RFC 9112 framing, limits): no
+/// interface saw it.
+pub fn rejected(status: u16) {
+    if let Some(c) = counters() {
+        c.add(REJECTED + class_index(status), 1);
+    }
 }
 
 /// A response head of `n` bytes was handed to a client's connection.

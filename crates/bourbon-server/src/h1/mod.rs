@@ -192,6 +192,7 @@ pub(crate) async fn drive<S, H>(
             HeadRead::Head(head) => head,
             HeadRead::Close => break,
             HeadRead::Reject(reject) => {
+                crate::metrics::rejected(reject.status);
                 conn.answer_reject(reject).await;
                 return;
             }
