@@ -180,7 +180,8 @@ asyncio loop): drop -k/worker_class (give --threads N for WSGI concurrency withi
 --interface asgi for an ASGI application)";
 const NO_SYSLOG: &str = "bourbon logs to stderr or --error-logfile; let journald or the \
 container runtime forward it";
-const NO_METRICS: &str = "bourbon sends no metrics yet";
+const NO_METRICS: &str = "bourbon has no such metric: --metrics-bind serves Prometheus metrics, \
+--statsd-host sends gunicorn's StatsD metrics";
 const NOT_TUNABLE: &str = "bourbon has no such setting";
 const FORWARDED: &str = "forwarded headers (Forwarded, X-Forwarded-For, -Proto, -Host, \
 -Port) are read from the peers in --forwarded-allow-ips (default 127.0.0.1,::1 and unix \
@@ -560,9 +561,9 @@ pub(crate) static WORDS: &[Word] = &[
         Switch,
         Already("the workers always inherit the server's stdio"),
     ),
-    w(G, "Logging", "statsd_host", &["--statsd-host"], Value, Ignored(NO_METRICS)),
-    w(G, "Logging", "dogstatsd_tags", &["--dogstatsd-tags"], Value, Ignored(NO_METRICS)),
-    w(G, "Logging", "statsd_prefix", &["--statsd-prefix"], Value, Ignored(NO_METRICS)),
+    w(G, "Logging", "statsd_host", &["--statsd-host"], Value, S("statsd_host")),
+    w(G, "Logging", "dogstatsd_tags", &["--dogstatsd-tags"], Value, S("dogstatsd_tags")),
+    w(G, "Logging", "statsd_prefix", &["--statsd-prefix"], Value, S("statsd_prefix")),
     w(
         G,
         "Logging",

@@ -48,8 +48,8 @@ pub use docs::{migrating_markdown, MIGRATING_BEGIN, MIGRATING_END};
 pub use error::ConfigError;
 pub use foreign::{Note, NoteLevel};
 pub use types::{
-    AppSpec, Bind, Config, ControlSocket, ErrorLogFormat, EventLoop, Interface, Lifespan, LogLevel, LogTarget,
-    StaticMount,
+    AppSpec, Bind, Config, ControlSocket, ErrorLogFormat, EventLoop, Interface, Lifespan, LogLevel,
+    LogTarget, StaticMount,
 };
 
 /// bourbon's version, for `--version` and the help header.

@@ -14,11 +14,12 @@ pub(crate) use crate::setting::{
     Shown,
 };
 use crate::types::{
-    format_duration, parse_account, parse_app, parse_bind, parse_bool, parse_duration,
-    parse_env_pair, parse_error_log_format, parse_event_loop, parse_health_path, parse_interface,
-    parse_lifespan, parse_log_config, parse_log_format, parse_log_level, parse_positive_u32,
-    parse_root_path, parse_size, parse_socket_mode, parse_static_mount, parse_umask,
-    parse_url_prefix, parse_usize_in, parse_whole, parse_workers, Bad, ControlSocket, LogTarget,
+    format_duration, parse_account, parse_app, parse_bind, parse_bool, parse_dogstatsd_tags,
+    parse_duration, parse_env_pair, parse_error_log_format, parse_event_loop, parse_health_path,
+    parse_interface, parse_lifespan, parse_log_config, parse_log_format, parse_log_level,
+    parse_positive_u32, parse_root_path, parse_side_address, parse_size, parse_socket_mode,
+    parse_static_mount, parse_umask, parse_url_prefix, parse_usize_in, parse_whole, parse_workers,
+    Bad, ControlSocket, LogTarget,
 };
 
 fn opt_path(s: &str) -> Option<PathBuf> {
@@ -1740,6 +1741,92 @@ request and response fields, `{VAR}e` a CGI variable of the request (`REMOTE_POR
 `HTTP_HOST`...) or else an environment variable. A WebSocket session is one line, written \
 when it ends. Lines are buffered and written within a second. See docs/logging.md.",
         show: |c| Shown::Str(c.access_logformat.clone()),
+    },
+    // ---- Metrics ----
+    Setting {
+        name: "metrics_bind",
+        long: &["--metrics-bind"],
+        short: None,
+        metavar: "ADDR",
+        section: Section::Logging,
+        kind: Kind::Value(|c, s| {
+            c.metrics_bind = parse_side_address(s, 9100)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "127.0.0.1:9100",
+        help: "serve Prometheus metrics (GET /metrics) from the master at this address",
+        doc: "Where the master serves `GET /metrics` in the Prometheus text format: \
+`HOST:PORT`, `[IPV6]:PORT` or `unix:PATH`. The numbers are summed over every worker from \
+memory each worker shares with the master, and survive worker restarts and HUP. The \
+master binds it once at start (a HUP keeps the first address). Keep it on loopback, a \
+unix socket or a private network: it has no authentication. Empty means no endpoint. \
+The metrics are listed in `docs/metrics.md`.",
+        show: |c| Shown::Str(c.metrics_bind.as_ref().map(ToString::to_string).unwrap_or_default()),
+    },
+    Setting {
+        name: "statsd_host",
+        long: &["--statsd-host"],
+        short: None,
+        metavar: "ADDR",
+        section: Section::Logging,
+        kind: Kind::Value(|c, s| {
+            c.statsd_host = parse_side_address(s, 8125)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "127.0.0.1:8125",
+        help: "send gunicorn's StatsD metrics over UDP to this address",
+        doc: "Send gunicorn's StatsD metrics (`gunicorn.requests`, \
+`gunicorn.request.duration`, `gunicorn.request.status.<code>`, `gunicorn.workers`, \
+`gunicorn.log.<level>`) as UDP datagrams to `HOST:PORT` (a bare `HOST` uses port 8125) or \
+to a unix datagram socket `unix:PATH`. The lines are batched and sent without waiting: \
+when the network or the daemon cannot keep up they are dropped, never the requests \
+slowed. Empty means none.",
+        show: |c| Shown::Str(c.statsd_host.as_ref().map(ToString::to_string).unwrap_or_default()),
+    },
+    Setting {
+        name: "statsd_prefix",
+        long: &["--statsd-prefix"],
+        short: None,
+        metavar: "PREFIX",
+        section: Section::Logging,
+        kind: Kind::Value(|c, s| {
+            c.statsd_prefix = s.trim().trim_end_matches('.').to_owned();
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "mysite",
+        help: "prefix of every StatsD metric name",
+        doc: "Put this in front of every StatsD metric name, with a dot \
+(`mysite.gunicorn.requests`), as gunicorn does. Empty means no prefix.",
+        show: |c| Shown::Str(c.statsd_prefix.clone()),
+    },
+    Setting {
+        name: "dogstatsd_tags",
+        long: &["--dogstatsd-tags"],
+        short: None,
+        metavar: "TAGS",
+        section: Section::Logging,
+        kind: Kind::Value(|c, s| {
+            c.dogstatsd_tags = parse_dogstatsd_tags(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some(""),
+        example: "env:prod,app:mysite",
+        help: "DogStatsD tags added to every StatsD line",
+        doc: "Comma-separated `key:value` tags added to every StatsD line in the \
+DogStatsD form (`|#env:prod,app:mysite`), as gunicorn's `--dogstatsd-tags`. Empty means \
+plain StatsD lines.",
+        show: |c| Shown::Str(c.dogstatsd_tags.clone()),
     },
     // ---- Health checks ----
     Setting {

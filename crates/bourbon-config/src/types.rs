@@ -159,6 +159,14 @@ pub struct Config {
     pub liveness_path: String,
     /// Write health-check requests to the access log too.
     pub health_access_log: bool,
+    /// Where the master serves `GET /metrics` (Prometheus); `None`: no metrics endpoint.
+    pub metrics_bind: Option<Bind>,
+    /// The StatsD server the request metrics go to (gunicorn's `--statsd-host`).
+    pub statsd_host: Option<Bind>,
+    /// Prepended to every StatsD metric name, with a dot (gunicorn's `--statsd-prefix`).
+    pub statsd_prefix: String,
+    /// DogStatsD tags added to every StatsD line (`k:v,k2:v2`); empty: plain StatsD.
+    pub dogstatsd_tags: String,
     /// The process umask set before anything is bound or written (unix socket files get
     /// `0o777 & !umask`).
     pub umask: u32,
@@ -251,6 +259,10 @@ impl Config {
             health_path: String::new(),
             liveness_path: String::new(),
             health_access_log: false,
+            metrics_bind: None,
+            statsd_host: None,
+            statsd_prefix: String::new(),
+            dogstatsd_tags: String::new(),
             umask: 0,
             user: None,
             group: None,
@@ -909,6 +921,50 @@ const DEFAULT_PORT: u16 = 8000;
 
 /// Parse one bind spec: `host:port`, `[ipv6]:port`, `host`, `unix:PATH`,
 /// `fd://N` (an optional `tcp://` prefix is accepted).
+/// An address the master listens on or sends to, other than the serving sockets:
+/// `HOST:PORT`, `[IPV6]:PORT` or `unix:PATH` (no inherited descriptor). A bare host gets
+/// `default_port`. Empty means none.
+pub(crate) fn parse_side_address(s: &str, default_port: u16) -> Result<Option<Bind>, Bad> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    // gunicorn spells a unix socket `unix://PATH`; `parse_bind` takes both spellings.
+    let bare_host =
+        !t.starts_with("unix:") && !t.starts_with('[') && !t.contains(':') && !t.starts_with('/');
+    if t.starts_with('/') {
+        return Ok(Some(Bind::Unix(PathBuf::from(t))));
+    }
+    match parse_bind(t)? {
+        Bind::Fd(_) => Err(Bad::range(format!(
+            "'{s}': an inherited descriptor cannot be used here; give HOST:PORT or unix:PATH"
+        ))),
+        Bind::Tcp { host, .. } if bare_host => Ok(Some(Bind::Tcp {
+            host,
+            port: default_port,
+        })),
+        b => Ok(Some(b)),
+    }
+}
+
+/// DogStatsD tags: `key:value` (or a bare `key`) items separated by commas, without the
+/// characters that delimit a StatsD line (`|`, `#`, `,` inside a tag, newlines).
+pub(crate) fn parse_dogstatsd_tags(s: &str) -> Result<String, Bad> {
+    let mut out = Vec::new();
+    for tag in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if tag
+            .bytes()
+            .any(|b| matches!(b, b'|' | b'#' | b'@') || b.is_ascii_control() || b == b' ')
+        {
+            return Err(Bad::form(format!(
+                "'{tag}': a tag may not contain '|', '#', '@', spaces or control characters"
+            )));
+        }
+        out.push(tag);
+    }
+    Ok(out.join(","))
+}
+
 pub(crate) fn parse_bind(s: &str) -> Result<Bind, Bad> {
     let t = s.trim();
     if let Some(path) = t.strip_prefix("unix:") {

@@ -12,13 +12,15 @@
 //! (`master/mod.rs`, tested with a fake clock and no processes) and the real loop that
 //! drives it (`master/run.rs`: self-pipe, `waitpid`, `kill(2)`, fork); [`signals`] the
 //! masks and the self-pipe; [`scoreboard`] the memory each worker shares with the master,
-//! and [`watchdog`] the master's judgement of it; the rest are the operations steps that
-//! [`ops`] puts in order; [`control`] is the master's control socket and [`status`] the
-//! `bourbon status` and `bourbon top` commands that read it.
+//! and [`watchdog`] the master's judgement of it; [`metrics`] the counters each worker shares
+//! with the master, their totals and the `GET /metrics` endpoint; the rest are the operations
+//! steps that [`ops`] puts in order; [`control`] is the master's control socket and [`status`]
+//! the `bourbon status` and `bourbon top` commands that read it.
 
 pub mod control;
 pub mod daemon;
 pub mod master;
+pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod pidfile;

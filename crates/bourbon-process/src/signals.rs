@@ -97,8 +97,8 @@ fn install(sig: libc::c_int, handler: libc::sighandler_t) {
 }
 
 /// Wait up to `timeout` for signal bytes on the pipe, for `watch` (the file watcher) to
-/// become readable, or for an event on one of `extra` (the control socket and its clients,
-/// which the caller then serves without looking at which); return the signals read and
+/// become readable, or for an event on one of `extra` (the control socket, the metrics
+/// endpoint and their clients, which the caller then serves without looking at which); return the signals read and
 /// whether `watch` is readable.
 pub fn wait_signals(
     fd: RawFd,

@@ -20,6 +20,9 @@ use bourbon_server::log;
 
 /// The variable naming the inherited listening descriptors.
 pub const FDS_VAR: &str = "BOURBON_FDS";
+/// The environment variable that names the metrics endpoint's listening descriptor handed to
+/// the new master (`--metrics-bind`), apart from the serving sockets.
+pub const METRICS_FD_VAR: &str = "BOURBON_METRICS_FD";
 
 /// How this process was started, recorded before `--chdir`: the program, its arguments
 /// (for Python: the `bourbon` script or `-m bourbon`, then ours) and the directory.
@@ -95,9 +98,10 @@ pub fn child() -> Option<libc::pid_t> {
 }
 
 /// SIGUSR2: start a new master from the installed program with the same command line,
-/// passing it `fds`, the listening sockets. This process goes on serving; the operator
-/// then stops its workers (WINCH) and itself (TERM), or the new master (TERM) to roll back.
-pub fn reexec(fds: &[RawFd]) {
+/// passing it `fds`, the listening sockets, and `metrics`, the metrics endpoint's. This
+/// process goes on serving; the operator then stops its workers (WINCH) and itself (TERM),
+/// or the new master (TERM) to roll back.
+pub fn reexec(fds: &[RawFd], metrics: Option<RawFd>) {
     if let Some(pid) = child() {
         log::warn(format_args!(
             "Handling signal: usr2; ignored, a new master (pid:{pid}) is already running"
@@ -133,7 +137,11 @@ pub fn reexec(fds: &[RawFd]) {
     if let Some(addr) = crate::notify::address() {
         cmd.env("NOTIFY_SOCKET", addr);
     }
-    let inherit = fds.to_vec();
+    if let Some(fd) = metrics {
+        cmd.env(METRICS_FD_VAR, fd.to_string());
+    }
+    let mut inherit = fds.to_vec();
+    inherit.extend(metrics);
     // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2),
     // which is async-signal-safe; it allocates nothing (`inherit` was built before fork).
     unsafe {

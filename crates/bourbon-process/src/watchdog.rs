@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bourbon_config::Config;
 
+use crate::metrics::Restart;
 use crate::scoreboard::Slot;
 
 /// Why a worker is considered stuck.
@@ -128,26 +129,33 @@ pub fn recycle_reason(
     requests: u64,
     request_limit: u64,
     rss_mib: Option<u64>,
-) -> Option<String> {
+) -> Option<(Restart, String)> {
     if request_limit > 0 && requests >= request_limit {
-        return Some(format!(
-            "{requests} requests served, max-requests {request_limit}"
+        return Some((
+            Restart::MaxRequests,
+            format!("{requests} requests served, max-requests {request_limit}"),
         ));
     }
     let lifetime = cfg.max_worker_lifetime;
     if !lifetime.is_zero() && age >= lifetime {
-        return Some(format!(
-            "running for {:.1} s, max-worker-lifetime {} s",
-            age.as_secs_f64(),
-            lifetime.as_secs_f64()
+        return Some((
+            Restart::Lifetime,
+            format!(
+                "running for {:.1} s, max-worker-lifetime {} s",
+                age.as_secs_f64(),
+                lifetime.as_secs_f64()
+            ),
         ));
     }
     if cfg.max_worker_memory > 0 {
         if let Some(rss) = rss_mib {
             if rss > cfg.max_worker_memory {
-                return Some(format!(
-                    "{rss} MiB resident, max-worker-memory {} MiB",
-                    cfg.max_worker_memory
+                return Some((
+                    Restart::Memory,
+                    format!(
+                        "{rss} MiB resident, max-worker-memory {} MiB",
+                        cfg.max_worker_memory
+                    ),
                 ));
             }
         }

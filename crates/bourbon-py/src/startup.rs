@@ -688,6 +688,7 @@ impl Worker {
         // with 3 or 4 from here on (an application calling os._exit(4)) is a crash the
         // master replaces, not a failure to boot that stops it.
         crate::supervise::booted(crate::scoreboard::Interface::Wsgi);
+        bourbon_server::metrics::set_threads(u32::try_from(threads).unwrap_or(u32::MAX));
         let local = tokio::task::LocalSet::new();
         let code = local.block_on(&runtime, async move {
             let (stop_tx, stop_rx) = watch::channel(false);

@@ -213,8 +213,10 @@ pub(crate) fn request_done() {
     }
 }
 
-/// Marks one application call in the slot while it lives.
+/// Marks one application call in the slot (and a busy thread in the metrics) while it
+/// lives.
 pub(crate) struct CallGuard {
+    _busy: bourbon_server::metrics::BusyThread,
     slot: Option<&'static Slot>,
     record: Option<usize>,
     /// Made on the event loop's thread (inline): its end stamps the heartbeat too.
@@ -240,8 +242,12 @@ pub(crate) fn call_started(
     head: &bourbon_server::request::RequestHead,
     on_loop: bool,
 ) -> CallGuard {
+    // The request waited from its head to here: its queue time.
+    bourbon_server::metrics::app_called(head.arrived());
+    let busy = bourbon_server::metrics::thread_busy();
     let Some(slot) = SLOT.get() else {
         return CallGuard {
+            _busy: busy,
             slot: None,
             record: None,
             on_loop,
@@ -261,6 +267,7 @@ pub(crate) fn call_started(
         slot.begin(i, now_ns(), parts);
     }
     CallGuard {
+        _busy: busy,
         slot: Some(slot),
         record,
         on_loop,
@@ -284,5 +291,7 @@ pub(crate) async fn heartbeat(every: Duration) {
     loop {
         tick.tick().await;
         slot.beat(now_ns());
+        // The StatsD lines of the last second go out (the loop's own thread made them).
+        bourbon_server::metrics::flush_statsd();
     }
 }

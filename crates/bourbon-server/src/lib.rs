@@ -8,7 +8,8 @@
 //! ([`cork`]), the accept loops with graceful drain ([`serve`]), proxy trust, request ids and
 //! health checks answered without any handler ([`layer`]), the PROXY protocol ([`transport`]),
 //! static files ([`static_files`]), WebSockets after the handshake ([`ws`]), and the error and access logs ([`log`], [`access_log`]), the latter
-//! written by the driver for every response. Applications plug in through
+//! written by the driver for every response, and the request metrics each worker shares with
+//! the master and sends to StatsD ([`metrics`]). Applications plug in through
 //! [`serve::Handler`]; the Python adapter lives in the `bourbon-py` crate, so everything here
 //! builds and is tested without an interpreter.
 
@@ -21,6 +22,7 @@ pub mod io;
 pub mod layer;
 pub mod listener;
 pub mod log;
+pub mod metrics;
 pub mod request;
 pub mod serve;
 pub mod static_files;

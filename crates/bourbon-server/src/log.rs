@@ -289,6 +289,7 @@ pub fn enabled(level: Level) -> bool {
 
 /// Write one formatted line at `level`.
 pub fn log(level: Level, args: Arguments<'_>) {
+    crate::metrics::statsd_log(level);
     let l = logger();
     if level < l.level {
         return;

@@ -22,12 +22,29 @@ use crate::guard::{HeadInfo, TCHAR};
 pub struct RequestHead {
     bytes: Bytes,
     info: HeadInfo,
+    /// When the head was read (monotonic ns), 0 when not recorded: the application adapter
+    /// measures the request's queue time from it (see [`crate::metrics`]).
+    arrived: u64,
 }
 
 impl RequestHead {
     /// A head from its bytes and what the guard found in them.
     pub fn new(bytes: Bytes, info: HeadInfo) -> Self {
-        RequestHead { bytes, info }
+        RequestHead {
+            bytes,
+            info,
+            arrived: 0,
+        }
+    }
+
+    /// Record when the head was read ([`crate::metrics::request_started`]).
+    pub fn set_arrived(&mut self, ns: u64) {
+        self.arrived = ns;
+    }
+
+    /// When the head was read (monotonic ns), 0 when not recorded.
+    pub fn arrived(&self) -> u64 {
+        self.arrived
     }
 
     fn slice(&self, (start, end): (u32, u32)) -> &[u8] {
@@ -194,6 +211,7 @@ impl RequestHead {
         RequestHead {
             bytes: buf.freeze(),
             info,
+            arrived: self.arrived,
         }
     }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use bourbon_config::Config;
 use bourbon_server::log::Level;
 
+use crate::metrics::Restart;
 use crate::watchdog::{self, Stuck};
 use crate::{Hook, PrivateExit, WorkerId, DUMP_SIGNAL, EXIT_APP_LOAD, EXIT_BOOT};
 
@@ -184,6 +185,8 @@ pub struct Master {
     reported: Vec<i32>,
     /// Workers forked so far (gunicorn's `worker.age` of the last one).
     age: u64,
+    /// Workers replaced so far, by [`Restart::index`] (the metrics' restart counts).
+    restarts: [u64; Restart::ALL.len()],
 }
 
 impl Master {
@@ -196,7 +199,18 @@ impl Master {
             broken: false,
             reported: Vec::new(),
             age: 0,
+            restarts: [0; Restart::ALL.len()],
         }
+    }
+
+    /// Workers replaced so far, by [`Restart::index`]: counted when the master decides to
+    /// replace one (timeout, recycling, reload) or finds it dead (crash).
+    pub fn restarts(&self) -> [u64; Restart::ALL.len()] {
+        self.restarts
+    }
+
+    fn restarted(&mut self, why: Restart) {
+        self.restarts[why.index()] += 1;
     }
 
     /// The settings in force.
@@ -405,6 +419,11 @@ impl Master {
                 continue;
             };
             let expected = self.stopping || w.phase != Phase::Serving;
+            // A booted worker that ended while it should have served is replaced: a crash.
+            // (One that failed to boot stops the server, or waits for a file change.)
+            if !expected && r.booted {
+                self.restarted(Restart::Crash);
+            }
             match r.ended {
                 Ended::Exited(code) => {
                     let boot_failure = !r.booted && (code == EXIT_APP_LOAD || code == EXIT_BOOT);
@@ -499,6 +518,7 @@ impl Master {
                             ),
                         ));
                         out.push(Output::Send(pid, DUMP_SIGNAL));
+                        self.restarts[Restart::Timeout.index()] += 1;
                         w.phase = Phase::Dumping {
                             deadline: now + DUMP_WAIT,
                         };
@@ -515,13 +535,14 @@ impl Master {
                         }
                         Phase::Serving => {
                             let age = now.saturating_duration_since(w.started);
-                            if let Some(reason) = watchdog::recycle_reason(
+                            if let Some((why, reason)) = watchdog::recycle_reason(
                                 &self.cfg,
                                 age,
                                 look.requests,
                                 w.request_limit,
                                 look.rss_mib,
                             ) {
+                                self.restarts[why.index()] += 1;
                                 out.push(info(format!(
                                     "Autorestarting worker after current request. \
                                      (pid:{pid}: {reason})"
@@ -617,6 +638,7 @@ impl Master {
                 old.push((w.id, pid));
             }
         }
+        self.restarts[Restart::Reload.index()] += old.len() as u64;
         old.sort_unstable();
         out.extend(self.fill());
         for (_, pid) in old {

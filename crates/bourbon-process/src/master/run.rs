@@ -26,6 +26,7 @@ use bourbon_server::log;
 
 use super::{Ended, Look, Master, Output, Phase, Pid, Reaped, Sig};
 use crate::control::{CallInfo, Control, MasterInfo, WorkerInfo};
+use crate::metrics::{Endpoint, Extra, Region};
 use crate::reloader::Reloader;
 use crate::scoreboard::{now_ns, Interface, Slot};
 use crate::signals::{block_signals, route_to_pipe, self_pipe, unblock_signals, wait_signals};
@@ -69,6 +70,15 @@ struct Driver<'a, B: Boot> {
     control: Option<Control>,
     /// When the master started, for its uptime.
     started: Instant,
+    /// `--metrics-bind`: the endpoint, and the counters it serves.
+    endpoint: Option<Endpoint>,
+    metrics: Option<Metrics>,
+}
+
+/// The master's metrics: the exited workers' totals and each live worker's region, by pid.
+struct Metrics {
+    totals: Region,
+    regions: HashMap<Pid, Region>,
 }
 
 /// Run the master until it is stopped; returns the exit code (in a forked worker: the
@@ -106,6 +116,12 @@ pub fn run<B: Boot>(
             "cannot map the health board: {e}; probes will not see a stop or stuck workers"
         ));
     }
+    // Before the readiness lines: once they are out, the endpoint answers.
+    let (endpoint, metrics) = match start_metrics(cfg) {
+        Ok(Some((e, m))) => (Some(e), Some(m)),
+        Ok(None) => (None, None),
+        Err(code) => return code,
+    };
     boot.announce(listeners, cfg);
     log::info(format_args!("Arbiter booted: {} workers", cfg.workers));
     let master = Master::new(cfg.clone());
@@ -134,6 +150,8 @@ pub fn run<B: Boot>(
         all_stuck: false,
         control,
         started: Instant::now(),
+        endpoint,
+        metrics,
     };
     let code = driver.run();
     // Forked workers return through here too; the hook is the master's.
@@ -141,6 +159,82 @@ pub fn run<B: Boot>(
         let _ = driver.boot.hook(Hook::OnExit);
     }
     code
+}
+
+/// Bind the metrics endpoint (`--metrics-bind`) and open the StatsD socket
+/// (`--statsd-host`); `Err` is the exit code.
+fn start_metrics(cfg: &Config) -> Result<Option<(Endpoint, Metrics)>, i32> {
+    if let Some(target) = &cfg.statsd_host {
+        let started = match target {
+            bourbon_config::Bind::Tcp { host, port } => bourbon_server::metrics::start_statsd(
+                bourbon_server::metrics::StatsdTarget::Udp(host, *port),
+                &cfg.statsd_prefix,
+                &cfg.dogstatsd_tags,
+            ),
+            bourbon_config::Bind::Unix(path) => bourbon_server::metrics::start_statsd(
+                bourbon_server::metrics::StatsdTarget::Unix(path),
+                &cfg.statsd_prefix,
+                &cfg.dogstatsd_tags,
+            ),
+            bourbon_config::Bind::Fd(_) => Ok(()),
+        };
+        // As gunicorn: metrics that cannot be sent never stop the server.
+        if let Err(e) = started {
+            log::warn(format_args!("statsd_host {target}: {e}; no StatsD metrics"));
+        }
+    }
+    let Some(bind) = &cfg.metrics_bind else {
+        return Ok(None);
+    };
+    // A binary upgrade hands the old master's endpoint over, as it does the serving
+    // sockets: the address is then served throughout, and never bound twice.
+    let inherited = std::env::var(crate::upgrade::METRICS_FD_VAR).ok();
+    std::env::remove_var(crate::upgrade::METRICS_FD_VAR);
+    let endpoint = match inherited.and_then(|v| v.parse::<RawFd>().ok()) {
+        Some(fd) => Endpoint::inherit(fd, bind),
+        None => Endpoint::bind(bind),
+    }
+    .map_err(|e| {
+        log::error(format_args!("metrics_bind: cannot listen at {bind}: {e}"));
+        1
+    })?;
+    let totals = Region::new(false).map_err(|e| {
+        log::error(format_args!("metrics: cannot map the counters: {e}"));
+        1
+    })?;
+    log::info(format_args!(
+        "Serving metrics at: http://{}/metrics",
+        endpoint.describe()
+    ));
+    Ok(Some((
+        endpoint,
+        Metrics {
+            totals,
+            regions: HashMap::new(),
+        },
+    )))
+}
+
+impl Metrics {
+    /// The exposition, now.
+    fn page(&self, master: &Master) -> String {
+        let extra = Extra {
+            restarts: master.restarts(),
+            workers: master.workers().count(),
+        };
+        crate::metrics::render(
+            self.totals.counters(),
+            self.regions.values().map(Region::counters),
+            &extra,
+        )
+    }
+
+    /// Worker `pid` was collected: its counts join the totals.
+    fn fold(&mut self, pid: Pid) {
+        if let Some(region) = self.regions.remove(&pid) {
+            self.totals.counters().absorb(region.counters());
+        }
+    }
 }
 
 fn signal(pid: Pid, sig: libc::c_int) {
@@ -171,18 +265,18 @@ impl<B: Boot> Driver<'_, B> {
             if let Some(due) = self.control.as_ref().and_then(|c| c.wait(Instant::now())) {
                 wait = wait.min(due);
             }
+            if let Some(due) = self.endpoint.as_ref().and_then(Endpoint::next_deadline) {
+                wait = wait.min(due.saturating_duration_since(Instant::now()));
+            }
             let watch = self.reloader.as_ref().map(Reloader::fd);
             let read_fd = self.read_fd;
-            let extra = self
-                .control
-                .as_ref()
-                .map(Control::pollfds)
-                .unwrap_or_default();
+            let extra = self.extra_pollfds();
             let (mut signals, mut changed) = (Vec::new(), false);
             self.boot.unlocked(&mut || {
                 (signals, changed) = wait_signals(read_fd, watch, &extra, wait);
             });
             self.serve_control();
+            self.serve_metrics();
             if changed {
                 if let Some(Err(e)) = self.reloader.as_mut().map(Reloader::read) {
                     log::error(format_args!("reload: cannot read file changes: {e}; off"));
@@ -221,6 +315,14 @@ impl<B: Boot> Driver<'_, B> {
         }
     }
 
+    /// Serve the metrics scrapes that can progress without waiting.
+    fn serve_metrics(&mut self) {
+        if let (Some(endpoint), Some(m)) = (self.endpoint.as_mut(), self.metrics.as_ref()) {
+            let master = &self.master;
+            endpoint.service(&mut || m.page(master));
+        }
+    }
+
     /// Carry out `outputs` in order.
     fn execute(&mut self, outputs: Vec<Output>) -> Flow {
         let mut fork_failed = false;
@@ -251,7 +353,10 @@ impl<B: Boot> Driver<'_, B> {
                 }
                 Output::Report(code) => self.boot.report_private(code, self.master.cfg()),
                 Output::ReopenLogs => crate::ops::reopen_logs(self.access_log.as_deref()),
-                Output::Reexec => crate::upgrade::reexec(&crate::ops::fds(self.listeners)),
+                Output::Reexec => crate::upgrade::reexec(
+                    &crate::ops::fds(self.listeners),
+                    self.endpoint.as_ref().map(Endpoint::fd),
+                ),
                 Output::Reload => {
                     if let Flow::Return(code) = self.reload() {
                         return Flow::Return(code);
@@ -291,6 +396,13 @@ impl<B: Boot> Driver<'_, B> {
         // that may call the application: the Python threads and the connection thread.
         let threads = usize::try_from(self.master.cfg().threads.max(1)).unwrap_or(1);
         let slot = Slot::new(threads + 1, now_ns())?;
+        // Likewise the worker's counters, when metrics are served.
+        let region = match &self.metrics {
+            Some(_) => Some(Region::new(true)?),
+            None => None,
+        };
+        // Lines the master buffered for StatsD go now, or the child would send them too.
+        bourbon_server::metrics::flush_statsd();
         // The `pre_fork` hook, and `gc.freeze()` when preloaded.
         self.boot.prepare_worker(id);
         // Signals are blocked across fork: a TERM sent to the whole process group at that
@@ -315,6 +427,9 @@ impl<B: Boot> Driver<'_, B> {
         if pid > 0 {
             unblock_signals(&blocked);
             self.boot.worker_forked(id, Some(pid));
+            if let (Some(m), Some(region)) = (self.metrics.as_mut(), region) {
+                m.regions.insert(pid, region);
+            }
             return Ok(Forked::Parent(pid, slot));
         }
         // The child: give the signals back to their defaults (the worker installs its own),
@@ -334,6 +449,16 @@ impl<B: Boot> Driver<'_, B> {
         self.slots.clear();
         // The control socket too (its file stays: it is the master's).
         self.control = None;
+        // So are the metrics endpoint and the totals; this worker counts into its region.
+        self.endpoint = None;
+        self.metrics = None;
+        bourbon_server::metrics::statsd_after_fork();
+        if let Some(region) = region {
+            bourbon_server::metrics::install(
+                region.leak(),
+                bourbon_server::metrics::Interface::Wsgi,
+            );
+        }
         // As gunicorn, before the application is loaded.
         log::info(format_args!(
             "Booting worker with pid: {}",
@@ -346,6 +471,7 @@ impl<B: Boot> Driver<'_, B> {
             listeners: self.listeners,
             access_log: self.access_log.clone(),
         });
+        bourbon_server::metrics::flush_statsd();
         Ok(Forked::Child(code))
     }
 
@@ -371,6 +497,9 @@ impl<B: Boot> Driver<'_, B> {
                 continue;
             };
             let booted = self.slots.remove(&pid).is_some_and(|s| s.booted());
+            if let Some(m) = self.metrics.as_mut() {
+                m.fold(pid);
+            }
             let _ = self.boot.hook(Hook::ChildExit(id));
             self.boot.forget_worker(id);
             // Without WUNTRACED/WCONTINUED, waitpid reports only ended children.
@@ -448,8 +577,25 @@ impl<B: Boot> Driver<'_, B> {
                 ));
             }
         }
+        // gunicorn's gauge, sent each time the master looks at its workers.
+        bourbon_server::metrics::statsd_workers(self.master.workers().count());
+        bourbon_server::metrics::flush_statsd();
         let abort_hook = self.boot.has_abort_hook();
         self.master.tick(Instant::now(), &looks, abort_hook)
+    }
+
+    /// What the master's wait watches besides its signals and the file watcher: the control
+    /// socket's and the metrics endpoint's descriptors.
+    fn extra_pollfds(&self) -> Vec<libc::pollfd> {
+        let mut fds = self
+            .control
+            .as_ref()
+            .map(Control::pollfds)
+            .unwrap_or_default();
+        if let Some(e) = &self.endpoint {
+            fds.extend(e.pollfds());
+        }
+        fds
     }
 
     /// Answer the control socket's clients, if any (the snapshot is made only when one
@@ -604,11 +750,18 @@ impl<B: Boot> Driver<'_, B> {
                 break;
             }
             self.slots.remove(&pid);
+            if let Some(m) = self.metrics.as_mut() {
+                m.fold(pid);
+            }
             if let Some(id) = self.master.forget(pid) {
                 let _ = self.boot.hook(Hook::ChildExit(id));
                 self.boot.forget_worker(id);
             }
         }
+        if let Some(e) = &self.endpoint {
+            e.remove_file();
+        }
+        bourbon_server::metrics::flush_statsd();
         log::info(format_args!("Shutting down: Master"));
     }
 }

@@ -604,3 +604,41 @@ fn workers_are_numbered_in_fork_order() {
     m.reaped(&[killed(101, libc::SIGSEGV)]);
     assert_eq!(m.next_id(), 3);
 }
+
+#[test]
+fn restarts_are_counted_by_reason() {
+    use crate::metrics::Restart;
+    let count = |m: &Master, r: Restart| m.restarts()[r.index()];
+    let mut c = cfg(2);
+    c.max_requests = 10;
+    c.max_worker_memory = 100;
+    let mut m = Master::new(c);
+    fork(&mut m, 101, 0.0, 10);
+    fork(&mut m, 102, 0.0, 10);
+    let look = |requests, rss| Look {
+        requests,
+        rss_mib: Some(rss),
+        ..Look::default()
+    };
+    m.tick(at(1.0), &[(101, look(10, 1)), (102, look(1, 101))], false);
+    assert_eq!(count(&m, Restart::MaxRequests), 1);
+    assert_eq!(count(&m, Restart::Memory), 1);
+    // The retired ones exit as asked: no crash.
+    m.reaped(&[exited(101, 0, true), exited(102, 0, true)]);
+    assert_eq!(count(&m, Restart::Crash), 0);
+    fork(&mut m, 103, 1.0, 10);
+    fork(&mut m, 104, 1.0, 10);
+    m.tick(at(2.0), &[(103, stuck_look())], false);
+    assert_eq!(count(&m, Restart::Timeout), 1);
+    // Killed by someone else while serving: a crash; a worker that never booted: none.
+    m.reaped(&[killed(104, libc::SIGKILL)]);
+    assert_eq!(count(&m, Restart::Crash), 1);
+    fork(&mut m, 105, 3.0, 10);
+    m.reaped(&[exited(105, 1, false)]);
+    assert_eq!(count(&m, Restart::Crash), 1);
+    fork(&mut m, 106, 3.0, 10);
+    // HUP: every serving worker is replaced (103 is dumping, not serving).
+    m.reloaded(Ok(None), false, at(4.0));
+    assert_eq!(count(&m, Restart::Reload), 1);
+    assert_eq!(count(&m, Restart::Lifetime), 0);
+}

@@ -941,6 +941,7 @@ pub(crate) fn start(py: Python<'_>, cycle: &Rc<Cycle>, ctx: &Rc<PyCtx>, scope_ct
                 ctx: ctx.clone(),
             },
         )?;
+        bourbon_server::metrics::app_called(cycle.head.arrived());
         let task = ctx.spawn(py, scope, receive.into_any(), send.into_any())?;
         cycle.st.borrow_mut().task = Some(task);
         Ok(())

@@ -84,6 +84,7 @@ pub(crate) fn run(
     let final_log = access_log.clone();
     settings.serve.access_log = access_log;
     crate::supervise::arm_task_dump();
+    bourbon_server::metrics::set_interface(bourbon_server::metrics::Interface::Asgi);
     let local = tokio::task::LocalSet::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     local.spawn_local(crate::supervise::heartbeat(settings.heartbeat));

@@ -186,6 +186,7 @@ pub(crate) async fn drive<S, H>(
     H: Handler,
 {
     let accepted = start.accepted;
+    let _open = crate::metrics::connection_opened();
     let mut stop_wait = StopWait::new(&stop);
     let conn = Rc::new(Conn::new(
         stream,
@@ -210,11 +211,16 @@ pub(crate) async fn drive<S, H>(
             HeadRead::Head(head) => head,
             HeadRead::Close => break,
             HeadRead::Reject(reject) => {
+                crate::metrics::rejected(reject.status);
                 conn.answer_reject(reject).await;
                 return;
             }
         };
         first = false;
+        // When the head was read: the start of the request's duration and queue time.
+        let arrived = crate::metrics::request_started();
+        let mut head = head;
+        head.set_arrived(arrived);
         // Proxy trust and the request id (layer/forwarded.rs): the head and the connection
         // as the application, and the access log, should see them.
         let Applied {
@@ -229,6 +235,11 @@ pub(crate) async fn drive<S, H>(
             http10_keep_alive: head.http10_keep_alive(),
         };
         let wants_close = head.wants_close();
+        let method = if arrived == 0 {
+            0
+        } else {
+            crate::metrics::method_index(head.method())
+        };
         let body = conn.start_request(&head);
         // A health probe is answered here, before static files and before any interface's
         // handler: it never waits for an application thread or the GIL (see
@@ -321,11 +332,13 @@ pub(crate) async fn drive<S, H>(
             _ => None,
         };
         let close = close && upgrade.is_none();
+        let status = resp.status;
         conn.body_sent.set(0);
         let written = conn
             .write_response(&conn, resp, facts, close, &mut wbuf, done)
             .await;
         info.shared.request_finished();
+        crate::metrics::request_done(arrived, method, status, conn.body_sent.get());
         if let Some(to) = upgrade {
             // The 101 must be on the wire before the new protocol's first byte. Its line is
             // written when the session ends, with what the session did (`SessionLog`).
@@ -340,13 +353,23 @@ pub(crate) async fn drive<S, H>(
                     log,
                 });
             } else if let Some((log, record)) = logged {
-                record.write(log, &req_info.remote, req_info.scheme, conn.body_sent.get(), None);
+                record.write(
+                    log,
+                    &req_info.remote,
+                    req_info.scheme,
+                    conn.body_sent.get(),
+                    None,
+                );
             }
             return;
         }
         if let Some((log, record)) = logged {
-            log_scratch =
-                record.write_and_reuse(log, &req_info.remote, req_info.scheme, conn.body_sent.get());
+            log_scratch = record.write_and_reuse(
+                log,
+                &req_info.remote,
+                req_info.scheme,
+                conn.body_sent.get(),
+            );
         }
         match written {
             Ok(true) => {}

@@ -34,6 +34,7 @@ impl<S: Socket> Conn<S> {
             match self.stream.try_read_buf(&mut rd.buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Ok(n) if n > 0 && n < room => {
+                    crate::metrics::bytes_in(n);
                     // A short read emptied the socket. Without this the next read would be a
                     // wasted recv(2) returning EAGAIN before waiting (one per request on a
                     // keep-alive connection). Safe on this single-threaded runtime: bytes
@@ -42,7 +43,12 @@ impl<S: Socket> Conn<S> {
                     self.stream.clear_read_ready();
                     return Poll::Ready(Ok(n));
                 }
-                res => return Poll::Ready(res),
+                res => {
+                    if let Ok(n) = res {
+                        crate::metrics::bytes_in(n);
+                    }
+                    return Poll::Ready(res);
+                }
             }
         }
     }

@@ -42,6 +42,7 @@ impl<S: Socket> Upgraded for Conn<S> {
             match self.stream.try_read_buf(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Ok(n) if n > 0 && n < room => {
+                    crate::metrics::bytes_in(n);
                     // A short read emptied the socket (see `Conn::poll_fill`).
                     self.stream.clear_read_ready();
                     return Poll::Ready(Ok(n));
@@ -50,7 +51,12 @@ impl<S: Socket> Upgraded for Conn<S> {
                     self.rd.borrow_mut().eof = true;
                     return Poll::Ready(Ok(0));
                 }
-                res => return Poll::Ready(res),
+                res => {
+                    if let Ok(n) = res {
+                        crate::metrics::bytes_in(n);
+                    }
+                    return Poll::Ready(res);
+                }
             }
         }
     }

@@ -216,7 +216,8 @@ where
         let state = &self.state;
         if let Some(route) = state.route(&req.head) {
             match state.decide(route, &req.head) {
-                Decision::Respond(resp) => {
+                Decision::Respond(resp, file) => {
+                    crate::metrics::static_answered(file);
                     return Box::pin(std::future::ready(from_rust(resp)));
                 }
                 Decision::Look(look) => {
@@ -250,7 +251,8 @@ struct Route<'a> {
 
 /// What to do with a static request right away.
 enum Decision {
-    Respond(Response<StaticBody>),
+    /// Answered at once; `true` with a file (from the cache).
+    Respond(Response<StaticBody>, bool),
     /// Look the file up on the blocking pool.
     Look(Look),
 }
@@ -280,8 +282,8 @@ impl State {
     fn decide(&self, route: Route<'_>, head: &RequestHead) -> Decision {
         let resolved = match resolve::relative_path(route.rest) {
             Ok(r) => r,
-            Err(resolve::Refusal::BadRequest) => return Decision::Respond(short(400)),
-            Err(resolve::Refusal::NotFound) => return Decision::Respond(short(404)),
+            Err(resolve::Refusal::BadRequest) => return Decision::Respond(short(400), false),
+            Err(resolve::Refusal::NotFound) => return Decision::Respond(short(404), false),
         };
         let dir_url = resolved.trailing_slash || resolved.path.as_os_str().is_empty();
         let rel = match (&self.index, dir_url) {
@@ -292,7 +294,10 @@ impl State {
         if !(dir_url && self.index.is_none()) {
             if let Some(entry) = self.cache.get(route.mount, &rel) {
                 self.reload_manifests();
-                return Decision::Respond(self.respond(route.mount, &rel, &entry, head, None));
+                return Decision::Respond(
+                    self.respond(route.mount, &rel, &entry, head, None),
+                    true,
+                );
             }
         }
         self.reload_manifests();
@@ -337,8 +342,12 @@ impl State {
                 .lookup(mount, root, &rel, self.index.as_deref(), self.rules)
                 .await
         };
+        let mut file = false;
         let resp = match found {
-            Found::File(entry) => self.respond(mount, &rel, &entry, &req.head, None),
+            Found::File(entry) => {
+                file = true;
+                self.respond(mount, &rel, &entry, &req.head, None)
+            }
             Found::Dir { index: true } if !dir_url => match location {
                 Some(loc) => redirect(&loc),
                 None => short(404),
@@ -349,6 +358,8 @@ impl State {
                 Missing::NotFound => short(404),
             },
         };
+        // No await from here to the driver: it reads the mark in this same poll.
+        crate::metrics::static_answered(file);
         from_rust(resp)
     }
 

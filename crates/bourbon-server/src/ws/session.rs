@@ -597,6 +597,7 @@ impl Session {
                 fut
             }),
             _live: live,
+            _open: crate::metrics::websocket_opened(),
         };
         (Session(Rc::new(Handle(inner))), driver.run())
     }
@@ -691,6 +692,8 @@ struct Driver {
     timer: Option<(Pin<Box<Sleep>>, Instant)>,
     stop: Option<Pin<Box<dyn Future<Output = ()>>>>,
     _live: LiveGuard,
+    /// Counts the session among the worker's open WebSockets while it lives.
+    _open: crate::metrics::WebSocketGauge,
 }
 
 impl Driver {
