@@ -53,6 +53,26 @@ class _Selector(selectors.EpollSelector):
         return ready
 
 
+class _Loop(asyncio.SelectorEventLoop):
+    """asyncio's selector loop with bourbon's `call_soon` (Rust, `asgi/handle.rs`): the same
+    queue and semantics, without four Python calls per scheduled callback. Debug mode and a
+    closed loop get the stdlib's own method back."""
+
+    def __init__(self, selector):
+        super().__init__(selector)
+        if not self.get_debug():
+            self.call_soon = _bourbon.CallSoon(self)
+
+    def set_debug(self, enabled):
+        super().set_debug(enabled)
+        if enabled:
+            self.__dict__.pop("call_soon", None)
+
+    def close(self):
+        self.__dict__.pop("call_soon", None)
+        super().close()
+
+
 def _log(level: str, message: str, traceback: str | None = None) -> None:
     _bourbon._log(level, message, traceback)
 
@@ -246,7 +266,7 @@ def run(app, lifespan: str, graceful_timeout: float, asgi2: bool, event_loop: st
             _log("error", "--loop uvloop: uvloop is not installed (pip install uvloop)")
             return 3
     else:
-        loop = asyncio.SelectorEventLoop(_Selector())
+        loop = _Loop(_Selector())
     _loop = loop
     asyncio.set_event_loop(loop)
     try:

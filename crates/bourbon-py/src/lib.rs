@@ -70,6 +70,8 @@ fn _bourbon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(asgi::engine::_asgi_serve, m)?)?;
     m.add_function(wrap_pyfunction!(asgi::engine::_asgi_runtime_fd, m)?)?;
     m.add_class::<asgi::cycle::Receive>()?;
+    m.add_class::<asgi::handle::CallSoon>()?;
+    m.add_class::<asgi::handle::Handle>()?;
     m.add_class::<asgi::cycle::Send>()?;
     m.add_class::<asgi::websocket::WsReceive>()?;
     m.add_class::<asgi::websocket::WsSend>()?;

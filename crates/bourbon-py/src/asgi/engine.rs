@@ -89,6 +89,9 @@ pub(crate) struct PyCtx {
     /// loop's Python-level `create_task`/`create_future`, and the same objects.
     pub(crate) task_type: Py<PyAny>,
     pub(crate) future_type: Py<PyAny>,
+    /// `loop=` the running loop, for both: without it each one asks asyncio for the running
+    /// loop, which on CPython 3.11 costs a `getpid()` system call (its fork check).
+    loop_kwargs: Py<pyo3::types::PyDict>,
     /// A future already done with `None`: what every `send()` that need not wait returns.
     /// Awaiting a done future returns at once, without an exception object.
     pub(crate) done_none: Py<PyAny>,
@@ -101,7 +104,11 @@ pub(crate) struct PyCtx {
 impl PyCtx {
     /// A new pending future of the running loop.
     pub(crate) fn future(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(self.future_type.bind(py).call0()?.unbind())
+        Ok(self
+            .future_type
+            .bind(py)
+            .call((), Some(self.loop_kwargs.bind(py)))?
+            .unbind())
     }
 
     /// Create the application's task for one connection scope: `_http(app, scope, receive,
@@ -116,12 +123,16 @@ impl PyCtx {
         let coro = self
             .http
             .call1(py, (self.app.clone_ref(py), scope, receive, send))?;
-        self.task_type.call1(py, (coro,))
+        self.task_type
+            .call(py, (coro,), Some(self.loop_kwargs.bind(py)))
     }
 
     /// A future already done with `value`.
     pub(crate) fn done_with(&self, py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
-        let fut = self.future_type.bind(py).call0()?;
+        let fut = self
+            .future_type
+            .bind(py)
+            .call((), Some(self.loop_kwargs.bind(py)))?;
         fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
         Ok(fut.unbind())
     }
@@ -417,13 +428,16 @@ pub(crate) fn _asgi_serve(
     let engine = Engine::current()?;
     let asyncio = py.import("asyncio")?;
     let future_type = asyncio.getattr("Future")?;
-    let done_none = future_type.call0()?;
+    let loop_kwargs = pyo3::types::PyDict::new(py);
+    loop_kwargs.set_item("loop", asyncio.call_method0("get_running_loop")?)?;
+    let done_none = future_type.call((), Some(&loop_kwargs))?;
     done_none.call_method1("set_result", (py.None(),))?;
     *engine.py.borrow_mut() = Some(Rc::new(PyCtx {
         app,
         http,
         task_type: asyncio.getattr("Task")?.unbind(),
         future_type: future_type.unbind(),
+        loop_kwargs: loop_kwargs.unbind(),
         done_none: done_none.unbind(),
         state,
         done,

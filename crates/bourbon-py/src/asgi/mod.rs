@@ -21,6 +21,7 @@
 
 pub(crate) mod cycle;
 pub(crate) mod engine;
+pub(crate) mod handle;
 pub(crate) mod handler;
 pub(crate) mod router;
 pub(crate) mod run;

@@ -1,0 +1,168 @@
+//! The worker's `loop.call_soon`, in Rust.
+//!
+//! asyncio schedules every step of every task and every future's callbacks through
+//! `loop.call_soon`, which in CPython before 3.14 is Python code four calls deep
+//! (`call_soon` → `_check_closed` → `_call_soon` → `Handle.__init__` → `get_debug`), then
+//! runs each through the Python `Handle._run`. On an ASGI hello that was 6,100 of 53,000
+//! instructions per request (callgrind, CPython 3.11). The worker's loop (`_Loop` in
+//! `bourbon/_asgi.py`) puts a [`CallSoon`] in its instance `__dict__`, where both the C
+//! `Task`/`Future` and Python code find it before the class's method, and it appends a
+//! [`Handle`] to the loop's `_ready` queue exactly as the stdlib does. `_run_once` reads
+//! only `_cancelled` and calls `_run()`, which both have.
+//!
+//! What it leaves to the stdlib: debug mode (`_Loop` does not install it when the loop is
+//! in debug mode, and removes it on `set_debug(True)`), the closed check (removed by
+//! `_Loop.close()`, so a closed loop refuses as before), `call_soon_threadsafe`, and
+//! timers (`call_later`/`call_at`, whose `TimerHandle`s stay the stdlib's).
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+/// A callback scheduled with `call_soon` (asyncio's `Handle`, the parts the loop and its
+/// callers use: `cancel()`, `cancelled()`, `get_context()`, `_run()`, `_cancelled`).
+#[pyclass(module = "bourbon._bourbon", name = "Handle", unsendable)]
+pub(crate) struct Handle {
+    /// The callback and its arguments, dropped on `cancel()` as the stdlib drops them.
+    call: Option<(Py<PyAny>, Py<PyTuple>)>,
+    context: Py<PyAny>,
+    event_loop: Py<PyAny>,
+    #[pyo3(get)]
+    _cancelled: bool,
+}
+
+#[pymethods]
+impl Handle {
+    fn cancel(&mut self) {
+        if !self._cancelled {
+            self._cancelled = true;
+            self.call = None;
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self._cancelled
+    }
+
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    /// Run the callback in its context; an exception goes to the loop's exception handler,
+    /// as `asyncio.Handle._run` does (SystemExit and KeyboardInterrupt propagate).
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let (callback, args, context) = {
+            let me = slf.borrow();
+            match &me.call {
+                Some((callback, args)) => (
+                    callback.clone_ref(py).into_bound(py),
+                    args.clone_ref(py).into_bound(py),
+                    me.context.clone_ref(py),
+                ),
+                None => return Ok(()),
+            }
+        };
+        let Err(err) = run_in(py, &context, &callback, &args) else {
+            return Ok(());
+        };
+        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+        {
+            return Err(err);
+        }
+        let info = PyDict::new(py);
+        info.set_item("message", format!("Exception in callback {}", callback.repr()?))?;
+        info.set_item("exception", err.value(py))?;
+        info.set_item("handle", slf)?;
+        let event_loop = slf.borrow().event_loop.clone_ref(py);
+        event_loop
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "call_exception_handler"), (info,))?;
+        Ok(())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let state = if self._cancelled { "cancelled" } else { "pending" };
+        match &self.call {
+            Some((callback, _)) => Ok(format!("<Handle {state} {}>", callback.bind(py).repr()?)),
+            None => Ok(format!("<Handle {state}>")),
+        }
+    }
+}
+
+/// The loop's `call_soon(callback, *args, context=None)`.
+#[pyclass(module = "bourbon._bourbon", name = "CallSoon", unsendable)]
+pub(crate) struct CallSoon {
+    event_loop: Py<PyAny>,
+    /// The loop's `_ready` deque.
+    ready: Py<PyAny>,
+}
+
+#[pymethods]
+impl CallSoon {
+    #[new]
+    fn new(event_loop: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Self {
+            ready: event_loop.getattr("_ready")?.unbind(),
+            event_loop: event_loop.clone().unbind(),
+        })
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let context = match context {
+            Some(context) if !context.is_none() => context.unbind(),
+            _ => copy_context(py)?,
+        };
+        let handle = Py::new(
+            py,
+            Handle {
+                call: Some((callback.unbind(), args.unbind())),
+                context,
+                event_loop: self.event_loop.clone_ref(py),
+                _cancelled: false,
+            },
+        )?;
+        self.ready
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "append"), (handle.clone_ref(py),))?;
+        Ok(handle)
+    }
+}
+
+/// `contextvars.copy_context()`.
+#[allow(unsafe_code)]
+fn copy_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // SAFETY: the GIL is held (`py`); PyContext_CopyCurrent returns a new reference or NULL
+    // with an exception set, which `from_owned_ptr_or_err` turns into a PyErr.
+    unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_CopyCurrent()) }
+        .map(Bound::unbind)
+}
+
+/// `context.run(callback, *args)`, without the bound method and the argument tuple.
+#[allow(unsafe_code)]
+fn run_in(
+    py: Python<'_>,
+    context: &Py<PyAny>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    // SAFETY: the GIL is held; `context` is a live object we hold a reference to for the
+    // whole call. PyContext_Enter type-checks it (a TypeError for a non-Context, which
+    // `call_soon` cannot store) and fails, with an exception set, if it is already entered.
+    if unsafe { pyo3::ffi::PyContext_Enter(context.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = callback.call1(args.clone());
+    // SAFETY: the same context, entered just above by this thread and not yet exited.
+    if unsafe { pyo3::ffi::PyContext_Exit(context.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    result.map(drop)
+}
