@@ -7,7 +7,9 @@ serves every lifespan test.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import operator
 import os
 import sys
 
@@ -19,7 +21,9 @@ def _note(event: str) -> None:
         with open(EVENTS_FILE, "a") as f:
             f.write(f"{os.getpid()} {event}\n")
         # Also on stdout (the server's log), which a test can wait for without polling.
-        print(f"asgi-event {event}", flush=True)
+        # One write(2) per line: workers share the pipe, and `print` writes the text and its
+        # newline apart when stdout is unbuffered (PYTHONUNBUFFERED in the tests).
+        os.write(1, f"asgi-event {event}\n".encode())
 
 
 async def lifespan(scope, receive, send):
@@ -55,6 +59,43 @@ async def read_body(receive) -> tuple[bytes, list[dict]]:
         if not message.get("more_body", False):
             break
     return bytes(body), messages
+
+
+_VAR = contextvars.ContextVar("asgi_app_var", default="unset")
+
+
+async def _call_soon_report() -> dict:
+    """What the running loop's `call_soon` does, as asyncio documents it: callbacks in order
+    with their arguments, a cancelled handle skipped, the caller's context (or the one given)
+    current in the callback, an exception handed to the loop's exception handler."""
+    loop = asyncio.get_running_loop()
+    ran = []
+    done = loop.create_future()
+    _VAR.set("request")
+    given = contextvars.copy_context()
+    given.run(_VAR.set, "given")
+    loop.call_soon(ran.append, "a")
+    skipped = loop.call_soon(ran.append, "cancelled")
+    skipped.cancel()
+    loop.call_soon(lambda: ran.append("ctx:" + _VAR.get()))
+    loop.call_soon(lambda: ran.append("given:" + _VAR.get()), context=given)
+    caught = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda lp, info: caught.append(info))
+    try:
+        handle = loop.call_soon(operator.truediv, 1, 0)
+        loop.call_soon(done.set_result, None)
+        await done
+    finally:
+        loop.set_exception_handler(previous)
+    return {
+        "ran": ran,
+        "cancelled": skipped.cancelled(),
+        "caught": [type(i["exception"]).__name__ for i in caught],
+        "message": caught[0]["message"] if caught else None,
+        "handle_reported": bool(caught) and caught[0]["handle"] is handle,
+        "handle_type": f"{type(handle).__module__}.{type(handle).__qualname__}",
+    }
 
 
 async def respond(send, status=200, body=b"", headers=None, content_type=b"text/plain"):
@@ -219,7 +260,14 @@ async def app(scope, receive, send):
     elif path == "/loop":
         await asyncio.sleep(0.01)  # a timer of the loop's own
         loop = asyncio.get_running_loop()
-        await respond(send, body=type(loop).__module__.split(".")[0].encode())
+        # bourbon's own loop is asyncio's, subclassed (a faster call_soon); uvloop's is not.
+        if isinstance(loop, asyncio.BaseEventLoop):
+            name = "asyncio"
+        else:
+            name = type(loop).__module__.split(".")[0]
+        await respond(send, body=name.encode())
+    elif path == "/call-soon":
+        await respond(send, body=json.dumps(await _call_soon_report()).encode())
     elif path == "/exit":
         sys.exit(3)
     else:

@@ -15,7 +15,8 @@ def note(**event) -> None:
         with open(EVENTS_FILE, "a") as f:
             f.write(json.dumps(event) + "\n")
         # Also on stdout (the server's log), which a test can wait for without polling.
-        print(f"asgi-event {event['event']}", flush=True)
+        # One write(2) per line: workers share the pipe (see asgi_app.py).
+        os.write(1, f"asgi-event {event['event']}\n".encode())
 
 
 async def app(scope, receive, send):

@@ -511,6 +511,20 @@ def test_default_loop_is_asyncio(start_server):
     assert fetch(srv, "/loop").body == b"asyncio"
 
 
+def test_call_soon_keeps_asyncio_semantics(start_server):
+    # The worker's loop schedules callbacks through bourbon's call_soon (Rust): order,
+    # arguments, cancel, contexts and the exception handler must be asyncio's.
+    srv = start_server(APP)
+    report = json.loads(fetch(srv, "/call-soon").body)
+    assert report["ran"] == ["a", "ctx:request", "given:given"], report
+    assert report["cancelled"] is True
+    assert report["caught"] == ["ZeroDivisionError"]
+    assert report["message"].startswith("Exception in callback"), report
+    assert report["handle_reported"] is True
+    assert report["handle_type"] == "bourbon._bourbon.Handle", report
+    assert fetch(srv, "/hello").status == 200
+
+
 def test_uvloop_serves_http_streams_and_lifespan(start_server, events):
     srv = start_server(APP, "--loop", "uvloop", env={"ASGI_EVENTS": str(events)})
     assert fetch(srv, "/loop").body == b"uvloop"

@@ -151,8 +151,9 @@ def test_server_sent_events_arrive_spaced_out(srv):
                     seen[i] = now
     assert sorted(seen) == [0, 1, 2, 3, 4], buf
     assert b"text/event-stream" in buf
-    # Five events 0.2 s apart: the first comes at once, the last about 0.8 s later.
-    assert seen[0] < 0.6, seen
+    # Five events 0.2 s apart, each sent as it is made: the last arrives about 0.8 s after
+    # the first (a buffered response would bring them together). No bound on when the first
+    # arrives: that measures the machine's load, not the streaming.
     assert seen[4] - seen[0] >= 0.6, seen
 
 

@@ -66,12 +66,14 @@ impl Handle {
         let Err(err) = run_in(py, &context, &callback, &args) else {
             return Ok(());
         };
-        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
-        {
+        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
             return Err(err);
         }
         let info = PyDict::new(py);
-        info.set_item("message", format!("Exception in callback {}", callback.repr()?))?;
+        info.set_item(
+            "message",
+            format!("Exception in callback {}", callback.repr()?),
+        )?;
         info.set_item("exception", err.value(py))?;
         info.set_item("handle", slf)?;
         let event_loop = slf.borrow().event_loop.clone_ref(py);
@@ -82,7 +84,11 @@ impl Handle {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let state = if self._cancelled { "cancelled" } else { "pending" };
+        let state = if self._cancelled {
+            "cancelled"
+        } else {
+            "pending"
+        };
         match &self.call {
             Some((callback, _)) => Ok(format!("<Handle {state} {}>", callback.bind(py).repr()?)),
             None => Ok(format!("<Handle {state}>")),
