@@ -18,6 +18,7 @@ import io
 import select
 import selectors
 import traceback
+import weakref
 
 from bourbon import _bourbon
 
@@ -71,6 +72,22 @@ class _Loop(asyncio.SelectorEventLoop):
     def close(self):
         self.__dict__.pop("call_soon", None)
         super().close()
+
+
+def _fast_task_set() -> None:
+    """Register new tasks without two Python calls each (Rust, `asgi/handle.rs`): the C
+    `Task` adds every task to a module-level `WeakSet` (`_all_tasks` in CPython 3.11,
+    `_scheduled_tasks` in 3.12 and 3.13; 3.14 has none) through its `add` method, which an
+    instance attribute overrides. Same set, same contents, so `asyncio.all_tasks()` is
+    unchanged."""
+    try:
+        import _asyncio
+    except ImportError:
+        return
+    for name in ("_all_tasks", "_scheduled_tasks"):
+        tasks = getattr(_asyncio, name, None)
+        if isinstance(tasks, weakref.WeakSet) and "add" not in vars(tasks):
+            tasks.add = _bourbon.TaskSetAdd(tasks)
 
 
 def _log(level: str, message: str, traceback: str | None = None) -> None:
@@ -259,6 +276,7 @@ def run(app, lifespan: str, graceful_timeout: float, asgi2: bool, event_loop: st
     global _loop
     if asgi2:
         app = _asgi2(app)
+    _fast_task_set()
     if event_loop == "uvloop":
         try:
             loop = _uvloop()

@@ -72,6 +72,7 @@ fn _bourbon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<asgi::cycle::Receive>()?;
     m.add_class::<asgi::handle::CallSoon>()?;
     m.add_class::<asgi::handle::Handle>()?;
+    m.add_class::<asgi::handle::TaskSetAdd>()?;
     m.add_class::<asgi::cycle::Send>()?;
     m.add_class::<asgi::websocket::WsReceive>()?;
     m.add_class::<asgi::websocket::WsSend>()?;

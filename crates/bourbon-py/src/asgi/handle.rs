@@ -10,6 +10,9 @@
 //! [`Handle`] to the loop's `_ready` queue exactly as the stdlib does. `_run_once` reads
 //! only `_cancelled` and calls `_run()`, which both have.
 //!
+//! [`TaskSetAdd`] does the same for the other Python code every task runs through: its
+//! registration in asyncio's set of tasks (a `WeakSet`), and the removal when it is freed.
+//!
 //! What it leaves to the stdlib: debug mode (`_Loop` does not install it when the loop is
 //! in debug mode, and removes it on `set_debug(True)`), the closed check (removed by
 //! `_Loop.close()`, so a closed loop refuses as before), `call_soon_threadsafe`, and
@@ -171,4 +174,77 @@ fn run_in(
         return Err(PyErr::fetch(py));
     }
     result.map(drop)
+}
+
+/// `WeakSet.add` for the set asyncio's C `Task` registers every new task in (`_all_tasks` in
+/// CPython 3.11, `_scheduled_tasks` in 3.12 and 3.13), set on that set's instance `__dict__`,
+/// where the C code's method lookup finds it before the class's. It stores what the stdlib's
+/// `add` stores (a weak reference in the set's `data`, with a callback that removes it when
+/// the task is freed, deferred while the set is iterated), without the two Python calls per
+/// task (the `add`, then the callback): about 4,400 instructions of an ASGI hello's 50,700
+/// on 3.11 (callgrind). `asyncio.all_tasks()` reads the same `data`.
+#[pyclass(module = "bourbon._bourbon", name = "TaskSetAdd", unsendable)]
+pub(crate) struct TaskSetAdd {
+    set: Py<PyAny>,
+    data: Py<pyo3::types::PySet>,
+    pending: Py<pyo3::types::PyList>,
+    remove: Py<TaskSetRemove>,
+}
+
+#[pymethods]
+impl TaskSetAdd {
+    #[new]
+    fn new(py: Python<'_>, set: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let data = set.getattr("data")?.cast_into::<pyo3::types::PySet>()?;
+        let pending = set
+            .getattr("_pending_removals")?
+            .cast_into::<pyo3::types::PyList>()?;
+        let iterating = set
+            .getattr("_iterating")?
+            .cast_into::<pyo3::types::PySet>()?;
+        let remove = Py::new(
+            py,
+            TaskSetRemove {
+                data: data.clone().unbind(),
+                pending: pending.clone().unbind(),
+                iterating: iterating.unbind(),
+            },
+        )?;
+        Ok(Self {
+            set: set.clone().unbind(),
+            data: data.unbind(),
+            pending: pending.unbind(),
+            remove,
+        })
+    }
+
+    fn __call__(&self, py: Python<'_>, item: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !self.pending.bind(py).is_empty() {
+            self.set
+                .bind(py)
+                .call_method0(pyo3::intern!(py, "_commit_removals"))?;
+        }
+        let remove = self.remove.bind(py);
+        let weak = pyo3::types::PyWeakrefReference::new_with(item, remove)?;
+        self.data.bind(py).add(weak)
+    }
+}
+
+/// The weak references' callback: the task was freed.
+#[pyclass(module = "bourbon._bourbon", name = "TaskSetRemove", unsendable)]
+pub(crate) struct TaskSetRemove {
+    data: Py<pyo3::types::PySet>,
+    pending: Py<pyo3::types::PyList>,
+    iterating: Py<pyo3::types::PySet>,
+}
+
+#[pymethods]
+impl TaskSetRemove {
+    fn __call__(&self, py: Python<'_>, weak: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.iterating.bind(py).is_empty() {
+            self.data.bind(py).discard(weak).map(drop)
+        } else {
+            self.pending.bind(py).append(weak)
+        }
+    }
 }
