@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import json
 import operator
 import os
@@ -88,7 +89,24 @@ async def _call_soon_report() -> dict:
         await done
     finally:
         loop.set_exception_handler(previous)
+    # Every task is in asyncio's set of tasks while it runs, and leaves it when freed.
+    import _asyncio
+
+    registry = getattr(_asyncio, "_all_tasks", None) or getattr(_asyncio, "_scheduled_tasks", None)
+    mine = asyncio.current_task()
+    extra = loop.create_task(asyncio.sleep(0))
+    listed = mine in asyncio.all_tasks() and extra in asyncio.all_tasks()
+    before = len(registry) if registry is not None else 0
+    await extra
+    del extra
+    # The step that resumed us holds the finished task as its argument until it returns.
+    await asyncio.sleep(0)
+    gc.collect()
+    after = len(registry) if registry is not None else 0
     return {
+        "tasks_listed": listed,
+        "registry_add": type(vars(registry).get("add")).__name__ if registry is not None else None,
+        "freed_task_left_the_set": registry is None or after == before - 1,
         "ran": ran,
         "cancelled": skipped.cancelled(),
         "caught": [type(i["exception"]).__name__ for i in caught],

@@ -522,6 +522,10 @@ def test_call_soon_keeps_asyncio_semantics(start_server):
     assert report["message"].startswith("Exception in callback"), report
     assert report["handle_reported"] is True
     assert report["handle_type"] == "bourbon._bourbon.Handle", report
+    # Tasks are registered through bourbon's add on asyncio's task set (asgi/handle.rs).
+    assert report["registry_add"] in ("TaskSetAdd", None), report  # None: CPython 3.14+
+    assert report["tasks_listed"] is True
+    assert report["freed_task_left_the_set"] is True
     assert fetch(srv, "/hello").status == 200
 
 
