@@ -24,7 +24,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 /// A callback scheduled with `call_soon` (asyncio's `Handle`, the parts the loop and its
 /// callers use: `cancel()`, `cancelled()`, `get_context()`, `_run()`, `_cancelled`).
-#[pyclass(module = "bourbon._bourbon", name = "Handle", unsendable)]
+#[pyclass(module = "bourbon._bourbon", name = "Handle")]
 pub(crate) struct Handle {
     /// The callback and its arguments, dropped on `cancel()` as the stdlib drops them.
     call: Option<(Py<PyAny>, Py<PyTuple>)>,
@@ -100,7 +100,7 @@ impl Handle {
 }
 
 /// The loop's `call_soon(callback, *args, context=None)`.
-#[pyclass(module = "bourbon._bourbon", name = "CallSoon", unsendable)]
+#[pyclass(module = "bourbon._bourbon", name = "CallSoon")]
 pub(crate) struct CallSoon {
     event_loop: Py<PyAny>,
     /// The loop's `_ready` deque.
@@ -183,7 +183,12 @@ fn run_in(
 /// the task is freed, deferred while the set is iterated), without the two Python calls per
 /// task (the `add`, then the callback): about 4,400 instructions of an ASGI hello's 50,700
 /// on 3.11 (callgrind). `asyncio.all_tasks()` reads the same `data`.
-#[pyclass(module = "bourbon._bourbon", name = "TaskSetAdd", unsendable)]
+///
+/// The set is the process's, not the worker loop's: any thread creates and frees tasks
+/// through it (Django's `async_to_sync` runs a loop of its own in a WSGI thread in the
+/// combined mode), so these types are not `unsendable`; they hold only Python references,
+/// used under the GIL as the stdlib's own `add` is.
+#[pyclass(module = "bourbon._bourbon", name = "TaskSetAdd")]
 pub(crate) struct TaskSetAdd {
     set: Py<PyAny>,
     data: Py<pyo3::types::PySet>,
@@ -231,7 +236,7 @@ impl TaskSetAdd {
 }
 
 /// The weak references' callback: the task was freed.
-#[pyclass(module = "bourbon._bourbon", name = "TaskSetRemove", unsendable)]
+#[pyclass(module = "bourbon._bourbon", name = "TaskSetRemove")]
 pub(crate) struct TaskSetRemove {
     data: Py<pyo3::types::PySet>,
     pending: Py<pyo3::types::PyList>,
