@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import select
 import selectors
 import traceback
@@ -57,17 +58,23 @@ class _Selector(selectors.EpollSelector):
 class _Loop(asyncio.SelectorEventLoop):
     """asyncio's selector loop with bourbon's `call_soon` (Rust, `asgi/handle.rs`): the same
     queue and semantics, without four Python calls per scheduled callback. Debug mode and a
-    closed loop get the stdlib's own method back."""
+    closed loop get the stdlib's own method back.
+
+    Out of debug mode `get_debug` is a C callable that answers False: the C `Future` and
+    `Task` ask the loop with it each time one is made (a Python frame each, in CPython up to
+    3.13). `set_debug(True)` gives back the stdlib's method, which reads `_debug`."""
 
     def __init__(self, selector):
         super().__init__(selector)
         if not self.get_debug():
             self.call_soon = _bourbon.CallSoon(self)
+            self.get_debug = itertools.repeat(False).__next__
 
     def set_debug(self, enabled):
         super().set_debug(enabled)
         if enabled:
             self.__dict__.pop("call_soon", None)
+            self.__dict__.pop("get_debug", None)
 
     def close(self):
         self.__dict__.pop("call_soon", None)

@@ -103,7 +103,15 @@ async def _call_soon_report() -> dict:
     await asyncio.sleep(0)
     gc.collect()
     after = len(registry) if registry is not None else 0
+    # get_debug answers as the stdlib's does, before and after debug mode is switched on
+    # (bourbon's loop answers False from C until then) and off again.
+    debug = [loop.get_debug()]
+    loop.set_debug(True)
+    debug.append(loop.get_debug())
+    loop.set_debug(False)
+    debug.append(loop.get_debug())
     return {
+        "debug": debug,
         "tasks_listed": listed,
         "registry_add": type(vars(registry).get("add")).__name__ if registry is not None else None,
         "freed_task_left_the_set": registry is None or after == before - 1,
@@ -284,6 +292,24 @@ async def app(scope, receive, send):
         else:
             name = type(loop).__module__.split(".")[0]
         await respond(send, body=name.encode())
+    elif path == "/task":
+        # The request's task: the same asyncio Task before and after it first waits (bourbon
+        # runs the first step at once), listed, and with a context of its own.
+        first = asyncio.current_task()
+        before = _VAR.get()
+        _VAR.set("mine")
+        listed = first in asyncio.all_tasks()
+        await asyncio.sleep(0)
+        second = asyncio.current_task()
+        report = {
+            "type": f"{type(first).__module__}.{type(first).__qualname__}",
+            "name": first.get_name(),
+            "same": first is second,
+            "listed": listed,
+            "var_before": before,
+            "var_after": _VAR.get(),
+        }
+        await respond(send, body=json.dumps(report).encode())
     elif path == "/call-soon":
         await respond(send, body=json.dumps(await _call_soon_report()).encode())
     elif path == "/exit":

@@ -526,7 +526,31 @@ def test_call_soon_keeps_asyncio_semantics(start_server):
     assert report["registry_add"] in ("TaskSetAdd", None), report  # None: CPython 3.14+
     assert report["tasks_listed"] is True
     assert report["freed_task_left_the_set"] is True
+    assert report["debug"] == [False, True, False], report
     assert fetch(srv, "/hello").status == 200
+
+
+def test_request_task_is_one_asyncio_task(start_server):
+    # The first step of a request's task runs as soon as the request reaches Python
+    # (asgi/handle.rs, start_eagerly), in the task itself: current_task() is the same
+    # asyncio Task (named for its kind) before and after the first wait, listed in
+    # all_tasks(), and a context variable set by one request is not seen by the next.
+    srv = start_server(APP)
+    for _ in range(2):
+        report = json.loads(fetch(srv, "/task").body)
+        assert report == {
+            "type": "_asyncio.Task",
+            "name": "bourbon-http",
+            "same": True,
+            "listed": True,
+            "var_before": "unset",
+            "var_after": "mine",
+        }, report
+    with srv.connect() as s:
+        s.sendall(build("/task") * 3)
+        reader = Reader(s)
+        for _ in range(3):
+            assert json.loads(reader.response().body)["same"] is True
 
 
 def test_uvloop_serves_http_streams_and_lifespan(start_server, events):

@@ -942,8 +942,12 @@ pub(crate) fn start(py: Python<'_>, cycle: &Rc<Cycle>, ctx: &Rc<PyCtx>, scope_ct
             },
         )?;
         bourbon_server::metrics::app_called(cycle.head.arrived());
-        let task = ctx.spawn(py, scope, receive.into_any(), send.into_any())?;
-        cycle.st.borrow_mut().task = Some(task);
+        let task = ctx.spawn(py, scope, receive.into_any(), send.into_any(), false)?;
+        // The first step ran already: a task that finished is not kept.
+        let mut st = cycle.st.borrow_mut();
+        if !st.app_done {
+            st.task = Some(task);
+        }
         Ok(())
     })();
     if let Err(e) = started {

@@ -13,14 +13,75 @@
 //! [`TaskSetAdd`] does the same for the other Python code every task runs through: its
 //! registration in asyncio's set of tasks (a `WeakSet`), and the removal when it is freed.
 //!
+//! [`start_eagerly`] runs a new request task's first step at once, where the worker hands the
+//! request to Python, instead of queueing it for the loop's next round: the step `call_soon`
+//! is asked to schedule is caught instead of queued (CPython 3.12's `eager_start`, for every
+//! version the worker runs on).
+//!
 //! What it leaves to the stdlib: debug mode (`_Loop` does not install it when the loop is
 //! in debug mode, and removes it on `set_debug(True)`), the closed check (removed by
 //! `_Loop.close()`, so a closed loop refuses as before), `call_soon_threadsafe`, and
 //! timers (`call_later`/`call_at`, whose `TimerHandle`s stay the stdlib's).
 
+use std::cell::RefCell;
+
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+
+/// Whether this thread's next `call_soon` is a new task's first step to run at once.
+enum Eager {
+    Off,
+    Armed,
+    /// The step's callback, arguments and context: no `Handle` is made for it, since the
+    /// task's constructor drops the one `call_soon` returns.
+    Caught(Py<PyAny>, Py<PyTuple>, Py<PyAny>),
+}
+
+thread_local! {
+    static EAGER: RefCell<Eager> = const { RefCell::new(Eager::Off) };
+    /// A `SystemExit` or `KeyboardInterrupt` an eager step raised: the worker's selector
+    /// raises it on its way back to the loop, which stops as it would have had the loop run
+    /// the step itself.
+    static ESCAPED: RefCell<Option<PyErr>> = const { RefCell::new(None) };
+}
+
+/// Create a task with `make` (a C `asyncio.Task`, whose constructor ends by scheduling its
+/// first step with the loop's `call_soon`) and run that first step now rather than on the
+/// loop's next round, as CPython 3.12's `Task(eager_start=True)` does. The task is the same
+/// object either way: the step enters it as the current task, so `asyncio.current_task()`
+/// and everything built on it (anyio's cancel scopes, sniffio) see it, and a step that waits
+/// leaves it scheduled as usual. A request whose application completes without waiting (a
+/// hello, a cached page) is answered before the loop's next round, without a queued handle.
+///
+/// The caller must not be inside a task step (the worker calls it from its selector's wait,
+/// where none runs). With the stdlib's own `call_soon` (debug mode, another loop) nothing is
+/// caught and the task is scheduled as usual.
+pub(crate) fn start_eagerly(
+    py: Python<'_>,
+    make: impl FnOnce() -> PyResult<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    EAGER.with(|e| *e.borrow_mut() = Eager::Armed);
+    let task = make();
+    let caught = EAGER.with(|e| std::mem::replace(&mut *e.borrow_mut(), Eager::Off));
+    if let Eager::Caught(callback, args, context) = caught {
+        let handle = Handle {
+            call: Some((callback, args)),
+            context,
+            event_loop: py.None(),
+            _cancelled: false,
+        };
+        if let Err(err) = handle.run(py, None) {
+            ESCAPED.with(|e| *e.borrow_mut() = Some(err));
+        }
+    }
+    task
+}
+
+/// The `SystemExit`/`KeyboardInterrupt` an eager step raised, if any (see [`start_eagerly`]).
+pub(crate) fn take_escaped() -> Option<PyErr> {
+    ESCAPED.with(|e| e.borrow_mut().take())
+}
 
 /// A callback scheduled with `call_soon` (asyncio's `Handle`, the parts the loop and its
 /// callers use: `cancel()`, `cancelled()`, `get_context()`, `_run()`, `_cancelled`).
@@ -55,35 +116,25 @@ impl Handle {
     /// as `asyncio.Handle._run` does (SystemExit and KeyboardInterrupt propagate).
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let (callback, args, context) = {
+        let (call, context, event_loop) = {
             let me = slf.borrow();
-            match &me.call {
-                Some((callback, args)) => (
-                    callback.clone_ref(py).into_bound(py),
-                    args.clone_ref(py).into_bound(py),
-                    me.context.clone_ref(py),
-                ),
-                None => return Ok(()),
-            }
+            let Some((callback, args)) = &me.call else {
+                return Ok(());
+            };
+            (
+                Some((callback.clone_ref(py), args.clone_ref(py))),
+                me.context.clone_ref(py),
+                me.event_loop.clone_ref(py),
+            )
         };
-        let Err(err) = run_in(py, &context, &callback, &args) else {
-            return Ok(());
+        // A copy, so that the callback may cancel this handle (a borrow would be held).
+        let copy = Handle {
+            call,
+            context,
+            event_loop,
+            _cancelled: false,
         };
-        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
-            return Err(err);
-        }
-        let info = PyDict::new(py);
-        info.set_item(
-            "message",
-            format!("Exception in callback {}", callback.repr()?),
-        )?;
-        info.set_item("exception", err.value(py))?;
-        info.set_item("handle", slf)?;
-        let event_loop = slf.borrow().event_loop.clone_ref(py);
-        event_loop
-            .bind(py)
-            .call_method1(pyo3::intern!(py, "call_exception_handler"), (info,))?;
-        Ok(())
+        copy.run(py, Some(slf))
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -96,6 +147,41 @@ impl Handle {
             Some((callback, _)) => Ok(format!("<Handle {state} {}>", callback.bind(py).repr()?)),
             None => Ok(format!("<Handle {state}>")),
         }
+    }
+}
+
+impl Handle {
+    /// [`Handle::_run`]'s work. `slf`: the Python handle to report to the exception handler
+    /// (an eager step has none: the loop of the task is asked, and the report carries no
+    /// handle).
+    fn run(&self, py: Python<'_>, slf: Option<&Bound<'_, Self>>) -> PyResult<()> {
+        let Some((callback, args)) = &self.call else {
+            return Ok(());
+        };
+        let callback = callback.bind(py);
+        let Err(err) = run_in(py, &self.context, callback, args.bind(py)) else {
+            return Ok(());
+        };
+        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+            return Err(err);
+        }
+        let info = PyDict::new(py);
+        info.set_item(
+            "message",
+            format!("Exception in callback {}", callback.repr()?),
+        )?;
+        info.set_item("exception", err.value(py))?;
+        let event_loop = match slf {
+            Some(slf) => {
+                info.set_item("handle", slf)?;
+                self.event_loop.bind(py).clone()
+            }
+            None => py
+                .import("asyncio")?
+                .call_method0(pyo3::intern!(py, "get_running_loop"))?,
+        };
+        event_loop.call_method1(pyo3::intern!(py, "call_exception_handler"), (info,))?;
+        Ok(())
     }
 }
 
@@ -124,10 +210,23 @@ impl CallSoon {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Handle>> {
+    ) -> PyResult<Py<PyAny>> {
         let context = match context {
             Some(context) if !context.is_none() => context.unbind(),
             _ => copy_context(py)?,
+        };
+        let (callback, args, context) = match EAGER.with(|e| {
+            let mut e = e.borrow_mut();
+            if matches!(*e, Eager::Armed) {
+                *e = Eager::Caught(callback.unbind(), args.unbind(), context);
+                None
+            } else {
+                Some((callback, args, context))
+            }
+        }) {
+            Some(call) => call,
+            // The task's constructor drops what `call_soon` returns.
+            None => return Ok(py.None()),
         };
         let handle = Py::new(
             py,
@@ -141,7 +240,7 @@ impl CallSoon {
         self.ready
             .bind(py)
             .call_method1(pyo3::intern!(py, "append"), (handle.clone_ref(py),))?;
-        Ok(handle)
+        Ok(handle.into_any())
     }
 }
 

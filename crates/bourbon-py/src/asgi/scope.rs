@@ -153,6 +153,19 @@ fn base<'py>(py: Python<'py>, conn: &ConnInfo, ctx: &ScopeCtx) -> PyResult<Bound
         ext.set_item(name, PyDict::new(py))?;
     }
     scope.set_item(intern!(py, "extensions"), ext)?;
+    // The keys every request sets, present already (each request's copy replaces them): the
+    // copy then has the room for all of them, where adding them one by one would grow the
+    // table of the new dict twice.
+    for key in [
+        intern!(py, "http_version"),
+        intern!(py, "method"),
+        intern!(py, "path"),
+        intern!(py, "raw_path"),
+        intern!(py, "query_string"),
+        intern!(py, "headers"),
+    ] {
+        scope.set_item(key, py.None())?;
+    }
     Ok(scope)
 }
 

@@ -750,8 +750,12 @@ pub(crate) fn start(py: Python<'_>, cycle: &Rc<WsCycle>, ctx: &Rc<PyCtx>, scope_
                 ctx: ctx.clone(),
             },
         )?;
-        let task = ctx.spawn(py, scope, receive.into_any(), send.into_any())?;
-        cycle.st.borrow_mut().task = Some(task);
+        let task = ctx.spawn(py, scope, receive.into_any(), send.into_any(), true)?;
+        // The first step ran already: a task that finished is not kept.
+        let mut st = cycle.st.borrow_mut();
+        if !st.app_done {
+            st.task = Some(task);
+        }
         Ok(())
     })();
     if let Err(e) = started {
