@@ -420,10 +420,10 @@ def test_config_file_that_raises(tmp_path):
 def test_warnings_are_logged_and_the_server_serves(start_server, tmp_path):
     """A misspelt BOURBON_* variable and a gunicorn setting with no effect: one warning line
     each, and the server serves."""
-    conf = write(tmp_path / "gunicorn.conf.py", "worker_connections = 1000\nspew = False\n")
+    conf = write(tmp_path / "gunicorn.conf.py", "enable_backlog_metric = True\nspew = False\n")
     srv = start_server("hello_app:app", "-c", str(conf), env={"BOURBON_WROKERS": "3"})
     srv.wait_for_log(r"BOURBON_WROKERS is not a bourbon setting .*did you mean BOURBON_WORKERS\?")
-    srv.wait_for_log(r"worker_connections: has no effect in bourbon")
+    srv.wait_for_log(r"enable_backlog_metric: has no effect in bourbon")
     assert "spew" not in srv.log
     assert get(srv.url + "/") == (200, b"Hello, world!")
 

@@ -261,7 +261,7 @@ pub(crate) static WORDS: &[Word] = &[
         "worker_connections",
         &["--worker-connections"],
         Value,
-        Ignored("it applies to async workers; a bourbon worker serves --threads requests at once and keeps idle keep-alive connections without a thread"),
+        S("worker_connections"),
     ),
     w(G, "Worker processes", "max_requests", &["--max-requests"], Value, S("max_requests")),
     w(
@@ -1196,7 +1196,7 @@ pub(crate) static WORDS: &[Word] = &[
         "limit-concurrency",
         &["--limit-concurrency"],
         Value,
-        Ignored("connections are not capped per worker yet"),
+        Ignored("bourbon does not answer 503 past a limit; --worker-connections N caps each worker's connections and leaves the rest in the listen queue for other workers"),
     ),
     w(
         V,

@@ -403,6 +403,32 @@ thread: keep threads × workers within the database's connection limit.",
         show: |c| num(c.threads),
     },
     Setting {
+        name: "worker_connections",
+        long: &["--worker-connections"],
+        short: None,
+        metavar: "N",
+        section: Section::Workers,
+        kind: Kind::Value(|c, s| {
+            c.worker_connections = parse_whole(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("0"),
+        example: "1000",
+        help: "most connections a worker holds at once (0 = no limit)",
+        doc: "The most client connections one worker holds at once: idle keep-alive \
+connections, requests in progress and WebSockets alike, as gunicorn's `gthread`, `gevent` \
+and `eventlet` workers count them. A worker at the limit stops accepting until one of its \
+connections closes; new connections wait in the listen queue (`backlog`), where the other \
+workers take them, so a worker full of idle WebSockets does not refuse anyone while \
+another has room. It also keeps a worker below its file-descriptor limit. A worker logs a \
+warning the first time it reaches the limit. With several listeners a worker may hold one \
+more connection per further listener. `0` (the default) sets no limit; gunicorn's default \
+for its asynchronous workers is 1000.",
+        show: |c| num(c.worker_connections),
+    },
+    Setting {
         name: "max_requests",
         long: &["--max-requests"],
         short: None,

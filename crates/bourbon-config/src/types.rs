@@ -43,6 +43,8 @@ pub struct Config {
     pub timeout: Duration,
     /// How long a stopping or retiring worker may finish its requests before it is killed.
     pub graceful_timeout: Duration,
+    /// Connections a worker holds at once before it stops accepting; 0: no limit.
+    pub worker_connections: u64,
     /// Requests a worker serves before it is replaced; 0 disables recycling by count.
     pub max_requests: u64,
     /// Up to this many requests are added to `max_requests` per worker, at random.
@@ -207,6 +209,7 @@ impl Config {
             threads: 0,
             timeout: Duration::ZERO,
             graceful_timeout: Duration::ZERO,
+            worker_connections: 0,
             max_requests: 0,
             max_requests_jitter: 0,
             max_worker_lifetime: Duration::ZERO,

@@ -310,12 +310,17 @@ fn words_with_no_meaning_here_are_one_line_with_the_fix() {
         "--initgroups",
     ]);
     // A flag that would tune something bourbon does not do: a warning, and it serves.
-    let l = loaded(&["--worker-connections", "1000", "a:b"], &[], None);
+    let l = loaded(&["--http-parser", "fast", "a:b"], &[], None);
     assert!(matches!(l.action, Action::Run(_)));
     assert_eq!(
         warnings(&l),
-        ["--worker-connections: has no effect in bourbon: it applies to async workers; a bourbon worker serves --threads requests at once and keeps idle keep-alive connections without a thread"]
+        ["--http-parser: has no effect in bourbon: bourbon has one HTTP parser, its own (strict, RFC 9112)"]
     );
+    // gunicorn's --worker-connections is bourbon's: the same cap on a worker's connections.
+    let l = loaded(&["--worker-connections", "1000", "a:b"], &[], None);
+    let Action::Run(c) = &l.action else { panic!() };
+    assert_eq!(c.worker_connections, 1000);
+    assert!(warnings(&l).is_empty(), "{:?}", warnings(&l));
 }
 
 #[test]
@@ -369,13 +374,10 @@ fn toml_accepts_gunicorns_names() {
     assert_eq!(c.env.len(), 2);
     assert_eq!(c.keep_alive, Duration::from_secs(5));
     assert_eq!(c.pid, Some(PathBuf::from("/tmp/g.pid")));
-    // worker_connections warns; spew = false is no news.
+    // worker_connections is bourbon's own; spew = false is no news.
+    assert_eq!(c.worker_connections, 1000);
     let w = warnings(&l);
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert!(
-        w[0].contains("line 9: worker_connections: has no effect"),
-        "{w:?}"
-    );
+    assert!(w.is_empty(), "{w:?}");
 
     let f = temp_file("keep_alive = 1\nkeepalive = 2\n");
     let e = err(&["-c", f.to_str().unwrap()]);

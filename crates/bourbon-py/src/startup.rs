@@ -591,6 +591,7 @@ impl From<&Config> for Settings {
                 limits,
                 timeouts,
                 graceful_timeout: cfg.graceful_timeout,
+                max_connections: usize::try_from(cfg.worker_connections).unwrap_or(usize::MAX),
                 access_log: None,
                 health: Health::new(&cfg.health_path, &cfg.liveness_path, cfg.health_access_log)
                     .map(Arc::new),

@@ -55,6 +55,7 @@ fn main() -> std::io::Result<()> {
         access_log: None,
         health: None,
         proxy: Default::default(),
+        max_connections: 0,
     };
     local.block_on(&rt, serve(&listeners, Rc::new(Hello), cfg, stop_rx))
 }

@@ -119,6 +119,7 @@ fn main() -> std::io::Result<()> {
         access_log: None,
         health: None,
         proxy: Default::default(),
+        max_connections: 0,
     };
     local.block_on(
         &rt,

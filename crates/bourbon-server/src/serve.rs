@@ -235,13 +235,50 @@ pub struct ServeConfig {
     pub health: Option<Arc<Health>>,
     /// Proxy trust, the PROXY protocol and request ids.
     pub proxy: Arc<ProxyConfig>,
+    /// The most connections this worker holds at once (`--worker-connections`); at the
+    /// limit it stops accepting and new connections wait in the listen queue, where other
+    /// workers take them. 0: no limit.
+    pub max_connections: usize,
 }
 
-/// Counts live connections so a drain knows when it is done.
+/// Counts live connections so a drain knows when it is done, and the accept loops when
+/// there is room again.
 #[derive(Default)]
 struct Live {
     count: Cell<usize>,
     idle: Notify,
+    /// Whether an accept loop waits for a connection to close (told through `freed`).
+    full: Cell<bool>,
+    freed: Notify,
+    /// Whether the limit was reported already (once per worker: at the limit under load it
+    /// would be reached again with every connection that closes).
+    warned: Cell<bool>,
+}
+
+impl Live {
+    /// Wait until fewer than `max` connections are live (0: no limit). The first wait logs
+    /// a warning: the operator sees why new connections queue. Each listener's loop waits
+    /// here, then for a connection: with several listeners the worker may go past `max` by
+    /// one connection per further listener.
+    async fn room(&self, max: usize) {
+        if max == 0 {
+            return;
+        }
+        loop {
+            let freed = self.freed.notified();
+            if self.count.get() < max {
+                return;
+            }
+            self.full.set(true);
+            if !self.warned.replace(true) {
+                crate::log::warn(format_args!(
+                    "worker_connections reached ({max} connections): new connections wait \
+                     in the listen queue until one of this worker's closes"
+                ));
+            }
+            freed.await;
+        }
+    }
 }
 
 struct LiveToken(Rc<Live>);
@@ -259,6 +296,9 @@ impl Drop for LiveToken {
         self.0.count.set(n);
         if n == 0 {
             self.0.idle.notify_waiters();
+        }
+        if self.0.full.replace(false) {
+            self.0.freed.notify_waiters();
         }
     }
 }
@@ -409,6 +449,7 @@ async fn accept_loop<L: Accept, H: Handler>(
     stop: watch::Receiver<bool>,
 ) {
     loop {
+        live.room(cfg.max_connections).await;
         wait_capacity(&*handler).await;
         // Stop waiting for a connection as soon as the handler fills up.
         let full = handler.capacity_changed();

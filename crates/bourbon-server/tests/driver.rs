@@ -203,6 +203,7 @@ fn start_with(
                 access_log: None,
                 health,
                 proxy: Default::default(),
+                max_connections: 0,
             };
             serve(&listeners, Rc::new(Echo { file }), cfg, rx)
                 .await

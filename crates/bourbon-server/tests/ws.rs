@@ -106,6 +106,7 @@ fn start() -> (
                 access_log: None,
                 health: None,
                 proxy: Default::default(),
+                max_connections: 0,
             };
             serve(&listeners, Rc::new(Echo), cfg, rx).await.unwrap();
         });

@@ -117,6 +117,7 @@ mod tests {
                 access_log: None,
                 health: None,
                 proxy: Default::default(),
+                max_connections: 0,
             };
             let conn = Conn::new(
                 a,
