@@ -433,6 +433,7 @@ fn python_config_values_and_hooks() {
         ("on_starting", PyValue::Callable),
         ("post_fork", PyValue::Callable),
         ("worker_connections", text("1000")),
+        ("http_parser", text("fast")),
         ("on_dirty_starting", PyValue::Callable),
     ]);
     let l = loaded(&["-c", "gunicorn.conf.py"], &[], Some(&conf));
@@ -442,13 +443,14 @@ fn python_config_values_and_hooks() {
         [tcp("127.0.0.1", 8001), Bind::Unix("/tmp/g.sock".into())]
     );
     assert_eq!((c.workers, c.threads, c.umask), (9, 3, 0o22));
+    assert_eq!(c.worker_connections, 1000);
     assert!(c.preload);
     assert_eq!(c.access_logfile, None);
     assert_eq!(c.app, Some(app("site.wsgi:app")));
     assert_eq!(l.hooks, ["on_starting", "post_fork"]);
     let w = warnings(&l);
     assert_eq!(w.len(), 2, "{w:?}");
-    assert!(w[0].starts_with("gunicorn.conf.py: worker_connections: has no effect"));
+    assert!(w[0].starts_with("gunicorn.conf.py: http_parser: has no effect"));
     assert!(w[1].starts_with("gunicorn.conf.py: on_dirty_starting: never called"));
 }
 
