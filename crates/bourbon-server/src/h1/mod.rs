@@ -42,7 +42,7 @@ use bytes::BytesMut;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use crate::access_log::{Pending, Scratch};
+use crate::access_log::{Pending, Responded, Scratch};
 use crate::cork;
 use crate::guard::{Guard, Reject};
 use crate::io::{ConnShared, LiveGuard, Socket, Switched, Timeouts, Upgraded};
@@ -265,28 +265,19 @@ pub(crate) async fn drive<S, H>(
             let written = conn
                 .write_response(&conn, probe.response, facts, close, &mut wbuf, now)
                 .await;
-            if let Some((log, record)) = logged {
-                log_scratch = record.write_and_reuse(
-                    log,
-                    &req_info.remote,
-                    req_info.scheme,
-                    conn.body_sent.get(),
-                );
-            }
-            match written {
-                Ok(true) => {}
-                Ok(false) | Err(_) => break,
-            }
-            idle_from = if conn.write_waited.replace(false) {
-                Instant::now()
-            } else {
-                now.into()
+            let done = Done {
+                written,
+                logged,
+                now,
             };
-            if !conn.finish_body().await {
-                conn.linger().await;
-                return;
+            match done
+                .settle(&conn, req_info, &mut log_scratch, &mut idle_from)
+                .await
+            {
+                Next::Request => continue,
+                Next::Close => break,
+                Next::Gone => return,
             }
-            continue;
         }
         // The access log's view of the request, taken before the handler owns the head.
         let pending = cfg
@@ -363,27 +354,18 @@ pub(crate) async fn drive<S, H>(
             }
             return;
         }
-        if let Some((log, record)) = logged {
-            log_scratch = record.write_and_reuse(
-                log,
-                &req_info.remote,
-                req_info.scheme,
-                conn.body_sent.get(),
-            );
-        }
-        match written {
-            Ok(true) => {}
-            Ok(false) | Err(_) => break,
-        }
-        // The response went out with the call's end as "now", unless it had to wait.
-        idle_from = if conn.write_waited.replace(false) {
-            Instant::now()
-        } else {
-            done.into()
+        let done = Done {
+            written,
+            logged,
+            now: done,
         };
-        if !conn.finish_body().await {
-            conn.linger().await;
-            return;
+        match done
+            .settle(&conn, req_info, &mut log_scratch, &mut idle_from)
+            .await
+        {
+            Next::Request => {}
+            Next::Close => break,
+            Next::Gone => return,
         }
     }
     // Dropping the last `Conn` closes the socket, which sends our FIN after whatever is still
@@ -393,6 +375,61 @@ pub(crate) async fn drive<S, H>(
     // flush) is the FIN sent now, so a client reading to the end is not kept waiting.
     if conn.settle_held(&mut wbuf).await.is_ok() && Rc::strong_count(&conn) > 1 {
         conn.shutdown_write();
+    }
+}
+
+/// What the driver does once a response is written.
+enum Next {
+    /// Read the next request.
+    Request,
+    /// Close the connection (the response said so, or writing failed).
+    Close,
+    /// The connection is over already (its request body could not be drained).
+    Gone,
+}
+
+/// A response written (or not), with its access-log record and the time it went out: the
+/// end every exchange shares, a health probe's and the application's alike.
+struct Done<'a> {
+    written: std::io::Result<bool>,
+    logged: Option<(&'a std::sync::Arc<crate::access_log::AccessLog>, Responded)>,
+    /// When the response was handed to the socket.
+    now: std::time::Instant,
+}
+
+impl Done<'_> {
+    /// Write the access-log line, then ready the connection for its next request: the
+    /// keep-alive wait counts from the response's time unless the write had to wait, and the
+    /// rest of an unread request body is drained first.
+    async fn settle<S: Socket>(
+        self,
+        conn: &Rc<Conn<S>>,
+        req_info: &ConnInfo,
+        log_scratch: &mut Scratch,
+        idle_from: &mut Instant,
+    ) -> Next {
+        if let Some((log, record)) = self.logged {
+            *log_scratch = record.write_and_reuse(
+                log,
+                &req_info.remote,
+                req_info.scheme,
+                conn.body_sent.get(),
+            );
+        }
+        match self.written {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Next::Close,
+        }
+        *idle_from = if conn.write_waited.replace(false) {
+            Instant::now()
+        } else {
+            self.now.into()
+        };
+        if !conn.finish_body().await {
+            conn.linger().await;
+            return Next::Gone;
+        }
+        Next::Request
     }
 }
 
