@@ -30,6 +30,12 @@ async def app(scope, receive, send):
                 return
     if scope["type"] == "http":
         await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/stream":
+            # Two parts apart in time and no length: a chunked response.
+            await send({"type": "http.response.body", "body": b"plain", "more_body": True})
+            await asyncio.sleep(0.01)
+            await send({"type": "http.response.body", "body": b" http"})
+            return
         await send({"type": "http.response.body", "body": b"plain http"})
         return
     assert scope["type"] == "websocket"

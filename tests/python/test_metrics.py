@@ -380,6 +380,78 @@ def test_asgi_static_and_websocket_are_labelled(start_server, tmp_path):
     assert value(s, "bourbon_request_duration_seconds_count", interface="static") == 1
 
 
+def _ws_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked client frame (RFC 6455 section 5.2), payload under 126 bytes."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def test_bytes_are_counted_exactly_for_chunked_static_and_websocket(start_server, tmp_path):
+    # Every byte each way is counted: a chunked ASGI response (its size lines too), a file
+    # sent with sendfile, and a WebSocket session (the 101, then frames both ways).
+    root = tmp_path / "static"
+    root.mkdir()
+    (root / "a.txt").write_bytes(b"static file body\n" * 100)
+    sock = tmp_path / "metrics.sock"
+    srv = start_server(
+        "asgi_ws:app", "-w", "1", "--static", f"/static/={root}", "--metrics-bind", f"unix:{sock}"
+    )
+    sent = received = 0
+    for raw, body in (
+        # Two parts and no length from the application: chunked.
+        (
+            b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            b"5\r\nplain\r\n5\r\n http\r\n0\r\n\r\n",
+        ),
+        (
+            b"GET /static/a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            b"static file body\n" * 100,
+        ),
+    ):
+        resp = exchange(srv, raw)
+        assert resp.startswith(b"HTTP/1.1 200") and body_of(resp).startswith(body), resp
+        sent += len(raw)
+        received += len(resp)
+    handshake = (
+        b"GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with srv.connect(timeout=TIMEOUT) as ws:
+        ws.sendall(handshake)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = ws.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 101"), data
+        hello = _ws_frame(0x1, b"hello")
+        ws.sendall(hello)
+        while len(data.partition(b"\r\n\r\n")[2]) < 7:
+            chunk = ws.recv(65536)
+            assert chunk, data
+            data += chunk
+        assert data.partition(b"\r\n\r\n")[2] == b"\x81\x05hello", data
+        close = _ws_frame(0x8, (1000).to_bytes(2, "big"))
+        ws.sendall(close)
+        while chunk := ws.recv(65536):
+            data += chunk
+        assert data.partition(b"\r\n\r\n")[2][7:9] == b"\x88\x02", data
+    sent += len(handshake) + len(hello) + len(close)
+    received += len(data)
+    s = wait_scrape(
+        sock,
+        lambda s: (
+            value(s, "bourbon_connections_open") == 0
+            and value(s, "bourbon_websockets_open") == 0
+            and value(s, "bourbon_sent_bytes_total") >= received
+        ),
+        "every connection closed",
+    )
+    assert value(s, "bourbon_received_bytes_total") == sent
+    assert value(s, "bourbon_sent_bytes_total") == received
+
+
 def test_metrics_over_tcp_and_other_paths(start_server):
     srv = start_server("hello_app:app", "--metrics-bind", "127.0.0.1:0")
     line = srv.wait_for_log(r"Serving metrics at: http://127\.0\.0\.1:\d+/metrics")

@@ -68,14 +68,25 @@ macro_rules! socket_impl {
                     Err::<(), _>(io::ErrorKind::WouldBlock.into())
                 });
             }
+            // Every byte a client connection is sent passes one of these two (responses,
+            // interim responses, chunk framing, WebSocket frames): the metrics' bytes-out
+            // counter is kept here, once, for all of them.
             fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-                <$ty>::try_write_vectored(self, bufs)
+                let res = <$ty>::try_write_vectored(self, bufs);
+                if let Ok(n) = res {
+                    crate::metrics::bytes_out(n);
+                }
+                res
             }
             fn try_sendfile(&self, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
                 let sock = self.as_raw_fd();
-                self.try_io(tokio::io::Interest::WRITABLE, || {
+                let res = self.try_io(tokio::io::Interest::WRITABLE, || {
                     sendfile_once(sock, file, offset, len)
-                })
+                });
+                if let Ok(n) = res {
+                    crate::metrics::bytes_out(n);
+                }
+                res
             }
         }
     };

@@ -224,7 +224,8 @@ pub fn rejected(status: u16) {
     }
 }
 
-/// A response head of `n` bytes was handed to a client's connection.
+/// `n` bytes were handed to a client's connection (counted where every write passes,
+/// `io::Socket`).
 #[inline]
 pub fn bytes_out(n: usize) {
     if let Some(c) = counters() {
@@ -337,10 +338,9 @@ fn class_index(status: u16) -> usize {
 }
 
 /// The request that started at `started` (from [`request_started`]; 0: not recorded) has
-/// its response written: its method (index in [`METHODS`]), `status`, `body_bytes` of body
-/// sent.
+/// its response written: its method (index in [`METHODS`]) and `status`.
 #[inline]
-pub fn request_done(started: u64, method: usize, status: u16, body_bytes: u64) {
+pub fn request_done(started: u64, method: usize, status: u16) {
     if started == 0 {
         return;
     }
@@ -357,7 +357,6 @@ pub fn request_done(started: u64, method: usize, status: u16, body_bytes: u64) {
             1,
         );
         c.observe(duration_index(iface), ns);
-        c.add(BYTES_OUT, body_bytes);
         c.gauge(IN_FLIGHT, -1);
     }
     if let Some(s) = STATSD.get() {

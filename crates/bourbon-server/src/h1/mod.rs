@@ -329,7 +329,7 @@ pub(crate) async fn drive<S, H>(
             .write_response(&conn, resp, facts, close, &mut wbuf, done)
             .await;
         info.shared.request_finished();
-        crate::metrics::request_done(arrived, method, status, conn.body_sent.get());
+        crate::metrics::request_done(arrived, method, status);
         if let Some(to) = upgrade {
             // The 101 must be on the wire before the new protocol's first byte. Its line is
             // written when the session ends, with what the session did (`SessionLog`).

@@ -104,7 +104,6 @@ impl<S: Socket> Conn<S> {
         }
         wbuf.extend_from_slice(b"\r\n");
         drop(headers);
-        crate::metrics::bytes_out(wbuf.len());
 
         if framing == Framing::None {
             // The body is never polled: HEAD and 204/304 responses have none on the wire.
