@@ -75,20 +75,9 @@ unsafe impl Send for Slot {}
 // SAFETY: as above; every access is an atomic operation on shared memory.
 unsafe impl Sync for Slot {}
 
-/// The current `CLOCK_MONOTONIC` time in nanoseconds (never 0).
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
-    }
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    (secs * 1_000_000_000 + nanos).max(1)
-}
+/// The current `CLOCK_MONOTONIC` time in nanoseconds (never 0): the metrics' clock, so the
+/// scoreboard's and the metrics' times compare.
+pub use bourbon_server::metrics::now_ns;
 
 /// A call in progress, as the master sees it.
 pub struct Call {

@@ -201,7 +201,8 @@ pub fn enabled() -> bool {
 }
 
 /// The current `CLOCK_MONOTONIC` time in nanoseconds (system-wide, so comparable across
-/// threads and processes).
+/// threads and processes; never 0, which callers here and in the scoreboard use for "not
+/// recorded").
 pub fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -213,7 +214,7 @@ pub fn now_ns() -> u64 {
     }
     let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
     let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs * 1_000_000_000 + nanos
+    (secs * 1_000_000_000 + nanos).max(1)
 }
 
 /// The request guard refused a request with `status` (RFC 9112 framing, limits): no
