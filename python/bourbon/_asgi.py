@@ -70,6 +70,33 @@ class _Loop(asyncio.SelectorEventLoop):
             self.call_soon = _bourbon.CallSoon(self)
             self.get_debug = itertools.repeat(False).__next__
 
+    # A wake already on its way (see `_write_to_self`).
+    _wake_pending = False
+
+    def _write_to_self(self):
+        # asyncio writes a byte to the self-pipe on every `call_soon_threadsafe`; a Django
+        # async view makes about fifteen of them per request (asgiref's executor thread hands
+        # back each `sync_to_async` call), all but the first while the loop is already awake.
+        # One byte in the pipe is enough to wake the loop, as libuv (uvloop) coalesces its
+        # async wakes. The flag is cleared only after the pipe is read, so a call that finds
+        # it set has already queued its callback where that iteration's next timeout sees it.
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        super()._write_to_self()
+
+    def _read_from_self(self):
+        # One read (the stdlib reads until EAGAIN): the pipe is level-triggered, so what is
+        # written after this read wakes the next select.
+        try:
+            data = self._ssock.recv(4096)
+            if data:
+                self._process_self_data(data)
+        except (BlockingIOError, InterruptedError):
+            pass
+        finally:
+            self._wake_pending = False
+
     def set_debug(self, enabled):
         super().set_debug(enabled)
         if enabled:

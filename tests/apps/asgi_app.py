@@ -145,6 +145,49 @@ def _scope_json(scope) -> bytes:
     return json.dumps(out).encode()
 
 
+async def _thread_handbacks(threads: int = 8, rounds: int = 200) -> dict:
+    """Threads hand values back through `call_soon_threadsafe`, each waiting for the loop to
+    take its last one: first while the loop is busy with `run_in_executor` round trips, then
+    while it only sleeps, where a lost wake would leave a thread waiting."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    report = {}
+    for phase in ("busy", "idle"):
+        got = {i: [] for i in range(threads)}
+        taken = [threading.Semaphore(0) for _ in range(threads)]
+        finished = asyncio.Event()
+
+        def take(i, n, got=got, taken=taken, finished=finished):
+            got[i].append(n)
+            taken[i].release()
+            if sum(map(len, got.values())) == threads * rounds:
+                finished.set()
+
+        def worker(i, taken=taken):
+            for n in range(rounds):
+                loop.call_soon_threadsafe(take, i, n)
+                if not taken[i].acquire(timeout=10):
+                    return
+
+        started = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        for t in started:
+            t.start()
+        if phase == "busy":
+            for _ in range(100_000):
+                if finished.is_set():
+                    break
+                await loop.run_in_executor(None, int)
+        try:
+            await asyncio.wait_for(finished.wait(), 15)
+        except asyncio.TimeoutError:
+            pass
+        for t in started:
+            await loop.run_in_executor(None, t.join, 15)
+        report[phase] = all(got[i] == list(range(rounds)) for i in range(threads))
+    return report
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         await lifespan(scope, receive, send)
@@ -310,6 +353,10 @@ async def app(scope, receive, send):
             "var_after": _VAR.get(),
         }
         await respond(send, body=json.dumps(report).encode())
+    elif path == "/threads":
+        # Hand-backs from other threads (asgiref's sync_to_async, run_in_executor): each
+        # must wake the loop, whether it sleeps or is busy when the thread calls it.
+        await respond(send, body=json.dumps(await _thread_handbacks()).encode())
     elif path == "/call-soon":
         await respond(send, body=json.dumps(await _call_soon_report()).encode())
     elif path == "/exit":

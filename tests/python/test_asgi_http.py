@@ -619,3 +619,17 @@ def test_a_hung_loop_is_killed_by_the_timeout(start_server, tmp_path):
     # The listening socket is the master's: the new worker takes the connection once it
     # serves.
     assert fetch(srv, "/").status == 200
+
+
+def test_threadsafe_hand_backs_always_wake_the_loop(start_server):
+    # call_soon_threadsafe from many threads at once (asgiref's executors do this for every
+    # sync_to_async call): bourbon's loop writes one wake-up byte for many calls
+    # (python/bourbon/_asgi.py, _write_to_self), and none may be lost, whether the loop is
+    # busy or asleep when a thread calls it.
+    srv = start_server(APP)
+    for _ in range(3):
+        with srv.connect(timeout=60) as s:
+            s.sendall(build("/threads"))
+            report = json.loads(Reader(s).response().body)
+        assert report == {"busy": True, "idle": True}, report
+    assert fetch(srv, "/hello").status == 200
