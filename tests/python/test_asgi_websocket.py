@@ -337,6 +337,38 @@ def test_backpressure_holds_the_apps_send(start_server, events):
     wait_event(srv, events, "push-stopped")
 
 
+def test_a_client_that_stops_reading_is_let_go(start_server, events):
+    # With pings off, only the write timeout bounds a peer that stopped reading: --write-timeout
+    # applies to WebSocket frames as to HTTP responses. The app's send then fails (its receive
+    # would say 1006) and the connection is dropped, while the client still holds it open.
+    srv = start_server(
+        APP, "--write-timeout", "1", "--ws-ping-interval", "0", env={"ASGI_EVENTS": str(events)}
+    )
+    with srv.connect() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(handshake("/push"))
+        assert read_head(s).startswith(b"HTTP/1.1 101")
+        started = time.monotonic()
+        stopped = wait_event(srv, events, "push-stopped", timeout=20)
+        assert time.monotonic() - started >= 0.9
+        assert stopped["n"] < 1000, stopped
+        # What was written before the stall is still delivered, then the end of the stream.
+        s.settimeout(10)
+        ended = False
+        for _ in range(100_000):
+            try:
+                if not s.recv(65536):
+                    ended = True
+                    break
+            except ConnectionResetError:
+                ended = True
+                break
+        assert ended
+    with connect(url(srv), open_timeout=10) as ws:
+        ws.send("still serving")
+        assert ws.recv(timeout=10) == "still serving"
+
+
 def test_many_connections_at_once(start_server):
     srv = start_server(APP)
     with contextlib.ExitStack() as stack:

@@ -985,8 +985,9 @@ headers slowly. Must be greater than 0; fractions are allowed.",
         doc: "If writing a response makes no progress for this many seconds (the \
 client stopped reading), the connection is closed, which also frees the Python \
 thread producing the response. The same bound applies to a request body that stops \
-arriving while the application waits for it. Must be greater than 0; fractions are \
-allowed.",
+arriving while the application waits for it, and to WebSocket frames queued by an \
+ASGI application (the connection is dropped and the application sees code 1006). \
+Must be greater than 0; fractions are allowed.",
         show: |c| Shown::Num(format_duration(c.write_timeout)),
     },
     Setting {

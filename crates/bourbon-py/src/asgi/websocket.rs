@@ -66,6 +66,8 @@ impl WsSettings {
                 ping_interval,
                 ping_timeout,
                 close_timeout: Duration::from_secs(5),
+                // As for an HTTP response: a client that stopped reading is let go.
+                write_timeout: Some(cfg.write_timeout),
             },
             deflate: cfg.ws_per_message_deflate,
             max_lifetime: cfg.ws_max_lifetime,

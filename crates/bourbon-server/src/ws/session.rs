@@ -9,6 +9,8 @@
 //! - it answers pings itself (the application never sees them), sends a ping every
 //!   `ping_interval` and fails the connection with 1011 when no pong comes within
 //!   `ping_timeout` (the application is told 1006: the peer is gone, as far as it knows);
+//! - it drops the connection when queued frames make no progress for `write_timeout` (the
+//!   client stopped reading; the application is told 1006), pings or not;
 //! - it writes the outbox, control frames ahead of queued data (but never inside a frame);
 //! - it runs the closing handshake (RFC 6455 §7): a peer's Close is echoed at once with the
 //!   same code, without waiting for the application; after Closes both ways the server sends
@@ -73,6 +75,9 @@ pub struct WsConfig {
     pub ping_timeout: Option<Duration>,
     /// How long to wait for the peer's part of the closing handshake.
     pub close_timeout: Duration,
+    /// Drop the connection when writing queued frames makes no progress for this long
+    /// (none: wait as long as it takes).
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for WsConfig {
@@ -83,6 +88,7 @@ impl Default for WsConfig {
             ping_interval: Some(Duration::from_secs(20)),
             ping_timeout: Some(Duration::from_secs(20)),
             close_timeout: Duration::from_secs(10),
+            write_timeout: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -131,6 +137,8 @@ struct Inner {
     out: VecDeque<OutFrame>,
     /// Bytes of the front frame already written.
     out_sent: usize,
+    /// When the outbox, stalled since its last progress, fails the connection.
+    write_stall: Option<Instant>,
     out_bytes: usize,
     /// Counts frames queued, so the driver sees that reading queued some.
     queued: u32,
@@ -229,6 +237,7 @@ impl Inner {
             self.set_result(Closed::new(ABNORMAL, ""));
             // Nothing more is read or written: free it all.
             self.out.clear();
+            self.write_stall = None;
             self.out_bytes = 0;
             self.out_sent = 0;
             self.pending = BytesMut::new();
@@ -411,11 +420,17 @@ impl Inner {
                 }
             }
             let n = match io.poll_write(cx, &slices) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if self.write_stall.is_none() {
+                        self.write_stall = self.cfg.write_timeout.map(|t| Instant::now() + t);
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(_)) | Poll::Ready(Ok(0)) => return Poll::Ready(Err(())),
                 Poll::Ready(Ok(n)) => n,
             };
             drop(slices);
+            self.write_stall = None;
             if let Some(log) = &mut self.log {
                 log.stats.bytes_out += n as u64;
             }
@@ -437,6 +452,7 @@ impl Inner {
                 }
             }
         }
+        self.write_stall = None;
         if self.out.capacity() > 16 {
             self.out = VecDeque::new();
         }
@@ -449,6 +465,7 @@ impl Inner {
             self.deadline,
             self.next_ping,
             self.awaiting_pong.map(|(_, t)| t),
+            self.write_stall,
         ]
         .into_iter()
         .flatten()
@@ -457,6 +474,13 @@ impl Inner {
 
     /// Act on timers that have passed.
     fn on_timers(&mut self, now: Instant) {
+        if self.write_stall.is_some_and(|t| t <= now) {
+            // The client stopped reading: no Close could reach it, so the connection is
+            // dropped (1006 for the application), as a stalled HTTP response is.
+            self.set_result(Closed::new(ABNORMAL, "write timeout"));
+            self.enter(Phase::Done);
+            return;
+        }
         if let Some(f) = self.deferred_fail {
             if self.deadline.is_some_and(|d| d <= now) {
                 // The application did not take its messages in time.
@@ -565,6 +589,7 @@ impl Session {
             inbox: VecDeque::new(),
             out: VecDeque::new(),
             out_sent: 0,
+            write_stall: None,
             out_bytes: 0,
             queued: 0,
             phase: Phase::Open,
@@ -798,6 +823,8 @@ mod tests {
         output: RefCell<Vec<u8>>,
         reader: RefCell<Option<Waker>>,
         shut: Cell<bool>,
+        /// The client stopped reading: writes make no progress (and nothing wakes them).
+        stuck: Cell<bool>,
     }
 
     impl Mock {
@@ -832,6 +859,9 @@ mod tests {
             _cx: &mut Context<'_>,
             bufs: &[IoSlice<'_>],
         ) -> Poll<std::io::Result<usize>> {
+            if self.stuck.get() {
+                return Poll::Pending;
+            }
             let mut out = self.output.borrow_mut();
             let mut n = 0;
             for b in bufs {
@@ -965,6 +995,38 @@ mod tests {
             assert_eq!(out[0], 0x89, "a ping first");
             let close_at = out.iter().position(|&b| b == 0x88).unwrap();
             assert_eq!(out[close_at + 2..close_at + 4], 1011u16.to_be_bytes());
+        });
+    }
+
+    #[test]
+    fn a_stalled_outbox_drops_the_connection_after_the_write_timeout() {
+        run(async {
+            let mock = Rc::new(Mock {
+                chunk: 1000,
+                ..Mock::default()
+            });
+            let cfg = WsConfig {
+                write_timeout: Some(Duration::from_millis(60)),
+                ..cfg()
+            };
+            let (s, driver) = Session::new(mock.clone(), None, cfg);
+            let driver = tokio::task::spawn_local(driver);
+            // Writes that make progress never trip it, however long the session lives.
+            s.send(Message::Text("first".into())).unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(s.closed().is_none());
+            mock.stuck.set(true);
+            let started = Instant::now();
+            s.send(Message::Text("stuck".into())).unwrap();
+            let closed = driver.await.unwrap();
+            assert!(started.elapsed() >= Duration::from_millis(60));
+            assert_eq!(
+                (closed.code, closed.reason.as_str()),
+                (ABNORMAL, "write timeout")
+            );
+            assert_eq!(s.recv().await.unwrap_err().code, ABNORMAL);
+            assert!(s.send(Message::Text("after".into())).is_err());
+            assert_eq!(s.buffered(), 0, "the outbox is freed");
         });
     }
 
