@@ -1119,6 +1119,7 @@ ASGI_DURATION = 5.0  # seconds per wrk cell, unless --duration
 ASGI_WARMUP = 2.0  # seconds of load before each cell's measurement (wrk run / wsload --warmup)
 ASGI_WS_SECS = 10.0  # seconds per echo cell, unless --duration
 ASGI_REPEAT = 3  # unless --repeat
+DJ_ROUNDS_PER_REP = 3  # paired rounds of the Django async cell per repetition
 WS_SIZE = 64
 IDLE_CONNS = 10_000
 IDLE_SECS = 30.0
@@ -1401,6 +1402,19 @@ def start_failure(name: str, run: Running) -> str:
     return f"exited ({rc}) at start; log: {run.log_tail(3)}"
 
 
+def asgi_record(out: dict, name: str, key: str, res: dict, rep: int) -> None:
+    """Keep one measurement of ``name`` in cell ``key`` (``rep``: its repetition or round)."""
+    res["rep"] = rep
+    out["runs"].setdefault(key, {}).setdefault(name, []).append(res)
+    err = f" errors={res['errors']} {res.get('error_detail') or ''}" if res["errors"] else ""
+    print(
+        f"  asgi rep{rep} {name:15} {key:16} {res['rps']:>10,.0f}/s p50 {res['p50_ms']:7.3f}"
+        f" p99 {res['p99_ms']:8.3f} ms rss {res['peak_rss_mib']:6.1f} MiB"
+        f" cpu {res['cpu_us_per_req']:6.1f} us{err}",
+        flush=True,
+    )
+
+
 def asgi_visit(
     server: AsgiServer, group: str, env: dict, log_dir: Path, cfg: dict, rep: int, out: dict
 ) -> str | None:
@@ -1413,15 +1427,7 @@ def asgi_visit(
     )
 
     def record(key: str, res: dict) -> None:
-        res["rep"] = rep
-        out["runs"].setdefault(key, {}).setdefault(name, []).append(res)
-        err = f" errors={res['errors']} {res.get('error_detail') or ''}" if res["errors"] else ""
-        print(
-            f"  asgi rep{rep} {name:15} {key:16} {res['rps']:>10,.0f}/s p50 {res['p50_ms']:7.3f}"
-            f" p99 {res['p99_ms']:8.3f} ms rss {res['peak_rss_mib']:6.1f} MiB"
-            f" cpu {res['cpu_us_per_req']:6.1f} us{err}",
-            flush=True,
-        )
+        asgi_record(out, name, key, res, rep)
 
     try:
         try:
@@ -1454,6 +1460,65 @@ def asgi_visit(
     return None
 
 
+def django_rounds(servers: list[str], env: dict, log_dir: Path, cfg: dict, out: dict) -> None:
+    """The Django async cell in paired rounds: every server runs the site at once (each
+    pinned to the servers' CPU, idle while another is loaded), and each round loads each in
+    turn, the order rotated from round to round. The cell is bound by Django and asgiref on
+    every server (docs/performance.md), so the servers land within a few per cent of each
+    other, less than this VM's drift over the minutes a visit per server takes; measuring
+    them side by side puts the drift on both sides of each round's ratio, and the verdict is
+    the median of those ratios."""
+    group = "django-asgi"
+    runs: dict[str, Running] = {}
+    try:
+        for name in servers:
+            if name in out["status"]:
+                continue
+            server = ASGI_SERVERS[name]
+            run = Running(
+                server, group, log_dir, env, command=partial(server.command, ASGI_TARGET[group])
+            )
+            runs[name] = run
+            out["commands"].setdefault(
+                f"{name} {group}", shlex.join(run.cmd).replace(str(run.port), "PORT")
+            )
+        live: list[str] = []
+        for name, run in runs.items():
+            try:
+                run.wait_ready(60)
+            except RuntimeError as exc:
+                if run.popen.poll() is not None:
+                    why = start_failure(name, run)
+                    out["status"][name] = why
+                    print(f"  asgi: {name}: {why}; not measured", flush=True)
+                else:
+                    problem(out, f"{name} ({group}): {exc!r}; log: {run.log_tail(3)}")
+                continue
+            for w in (w for w in ASGI_HTTP.values() if w.group == group):
+                verdict = check(run, w)
+                if verdict != "ok":
+                    problem(out, f"{name} {w.name}: {verdict}; not measured")
+                    break
+                if cfg["warmup"]:
+                    run_wrk(run.port, w, max(w.conns), "ka", cfg["warmup"])
+            else:
+                live.append(name)
+        for rnd in range(cfg["dj_rounds"]):
+            order = live[rnd % len(live) :] + live[: rnd % len(live)] if live else []
+            for name in order:
+                for w in (w for w in ASGI_HTTP.values() if w.group == group):
+                    for conns in w.conns:
+                        try:
+                            res = measure_cell(runs[name], w, conns, "ka", cfg["duration"])
+                        except Exception as exc:  # noqa: BLE001 - a peer failing is a result
+                            problem(out, f"{name} ({group}, round {rnd}): {exc!r}")
+                            continue
+                        asgi_record(out, name, asgi_key(w.name, conns), res, rnd)
+    finally:
+        for run in runs.values():
+            run.stop()
+
+
 def problem(out: dict, msg: str) -> None:
     if msg not in out["problems"]:
         out["problems"].append(msg)
@@ -1482,9 +1547,10 @@ def asgi_ceiling(cfg: dict, rep: int, out: dict) -> None:
 
 
 def asgi_cells(servers: list[str], env: dict, log_dir: Path, cfg: dict) -> dict:
-    """Every ASGI cell for ``servers``: ``cfg["repeat"]`` repetitions of the HTTP and echo
-    cells (servers in a rotated order, each started once per app group), the client's
-    ceiling once per repetition, then the idle cell once per server."""
+    """Every ASGI cell for ``servers``: ``cfg["repeat"]`` repetitions of the hello and echo
+    cells (servers in a rotated order, each started once per repetition) with the client's
+    ceiling once per repetition, the Django cell in ``cfg["dj_rounds"]`` paired rounds, then
+    the idle cell once per server."""
     out: dict = {
         "servers": servers, "config": cfg, "runs": {}, "ceiling": {}, "idle": {},
         "status": {}, "commands": {}, "problems": [],
@@ -1498,15 +1564,15 @@ def asgi_cells(servers: list[str], env: dict, log_dir: Path, cfg: dict) -> dict:
         print(f"  asgi: skipping {s}: {why}", flush=True)
     for rep in range(cfg["repeat"]):
         order = servers[rep % len(servers) :] + servers[: rep % len(servers)]
-        for group in ("asgi", "django-asgi"):
-            for name in order:
-                if name in out["status"]:
-                    continue
-                why = asgi_visit(ASGI_SERVERS[name], group, env, log_dir, cfg, rep, out)
-                if why:
-                    out["status"][name] = why
-                    print(f"  asgi: {name}: {why}; not measured", flush=True)
+        for name in order:
+            if name in out["status"]:
+                continue
+            why = asgi_visit(ASGI_SERVERS[name], "asgi", env, log_dir, cfg, rep, out)
+            if why:
+                out["status"][name] = why
+                print(f"  asgi: {name}: {why}; not measured", flush=True)
         asgi_ceiling(cfg, rep, out)
+    django_rounds(servers, env, log_dir, cfg, out)
     if cfg["idle"]:
         for name in servers:
             if name in out["status"]:
@@ -1544,7 +1610,11 @@ def asgi_bars(out: dict) -> list[tuple[str, str, str, str]]:
         mine = runs.get(key, {}).get("bourbon", [])
         return [r["rps"] / theirs[r["rep"]] for r in mine if theirs.get(r["rep"])]
 
-    def line(key: str, peer: str | None, factor: float) -> tuple[str, str, str, str]:
+    def line(
+        key: str, peer: str | None, factor: float, paired: bool = False
+    ) -> tuple[str, str, str, str]:
+        """``paired``: the cell ran in paired rounds, and the verdict is the median of the
+        rounds' ratios (else the ratio of the medians over repetitions)."""
         cell = cells.get(key, {})
         peers = {s: a for s, a in cell.items() if s != "bourbon" and a["rps"]}
         label = f"{key}: bourbon ≥ {factor:g}× " + (peer or "best peer")
@@ -1559,15 +1629,17 @@ def asgi_bars(out: dict) -> list[tuple[str, str, str, str]]:
                 "not measured" + (f" (bourbon: {why})" if why != "ok" else ""),
                 "—",
             )
-        r = b["rps"] / p["rps"]
-        detail = f"{r:.2f}× {peer} ({fmt(b['rps'])} vs {fmt(p['rps'])}/s)"
         each = per_rep(key, peer)
+        r = med(each) if paired and each else b["rps"] / p["rps"]
+        detail = f"{r:.2f}× {peer} ({fmt(b['rps'])} vs {fmt(p['rps'])}/s)"
+        if paired and each:
+            detail += f", median of {len(each)} paired rounds"
         passing = f"{sum(x >= factor for x in each)} of {len(each)}" if each else "—"
         return (label, "PASS" if r >= factor else "FAIL", detail, passing)
 
     lines.append(line(asgi_key("asgi-hello", 64), "granian", 1.5))
     lines.append(line(asgi_key("asgi-hello", 1), "uvicorn", 1.1))
-    lines.append(line(asgi_key("dj-async", 64), None, 1.0))
+    lines.append(line(asgi_key("dj-async", 64), None, 1.0, paired=True))
     lines.append(line(asgi_key("ws-echo", 64), None, 1.5))
     lines.append(line(asgi_key("ws-echo", 1), None, 1.1))
     return lines
@@ -1617,6 +1689,12 @@ def render_asgi(results: dict) -> str:
     absent = {s: why for s, why in a["status"].items() if why != "ok"}
     if absent:
         lines += ["", "Not measured: " + "; ".join(f"{s}: {w}" for s, w in absent.items()) + "."]
+    lines += [
+        "",
+        f"The Django async cell ran in {cfg.get('dj_rounds', cfg['repeat'])} paired rounds (every"
+        " server up at once, loaded in turn, the order rotated each round); its verdict is the"
+        " median of the rounds' ratios, and its repetitions passing are rounds.",
+    ]
     lines += ["", "| bar | verdict | detail | repetitions passing |", "| --- | --- | --- | --- |"]
     lines += [f"| {b} | {v} | {d} | {n} |" for b, v, d, n in a["bars"]]
     lines += [
@@ -1705,6 +1783,7 @@ def asgi_main(args, ap) -> int:
         "repeat": args.repeat or (1 if args.quick else ASGI_REPEAT),
         "idle": not args.no_extras,
     }
+    cfg["dj_rounds"] = DJ_ROUNDS_PER_REP * cfg["repeat"]
     os.sched_setaffinity(0, {int(CLIENT_CPU)})
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
