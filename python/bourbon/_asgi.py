@@ -56,9 +56,9 @@ class _Selector(selectors.EpollSelector):
 
 
 class _Loop(asyncio.SelectorEventLoop):
-    """asyncio's selector loop with bourbon's `call_soon` (Rust, `asgi/handle.rs`): the same
-    queue and semantics, without four Python calls per scheduled callback. Debug mode and a
-    closed loop get the stdlib's own method back.
+    """asyncio's selector loop with bourbon's `call_soon` and `call_soon_threadsafe` (Rust,
+    `asgi/handle.rs`): the same queue and semantics, without four Python calls per scheduled
+    callback. Debug mode and a closed loop get the stdlib's own methods back.
 
     Out of debug mode `get_debug` is a C callable that answers False: the C `Future` and
     `Task` ask the loop with it each time one is made (a Python frame each, in CPython up to
@@ -68,6 +68,7 @@ class _Loop(asyncio.SelectorEventLoop):
         super().__init__(selector)
         if not self.get_debug():
             self.call_soon = _bourbon.CallSoon(self)
+            self.call_soon_threadsafe = _bourbon.CallSoonThreadsafe(self)
             self.get_debug = itertools.repeat(False).__next__
 
     # A wake already on its way (see `_write_to_self`).
@@ -101,10 +102,12 @@ class _Loop(asyncio.SelectorEventLoop):
         super().set_debug(enabled)
         if enabled:
             self.__dict__.pop("call_soon", None)
+            self.__dict__.pop("call_soon_threadsafe", None)
             self.__dict__.pop("get_debug", None)
 
     def close(self):
         self.__dict__.pop("call_soon", None)
+        self.__dict__.pop("call_soon_threadsafe", None)
         super().close()
 
 

@@ -103,6 +103,23 @@ async def _call_soon_report() -> dict:
     await asyncio.sleep(0)
     gc.collect()
     after = len(registry) if registry is not None else 0
+    # call_soon_threadsafe from another thread: the callback runs on the loop, in a copy of
+    # the calling thread's context, and the handle is bourbon's too.
+    import threading
+
+    threaded = loop.create_future()
+    seen = {}
+
+    def from_thread():
+        _VAR.set("thread")
+        h = loop.call_soon_threadsafe(lambda: threaded.set_result(_VAR.get()))
+        seen["type"] = f"{type(h).__module__}.{type(h).__qualname__}"
+
+    t = threading.Thread(target=from_thread)
+    t.start()
+    threadsafe = {"context": await asyncio.wait_for(threaded, 10)}
+    t.join(10)
+    threadsafe.update(seen)
     # get_debug answers as the stdlib's does, before and after debug mode is switched on
     # (bourbon's loop answers False from C until then) and off again.
     debug = [loop.get_debug()]
@@ -111,6 +128,7 @@ async def _call_soon_report() -> dict:
     loop.set_debug(False)
     debug.append(loop.get_debug())
     return {
+        "threadsafe": threadsafe,
         "debug": debug,
         "tasks_listed": listed,
         "registry_add": type(vars(registry).get("add")).__name__ if registry is not None else None,
@@ -229,10 +247,22 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         chunk = b"x" * 65536
         sent = 0
-        while sent < n:
-            piece = chunk[: n - sent]
-            sent += len(piece)
-            await send({"type": "http.response.body", "body": piece, "more_body": sent < n})
+        try:
+            while sent < n:
+                piece = chunk[: n - sent]
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": piece,
+                        "more_body": sent + len(piece) < n,
+                    }
+                )
+                sent += len(piece)
+        except OSError as exc:
+            # The client went, or stopped reading past --write-timeout (spec 2.4: send()
+            # raises an OSError subclass once the connection is gone).
+            _note(f"big-stopped {type(exc).__name__}")
+            return
         _note(f"big-done {sent}")
     elif path == "/status":
         code = int(scope["query_string"] or b"200")

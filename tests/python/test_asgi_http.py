@@ -315,6 +315,35 @@ def test_large_response_with_backpressure(start_server, events):
     wait_event(srv, f"big-done {n}")
 
 
+def test_a_client_that_stops_reading_is_cut_off_by_write_timeout(start_server, events):
+    # --write-timeout holds for ASGI responses as for WSGI ones: a client that takes nothing
+    # for that long is let go, and the application's waiting send() raises (an OSError), so
+    # its task ends instead of waiting forever.
+    srv = start_server(APP, "--write-timeout", "1", env={"ASGI_EVENTS": str(events)})
+    with srv.connect() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(build(f"/big?{1 << 30}"))
+        started = time.monotonic()
+        wait_event(srv, "big-stopped ClientDisconnected", timeout=20)
+        assert time.monotonic() - started >= 0.9
+        assert not any(ln.startswith("big-done") for ln in lines_of(events))
+        # What was written before the stall still arrives, then the end of the stream.
+        s.settimeout(10)
+        got, ended = 0, False
+        for _ in range(100_000):
+            try:
+                data = s.recv(1 << 16)
+            except ConnectionResetError:
+                ended = True
+                break
+            if not data:
+                ended = True
+                break
+            got += len(data)
+        assert ended and got < 1 << 30
+    assert fetch(srv, "/hello").status == 200, "the worker carries on"
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 
@@ -527,6 +556,7 @@ def test_call_soon_keeps_asyncio_semantics(start_server):
     assert report["tasks_listed"] is True
     assert report["freed_task_left_the_set"] is True
     assert report["debug"] == [False, True, False], report
+    assert report["threadsafe"] == {"context": "thread", "type": "bourbon._bourbon.Handle"}, report
     assert fetch(srv, "/hello").status == 200
 
 

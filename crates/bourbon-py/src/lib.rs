@@ -71,6 +71,7 @@ fn _bourbon(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(asgi::engine::_asgi_runtime_fd, m)?)?;
     m.add_class::<asgi::cycle::Receive>()?;
     m.add_class::<asgi::handle::CallSoon>()?;
+    m.add_class::<asgi::handle::CallSoonThreadsafe>()?;
     m.add_class::<asgi::handle::Handle>()?;
     m.add_class::<asgi::handle::TaskSetAdd>()?;
     m.add_class::<asgi::cycle::Send>()?;
