@@ -14,10 +14,12 @@ that reports each request task's end to Rust. The per-request hot path (scope, `
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import itertools
 import select
 import selectors
+import sys
 import traceback
 import weakref
 
@@ -140,6 +142,89 @@ async def _http(app, scope, receive, send):
             raise
     else:
         send._finish(None)
+
+
+class _SyncThread(concurrent.futures.ThreadPoolExecutor):
+    """One thread for one request's thread-sensitive calls at a time (asgiref's executors
+    are `ThreadPoolExecutor(max_workers=1)` too); it knows whether it is idle."""
+
+    def __init__(self):
+        super().__init__(max_workers=1, thread_name_prefix="bourbon-sync")
+        self._last = None
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = super().submit(fn, *args, **kwargs)
+        # One thread, first in first out: the last call done means every call done.
+        self._last = future
+        return future
+
+    def idle(self) -> bool:
+        return self._last is None or self._last.done()
+
+
+# Idle threads kept for later requests; past that, a thread returned is let go.
+_SYNC_POOL_KEEP = 128
+
+
+def _django_sync_pool(app):
+    """The request wrapper that gives each HTTP request of a Django site a pooled sync thread
+    (`--django-sync-pool`), or None when `app` is not Django's ASGI handler (nor Channels'
+    router with it as the `http` route) or asgiref does not have what it needs.
+
+    Django's handler enters a `ThreadSensitiveContext` per request, for which asgiref makes
+    a `ThreadPoolExecutor(max_workers=1)` on the first thread-sensitive call and shuts it
+    down (joined from yet another thread) at the end: two threads started per request. This
+    wrapper enters that context itself, outside Django's (which then reuses it, as nested
+    contexts do), with an executor from the pool registered for it, and takes the executor
+    back before the context exits, so asgiref has nothing to shut down. Everything else is
+    asgiref's: a task that outlives its request and calls `sync_to_async` again gets a new
+    executor, as it would under Django's own context."""
+    handlers = sys.modules.get("django.core.handlers.asgi")
+    if handlers is None:
+        return None
+    django = isinstance(app, handlers.ASGIHandler)
+    routing = sys.modules.get("channels.routing")
+    if not django and routing is not None and isinstance(app, routing.ProtocolTypeRouter):
+        django = isinstance(app.application_mapping.get("http"), handlers.ASGIHandler)
+    if not django:
+        return None
+    try:
+        from asgiref.sync import SyncToAsync, ThreadSensitiveContext
+    except ImportError:
+        return None
+    table = getattr(SyncToAsync, "context_to_thread_executor", None)
+    if not all(hasattr(table, m) for m in ("__setitem__", "pop")):
+        return None
+    idle = []
+
+    async def http(app, scope, receive, send):
+        if scope["type"] != "http":
+            # WebSockets (Channels' consumers) keep asgiref's own executors.
+            return await _http(app, scope, receive, send)
+        executor = idle.pop() if idle else _SyncThread()
+        context = ThreadSensitiveContext()
+        try:
+            async with context:
+                table[context] = executor
+                try:
+                    await app(scope, receive, send)
+                finally:
+                    table.pop(context, None)
+        except BaseException as exc:
+            send._finish(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            send._finish(None)
+        finally:
+            # Still running a call (the request was cancelled meanwhile): not reused; the
+            # thread ends after it.
+            if executor.idle() and len(idle) < _SYNC_POOL_KEEP:
+                idle.append(executor)
+            else:
+                executor.shutdown(wait=False)
+
+    return http
 
 
 def _asgi2(app):
@@ -308,7 +393,9 @@ def _uvloop():
     return loop
 
 
-def run(app, lifespan: str, graceful_timeout: float, asgi2: bool, event_loop: str) -> int:
+def run(
+    app, lifespan: str, graceful_timeout: float, asgi2: bool, event_loop: str, sync_pool: bool
+) -> int:
     """Serve `app` on this worker's thread until stopped; the worker's exit code."""
     global _loop
     if asgi2:
@@ -325,7 +412,7 @@ def run(app, lifespan: str, graceful_timeout: float, asgi2: bool, event_loop: st
     _loop = loop
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_main(loop, app, lifespan, graceful_timeout))
+        return loop.run_until_complete(_main(loop, app, lifespan, graceful_timeout, sync_pool))
     finally:
         try:
             _cancel_all(loop)
@@ -335,7 +422,7 @@ def run(app, lifespan: str, graceful_timeout: float, asgi2: bool, event_loop: st
             loop.close()
 
 
-async def _main(loop, app, lifespan: str, graceful_timeout: float) -> int:
+async def _main(loop, app, lifespan: str, graceful_timeout: float, sync_pool: bool) -> int:
     started = None
     state = None
     if lifespan != "off":
@@ -347,7 +434,8 @@ async def _main(loop, app, lifespan: str, graceful_timeout: float) -> int:
             started = ls
             state = ls.state
     done = loop.create_future()
-    _bourbon._asgi_serve(app, _http, state, done)
+    http = (_django_sync_pool(app) if sync_pool else None) or _http
+    _bourbon._asgi_serve(app, http, state, done)
     fast = await done
     if not fast:
         # Serving ended (connections drained or the graceful timeout passed): what still

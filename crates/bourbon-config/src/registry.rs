@@ -1460,6 +1460,33 @@ gunicorn's `--asgi-loop` are this setting; uvicorn's `none` means `asyncio`.",
         show: |c| Shown::Str(c.event_loop.to_string()),
     },
     Setting {
+        name: "django_sync_pool",
+        long: &["--django-sync-pool"],
+        short: None,
+        metavar: "BOOL",
+        section: Section::Asgi,
+        kind: Kind::Value(|c, s| {
+            c.django_sync_pool = parse_bool(s)?;
+            Ok(())
+        }),
+        from_env: true,
+        from_file: true,
+        default: Some("true"),
+        example: "false",
+        help: "keep Django's per-request sync threads in a pool (ASGI)",
+        doc: "Under ASGI, Django runs each request's synchronous parts (middleware hooks, \
+signal receivers, `sync_to_async` code) on a thread of that request's own, which asgiref \
+starts for the request and joins after it. With this on, an ASGI worker serving Django's \
+handler (directly or as the `http` route of Channels' `ProtocolTypeRouter`) gives each request \
+a thread from a pool instead, kept for later requests: the same one thread per request, one \
+call at a time, without starting and joining a thread each time. A thread that is still busy \
+when its request ends is not reused; at most 128 idle threads are kept. Thread-local state \
+then outlives a request, as it does under a WSGI server's threads (Django's database \
+connections are closed at the end of each request unless `CONN_MAX_AGE` says otherwise). \
+Other applications are not affected.",
+        show: |c| Shown::Str(c.django_sync_pool.to_string()),
+    },
+    Setting {
         name: "ws_max_size",
         long: &["--ws-max-size"],
         short: None,

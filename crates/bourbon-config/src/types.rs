@@ -140,6 +140,8 @@ pub struct Config {
     pub ws_max_lifetime: Duration,
     /// Offer permessage-deflate (RFC 7692) to WebSocket clients.
     pub ws_per_message_deflate: bool,
+    /// Give Django's per-request sync threads (ASGI) from a pool.
+    pub django_sync_pool: bool,
     /// Minimum severity written to the error log.
     pub log_level: LogLevel,
     /// Where the error log goes.
@@ -252,6 +254,7 @@ impl Config {
             ws_ping_timeout: Duration::ZERO,
             ws_max_lifetime: Duration::ZERO,
             ws_per_message_deflate: false,
+            django_sync_pool: false,
             log_level: LogLevel::Info,
             error_logfile: LogTarget::Stderr,
             log_format: ErrorLogFormat::Text,

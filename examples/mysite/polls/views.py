@@ -83,8 +83,9 @@ def plain(request):
 
 async def plain_async(request):
     """``/plain`` as a coroutine view: under an ASGI server (``mysite.asgi``) it runs on the
-    event loop itself, with no thread hand-off (every middleware of this site is async-capable);
-    bench/run.py's ASGI cells measure it. Under WSGI, Django runs it in a new event loop."""
+    event loop itself, while the site's middleware (``MiddlewareMixin`` classes) still hands
+    each of its hooks to the request's sync thread; bench/run.py's ASGI cells measure it.
+    Under WSGI, Django runs it in a new event loop."""
     return HttpResponse("Hello from Django\n", content_type="text/plain")
 
 

@@ -169,6 +169,7 @@ pub(crate) fn run(
                 cfg.graceful_timeout.as_secs_f64(),
                 asgi2,
                 event_loop,
+                cfg.django_sync_pool,
             ),
         )?
         .extract::<i32>()
