@@ -1415,16 +1415,22 @@ def asgi_record(out: dict, name: str, key: str, res: dict, rep: int) -> None:
     )
 
 
+def asgi_start(server: AsgiServer, group: str, env: dict, log_dir: Path, out: dict) -> Running:
+    """Start ``server`` on ``group``'s app; its command line goes to the report."""
+    run = Running(server, group, log_dir, env, command=partial(server.command, ASGI_TARGET[group]))
+    out["commands"].setdefault(
+        f"{server.name} {group}", shlex.join(run.cmd).replace(str(run.port), "PORT")
+    )
+    return run
+
+
 def asgi_visit(
     server: AsgiServer, group: str, env: dict, log_dir: Path, cfg: dict, rep: int, out: dict
 ) -> str | None:
     """Start ``server`` on ``group``'s app, check it, measure the group's cells, stop it.
     Returns a reason when the server could not start at all (not worth another try)."""
     name = server.name
-    run = Running(server, group, log_dir, env, command=partial(server.command, ASGI_TARGET[group]))
-    out["commands"].setdefault(
-        f"{name} {group}", shlex.join(run.cmd).replace(str(run.port), "PORT")
-    )
+    run = asgi_start(server, group, env, log_dir, out)
 
     def record(key: str, res: dict) -> None:
         asgi_record(out, name, key, res, rep)
@@ -1474,14 +1480,7 @@ def django_rounds(servers: list[str], env: dict, log_dir: Path, cfg: dict, out: 
         for name in servers:
             if name in out["status"]:
                 continue
-            server = ASGI_SERVERS[name]
-            run = Running(
-                server, group, log_dir, env, command=partial(server.command, ASGI_TARGET[group])
-            )
-            runs[name] = run
-            out["commands"].setdefault(
-                f"{name} {group}", shlex.join(run.cmd).replace(str(run.port), "PORT")
-            )
+            runs[name] = asgi_start(ASGI_SERVERS[name], group, env, log_dir, out)
         live: list[str] = []
         for name, run in runs.items():
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import io
 import itertools
 import select
@@ -197,10 +198,7 @@ def _django_sync_pool(app):
         return None
     idle = []
 
-    async def http(app, scope, receive, send):
-        if scope["type"] != "http":
-            # WebSockets (Channels' consumers) keep asgiref's own executors.
-            return await _http(app, scope, receive, send)
+    async def pooled(app, scope, receive, send):
         executor = idle.pop() if idle else _SyncThread()
         context = ThreadSensitiveContext()
         try:
@@ -210,12 +208,6 @@ def _django_sync_pool(app):
                     await app(scope, receive, send)
                 finally:
                     table.pop(context, None)
-        except BaseException as exc:
-            send._finish(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            send._finish(None)
         finally:
             # Still running a call (the request was cancelled meanwhile): not reused; the
             # thread ends after it.
@@ -223,6 +215,12 @@ def _django_sync_pool(app):
                 idle.append(executor)
             else:
                 executor.shutdown(wait=False)
+
+    async def http(app, scope, receive, send):
+        if scope["type"] != "http":
+            # WebSockets (Channels' consumers) keep asgiref's own executors.
+            return await _http(app, scope, receive, send)
+        return await _http(functools.partial(pooled, app), scope, receive, send)
 
     return http
 

@@ -186,55 +186,34 @@ impl Handle {
     }
 }
 
-/// The loop's `call_soon_threadsafe(callback, *args, context=None)`, which other threads
-/// call (asgiref's executor hands back each `sync_to_async` call through it, about fifteen
-/// times per Django request): the same [`Handle`] as `call_soon`, appended to `_ready` (a
-/// `deque`, whose `append` is atomic under the GIL), then the loop is woken through its
-/// `_write_to_self` unless a wake is already on its way (`_Loop._wake_pending`). A closed
-/// loop refuses, as the stdlib's does. Never a new task's eager step: that is `call_soon`'s,
-/// on the loop's own thread.
-#[pyclass(module = "bourbon._bourbon", name = "CallSoonThreadsafe")]
-pub(crate) struct CallSoonThreadsafe {
+/// A loop's ready queue, where both `call_soon`s append their [`Handle`].
+struct Ready {
     event_loop: Py<PyAny>,
     /// The loop's `_ready` deque.
     ready: Py<PyAny>,
 }
 
-#[pymethods]
-impl CallSoonThreadsafe {
-    #[new]
-    fn new(event_loop: &Bound<'_, PyAny>) -> PyResult<Self> {
+impl Ready {
+    fn of(event_loop: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Self {
             ready: event_loop.getattr("_ready")?.unbind(),
             event_loop: event_loop.clone().unbind(),
         })
     }
 
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn __call__(
+    /// Append a handle for `callback(*args)` in `context` (the caller's when none is given,
+    /// as asyncio's `Handle` does) and return it.
+    fn append(
         &self,
         py: Python<'_>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Bound<'_, PyAny>>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Py<PyAny>,
     ) -> PyResult<Py<PyAny>> {
-        let event_loop = self.event_loop.bind(py);
-        if event_loop
-            .getattr(pyo3::intern!(py, "_closed"))?
-            .is_truthy()?
-        {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "Event loop is closed",
-            ));
-        }
-        let context = match context {
-            Some(context) if !context.is_none() => context.unbind(),
-            _ => copy_context(py)?,
-        };
         let handle = Py::new(
             py,
             Handle {
-                call: Some((callback.unbind(), args.unbind())),
+                call: Some((callback, args)),
                 context,
                 event_loop: self.event_loop.clone_ref(py),
                 _cancelled: false,
@@ -243,32 +222,33 @@ impl CallSoonThreadsafe {
         self.ready
             .bind(py)
             .call_method1(pyo3::intern!(py, "append"), (handle.clone_ref(py),))?;
-        if !event_loop
-            .getattr(pyo3::intern!(py, "_wake_pending"))?
-            .is_truthy()?
-        {
-            event_loop.call_method0(pyo3::intern!(py, "_write_to_self"))?;
-        }
         Ok(handle.into_any())
     }
 }
 
-/// The loop's `call_soon(callback, *args, context=None)`.
-#[pyclass(module = "bourbon._bourbon", name = "CallSoon")]
-pub(crate) struct CallSoon {
-    event_loop: Py<PyAny>,
-    /// The loop's `_ready` deque.
-    ready: Py<PyAny>,
+/// The `context=` argument, or a copy of the caller's context.
+fn given_or_copied(py: Python<'_>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    match context {
+        Some(context) if !context.is_none() => Ok(context.unbind()),
+        _ => copy_context(py),
+    }
 }
 
+/// The loop's `call_soon_threadsafe(callback, *args, context=None)`, which other threads
+/// call (asgiref's executor hands back each `sync_to_async` call through it, about fifteen
+/// times per Django request): the same [`Handle`] as `call_soon`, appended to `_ready` (a
+/// `deque`, whose `append` is atomic under the GIL), then the loop is woken through its
+/// `_write_to_self` unless a wake is already on its way (`_Loop._wake_pending`). A closed
+/// loop refuses, as the stdlib's does. Never a new task's eager step: that is `call_soon`'s,
+/// on the loop's own thread.
+#[pyclass(module = "bourbon._bourbon", name = "CallSoonThreadsafe")]
+pub(crate) struct CallSoonThreadsafe(Ready);
+
 #[pymethods]
-impl CallSoon {
+impl CallSoonThreadsafe {
     #[new]
     fn new(event_loop: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self {
-            ready: event_loop.getattr("_ready")?.unbind(),
-            event_loop: event_loop.clone().unbind(),
-        })
+        Ready::of(event_loop).map(Self)
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
@@ -279,10 +259,49 @@ impl CallSoon {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let context = match context {
-            Some(context) if !context.is_none() => context.unbind(),
-            _ => copy_context(py)?,
-        };
+        let event_loop = self.0.event_loop.bind(py);
+        if event_loop
+            .getattr(pyo3::intern!(py, "_closed"))?
+            .is_truthy()?
+        {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "Event loop is closed",
+            ));
+        }
+        let context = given_or_copied(py, context)?;
+        let handle = self
+            .0
+            .append(py, callback.unbind(), args.unbind(), context)?;
+        if !event_loop
+            .getattr(pyo3::intern!(py, "_wake_pending"))?
+            .is_truthy()?
+        {
+            event_loop.call_method0(pyo3::intern!(py, "_write_to_self"))?;
+        }
+        Ok(handle)
+    }
+}
+
+/// The loop's `call_soon(callback, *args, context=None)`.
+#[pyclass(module = "bourbon._bourbon", name = "CallSoon")]
+pub(crate) struct CallSoon(Ready);
+
+#[pymethods]
+impl CallSoon {
+    #[new]
+    fn new(event_loop: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ready::of(event_loop).map(Self)
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let context = given_or_copied(py, context)?;
         let (callback, args, context) = match EAGER.with(|e| {
             let mut e = e.borrow_mut();
             if matches!(*e, Eager::Armed) {
@@ -296,19 +315,7 @@ impl CallSoon {
             // The task's constructor drops what `call_soon` returns.
             None => return Ok(py.None()),
         };
-        let handle = Py::new(
-            py,
-            Handle {
-                call: Some((callback.unbind(), args.unbind())),
-                context,
-                event_loop: self.event_loop.clone_ref(py),
-                _cancelled: false,
-            },
-        )?;
-        self.ready
-            .bind(py)
-            .call_method1(pyo3::intern!(py, "append"), (handle.clone_ref(py),))?;
-        Ok(handle.into_any())
+        self.0.append(py, callback.unbind(), args.unbind(), context)
     }
 }
 
