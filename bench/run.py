@@ -1424,6 +1424,17 @@ def asgi_start(server: AsgiServer, group: str, env: dict, log_dir: Path, out: di
     return run
 
 
+def checked_and_warm(run: Running, w: Workload, name: str, cfg: dict, out: dict) -> bool:
+    """One request checked (a problem noted if it is wrong), then the warm-up load."""
+    verdict = check(run, w)
+    if verdict != "ok":
+        problem(out, f"{name} {w.name}: {verdict}; not measured")
+        return False
+    if cfg["warmup"]:
+        run_wrk(run.port, w, max(w.conns), "ka", cfg["warmup"])
+    return True
+
+
 def asgi_visit(
     server: AsgiServer, group: str, env: dict, log_dir: Path, cfg: dict, rep: int, out: dict
 ) -> str | None:
@@ -1443,12 +1454,8 @@ def asgi_visit(
                 return start_failure(name, run)
             raise
         for w in (w for w in ASGI_HTTP.values() if w.group == group):
-            verdict = check(run, w)
-            if verdict != "ok":
-                problem(out, f"{name} {w.name}: {verdict}; not measured")
+            if not checked_and_warm(run, w, name, cfg, out):
                 continue
-            if cfg["warmup"]:
-                run_wrk(run.port, w, max(w.conns), "ka", cfg["warmup"])
             for conns in w.conns:
                 record(asgi_key(w.name, conns), measure_cell(run, w, conns, "ka", cfg["duration"]))
         if group == "asgi":
@@ -1494,12 +1501,8 @@ def django_rounds(servers: list[str], env: dict, log_dir: Path, cfg: dict, out: 
                     problem(out, f"{name} ({group}): {exc!r}; log: {run.log_tail(3)}")
                 continue
             for w in (w for w in ASGI_HTTP.values() if w.group == group):
-                verdict = check(run, w)
-                if verdict != "ok":
-                    problem(out, f"{name} {w.name}: {verdict}; not measured")
+                if not checked_and_warm(run, w, name, cfg, out):
                     break
-                if cfg["warmup"]:
-                    run_wrk(run.port, w, max(w.conns), "ka", cfg["warmup"])
             else:
                 live.append(name)
         for rnd in range(cfg["dj_rounds"]):
